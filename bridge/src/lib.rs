@@ -1,0 +1,17 @@
+//! Pure translation between Internet mail (RFC 5321/5322) and XMPP message
+//! stanzas: no sockets, no database, no clock. Time and stored facts come in
+//! as arguments.
+#![warn(missing_docs)]
+
+pub mod address;
+pub mod attach;
+pub mod body;
+mod error;
+pub mod threading;
+pub mod to_mail;
+pub mod to_xmpp;
+pub mod wire;
+mod xml_text;
+
+pub use address::{jid_to_mailbox, mailbox_to_jid, MailAddress};
+pub use error::Error;

@@ -1,0 +1,384 @@
+//! The XEP-0114 link to the XMPP server: a supervisor that connects,
+//! keeps the link alive with pings, notices when it dies and reconnects
+//! with capped, jittered back-off.
+//!
+//! A stanza handed to the server counts as delivered only once a later IQ
+//! on the same stream has been answered: the server handles a stream in
+//! order, so by then it has routed (or bounced) everything sent before.
+
+mod acks;
+pub mod intake;
+pub mod router;
+mod stream;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures_util::StreamExt;
+use rand::Rng;
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio_util::sync::CancellationToken;
+use tokio_xmpp::xmlstream::{
+    FallibleStreamElement, ReadError, StreamElementError, XmppStreamElement,
+};
+use tracing::{debug, error, info, warn};
+use xmpp_parsers::iq::Iq;
+use xmpp_parsers::message::{Message, MessageType};
+use xmpp_parsers::ping::Ping;
+use xmpp_parsers::stanza::Stanza;
+
+use crate::config::Config;
+use acks::Acks;
+pub use acks::Refusal;
+use stream::{LinkStream, LoginError};
+
+/// What the rest of the daemon asks of the link.
+enum Command {
+    /// Send a message and report once the server has surely handled it.
+    Deliver {
+        message: Message,
+        done: oneshot::Sender<Result<(), Refusal>>,
+    },
+    /// Send a stanza, no report.
+    Send(Stanza),
+    /// Send an IQ request and hand back its answer.
+    Request { iq: Iq, done: oneshot::Sender<Iq> },
+}
+
+/// The daemon's side of the link; cheap to clone.
+#[derive(Clone)]
+pub struct LinkHandle {
+    commands: mpsc::Sender<Command>,
+    up: watch::Receiver<bool>,
+}
+
+/// Why a delivery has no answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Undelivered {
+    /// The server refused the stanza.
+    Refused(Refusal),
+    /// The link went down before the server confirmed it.
+    LinkLost,
+}
+
+impl LinkHandle {
+    /// Sends `message`; the returned future resolves once the server has
+    /// routed it, or refused it, or the link went down first.
+    pub async fn deliver(
+        &self,
+        message: Message,
+    ) -> impl std::future::Future<Output = Result<(), Undelivered>> {
+        let (done, answer) = oneshot::channel();
+        let sent = self.commands.send(Command::Deliver { message, done }).await;
+        async move {
+            if sent.is_err() {
+                return Err(Undelivered::LinkLost);
+            }
+            match answer.await {
+                Ok(Ok(())) => Ok(()),
+                Ok(Err(refusal)) => Err(Undelivered::Refused(refusal)),
+                Err(_) => Err(Undelivered::LinkLost),
+            }
+        }
+    }
+
+    /// Sends a stanza if the link is up; replies to a user are lost with
+    /// the stream they answer anyway.
+    pub async fn send(&self, stanza: impl Into<Stanza>) {
+        let _ = self.commands.send(Command::Send(stanza.into())).await;
+    }
+
+    /// Sends an IQ request from the gateway and waits for the answer
+    /// (result or error), at most `wait`. `None` when there is none.
+    pub async fn request(&self, iq: Iq, wait: Duration) -> Option<Iq> {
+        let (done, answer) = oneshot::channel();
+        self.commands
+            .send(Command::Request { iq, done })
+            .await
+            .ok()?;
+        tokio::time::timeout(wait, answer).await.ok()?.ok()
+    }
+
+    /// Watches whether the link is up.
+    pub fn watch(&self) -> watch::Receiver<bool> {
+        self.up.clone()
+    }
+}
+
+/// Why a session ended.
+enum SessionEnd {
+    Shutdown,
+    Lost(String),
+}
+
+pub struct Link {
+    config: Arc<Config>,
+    commands: mpsc::Receiver<Command>,
+    up: watch::Sender<bool>,
+    intake: mpsc::Sender<Stanza>,
+}
+
+impl Link {
+    /// A link whose incoming messages and registrations go to `intake`.
+    pub fn new(config: Arc<Config>, intake: mpsc::Sender<Stanza>) -> (Link, LinkHandle) {
+        let (tx, rx) = mpsc::channel(1024);
+        let (up_tx, up_rx) = watch::channel(false);
+        let link = Link {
+            config,
+            commands: rx,
+            up: up_tx,
+            intake,
+        };
+        (
+            link,
+            LinkHandle {
+                commands: tx,
+                up: up_rx,
+            },
+        )
+    }
+
+    pub async fn run(mut self, shutdown: CancellationToken) {
+        let component = self.config.component.clone();
+        let mut failures: u32 = 0;
+        loop {
+            let connecting = stream::connect(&component);
+            let attempt = tokio::select! {
+                attempt = tokio::time::timeout(Duration::from_secs(30), connecting) => attempt,
+                () = shutdown.cancelled() => return,
+            };
+            match attempt {
+                Ok(Ok(stream)) => {
+                    failures = 0;
+                    info!(server = %component.server, jid = %component.jid, "Component link up.");
+                    self.up.send_replace(true);
+                    let end = self.session(stream, &shutdown).await;
+                    self.up.send_replace(false);
+                    match end {
+                        SessionEnd::Shutdown => return,
+                        SessionEnd::Lost(reason) => warn!(reason, "Component link lost."),
+                    }
+                }
+                Ok(Err(LoginError::Refused(reason))) => error!(
+                    server = %component.server,
+                    jid = %component.jid,
+                    reason,
+                    "The XMPP server refused the component; check component.jid, component.secret and the server's component_secret."
+                ),
+                Ok(Err(LoginError::Failed(e))) => {
+                    warn!(server = %component.server, error = e, "Component connection failed.")
+                }
+                Err(_) => warn!(server = %component.server, "Component connection timed out."),
+            }
+            failures = failures.saturating_add(1);
+            let wait = reconnect_wait(failures, component.reconnect_max, rand::rng().random());
+            debug!(
+                wait_ms = wait.as_millis() as u64,
+                "Waiting before reconnecting."
+            );
+            if !self.idle(wait, &shutdown).await {
+                return;
+            }
+        }
+    }
+
+    /// Waits while the link is down, refusing deliveries at once.
+    /// Returns false on shutdown.
+    async fn idle(&mut self, wait: Duration, shutdown: &CancellationToken) -> bool {
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            tokio::select! {
+                () = tokio::time::sleep_until(deadline) => return true,
+                () = shutdown.cancelled() => return false,
+                command = self.commands.recv() => match command {
+                    // Dropping `done` reports the link as lost.
+                    Some(_) => {}
+                    None => return false,
+                },
+            }
+        }
+    }
+
+    async fn session(
+        &mut self,
+        mut stream: LinkStream,
+        shutdown: &CancellationToken,
+    ) -> SessionEnd {
+        let own = self.config.component.jid.clone();
+        let server = match self.config.mail.domains.first().map(|d| jid::Jid::new(d)) {
+            Some(Ok(server)) => server,
+            _ => return SessionEnd::Lost("no served domain to ping".into()),
+        };
+        let interval = self.config.component.ping_interval;
+        let mut acks = Acks::default();
+        let mut requests: HashMap<String, oneshot::Sender<Iq>> = HashMap::new();
+        let mut tick = tokio::time::interval(interval);
+        tick.reset();
+        loop {
+            let mut outgoing: Vec<Stanza> = Vec::new();
+            tokio::select! {
+                () = shutdown.cancelled() => {
+                    stream::close(&mut stream).await;
+                    return SessionEnd::Shutdown;
+                }
+                element = stream.next() => match element {
+                    Some(Ok(FallibleStreamElement::Ok(XmppStreamElement::Stanza(stanza)))) => {
+                        self.incoming(stanza, &mut acks, &mut requests, &mut outgoing);
+                    }
+                    Some(Ok(FallibleStreamElement::Ok(XmppStreamElement::StreamError(e)))) => {
+                        return SessionEnd::Lost(e.to_string());
+                    }
+                    Some(Ok(FallibleStreamElement::Ok(other))) => debug!(element = ?other, "Ignoring a stream element."),
+                    // One bad stanza must not cost the link: answer it, go on.
+                    Some(Ok(FallibleStreamElement::Err(StreamElementError::InvalidStanza { name, header, error, .. }))) => {
+                        info!(from = ?header.from, kind = %name, error = %error, "Invalid stanza received.");
+                        outgoing.extend(router::invalid_stanza(&name.to_string(), &header, &error.to_string()));
+                    }
+                    Some(Ok(FallibleStreamElement::Err(e))) => info!(error = %e, "Invalid element received."),
+                    Some(Err(ReadError::ParseError(e))) => info!(error = %e, "Unparsable element received."),
+                    Some(Err(ReadError::SoftTimeout)) => acks.want_keepalive(),
+                    Some(Err(ReadError::HardError(e))) => return SessionEnd::Lost(format!("read failed: {e}")),
+                    Some(Err(ReadError::StreamFooterReceived)) | None => {
+                        return SessionEnd::Lost("closed by the server".into());
+                    }
+                },
+                command = self.commands.recv() => {
+                    let Some(command) = command else { return SessionEnd::Shutdown };
+                    // Take what else is waiting, to confirm it all with one ping.
+                    let mut batch = vec![command];
+                    while batch.len() < 256 {
+                        match self.commands.try_recv() {
+                            Ok(more) => batch.push(more),
+                            Err(_) => break,
+                        }
+                    }
+                    for command in batch {
+                        match command {
+                            Command::Deliver { message, done } => {
+                                let id = message.id.as_ref().map(|id| id.0.clone()).unwrap_or_default();
+                                acks.sent(id, done);
+                                outgoing.push(message.into());
+                            }
+                            Command::Send(stanza) => outgoing.push(stanza),
+                            Command::Request { mut iq, done } => {
+                                let id = format!("facteur-iq-{}", rand::rng().random::<u64>());
+                                *iq.id_mut() = id.clone();
+                                // Answers that never come are forgotten with the oldest.
+                                if requests.len() >= 1024 {
+                                    requests.retain(|_, waiting| !waiting.is_closed());
+                                }
+                                requests.insert(id, done);
+                                outgoing.push(iq.into());
+                            }
+                        }
+                    }
+                }
+                _ = tick.tick() => {
+                    if acks.ping_overdue(Instant::now(), interval * 2) {
+                        return SessionEnd::Lost("no answer to ping".into());
+                    }
+                    acks.want_keepalive();
+                }
+            }
+            if let Some(ping_id) = acks.ping_to_send(Instant::now()) {
+                let ping = Iq::from_get(ping_id, Ping)
+                    .with_from(own.clone().into())
+                    .with_to(server.clone());
+                outgoing.push(ping.into());
+            }
+            if let Err(e) = stream::send_all(&mut stream, outgoing).await {
+                return SessionEnd::Lost(format!("write failed: {e}"));
+            }
+        }
+    }
+
+    fn incoming(
+        &self,
+        stanza: Stanza,
+        acks: &mut Acks,
+        requests: &mut HashMap<String, oneshot::Sender<Iq>>,
+        outgoing: &mut Vec<Stanza>,
+    ) {
+        match stanza {
+            Stanza::Iq(iq @ (Iq::Result { .. } | Iq::Error { .. })) => {
+                let id = iq.id().to_owned();
+                if acks.answered(&id) {
+                    return;
+                }
+                match requests.remove(&id) {
+                    Some(waiting) => {
+                        let _ = waiting.send(iq);
+                    }
+                    None => debug!(id, "IQ answer matches nothing sent."),
+                }
+            }
+            Stanza::Iq(iq) => match router::answer_iq(&self.config, iq) {
+                router::IqRoute::Reply(reply) => outgoing.push(reply.into()),
+                router::IqRoute::Intake(iq) => self.to_intake(Stanza::Iq(iq), outgoing),
+            },
+            Stanza::Message(message) if message.type_ == MessageType::Error => {
+                let id = message
+                    .id
+                    .as_ref()
+                    .map(|id| id.0.as_str())
+                    .unwrap_or_default();
+                let refusal = Refusal::from_error_message(&message);
+                if !acks.refused(id, refusal.clone()) {
+                    debug!(id, error = %refusal.text, "Error for a message no longer tracked.");
+                }
+            }
+            Stanza::Message(message) => self.to_intake(Stanza::Message(message), outgoing),
+            Stanza::Presence(presence) => {
+                if let Some(reply) = router::answer_presence(&self.config, presence) {
+                    outgoing.push(reply.into());
+                }
+            }
+        }
+    }
+
+    /// Hands a stanza to the intake task; when it is swamped, the sender is
+    /// asked to wait instead of the link blocking.
+    fn to_intake(&self, stanza: Stanza, outgoing: &mut Vec<Stanza>) {
+        match self.intake.try_send(stanza) {
+            Ok(()) => {}
+            Err(mpsc::error::TrySendError::Full(stanza))
+            | Err(mpsc::error::TrySendError::Closed(stanza)) => {
+                warn!("Intake queue full; asking the sender to retry.");
+                if let Some(reply) = router::busy(stanza) {
+                    outgoing.push(reply);
+                }
+            }
+        }
+    }
+}
+
+/// Reconnection wait: doubles from one second up to `max`, with up to a
+/// quarter of jitter so that restarts do not synchronise.
+fn reconnect_wait(failures: u32, max: Duration, jitter: f64) -> Duration {
+    let schedule = facteur_policy::retry::RetrySchedule {
+        initial: Duration::from_secs(1).min(max),
+        max,
+        lifetime: Duration::MAX,
+    };
+    let base = schedule.backoff(failures);
+    base.mul_f64(1.0 - 0.25 * jitter.clamp(0.0, 1.0))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reconnect_waits_grow_to_the_cap() {
+        let max = Duration::from_secs(60);
+        assert_eq!(reconnect_wait(1, max, 0.0), Duration::from_secs(1));
+        assert_eq!(reconnect_wait(3, max, 0.0), Duration::from_secs(4));
+        assert_eq!(reconnect_wait(30, max, 0.0), max);
+        assert!(reconnect_wait(30, max, 0.99) >= max.mul_f64(0.75));
+        assert_eq!(
+            reconnect_wait(5, Duration::from_millis(500), 0.0),
+            Duration::from_millis(500)
+        );
+    }
+}

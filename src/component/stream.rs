@@ -1,0 +1,85 @@
+//! The XEP-0114 stream itself, on tokio-xmpp's `xmlstream` API: unlike its
+//! `Component`, which ends on the first stanza it cannot parse, this sees
+//! every read error and can answer a bad stanza and go on.
+
+use futures_util::{SinkExt, StreamExt};
+use tokio_xmpp::connect::{DnsConfig, ServerConnector, TcpServerConnector};
+use tokio_xmpp::xmlstream::{
+    FallibleStreamElement, ReadError, Timeouts, XmppStream, XmppStreamElement,
+};
+use xmpp_parsers::component::Handshake;
+use xmpp_parsers::jid::Jid;
+use xmpp_parsers::stanza::Stanza;
+
+use crate::config;
+
+pub type LinkStream = XmppStream<<TcpServerConnector as ServerConnector>::Stream>;
+
+pub enum LoginError {
+    /// The server said no: wrong secret or unknown component.
+    Refused(String),
+    /// Network trouble, worth retrying quietly.
+    Failed(String),
+}
+
+/// Connects and authenticates with the handshake of XEP-0114 §3.
+pub async fn connect(component: &config::Component) -> Result<LinkStream, LoginError> {
+    let timeouts = Timeouts {
+        read_timeout: component.ping_interval * 3,
+        response_timeout: component.ping_interval * 2,
+    };
+    let connector = TcpServerConnector::from(DnsConfig::addr(&component.server));
+    let jid = Jid::from(component.jid.clone());
+    let (mut pending, _) = connector
+        .connect(&jid, xmpp_parsers::ns::COMPONENT, timeouts)
+        .await
+        .map_err(|e| LoginError::Failed(e.to_string()))?;
+    let header = pending.take_header();
+    let mut stream: LinkStream = pending.skip_features();
+    let Some(stream_id) = header.id else {
+        return Err(LoginError::Failed("the server sent no stream id".into()));
+    };
+    let handshake =
+        Handshake::from_stream_id_and_password(stream_id.into_owned(), &component.secret);
+    stream
+        .send(&XmppStreamElement::ComponentHandshake(handshake))
+        .await
+        .map_err(|e| LoginError::Failed(e.to_string()))?;
+    loop {
+        match stream.next().await {
+            Some(Ok(FallibleStreamElement::Ok(XmppStreamElement::ComponentHandshake(_)))) => {
+                return Ok(stream)
+            }
+            Some(Ok(FallibleStreamElement::Ok(XmppStreamElement::StreamError(e)))) => {
+                return Err(LoginError::Refused(e.to_string()))
+            }
+            Some(Ok(_)) => {
+                return Err(LoginError::Refused(
+                    "unexpected answer to the handshake".into(),
+                ))
+            }
+            Some(Err(ReadError::SoftTimeout)) => {}
+            Some(Err(e)) => return Err(LoginError::Failed(e.to_string())),
+            None => {
+                return Err(LoginError::Failed(
+                    "connection closed during the handshake".into(),
+                ))
+            }
+        }
+    }
+}
+
+pub async fn send_all(stream: &mut LinkStream, stanzas: Vec<Stanza>) -> std::io::Result<()> {
+    if stanzas.is_empty() {
+        return Ok(());
+    }
+    for stanza in stanzas {
+        stream.feed(&XmppStreamElement::Stanza(stanza)).await?;
+    }
+    SinkExt::<&XmppStreamElement>::flush(stream).await
+}
+
+/// Closes the stream politely, without waiting long.
+pub async fn close(stream: &mut LinkStream) {
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(2), stream.shutdown()).await;
+}

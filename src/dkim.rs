@@ -1,0 +1,204 @@
+//! DKIM signing of outgoing mail (RFC 6376; RFC 8463 for Ed25519) with
+//! mail-auth, one key and selector per served domain, and the key
+//! generation of `facteur dkim keygen`.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use anyhow::Context;
+use base64::Engine;
+use mail_auth::common::crypto::{Ed25519Key, RsaKey, Sha256};
+use mail_auth::common::headers::HeaderWriter;
+use mail_auth::dkim::generate::DkimKeyPair;
+use mail_auth::dkim::{DkimSigner, Done};
+use rustls_pki_types::PrivateKeyDer;
+
+use crate::config::DkimKey;
+
+/// Headers signed: what a reader sees and what threads the mail.
+const SIGNED: [&str; 10] = [
+    "From",
+    "To",
+    "Cc",
+    "Subject",
+    "Date",
+    "Message-ID",
+    "In-Reply-To",
+    "References",
+    "MIME-Version",
+    "Content-Type",
+];
+
+enum Signer {
+    Rsa(DkimSigner<RsaKey<Sha256>, Done>),
+    Ed25519(DkimSigner<Ed25519Key, Done>),
+}
+
+/// A signer per served domain that has a key.
+#[derive(Default)]
+pub struct Signers {
+    by_domain: HashMap<String, Signer>,
+}
+
+impl Signers {
+    pub fn load(keys: &HashMap<String, DkimKey>) -> anyhow::Result<Signers> {
+        let mut by_domain = HashMap::new();
+        for (domain, key) in keys {
+            let pem = std::fs::read_to_string(&key.key_file)
+                .with_context(|| format!("Reading DKIM key {}", key.key_file.display()))?;
+            let der =
+                pem_body(&pem).with_context(|| format!("PEM in {}", key.key_file.display()))?;
+            let rsa = |der: PrivateKeyDer<'_>| {
+                RsaKey::<Sha256>::from_key_der(der)
+                    .map_err(|e| anyhow::anyhow!("{e}"))
+                    .with_context(|| {
+                        format!(
+                            "Neither an Ed25519 nor an RSA key: {}",
+                            key.key_file.display()
+                        )
+                    })
+            };
+            let signer = if pem.contains("BEGIN RSA PRIVATE KEY") {
+                let rsa_key = rsa(PrivateKeyDer::Pkcs1(der.into()))?;
+                Signer::Rsa(
+                    DkimSigner::from_key(rsa_key)
+                        .domain(domain)
+                        .selector(&key.selector)
+                        .headers(SIGNED),
+                )
+            } else {
+                match Ed25519Key::from_pkcs8_der(&der) {
+                    Ok(ed) => Signer::Ed25519(
+                        DkimSigner::from_key(ed)
+                            .domain(domain)
+                            .selector(&key.selector)
+                            .headers(SIGNED),
+                    ),
+                    Err(_) => {
+                        let rsa_key = rsa(PrivateKeyDer::Pkcs8(der.into()))?;
+                        Signer::Rsa(
+                            DkimSigner::from_key(rsa_key)
+                                .domain(domain)
+                                .selector(&key.selector)
+                                .headers(SIGNED),
+                        )
+                    }
+                }
+            };
+            by_domain.insert(domain.to_ascii_lowercase(), signer);
+        }
+        Ok(Signers { by_domain })
+    }
+
+    /// `raw` with a DKIM-Signature for `domain`, or as it is when the
+    /// domain has no key.
+    pub fn sign(&self, domain: &str, raw: Vec<u8>) -> anyhow::Result<Vec<u8>> {
+        let signature = match self.by_domain.get(&domain.to_ascii_lowercase()) {
+            None => return Ok(raw),
+            Some(Signer::Rsa(signer)) => signer.sign(&raw),
+            Some(Signer::Ed25519(signer)) => signer.sign(&raw),
+        }
+        .map_err(|e| anyhow::anyhow!("DKIM signing for {domain}: {e}"))?;
+        let mut signed = signature.to_header().into_bytes();
+        signed.extend_from_slice(&raw);
+        Ok(signed)
+    }
+}
+
+fn pem_body(pem: &str) -> anyhow::Result<Vec<u8>> {
+    let body: String = pem.lines().filter(|l| !l.starts_with("-----")).collect();
+    Ok(base64::engine::general_purpose::STANDARD.decode(body.trim())?)
+}
+
+fn pem(label: &str, der: &[u8]) -> String {
+    let encoded = base64::engine::general_purpose::STANDARD.encode(der);
+    let lines: Vec<&str> = encoded
+        .as_bytes()
+        .chunks(64)
+        .filter_map(|chunk| std::str::from_utf8(chunk).ok())
+        .collect();
+    format!(
+        "-----BEGIN {label}-----\n{}\n-----END {label}-----\n",
+        lines.join("\n")
+    )
+}
+
+/// Writes a new key to `out` (mode 0600) and returns the TXT record to
+/// publish at `SELECTOR._domainkey.DOMAIN`.
+pub fn keygen(domain: &str, selector: &str, algorithm: &str, out: &Path) -> anyhow::Result<String> {
+    let (pair, label, k) = match algorithm {
+        "ed25519" => (DkimKeyPair::generate_ed25519(), "PRIVATE KEY", "ed25519"),
+        "rsa" => (DkimKeyPair::generate_rsa(2048), "RSA PRIVATE KEY", "rsa"),
+        other => anyhow::bail!("Unknown algorithm {other}: ed25519 or rsa"),
+    };
+    let pair = pair.map_err(|e| anyhow::anyhow!("Generating the key: {e}"))?;
+    if out.exists() {
+        anyhow::bail!("{} exists; not overwriting a key", out.display());
+    }
+    {
+        use std::io::Write;
+        use std::os::unix::fs::OpenOptionsExt;
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(out)
+            .with_context(|| format!("Creating {}", out.display()))?;
+        file.write_all(pem(label, pair.private_key()).as_bytes())
+            .with_context(|| format!("Writing {}", out.display()))?;
+    }
+    Ok(format!(
+        "{selector}._domainkey.{domain}. IN TXT \"v=DKIM1; k={k}; p={}\"",
+        pair.encoded_public_key()
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::DkimKey;
+
+    #[test]
+    fn generated_keys_sign() {
+        for algorithm in ["ed25519", "rsa"] {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let key_file = dir.path().join("key.pem");
+            let record = keygen("example.test", "s1", algorithm, &key_file).expect("keygen");
+            assert!(
+                record.starts_with(&format!(
+                    "s1._domainkey.example.test. IN TXT \"v=DKIM1; k={algorithm}; p="
+                )),
+                "{record}"
+            );
+            assert!(
+                keygen("example.test", "s1", algorithm, &key_file).is_err(),
+                "never overwrites"
+            );
+            let keys = HashMap::from([(
+                "example.test".to_owned(),
+                DkimKey {
+                    selector: "s1".into(),
+                    key_file,
+                },
+            )]);
+            let signers = Signers::load(&keys).expect("loads");
+            let signed = signers
+                .sign(
+                    "example.test",
+                    b"From: a@example.test\r\nTo: b@example.net\r\nSubject: x\r\n\r\nbody\r\n"
+                        .to_vec(),
+                )
+                .expect("signs");
+            let text = String::from_utf8_lossy(&signed);
+            assert!(text.starts_with("DKIM-Signature: v=1; a="), "{text}");
+            assert!(
+                text.contains("d=example.test") && text.contains("s=s1"),
+                "{text}"
+            );
+            let unsigned = signers
+                .sign("other.test", b"x".to_vec())
+                .expect("no key, no signature");
+            assert_eq!(unsigned, b"x");
+        }
+    }
+}

@@ -1,0 +1,347 @@
+//! facteur: an XMPP-Mail ⇄ SMTP gateway, run as an XEP-0114 component
+//! beside an existing XMPP server.
+
+mod component;
+mod config;
+mod dkim;
+mod fetch;
+mod http;
+mod pipeline;
+mod smtp;
+mod store;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use tokio::sync::{mpsc, Notify};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{error, info, warn};
+
+use crate::component::intake::Intake;
+use crate::component::Link;
+use crate::config::Config;
+use crate::pipeline::to_mail::ToMail;
+use crate::pipeline::to_xmpp::ToXmpp;
+use crate::smtp::session::Reception;
+use crate::store::Store;
+
+/// How long open sessions and deliveries get to finish on shutdown.
+const GRACE: Duration = Duration::from_secs(30);
+
+#[derive(Parser)]
+#[command(
+    name = "facteur",
+    version,
+    about = "XMPP-Mail ⇄ SMTP gateway (XEP-0114 component)"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the gateway in the foreground until SIGTERM or SIGINT.
+    Run {
+        #[arg(long, short, env = "FACTEUR_CONFIG")]
+        config: PathBuf,
+    },
+    /// Check a configuration file; print every problem found.
+    CheckConfig {
+        #[arg(long, short, env = "FACTEUR_CONFIG")]
+        config: PathBuf,
+    },
+    /// Print how many items each queue holds, by state.
+    Queue {
+        #[arg(long, short, env = "FACTEUR_CONFIG")]
+        config: PathBuf,
+    },
+    /// DKIM keys.
+    Dkim {
+        #[command(subcommand)]
+        action: DkimAction,
+    },
+    /// List, register or unregister users (what XEP-0077 does from a client).
+    Users {
+        #[arg(long, short, env = "FACTEUR_CONFIG")]
+        config: PathBuf,
+        #[command(subcommand)]
+        action: UsersAction,
+    },
+}
+
+#[derive(Subcommand)]
+enum DkimAction {
+    /// Write a new key and print the DNS TXT record to publish.
+    Keygen {
+        #[arg(long)]
+        domain: String,
+        #[arg(long)]
+        selector: String,
+        /// ed25519 (RFC 8463) or rsa (2048 bits; what every verifier knows).
+        #[arg(long, default_value = "rsa")]
+        algorithm: String,
+        /// Where the private key goes (PEM, mode 0600); never overwritten.
+        #[arg(long)]
+        out: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+enum UsersAction {
+    /// Print the registered users.
+    List,
+    /// Register a user of a served domain.
+    Add { jid: String },
+    /// Unregister a user.
+    Remove { jid: String },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::CheckConfig { config } => match Config::load(&config) {
+            Ok(_) => {
+                println!("{}: ok", config.display());
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("{}: {e:#}", config.display());
+                ExitCode::FAILURE
+            }
+        },
+        Command::Queue { config } => admin(&config, |store, _| async move {
+            for (queue, state, count) in store.queue_counts().await? {
+                println!("{queue} {state} {count}");
+            }
+            Ok(())
+        }),
+        Command::Dkim {
+            action:
+                DkimAction::Keygen {
+                    domain,
+                    selector,
+                    algorithm,
+                    out,
+                },
+        } => match dkim::keygen(&domain, &selector, &algorithm, &out) {
+            Ok(record) => {
+                println!(
+                    "Key written to {}. Publish this record:\n{record}",
+                    out.display()
+                );
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("{e:#}");
+                ExitCode::FAILURE
+            }
+        },
+        Command::Users { config, action } => admin(&config, |store, config| async move {
+            match action {
+                UsersAction::List => {
+                    for user in store.users().await? {
+                        println!("{user}");
+                    }
+                }
+                UsersAction::Add { jid } => {
+                    let jid =
+                        jid::BareJid::new(&jid).with_context(|| format!("Invalid JID {jid}"))?;
+                    if !config.mail.serves(jid.domain().as_str()) || jid.node().is_none() {
+                        anyhow::bail!(
+                            "{jid} is not a user of a served domain ({})",
+                            config.mail.domains.join(", ")
+                        );
+                    }
+                    store.register(&jid).await?;
+                    println!("registered {jid}");
+                }
+                UsersAction::Remove { jid } => {
+                    let jid =
+                        jid::BareJid::new(&jid).with_context(|| format!("Invalid JID {jid}"))?;
+                    let was = store.unregister(&jid).await?;
+                    println!(
+                        "{} {jid}",
+                        if was {
+                            "unregistered"
+                        } else {
+                            "was not registered:"
+                        }
+                    );
+                }
+            }
+            Ok(())
+        }),
+        Command::Run { config } => {
+            tracing_subscriber::fmt()
+                .with_env_filter(
+                    tracing_subscriber::EnvFilter::try_from_default_env()
+                        .unwrap_or_else(|_| "info".into()),
+                )
+                .with_writer(std::io::stderr)
+                .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+                .init();
+            let runtime = match tokio::runtime::Runtime::new() {
+                Ok(runtime) => runtime,
+                Err(e) => {
+                    eprintln!("Starting the runtime: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            match runtime.block_on(run(&config)) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    error!("{e:#}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+    }
+}
+
+/// Runs an admin command against the store named by the config.
+fn admin<F, Fut>(path: &std::path::Path, command: F) -> ExitCode
+where
+    F: FnOnce(Store, Arc<Config>) -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<()>>,
+{
+    let outcome = tokio::runtime::Runtime::new()
+        .context("Starting the runtime")
+        .and_then(|runtime| {
+            runtime.block_on(async {
+                let config = Arc::new(Config::load(path)?);
+                let store = Store::open(&config.store.url).await?;
+                let outcome = command(store.clone(), config).await;
+                store.close().await;
+                outcome
+            })
+        });
+    match outcome {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("{e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(path: &std::path::Path) -> anyhow::Result<()> {
+    let config = Arc::new(Config::load(path)?);
+    // One descriptor per SMTP connection: the soft limit (often 1024) would
+    // refuse connections long before inbound.max_connections.
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(limit) if limit < config.inbound.max_connections as u64 + 64 => warn!(
+            limit,
+            max_connections = config.inbound.max_connections,
+            "The open files limit is below inbound.max_connections."
+        ),
+        Ok(_) => {}
+        Err(e) => warn!(error = %e, "Cannot raise the open files limit."),
+    }
+    let store = Store::open(&config.store.url).await?;
+    let shutdown = CancellationToken::new();
+    let tracker = TaskTracker::new();
+
+    let committed = Arc::new(Notify::new());
+    let queued = Arc::new(Notify::new());
+    let reception = Arc::new(Reception {
+        config: config.clone(),
+        store: store.clone(),
+        committer: store::Committer::inbound(store.clone()),
+        committed: committed.clone(),
+    });
+    let tls = match &config.inbound.tls {
+        Some(files) => Some(smtp::server::tls_acceptor(files)?),
+        None => None,
+    };
+    let listeners = smtp::server::bind(&reception).await?;
+    let http_listener = tokio::net::TcpListener::bind(config.http.listen)
+        .await
+        .with_context(|| format!("Listening for HTTP on {}", config.http.listen))?;
+    info!(addr = %config.http.listen, public_url = %config.http.public_url, "HTTP listening.");
+    let files = http::files::FileStore::new(&config.http.storage);
+    let sender =
+        Arc::new(smtp::client::Sender::new(&config.outbound).context("Setting up SMTP delivery")?);
+
+    // Room for a burst of stanzas while the intake queues them in batches.
+    let (intake_tx, intake_rx) = mpsc::channel(4096);
+    let (link, handle) = Link::new(config.clone(), intake_tx);
+    tracker.spawn(link.run(shutdown.clone()));
+    let signers = Arc::new(dkim::Signers::load(&config.dkim)?);
+    let intake = Intake {
+        signers,
+        config: config.clone(),
+        store: store.clone(),
+        fetcher: fetch::Fetcher::new(&config.http).context("Setting up file fetching")?,
+        upload_cache: Default::default(),
+        name_cache: Default::default(),
+        link: handle.clone(),
+        queued: queued.clone(),
+    };
+    tracker.spawn(intake.run(intake_rx, shutdown.clone()));
+    tracker.spawn(http::run(
+        http_listener,
+        store.clone(),
+        files.clone(),
+        shutdown.clone(),
+    ));
+    tracker.spawn(http::expire(
+        config.clone(),
+        store.clone(),
+        files.clone(),
+        shutdown.clone(),
+    ));
+    let to_xmpp = ToXmpp {
+        config: config.clone(),
+        store: store.clone(),
+        files,
+        link: handle,
+        committed,
+    };
+    tracker.spawn(to_xmpp.run(shutdown.clone()));
+    let to_mail = ToMail {
+        config: config.clone(),
+        store: store.clone(),
+        outcomes: store::OutcomeCommitter::outcomes(store.clone()),
+        sender,
+        queued,
+    };
+    tracker.spawn(to_mail.run(shutdown.clone()));
+    for listener in listeners {
+        tracker.spawn(smtp::server::run(
+            listener,
+            reception.clone(),
+            tls.clone(),
+            tracker.clone(),
+            shutdown.clone(),
+        ));
+    }
+    info!(component = %config.component.jid, domains = ?config.mail.domains, "facteur started.");
+
+    wait_for_signal().await?;
+    info!("Shutting down.");
+    shutdown.cancel();
+    tracker.close();
+    if tokio::time::timeout(GRACE, tracker.wait()).await.is_err() {
+        warn!("Some tasks did not finish in time.");
+    }
+    store.close().await;
+    info!("Stopped.");
+    Ok(())
+}
+
+async fn wait_for_signal() -> anyhow::Result<()> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).context("Installing the SIGTERM handler")?;
+    let mut int = signal(SignalKind::interrupt()).context("Installing the SIGINT handler")?;
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+    Ok(())
+}

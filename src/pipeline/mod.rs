@@ -1,0 +1,28 @@
+//! The two queue runners: stored inbound mail → stanzas to users
+//! (`to_xmpp`), queued outgoing mail → SMTP peers (`to_mail`). Each wakes
+//! when something is committed, when the next item is due, and at least
+//! every few seconds.
+
+pub mod to_mail;
+pub mod to_xmpp;
+
+use std::time::Duration;
+
+use crate::store::Millis;
+
+/// Longest sleep of a runner with nothing due.
+const MAX_SLEEP: Duration = Duration::from_secs(5);
+
+/// How long to sleep until `next` is due, capped.
+fn sleep_until(next: Option<Millis>) -> Duration {
+    match next {
+        Some(next) => next.since(Millis::now()).min(MAX_SLEEP),
+        None => MAX_SLEEP,
+    }
+}
+
+/// A jitter factor in [0, 1).
+fn jitter() -> f64 {
+    use rand::Rng;
+    rand::rng().random()
+}

@@ -1,0 +1,151 @@
+//! Delivery of queued outgoing mail by SMTP, with retries on temporary
+//! failures and a notice to the XMPP sender on a final one.
+
+use std::sync::Arc;
+
+use facteur_bridge::{mailbox_to_jid, MailAddress};
+use facteur_policy::retry::RetryDecision;
+use jid::BareJid;
+use tokio::sync::{Notify, Semaphore};
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+use super::{jitter, sleep_until};
+use crate::config::Config;
+use crate::smtp::client::{SendFailure, Sender};
+use crate::store::{MailOutcome, Millis, Notice, OutcomeCommitter, Store, ToMailItem};
+
+/// Deliveries in flight at once.
+const CONCURRENCY: usize = 16;
+const BATCH: u32 = 64;
+
+pub struct ToMail {
+    pub config: Arc<Config>,
+    pub store: Store,
+    pub outcomes: OutcomeCommitter,
+    pub sender: Arc<Sender>,
+    pub queued: Arc<Notify>,
+}
+
+impl ToMail {
+    pub async fn run(self, shutdown: CancellationToken) {
+        let this = Arc::new(self);
+        let limit = Arc::new(Semaphore::new(CONCURRENCY));
+        loop {
+            let due = match this.store.due_to_mail(Millis::now(), BATCH).await {
+                Ok(due) => due,
+                Err(e) => {
+                    warn!(
+                        error = format!("{e:#}"),
+                        "Store unavailable; outgoing mail waits."
+                    );
+                    Vec::new()
+                }
+            };
+            if due.is_empty() {
+                let next = this.store.next_to_mail().await.ok().flatten();
+                tokio::select! {
+                    () = this.queued.notified() => {}
+                    () = tokio::time::sleep(sleep_until(next)) => {}
+                    () = shutdown.cancelled() => return,
+                }
+                continue;
+            }
+            let mut attempts = JoinSet::new();
+            for item in due {
+                let Ok(permit) = limit.clone().acquire_owned().await else {
+                    return;
+                };
+                let this = this.clone();
+                attempts.spawn(async move {
+                    this.attempt(item).await;
+                    drop(permit);
+                });
+            }
+            // A delivery in progress finishes even on shutdown: its outcome
+            // must reach the store.
+            while attempts.join_next().await.is_some() {}
+            if shutdown.is_cancelled() {
+                return;
+            }
+        }
+    }
+
+    async fn attempt(&self, item: ToMailItem) {
+        let outcome = self
+            .sender
+            .send(&item.mail_from, &item.rcpt, &item.raw)
+            .await;
+        let outcome = match outcome {
+            Ok(reply) => {
+                info!(queue_id = item.id, rcpt = %item.rcpt, message_id = %item.message_id, reply, "Sent mail.");
+                Ok(MailOutcome::Sent(item.id))
+            }
+            Err(failure) if failure.permanent => self.fail(&item, &failure.text),
+            Err(SendFailure { text, .. }) => {
+                let age = Millis::now().since(item.created_at);
+                match self
+                    .config
+                    .outbound
+                    .retry
+                    .after_failure(item.attempts + 1, age, jitter())
+                {
+                    RetryDecision::RetryAfter(wait) => {
+                        info!(queue_id = item.id, rcpt = %item.rcpt, error = %text, wait_s = wait.as_secs(), "Mail deferred.");
+                        Ok(MailOutcome::Retry {
+                            id: item.id,
+                            at: Millis::now().after(wait),
+                            error: text,
+                        })
+                    }
+                    RetryDecision::GiveUp => {
+                        let text = format!(
+                            "gave up after {} attempts; last error: {text}",
+                            item.attempts + 1
+                        );
+                        self.fail(&item, &text)
+                    }
+                }
+            }
+        };
+        // Committed as soon as possible, grouped with concurrent attempts:
+        // the window in which a crash repeats a sent mail stays small.
+        let stored = match outcome {
+            Ok(outcome) => self.outcomes.commit(outcome).await,
+            Err(e) => Err(e),
+        };
+        if let Err(e) = stored {
+            warn!(
+                error = format!("{e:#}"),
+                queue_id = item.id,
+                "Store unavailable; the attempt will be repeated."
+            );
+        }
+    }
+
+    /// Fails the mail for good and tells its sender, in the conversation
+    /// with the recipient.
+    fn fail(&self, item: &ToMailItem, reason: &str) -> anyhow::Result<MailOutcome> {
+        warn!(queue_id = item.id, rcpt = %item.rcpt, error = reason, "Mail failed.");
+        let gateway = &self.config.component.jid;
+        let from = MailAddress::parse(&item.rcpt)
+            .ok()
+            .and_then(|rcpt| mailbox_to_jid(&rcpt, gateway.domain()).ok())
+            .unwrap_or_else(|| gateway.clone());
+        let notice = Notice {
+            recipient: BareJid::new(&item.sender)?,
+            from,
+            subject: "Undelivered mail".into(),
+            body: format!(
+                "Your mail to {} could not be delivered: {reason}",
+                item.rcpt
+            ),
+        };
+        Ok(MailOutcome::Failed {
+            id: item.id,
+            error: reason.to_owned(),
+            notice,
+        })
+    }
+}

@@ -1,0 +1,422 @@
+//! Delivery of stored mail (and of the gateway's notices) to XMPP users.
+//!
+//! Items go out in batches through the component link; each counts as
+//! delivered only when the server has confirmed it (see `component`). A
+//! stanza error of type `wait` or a lost link retries the item; any other
+//! error fails it, with the reason kept in the store.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use facteur_bridge::attach::{attachments, oob, SharedFile};
+use facteur_bridge::body::xhtml_im;
+use facteur_bridge::threading::stanza_id_for_mail;
+use facteur_bridge::to_xmpp::{
+    read_mail_with, to_stanza, Envelope, IncomingMail, ReplyTarget, MAX_HTML_BYTES,
+};
+use facteur_bridge::{mailbox_to_jid, MailAddress};
+use jid::BareJid;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn};
+use xmpp_parsers::message::{Lang, Message, MessageType};
+use xmpp_parsers::sha2::Digest;
+
+use super::{jitter, sleep_until};
+use crate::component::{LinkHandle, Undelivered};
+use crate::config::Config;
+use crate::http::files::FileStore;
+use crate::http::percent_encode;
+use crate::store::{Contact, MessageRecord, Millis, SharedRecord, Store, ToXmppBody, ToXmppItem};
+
+/// How long the server may take to confirm a batch.
+const CONFIRM_TIMEOUT: Duration = Duration::from_secs(60);
+const BATCH: u32 = 128;
+
+/// A stanza, and what to remember once it is delivered.
+struct Made {
+    message: Message,
+    /// Sent right after the message, on the same stream.
+    followups: Vec<Message>,
+    record: Option<MessageRecord>,
+    contact: Option<Contact>,
+}
+
+/// Why a stanza could not be made.
+enum Unmade {
+    /// The item itself is broken: fail it.
+    Never(String),
+    /// The disk or the store failed: retry later.
+    NotNow(String),
+}
+
+pub struct ToXmpp {
+    pub config: Arc<Config>,
+    pub store: Store,
+    pub files: FileStore,
+    pub link: LinkHandle,
+    pub committed: Arc<Notify>,
+}
+
+impl ToXmpp {
+    pub async fn run(self, shutdown: CancellationToken) {
+        let mut up = self.link.watch();
+        loop {
+            if shutdown.is_cancelled() {
+                return;
+            }
+            if !*up.borrow_and_update() {
+                tokio::select! {
+                    changed = up.changed() => if changed.is_err() { return },
+                    () = shutdown.cancelled() => return,
+                }
+                continue;
+            }
+            let due = match self.store.due_to_xmpp(Millis::now(), BATCH).await {
+                Ok(due) => due,
+                Err(e) => {
+                    warn!(
+                        error = format!("{e:#}"),
+                        "Store unavailable; deliveries to XMPP wait."
+                    );
+                    Vec::new()
+                }
+            };
+            if due.is_empty() {
+                let next = self.store.next_to_xmpp().await.ok().flatten();
+                tokio::select! {
+                    () = self.committed.notified() => {}
+                    () = tokio::time::sleep(sleep_until(next)) => {}
+                    _ = up.changed() => {}
+                    () = shutdown.cancelled() => return,
+                }
+                continue;
+            }
+            self.deliver_batch(due).await;
+        }
+    }
+
+    async fn deliver_batch(&self, items: Vec<ToXmppItem>) {
+        let mut waiting = Vec::with_capacity(items.len());
+        for item in items {
+            let made = match self.stanza(&item).await {
+                Ok(made) => made,
+                Err(Unmade::Never(reason)) => {
+                    warn!(delivery = item.id, reason, "Cannot deliver to XMPP.");
+                    if let Err(e) = self.store.to_xmpp_failed(item.id, &reason).await {
+                        warn!(error = format!("{e:#}"), "Store unavailable.");
+                    }
+                    continue;
+                }
+                Err(Unmade::NotNow(reason)) => {
+                    warn!(delivery = item.id, reason, "Cannot deliver to XMPP now.");
+                    if let Err(e) = self.retry(&item, &reason).await {
+                        warn!(error = format!("{e:#}"), "Store unavailable.");
+                    }
+                    continue;
+                }
+            };
+            let confirmation = self.link.deliver(made.message).await;
+            for followup in made.followups {
+                self.link.send(followup).await;
+            }
+            waiting.push((item, confirmation, made.record, made.contact));
+        }
+        let mut delivered = Vec::with_capacity(waiting.len());
+        let mut records = Vec::new();
+        let mut contacts: Vec<Contact> = Vec::new();
+        for (item, confirmation, record, contact) in waiting {
+            let outcome = tokio::time::timeout(CONFIRM_TIMEOUT, confirmation).await;
+            let stored = match outcome {
+                Ok(Ok(())) => {
+                    info!(delivery = item.id, to = %item.recipient, "Delivered to XMPP.");
+                    delivered.push(item.id);
+                    records.extend(record);
+                    if let Some(contact) = contact.filter(|c| !contacts.contains(c)) {
+                        contacts.push(contact);
+                    }
+                    Ok(())
+                }
+                Ok(Err(Undelivered::Refused(refusal))) if refusal.permanent => {
+                    warn!(delivery = item.id, to = %item.recipient, error = %refusal.text, "XMPP server refused the message.");
+                    self.store.to_xmpp_failed(item.id, &refusal.text).await
+                }
+                Ok(Err(Undelivered::Refused(refusal))) => self.retry(&item, &refusal.text).await,
+                // Not the item's fault: it is due again as soon as the link is back.
+                Ok(Err(Undelivered::LinkLost)) | Err(_) => {
+                    debug!(
+                        delivery = item.id,
+                        "Link lost before confirmation; will resend."
+                    );
+                    Ok(())
+                }
+            };
+            if let Err(e) = stored {
+                warn!(
+                    error = format!("{e:#}"),
+                    delivery = item.id,
+                    "Store unavailable; the delivery will be repeated."
+                );
+            }
+        }
+        // One commit for the batch: a crash before it repeats the batch,
+        // with the same stanza ids.
+        if let Err(e) = self
+            .store
+            .to_xmpp_delivered(&delivered, &records, &contacts)
+            .await
+        {
+            warn!(
+                error = format!("{e:#}"),
+                count = delivered.len(),
+                "Store unavailable; deliveries will be repeated."
+            );
+        }
+    }
+
+    async fn retry(&self, item: &ToXmppItem, reason: &str) -> anyhow::Result<()> {
+        use facteur_policy::retry::RetryDecision;
+        let age = Millis::now().since(item.created_at);
+        match self
+            .config
+            .outbound
+            .retry
+            .after_failure(item.attempts + 1, age, jitter())
+        {
+            RetryDecision::RetryAfter(wait) => {
+                info!(
+                    delivery = item.id,
+                    error = reason,
+                    wait_s = wait.as_secs(),
+                    "XMPP delivery deferred."
+                );
+                self.store
+                    .to_xmpp_retry(item.id, Millis::now().after(wait), reason)
+                    .await
+            }
+            RetryDecision::GiveUp => {
+                warn!(
+                    delivery = item.id,
+                    error = reason,
+                    "XMPP delivery given up."
+                );
+                self.store.to_xmpp_failed(item.id, reason).await
+            }
+        }
+    }
+
+    /// The stanza for an item; an error names why it can never be made.
+    async fn stanza(&self, item: &ToXmppItem) -> Result<Made, Unmade> {
+        let to = BareJid::new(&item.recipient)
+            .map_err(|e| Unmade::Never(format!("recipient {}: {e}", item.recipient)))?;
+        // Stable across retries; for mail, across copies of the same mail.
+        let id = format!("facteur-{}-{}", item.id, item.created_at.0);
+        match &item.body {
+            ToXmppBody::Mail {
+                mail_id,
+                mail_from,
+                raw,
+            } => {
+                let files = self.share_attachments(*mail_id, raw).await?;
+                let mut mail =
+                    read_mail_with(raw, &files).map_err(|e| Unmade::Never(e.to_string()))?;
+                self.share_large_html(*mail_id, &mut mail).await?;
+                let id = mail
+                    .message_id
+                    .as_deref()
+                    .map(stanza_id_for_mail)
+                    .unwrap_or(id);
+                let (from, contact) = self.sender_jid(&mail, mail_from);
+                let reply = self.reply_target(&to, &mail).await;
+                let envelope = Envelope {
+                    from: from.clone(),
+                    to: to.clone(),
+                    id: &id,
+                    gateway: self.config.component.jid.domain(),
+                    served: &self.config.mail.domains,
+                    reply,
+                };
+                let mut message = to_stanza(&mail, &envelope);
+                let options = self
+                    .store
+                    .user_options(&to)
+                    .await
+                    .ok()
+                    .flatten()
+                    .unwrap_or_default();
+                if let (true, Some(html)) = (options.xhtml_im, &mail.html) {
+                    message.payloads.push(xhtml_im(html));
+                }
+                // One message per file, its URL as the body, for clients
+                // that show a file only then (Conversations).
+                let followups = match options.oob_each_file {
+                    true => mail
+                        .files
+                        .iter()
+                        .enumerate()
+                        .map(|(n, file)| {
+                            let mut followup =
+                                Message::new_with_type(MessageType::Chat, Some(to.clone().into()));
+                            followup.from = Some(from.clone().into());
+                            followup.id = Some(xmpp_parsers::message::Id(format!("{id}-file{n}")));
+                            followup.bodies.insert(Lang::default(), file.url.clone());
+                            followup.payloads.push(oob(&file.url, Some(&file.name)));
+                            followup
+                        })
+                        .collect(),
+                    false => Vec::new(),
+                };
+                let record = match (&mail.message_id, &message.thread) {
+                    (Some(message_id), Some(thread)) => Some(MessageRecord {
+                        user: to,
+                        message_id: message_id.clone(),
+                        peer: from.clone(),
+                        stanza_id: id.clone(),
+                        author: from,
+                        thread: thread.id.clone(),
+                        references: match mail.references.is_empty() {
+                            true => mail.in_reply_to.clone(),
+                            false => mail.references.clone(),
+                        },
+                    }),
+                    _ => None,
+                };
+                Ok(Made {
+                    message,
+                    followups,
+                    record,
+                    contact,
+                })
+            }
+            ToXmppBody::Notice(notice) => {
+                let mut message = Message::new_with_type(MessageType::Chat, Some(to.into()));
+                message.from = Some(notice.from.clone().into());
+                message.id = Some(xmpp_parsers::message::Id(id));
+                message
+                    .subjects
+                    .insert(Lang::default(), notice.subject.clone());
+                message.bodies.insert(Lang::default(), notice.body.clone());
+                Ok(Made {
+                    message,
+                    followups: Vec::new(),
+                    record: None,
+                    contact: None,
+                })
+            }
+        }
+    }
+
+    /// Stores the mail's attachments and makes their links. An error here
+    /// is the store's or the disk's: the delivery is retried.
+    async fn share_attachments(&self, mail_id: i64, raw: &[u8]) -> Result<Vec<SharedFile>, Unmade> {
+        let parts = attachments(raw).map_err(|e| Unmade::Never(e.to_string()))?;
+        let mut shared = Vec::with_capacity(parts.len());
+        for part in parts {
+            let sha_hex = self
+                .files
+                .put(&part.sha256, &part.data)
+                .await
+                .map_err(|e| Unmade::NotNow(format!("{e:#}")))?;
+            let record = SharedRecord {
+                sha256: sha_hex,
+                name: part.name.clone(),
+                content_type: part.content_type.clone(),
+                size: part.data.len() as u64,
+            };
+            let token = self
+                .store
+                .share_attachment(mail_id, part.index, &record)
+                .await
+                .map_err(|e| Unmade::NotNow(format!("{e:#}")))?;
+            shared.push(SharedFile {
+                url: format!(
+                    "{}/{token}/{}",
+                    self.config.http.public_url,
+                    percent_encode(&part.name)
+                ),
+                name: part.name,
+                content_type: part.content_type,
+                size: record.size,
+                sha256: part.sha256,
+                content_id: part.content_id,
+            });
+        }
+        Ok(shared)
+    }
+
+    /// HTML too large to travel in the stanza is linked like an
+    /// attachment instead.
+    async fn share_large_html(&self, mail_id: i64, mail: &mut IncomingMail) -> Result<(), Unmade> {
+        let Some(html) = mail.html.take_if(|h| h.len() > MAX_HTML_BYTES) else {
+            return Ok(());
+        };
+        let sha256: [u8; 32] = xmpp_parsers::sha2::Sha256::digest(html.as_bytes()).into();
+        let sha_hex = self
+            .files
+            .put(&sha256, html.as_bytes())
+            .await
+            .map_err(|e| Unmade::NotNow(format!("{e:#}")))?;
+        let record = SharedRecord {
+            sha256: sha_hex,
+            name: "message.html".into(),
+            content_type: "text/html".into(),
+            size: html.len() as u64,
+        };
+        // Past every attachment's index: one link per mail.
+        let token = self
+            .store
+            .share_attachment(mail_id, usize::from(u16::MAX), &record)
+            .await
+            .map_err(|e| Unmade::NotNow(format!("{e:#}")))?;
+        let url = format!("{}/{token}/message.html", self.config.http.public_url);
+        mail.text
+            .push_str(&format!("\n\n[formatted version: message.html] {url}"));
+        mail.files.push(SharedFile {
+            name: record.name,
+            content_type: record.content_type,
+            size: record.size,
+            sha256,
+            url,
+            content_id: None,
+        });
+        Ok(())
+    }
+
+    /// The message a mail answers, as the user's client knows it.
+    async fn reply_target(&self, user: &BareJid, mail: &IncomingMail) -> Option<ReplyTarget> {
+        let parent = mail.in_reply_to.first()?;
+        match self.store.message_by_id(user, parent).await {
+            Ok(Some(record)) => Some(ReplyTarget {
+                to: record.author.into(),
+                id: record.stanza_id,
+            }),
+            Ok(None) => None,
+            Err(e) => {
+                debug!(error = format!("{e:#}"), "Parent not looked up.");
+                None
+            }
+        }
+    }
+
+    /// The JID the mail comes from: its From header, else the envelope
+    /// sender, else the gateway itself (bounces have a null sender).
+    fn sender_jid(&self, mail: &IncomingMail, mail_from: &str) -> (BareJid, Option<Contact>) {
+        let gateway = &self.config.component.jid;
+        let author = mail
+            .author
+            .clone()
+            .or_else(|| MailAddress::parse(mail_from).ok());
+        let Some(author) = author else {
+            return (gateway.clone(), None);
+        };
+        let Ok(jid) = mailbox_to_jid(&author, gateway.domain()) else {
+            return (gateway.clone(), None);
+        };
+        let contact = Contact {
+            jid: jid.clone(),
+            address: author.to_string(),
+            name: mail.author_name.clone().unwrap_or_default(),
+        };
+        (jid, Some(contact))
+    }
+}

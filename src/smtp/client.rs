@@ -1,0 +1,240 @@
+//! Outgoing SMTP delivery with lettre's SMTP connection: to the configured
+//! smarthost, or to the recipient domain's MX hosts (RFC 5321 §5.1) in
+//! preference order, with opportunistic STARTTLS and connections reused
+//! per destination.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use hickory_resolver::proto::rr::RData;
+use hickory_resolver::TokioResolver;
+use lettre::address::Envelope;
+use lettre::transport::smtp::client::{AsyncSmtpConnection, TlsParameters};
+use lettre::transport::smtp::extension::ClientId;
+use lettre::Address;
+use tokio::net::TcpStream;
+use tracing::debug;
+
+use crate::config::Outbound;
+
+/// Idle connections kept per destination.
+const IDLE_PER_DESTINATION: usize = 16;
+
+/// Why a delivery attempt failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SendFailure {
+    /// 5xx, or a domain that takes no mail: retrying will not help.
+    pub permanent: bool,
+    /// The remote reply or the local reason.
+    pub text: String,
+}
+
+impl SendFailure {
+    fn transient(text: impl Into<String>) -> Self {
+        SendFailure {
+            permanent: false,
+            text: text.into(),
+        }
+    }
+
+    fn permanent(text: impl Into<String>) -> Self {
+        SendFailure {
+            permanent: true,
+            text: text.into(),
+        }
+    }
+}
+
+/// Delivers messages, reusing connections per destination.
+pub struct Sender {
+    relay: Option<(String, u16)>,
+    hostname: String,
+    timeout: Duration,
+    resolver: Option<TokioResolver>,
+    idle: Mutex<HashMap<(String, u16), Vec<AsyncSmtpConnection>>>,
+}
+
+impl Sender {
+    pub fn new(config: &Outbound) -> anyhow::Result<Sender> {
+        let relay = config.relay.as_ref().map(|relay| {
+            let (host, port) = relay.rsplit_once(':').unwrap_or((relay.as_str(), "25"));
+            (
+                host.trim_matches(['[', ']']).to_owned(),
+                port.parse().unwrap_or(25),
+            )
+        });
+        let resolver = match relay {
+            Some(_) => None,
+            None => Some(TokioResolver::builder_tokio()?.build()?),
+        };
+        Ok(Sender {
+            relay,
+            hostname: config.hostname.clone(),
+            timeout: config.timeout,
+            resolver,
+            idle: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// Sends `raw` from `mail_from` to `rcpt`; returns the server's reply.
+    pub async fn send(
+        &self,
+        mail_from: &str,
+        rcpt: &str,
+        raw: &[u8],
+    ) -> Result<String, SendFailure> {
+        let from: Address = mail_from
+            .parse()
+            .map_err(|e| SendFailure::permanent(format!("sender address {mail_from}: {e}")))?;
+        let to: Address = rcpt
+            .parse()
+            .map_err(|e| SendFailure::permanent(format!("recipient address {rcpt}: {e}")))?;
+        let envelope = Envelope::new(Some(from), vec![to.clone()])
+            .map_err(|e| SendFailure::permanent(e.to_string()))?;
+        let hosts = match &self.relay {
+            Some((host, port)) => vec![(host.clone(), *port)],
+            None => self
+                .mx_hosts(to.domain())
+                .await?
+                .into_iter()
+                .map(|h| (h, 25))
+                .collect(),
+        };
+        let mut last = SendFailure::transient("no mail host answered");
+        for destination in hosts {
+            match self.attempt(&destination, &envelope, raw).await {
+                Ok(reply) => return Ok(reply),
+                // A host that answered with a reply has decided; only
+                // unreachable hosts make us try the next MX.
+                Err(failure) if failure.permanent => return Err(failure),
+                Err(failure) => last = failure,
+            }
+        }
+        Err(last)
+    }
+
+    async fn attempt(
+        &self,
+        destination: &(String, u16),
+        envelope: &Envelope,
+        raw: &[u8],
+    ) -> Result<String, SendFailure> {
+        let name = format!("{}:{}", destination.0, destination.1);
+        let mut connection = self
+            .connection(destination)
+            .await
+            .map_err(|e| SendFailure::transient(format!("{name}: {e}")))?;
+        debug!(host = %name, "Sending.");
+        match tokio::time::timeout(self.timeout * 2, connection.send(envelope, raw)).await {
+            Ok(Ok(response)) => {
+                self.park(destination, connection);
+                let text = response.message().collect::<Vec<_>>().join(" ");
+                Ok(format!("{name} said: {} {text}", response.code()))
+            }
+            Ok(Err(e)) if e.is_permanent() => {
+                Err(SendFailure::permanent(format!("{name} said: {e}")))
+            }
+            Ok(Err(e)) => Err(SendFailure::transient(format!("{name}: {e}"))),
+            Err(_) => Err(SendFailure::transient(format!("{name}: timed out"))),
+        }
+    }
+
+    /// An idle connection to the destination that still answers, or a
+    /// new one: TCP without Nagle's delay (the small last write of a mail
+    /// must not wait for the peer's delayed ACK), EHLO, then STARTTLS
+    /// whenever offered.
+    async fn connection(&self, destination: &(String, u16)) -> Result<AsyncSmtpConnection, String> {
+        loop {
+            let parked = self
+                .idle
+                .lock()
+                .ok()
+                .and_then(|mut idle| idle.get_mut(destination)?.pop());
+            let Some(mut connection) = parked else { break };
+            if connection.test_connected().await {
+                return Ok(connection);
+            }
+        }
+        let (host, port) = destination;
+        let tcp = tokio::time::timeout(self.timeout, TcpStream::connect((host.as_str(), *port)))
+            .await
+            .map_err(|_| "connection timed out".to_owned())?
+            .map_err(|e| format!("connection failed: {e}"))?;
+        let _ = tcp.set_nodelay(true);
+        let hello = ClientId::Domain(self.hostname.clone());
+        let mut connection = tokio::time::timeout(
+            self.timeout,
+            AsyncSmtpConnection::connect_with_transport(Box::new(tcp), &hello),
+        )
+        .await
+        .map_err(|_| "greeting timed out".to_owned())?
+        .map_err(|e| e.to_string())?;
+        if connection.can_starttls() {
+            // Opportunistic TLS is encryption without authentication
+            // (Postfix's "may" level): an unverifiable certificate still
+            // beats plain text.
+            let tls = TlsParameters::builder(host.clone())
+                .dangerous_accept_invalid_certs(true)
+                .dangerous_accept_invalid_hostnames(true)
+                .build_rustls()
+                .map_err(|e| e.to_string())?;
+            tokio::time::timeout(self.timeout, connection.starttls(tls, &hello))
+                .await
+                .map_err(|_| "STARTTLS timed out".to_owned())?
+                .map_err(|e| format!("STARTTLS failed: {e}"))?;
+        }
+        Ok(connection)
+    }
+
+    /// Keeps a connection that just worked for the next mail.
+    fn park(&self, destination: &(String, u16), connection: AsyncSmtpConnection) {
+        if let Ok(mut idle) = self.idle.lock() {
+            let parked = idle.entry(destination.clone()).or_default();
+            if parked.len() < IDLE_PER_DESTINATION {
+                parked.push(connection);
+            }
+        }
+    }
+
+    /// MX hosts of `domain` in preference order; the domain itself when it
+    /// has none (RFC 5321 §5.1); none at all for a null MX (RFC 7505).
+    async fn mx_hosts(&self, domain: &str) -> Result<Vec<String>, SendFailure> {
+        let Some(resolver) = &self.resolver else {
+            return Ok(vec![domain.to_owned()]);
+        };
+        let fqdn = format!("{}.", domain.trim_end_matches('.'));
+        match resolver.mx_lookup(fqdn.as_str()).await {
+            Ok(lookup) => {
+                let mut mx: Vec<(u16, String)> = lookup
+                    .answers()
+                    .iter()
+                    .filter_map(|record| match &record.data {
+                        RData::MX(mx) => Some((mx.preference, mx.exchange.to_utf8())),
+                        _ => None,
+                    })
+                    .collect();
+                mx.sort();
+                if mx.iter().any(|(_, host)| host == "." || host.is_empty()) {
+                    return Err(SendFailure::permanent(format!(
+                        "{domain} accepts no mail (null MX)"
+                    )));
+                }
+                if mx.is_empty() {
+                    return Ok(vec![domain.to_owned()]);
+                }
+                Ok(mx
+                    .into_iter()
+                    .map(|(_, host)| host.trim_end_matches('.').to_owned())
+                    .collect())
+            }
+            Err(e) if e.is_nx_domain() => {
+                Err(SendFailure::permanent(format!("{domain}: no such domain")))
+            }
+            Err(e) if e.is_no_records_found() => Ok(vec![domain.to_owned()]),
+            Err(e) => Err(SendFailure::transient(format!(
+                "MX lookup for {domain}: {e}"
+            ))),
+        }
+    }
+}

@@ -1,0 +1,104 @@
+//! The inbound SMTP listeners: a connection limit, STARTTLS material, one
+//! task and one tracing span per connection.
+
+use std::io::BufReader;
+use std::sync::Arc;
+
+use anyhow::Context;
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tokio_rustls::rustls;
+use tokio_rustls::TlsAcceptor;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{info, warn, Instrument};
+
+use super::session::{serve, Reception};
+use crate::config::TlsFiles;
+
+/// Loads the certificate chain and key for STARTTLS.
+pub fn tls_acceptor(files: &TlsFiles) -> anyhow::Result<TlsAcceptor> {
+    let certs = rustls_pemfile::certs(&mut BufReader::new(
+        std::fs::File::open(&files.cert)
+            .with_context(|| format!("Opening {}", files.cert.display()))?,
+    ))
+    .collect::<Result<Vec<_>, _>>()
+    .with_context(|| format!("Reading certificates from {}", files.cert.display()))?;
+    let key = rustls_pemfile::private_key(&mut BufReader::new(
+        std::fs::File::open(&files.key)
+            .with_context(|| format!("Opening {}", files.key.display()))?,
+    ))
+    .with_context(|| format!("Reading the key from {}", files.key.display()))?
+    .with_context(|| format!("No private key in {}", files.key.display()))?;
+    let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .context("TLS protocol versions")?
+    .with_no_client_auth()
+    .with_single_cert(certs, key)
+    .context("TLS certificate and key do not match")?;
+    Ok(TlsAcceptor::from(Arc::new(config)))
+}
+
+/// Binds every listen address (so that a taken port fails at start-up).
+pub async fn bind(reception: &Reception) -> anyhow::Result<Vec<TcpListener>> {
+    let mut listeners = Vec::new();
+    for addr in &reception.config.inbound.listen {
+        let listener = TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("Listening for SMTP on {addr}"))?;
+        info!(addr = %listener.local_addr().unwrap_or(*addr), "SMTP listening.");
+        listeners.push(listener);
+    }
+    Ok(listeners)
+}
+
+/// Accepts connections until shutdown; sessions run under `tracker`.
+pub async fn run(
+    listener: TcpListener,
+    reception: Arc<Reception>,
+    tls: Option<TlsAcceptor>,
+    tracker: TaskTracker,
+    shutdown: CancellationToken,
+) {
+    let limit = Arc::new(Semaphore::new(reception.config.inbound.max_connections));
+    loop {
+        let accepted = tokio::select! {
+            accepted = listener.accept() => accepted,
+            () = shutdown.cancelled() => return,
+        };
+        let (mut stream, peer) = match accepted {
+            Ok(accepted) => accepted,
+            Err(error) => {
+                // Out of file descriptors and the like: back off a little.
+                warn!(error = %error, "Accepting an SMTP connection failed.");
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let Ok(permit) = limit.clone().try_acquire_owned() else {
+            info!(peer = %peer, "Too many SMTP connections; refusing one.");
+            tracker.spawn(async move {
+                let _ = stream
+                    .write_all(b"421 4.7.0 Too many connections, try again later\r\n")
+                    .await;
+                let _ = stream.shutdown().await;
+            });
+            continue;
+        };
+        let _ = stream.set_nodelay(true);
+        let span = tracing::info_span!("smtp", peer = %peer);
+        let reception = reception.clone();
+        let tls = tls.clone();
+        let shutdown = shutdown.clone();
+        tracker.spawn(
+            async move {
+                serve(stream, peer, reception, tls, shutdown).await;
+                drop(permit);
+            }
+            .instrument(span),
+        );
+    }
+}

@@ -1,0 +1,555 @@
+//! One inbound SMTP session (RFC 5321), generic over the byte stream so
+//! that tests drive it over `tokio::io::duplex`.
+//!
+//! Commands are parsed by smtp-proto, DATA is dot-unstuffed by its
+//! `DataReceiver`. Replies to pipelined commands (RFC 2920) are flushed
+//! only when no more input is buffered. `250` after DATA is written only
+//! once the mail is committed to the store.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use facteur_bridge::MailAddress;
+use facteur_policy::relay::{rcpt_verdict, AddressFacts, RcptVerdict};
+use jid::BareJid;
+use smtp_proto::request::receiver::DataReceiver;
+use smtp_proto::{EhloResponse, Error as ProtoError, Request};
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn};
+
+use super::reply::{write, write_plain, BAD_SEQUENCE, NOT_IMPLEMENTED, OK, SYNTAX, TEMP_STORE};
+use crate::config::Config;
+use crate::store::{Committer, InboundMail, Store};
+
+/// Longest command line accepted (RFC 5321 asks for at least 512).
+const MAX_COMMAND_LINE: usize = 4096;
+/// Errors after which the client is disconnected.
+const MAX_ERRORS: u32 = 10;
+
+/// What the receiver needs from the rest of the daemon.
+pub struct Reception {
+    pub config: Arc<Config>,
+    pub store: Store,
+    /// Makes accepted mail durable, grouping concurrent commits.
+    pub committer: Committer,
+    /// Woken when a mail is committed, for the delivery to XMPP.
+    pub committed: Arc<Notify>,
+}
+
+/// How a session ended.
+pub enum Ended<S> {
+    /// The connection is done.
+    Closed,
+    /// The client asked for STARTTLS: the stream, with nothing buffered.
+    StartTls(S, Progress),
+}
+
+/// What survives a STARTTLS: nothing of the transaction (RFC 3207 §4.2),
+/// only the error count.
+#[derive(Default)]
+pub struct Progress {
+    errors: u32,
+}
+
+#[derive(Default)]
+struct Transaction {
+    mail_from: Option<String>,
+    recipients: Vec<BareJid>,
+}
+
+/// A command line, or why there is none.
+enum Line {
+    Command(Vec<u8>),
+    TooLong,
+    Eof,
+}
+
+pub struct Session<'a, S> {
+    reader: BufReader<S>,
+    out: Vec<u8>,
+    reception: &'a Reception,
+    peer: SocketAddr,
+    tls_active: bool,
+    tls_available: bool,
+    helo: Option<String>,
+    extended: bool,
+    tx: Transaction,
+    errors: u32,
+}
+
+impl<'a, S: AsyncRead + AsyncWrite + Unpin> Session<'a, S> {
+    pub fn new(
+        stream: S,
+        reception: &'a Reception,
+        peer: SocketAddr,
+        tls_active: bool,
+        tls_available: bool,
+        progress: Progress,
+    ) -> Self {
+        Session {
+            reader: BufReader::with_capacity(8 * 1024, stream),
+            out: Vec::with_capacity(512),
+            reception,
+            peer,
+            tls_active,
+            tls_available,
+            helo: None,
+            extended: false,
+            tx: Transaction::default(),
+            errors: progress.errors,
+        }
+    }
+
+    fn config(&self) -> &Config {
+        &self.reception.config
+    }
+
+    fn reply(&mut self, (code, status): (u16, (u8, u8, u8)), text: impl std::fmt::Display) {
+        write(&mut self.out, code, status, text);
+    }
+
+    async fn flush(&mut self) -> std::io::Result<()> {
+        if !self.out.is_empty() {
+            let stream = self.reader.get_mut();
+            stream.write_all(&self.out).await?;
+            stream.flush().await?;
+            self.out.clear();
+        }
+        Ok(())
+    }
+
+    /// Runs the session to its end. `greet` is false after STARTTLS.
+    pub async fn run(
+        mut self,
+        greet: bool,
+        shutdown: &CancellationToken,
+    ) -> std::io::Result<Ended<S>> {
+        if greet {
+            let text = format!("{} ESMTP facteur", self.config().inbound.hostname);
+            write_plain(&mut self.out, 220, text);
+            self.flush().await?;
+        }
+        let idle = self.config().inbound.idle_timeout;
+        loop {
+            if self.reader.buffer().is_empty() {
+                self.flush().await?;
+            }
+            let line = tokio::select! {
+                line = tokio::time::timeout(idle, self.read_line()) => line,
+                () = shutdown.cancelled() => {
+                    self.reply((421, (4, 3, 2)), "Service shutting down, try again later");
+                    self.flush().await?;
+                    return Ok(Ended::Closed);
+                }
+            };
+            let line = match line {
+                Ok(line) => line?,
+                Err(_) => {
+                    self.timed_out().await?;
+                    return Ok(Ended::Closed);
+                }
+            };
+            let line = match line {
+                Line::Eof => return Ok(Ended::Closed),
+                Line::TooLong => {
+                    self.reply((500, (5, 5, 6)), "Line too long");
+                    if self.count_error() {
+                        return self.too_many_errors().await;
+                    }
+                    continue;
+                }
+                Line::Command(line) => line,
+            };
+            let request = Request::parse(&mut line.iter()).map(Request::into_owned);
+            match request {
+                Ok(Request::Quit) => {
+                    self.reply((221, (2, 0, 0)), "Bye");
+                    self.flush().await?;
+                    return Ok(Ended::Closed);
+                }
+                Ok(Request::StartTls) => {
+                    if self.tls_active {
+                        self.reply(BAD_SEQUENCE, "TLS already active");
+                    } else if !self.tls_available {
+                        self.reply(NOT_IMPLEMENTED, "STARTTLS not available");
+                    } else {
+                        self.reply((220, (2, 0, 0)), "Ready to start TLS");
+                        self.flush().await?;
+                        let progress = Progress {
+                            errors: self.errors,
+                        };
+                        // Bytes the client sent before the handshake are dropped with the buffer.
+                        return Ok(Ended::StartTls(self.reader.into_inner(), progress));
+                    }
+                }
+                Ok(Request::Data) => {
+                    if !self.data().await? {
+                        return Ok(Ended::Closed);
+                    }
+                }
+                Ok(request) => self.command(request).await,
+                Err(error) => {
+                    self.protocol_error(error);
+                    if self.count_error() {
+                        return self.too_many_errors().await;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Says why the connection closes: too slow (RFC 5321 §4.5.3.2).
+    async fn timed_out(&mut self) -> std::io::Result<()> {
+        let text = format!(
+            "{} Timeout, closing connection",
+            self.config().inbound.hostname
+        );
+        self.reply((421, (4, 4, 2)), text);
+        self.flush().await
+    }
+
+    fn count_error(&mut self) -> bool {
+        self.errors += 1;
+        self.errors >= MAX_ERRORS
+    }
+
+    async fn too_many_errors(mut self) -> std::io::Result<Ended<S>> {
+        self.reply((421, (4, 7, 0)), "Too many errors, closing connection");
+        self.flush().await?;
+        Ok(Ended::Closed)
+    }
+
+    /// Reads one line ending in LF, up to `MAX_COMMAND_LINE` bytes; the
+    /// rest of a longer line is read and discarded.
+    async fn read_line(&mut self) -> std::io::Result<Line> {
+        let mut line = Vec::new();
+        let mut too_long = false;
+        loop {
+            let available = self.reader.fill_buf().await?;
+            if available.is_empty() {
+                return Ok(Line::Eof);
+            }
+            let (chunk, done) = match memchr::memchr(b'\n', available) {
+                Some(pos) => (available.get(..=pos).unwrap_or(available), true),
+                None => (available, false),
+            };
+            let used = chunk.len();
+            if !too_long && line.len() + used <= MAX_COMMAND_LINE {
+                line.extend_from_slice(chunk);
+            } else {
+                too_long = true;
+                line.clear();
+            }
+            self.reader.consume(used);
+            if done {
+                return Ok(if too_long {
+                    Line::TooLong
+                } else {
+                    Line::Command(line)
+                });
+            }
+        }
+    }
+
+    fn protocol_error(&mut self, error: ProtoError) {
+        match error {
+            ProtoError::UnknownCommand => self.reply(SYNTAX, "Syntax error, command unrecognized"),
+            ProtoError::InvalidSenderAddress => {
+                self.reply((501, (5, 1, 7)), "Bad sender address syntax")
+            }
+            ProtoError::InvalidRecipientAddress => {
+                self.reply((501, (5, 1, 3)), "Bad recipient address syntax")
+            }
+            ProtoError::SyntaxError { syntax } => {
+                self.reply((501, (5, 5, 4)), format!("Syntax: {syntax}"))
+            }
+            ProtoError::InvalidParameter { param } => {
+                self.reply((501, (5, 5, 4)), format!("Invalid parameter {param}"))
+            }
+            ProtoError::UnsupportedParameter { param } => {
+                self.reply((555, (5, 5, 4)), format!("Unsupported parameter {param}"))
+            }
+            ProtoError::ResponseTooLong => self.reply((500, (5, 5, 6)), "Line too long"),
+            ProtoError::NeedsMoreData { .. } | ProtoError::InvalidResponse { .. } => {
+                self.reply(SYNTAX, "Syntax error")
+            }
+        }
+    }
+
+    async fn command(&mut self, request: Request<String>) {
+        match request {
+            Request::Ehlo { host } | Request::Lhlo { host } => {
+                self.helo = Some(host);
+                self.extended = true;
+                self.tx = Transaction::default();
+                let hostname = self.config().inbound.hostname.clone();
+                let mut ehlo = EhloResponse::new(hostname.as_str());
+                ehlo.capabilities = smtp_proto::EXT_SIZE
+                    | smtp_proto::EXT_8BIT_MIME
+                    | smtp_proto::EXT_PIPELINING
+                    | smtp_proto::EXT_SMTP_UTF8
+                    | smtp_proto::EXT_ENHANCED_STATUS_CODES;
+                if self.tls_available && !self.tls_active {
+                    ehlo.capabilities |= smtp_proto::EXT_START_TLS;
+                }
+                ehlo.size = self.config().inbound.max_message_size;
+                // Writing into a Vec cannot fail.
+                let _ = ehlo.write(&mut self.out);
+            }
+            Request::Helo { host } => {
+                self.helo = Some(host);
+                self.extended = false;
+                self.tx = Transaction::default();
+                let text = self.config().inbound.hostname.clone();
+                write_plain(&mut self.out, 250, text);
+            }
+            Request::Mail { from } => {
+                if self.helo.is_none() {
+                    self.reply(BAD_SEQUENCE, "Send EHLO or HELO first");
+                } else if self.tx.mail_from.is_some() {
+                    self.reply(BAD_SEQUENCE, "Sender already given");
+                } else if from.size > self.config().inbound.max_message_size {
+                    self.reply(
+                        (552, (5, 3, 4)),
+                        "Message size exceeds fixed maximum message size",
+                    );
+                } else if !from.address.is_empty() && MailAddress::parse(&from.address).is_err() {
+                    self.reply((501, (5, 1, 7)), "Bad sender address syntax");
+                } else {
+                    debug!(mail_from = %from.address, "MAIL FROM.");
+                    self.tx.mail_from = Some(from.address);
+                    self.reply((250, (2, 1, 0)), "Sender ok");
+                }
+            }
+            Request::Rcpt { to } => self.rcpt(&to.address).await,
+            Request::Rset => {
+                self.tx = Transaction::default();
+                self.reply(OK, "Ok");
+            }
+            Request::Noop { .. } => self.reply(OK, "Ok"),
+            Request::Vrfy { .. } => self.reply(
+                (252, (2, 1, 5)),
+                "Cannot VRFY user, but will accept message and attempt delivery",
+            ),
+            Request::Help { .. } => self.reply((214, (2, 0, 0)), "See RFC 5321"),
+            Request::Expn { .. }
+            | Request::Auth { .. }
+            | Request::Etrn { .. }
+            | Request::Atrn { .. }
+            | Request::Burl { .. }
+            | Request::Bdat { .. } => self.reply(NOT_IMPLEMENTED, "Command not implemented"),
+            Request::Quit | Request::StartTls | Request::Data => {}
+        }
+    }
+
+    async fn rcpt(&mut self, address: &str) {
+        if self.tx.mail_from.is_none() {
+            return self.reply(BAD_SEQUENCE, "Need MAIL before RCPT");
+        }
+        if self.tx.recipients.len() >= self.config().inbound.max_recipients {
+            return self.reply((452, (4, 5, 3)), "Too many recipients");
+        }
+        let Ok(mailbox) = MailAddress::parse(address) else {
+            return self.reply((501, (5, 1, 3)), "Bad recipient address syntax");
+        };
+        let domain_served = self.config().mail.serves(mailbox.domain());
+        let jid = BareJid::new(&mailbox.to_string()).ok();
+        let registered = match (&jid, domain_served) {
+            (Some(jid), true) => match self.reception.store.is_registered(jid).await {
+                Ok(known) => known,
+                Err(error) => {
+                    warn!(error = format!("{error:#}"), "Store unavailable at RCPT.");
+                    return self.reply(TEMP_STORE, "Temporary failure, try again later");
+                }
+            },
+            _ => false,
+        };
+        let facts = AddressFacts {
+            domain_served,
+            registered,
+        };
+        match (rcpt_verdict(self.config().mail.users, facts), jid) {
+            (RcptVerdict::Accept, Some(jid)) => {
+                if !self.tx.recipients.contains(&jid) {
+                    self.tx.recipients.push(jid);
+                }
+                self.reply((250, (2, 1, 5)), "Recipient ok");
+            }
+            (RcptVerdict::RelayDenied, _) => self.reply((550, (5, 7, 1)), "Relaying denied"),
+            (RcptVerdict::UnknownUser | RcptVerdict::Accept, _) => {
+                self.reply((550, (5, 1, 1)), "No such user here")
+            }
+        }
+    }
+
+    /// Handles DATA; returns false when the connection must close.
+    async fn data(&mut self) -> std::io::Result<bool> {
+        if self.tx.mail_from.is_none() {
+            self.reply(BAD_SEQUENCE, "Need MAIL before DATA");
+            return Ok(true);
+        }
+        if self.tx.recipients.is_empty() {
+            self.reply((554, (5, 5, 1)), "No valid recipients");
+            return Ok(true);
+        }
+        self.reply((354, (2, 0, 0)), "End data with <CR><LF>.<CR><LF>");
+        self.flush().await?;
+
+        let max = self.config().inbound.max_message_size;
+        let idle = self.config().inbound.idle_timeout;
+        let deadline = tokio::time::Instant::now() + self.config().inbound.data_timeout;
+        let mut receiver = DataReceiver::new();
+        let mut data = Vec::with_capacity(8 * 1024);
+        let mut size = 0usize;
+        loop {
+            let wait = idle.min(deadline.saturating_duration_since(tokio::time::Instant::now()));
+            let available = match tokio::time::timeout(wait, self.reader.fill_buf()).await {
+                Ok(read) => read?,
+                Err(_) => {
+                    self.timed_out().await?;
+                    return Ok(false);
+                }
+            };
+            if available.is_empty() {
+                return Ok(false);
+            }
+            let mut bytes = available.iter();
+            let before = data.len();
+            let done = receiver.ingest(&mut bytes, &mut data);
+            let used = available.len() - bytes.len();
+            self.reader.consume(used);
+            size += data.len() - before;
+            if size > max {
+                // Keep reading to the end of DATA, storing nothing.
+                data.clear();
+            }
+            if done {
+                break;
+            }
+        }
+        let tx = std::mem::take(&mut self.tx);
+        if size > max {
+            info!(peer = %self.peer, size, max, "Refused oversized mail.");
+            self.reply(
+                (552, (5, 3, 4)),
+                "Message size exceeds fixed maximum message size",
+            );
+            return Ok(true);
+        }
+        self.commit(tx, data).await;
+        Ok(true)
+    }
+
+    async fn commit(&mut self, tx: Transaction, data: Vec<u8>) {
+        if facteur_bridge::to_xmpp::read_mail(&data).is_err() {
+            self.reply((550, (5, 6, 0)), "Message cannot be parsed as mail");
+            return;
+        }
+        let mail_from = tx.mail_from.unwrap_or_default();
+        let raw = self.with_received(&data, &tx.recipients);
+        let recipients = tx.recipients.len();
+        let size = raw.len();
+        let mail = InboundMail {
+            mail_from: mail_from.clone(),
+            client_ip: self.peer.ip().to_string(),
+            raw,
+            recipients: tx.recipients,
+        };
+        match self.reception.committer.commit(mail).await {
+            Ok(id) => {
+                info!(mail_id = id, peer = %self.peer, mail_from = %mail_from, recipients, size, "Accepted mail.");
+                self.reception.committed.notify_one();
+                self.reply(OK, format!("Ok: queued as {id}"));
+            }
+            Err(error) => {
+                warn!(
+                    error = format!("{error:#}"),
+                    "Store unavailable at end of DATA."
+                );
+                self.reply(TEMP_STORE, "Temporary storage failure, try again later");
+            }
+        }
+    }
+
+    /// Prepends the RFC 5321 §4.4 trace header.
+    fn with_received(&self, data: &[u8], recipients: &[BareJid]) -> Vec<u8> {
+        let helo = self.helo.as_deref().unwrap_or("unknown");
+        let helo: String = helo
+            .chars()
+            .filter(|c| c.is_ascii_graphic())
+            .take(255)
+            .collect();
+        let protocol = match (self.extended, self.tls_active) {
+            (true, true) => "ESMTPS",
+            (true, false) => "ESMTP",
+            (false, _) => "SMTP",
+        };
+        let rcpt = match recipients {
+            [one] => format!("\r\n\tfor <{one}>"),
+            _ => String::new(),
+        };
+        let date = mail_builder::headers::date::Date::new(crate::store::Millis::now().0 / 1000)
+            .to_rfc822();
+        let header = format!(
+            "Received: from {helo} ([{ip}])\r\n\tby {host} (facteur) with {protocol}{rcpt};\r\n\t{date}\r\n",
+            ip = self.peer.ip(),
+            host = self.config().inbound.hostname,
+        );
+        let mut raw = Vec::with_capacity(header.len() + data.len());
+        raw.extend_from_slice(header.as_bytes());
+        raw.extend_from_slice(data);
+        raw
+    }
+}
+
+/// Drives a whole connection, STARTTLS included.
+pub async fn serve<S>(
+    stream: S,
+    peer: SocketAddr,
+    reception: Arc<Reception>,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    shutdown: CancellationToken,
+) where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let session = Session::new(
+        stream,
+        &reception,
+        peer,
+        false,
+        tls.is_some(),
+        Progress::default(),
+    );
+    let ended = session.run(true, &shutdown).await;
+    let (plain, progress) = match ended {
+        Ok(Ended::Closed) => return,
+        Ok(Ended::StartTls(plain, progress)) => (plain, progress),
+        Err(error) => {
+            debug!(peer = %peer, error = %error, "Connection error.");
+            return;
+        }
+    };
+    let Some(acceptor) = tls else { return };
+    let handshake = tokio::time::timeout(Duration::from_secs(30), acceptor.accept(plain)).await;
+    let secure = match handshake {
+        Ok(Ok(secure)) => secure,
+        Ok(Err(error)) => {
+            info!(peer = %peer, error = %error, "TLS handshake failed.");
+            return;
+        }
+        Err(_) => {
+            info!(peer = %peer, "TLS handshake timed out.");
+            return;
+        }
+    };
+    let session = Session::new(secure, &reception, peer, true, true, progress);
+    if let Err(error) = session.run(false, &shutdown).await {
+        debug!(peer = %peer, error = %error, "Connection error.");
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,428 @@
+//! The receiver driven over `tokio::io::duplex`, with a real SQLite store.
+
+use std::sync::Arc;
+
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, DuplexStream};
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+use super::{serve, Reception};
+use crate::config::Config;
+use crate::store::{scratch, Committer, Millis, Store};
+
+const CONFIG: &str = r#"
+[component]
+jid = "mail.example.test"
+secret = "s"
+[mail]
+domains = ["example.test"]
+[inbound]
+hostname = "mx.example.test"
+max_message_size = 2048
+max_recipients = 2
+"#;
+
+fn reception(config: &str, store: &Store) -> Arc<Reception> {
+    Arc::new(Reception {
+        config: Arc::new(Config::parse(config).expect("config")),
+        store: store.clone(),
+        committer: Committer::inbound(store.clone()),
+        committed: Arc::new(Notify::new()),
+    })
+}
+
+struct Client {
+    io: BufReader<DuplexStream>,
+    _dir: tempfile::TempDir,
+    store: Store,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Client {
+    async fn start() -> Client {
+        let (store, dir) = scratch().await;
+        store
+            .register(&jid::BareJid::new("alice@example.test").expect("jid"))
+            .await
+            .expect("register");
+        let reception = reception(CONFIG, &store);
+        let (client, server) = tokio::io::duplex(64 * 1024);
+        let peer = "192.0.2.1:40000".parse().expect("addr");
+        let task = tokio::spawn(serve(
+            server,
+            peer,
+            reception,
+            None,
+            CancellationToken::new(),
+        ));
+        let mut c = Client {
+            io: BufReader::new(client),
+            _dir: dir,
+            store,
+            task,
+        };
+        let greeting = c.reply().await;
+        assert_eq!(greeting, "220 mx.example.test ESMTP facteur");
+        c
+    }
+
+    /// Reads one whole reply, lines joined by '\n'.
+    async fn reply(&mut self) -> String {
+        let mut lines = Vec::new();
+        loop {
+            let mut line = String::new();
+            let n = tokio::time::timeout(
+                std::time::Duration::from_secs(5),
+                self.io.read_line(&mut line),
+            )
+            .await
+            .expect("reply in time")
+            .expect("read");
+            assert!(n > 0, "connection closed; got {lines:?}");
+            let line = line.trim_end().to_owned();
+            let last = line.as_bytes().get(3) != Some(&b'-');
+            lines.push(line);
+            if last {
+                return lines.join("\n");
+            }
+        }
+    }
+
+    async fn send(&mut self, text: &str) {
+        self.io
+            .get_mut()
+            .write_all(text.as_bytes())
+            .await
+            .expect("write");
+    }
+
+    async fn cmd(&mut self, line: &str) -> String {
+        self.send(&format!("{line}\r\n")).await;
+        self.reply().await
+    }
+}
+
+#[tokio::test]
+async fn ehlo_advertises_extensions() {
+    let mut c = Client::start().await;
+    let ehlo = c.cmd("EHLO client.example.net").await;
+    for ext in [
+        "SIZE 2048",
+        "8BITMIME",
+        "PIPELINING",
+        "SMTPUTF8",
+        "ENHANCEDSTATUSCODES",
+    ] {
+        assert!(
+            ehlo.lines().any(|l| l[4..] == *ext),
+            "{ext} missing in {ehlo}"
+        );
+    }
+    assert!(!ehlo.contains("STARTTLS"), "no TLS configured: {ehlo}");
+    assert_eq!(c.cmd("VRFY alice").await.get(..3), Some("252"));
+    assert_eq!(c.cmd("NOOP").await, "250 2.0.0 Ok");
+    assert_eq!(c.cmd("STARTTLS").await.get(..3), Some("502"));
+    assert_eq!(c.cmd("QUIT").await, "221 2.0.0 Bye");
+}
+
+#[tokio::test]
+async fn accepts_mail_for_registered_users_only() {
+    let mut c = Client::start().await;
+    c.cmd("EHLO client.example.net").await;
+    assert_eq!(
+        c.cmd("RCPT TO:<alice@example.test>").await,
+        "503 5.5.1 Need MAIL before RCPT"
+    );
+    assert_eq!(
+        c.cmd("MAIL FROM:<bob@example.net>").await,
+        "250 2.1.0 Sender ok"
+    );
+    assert_eq!(
+        c.cmd("RCPT TO:<bob@example.test>").await,
+        "550 5.1.1 No such user here"
+    );
+    assert_eq!(
+        c.cmd("RCPT TO:<x@elsewhere.test>").await,
+        "550 5.7.1 Relaying denied"
+    );
+    assert_eq!(
+        c.cmd("RCPT TO:<Alice@Example.TEST>").await,
+        "250 2.1.5 Recipient ok"
+    );
+    assert_eq!(c.cmd("DATA").await.get(..3), Some("354"));
+    c.send("Subject: hi\r\n\r\n..leading dot\r\nbody\r\n.\r\n")
+        .await;
+    let done = c.reply().await;
+    assert!(done.starts_with("250 2.0.0 Ok: queued as "), "{done}");
+
+    let due = c.store.due_to_xmpp(Millis::now(), 10).await.expect("due");
+    assert_eq!(due.len(), 1);
+    assert_eq!(due[0].recipient, "alice@example.test");
+    let crate::store::ToXmppBody::Mail { mail_from, raw, .. } = &due[0].body else {
+        panic!("a mail")
+    };
+    assert_eq!(mail_from, "bob@example.net");
+    let raw = String::from_utf8_lossy(raw);
+    assert!(raw.starts_with("Received: from client.example.net ([192.0.2.1])\r\n\tby mx.example.test (facteur) with ESMTP\r\n\tfor <alice@example.test>;"), "{raw}");
+    assert!(
+        raw.ends_with("Subject: hi\r\n\r\n.leading dot\r\nbody\r\n"),
+        "{raw}"
+    );
+    c.cmd("QUIT").await;
+    c.task.await.expect("session ends");
+}
+
+#[tokio::test]
+async fn oversized_mail_gets_552_and_nothing_is_stored() {
+    let mut c = Client::start().await;
+    c.cmd("EHLO client.example.net").await;
+    assert_eq!(
+        c.cmd("MAIL FROM:<bob@example.net> SIZE=4096").await,
+        "552 5.3.4 Message size exceeds fixed maximum message size"
+    );
+    c.cmd("MAIL FROM:<bob@example.net>").await;
+    c.cmd("RCPT TO:<alice@example.test>").await;
+    c.cmd("DATA").await;
+    let line = "x".repeat(100);
+    for _ in 0..40 {
+        c.send(&format!("{line}\r\n")).await;
+    }
+    c.send(".\r\n").await;
+    assert_eq!(
+        c.reply().await,
+        "552 5.3.4 Message size exceeds fixed maximum message size"
+    );
+    assert!(c
+        .store
+        .due_to_xmpp(Millis::now(), 10)
+        .await
+        .expect("due")
+        .is_empty());
+    // The session goes on.
+    assert_eq!(c.cmd("RSET").await, "250 2.0.0 Ok");
+}
+
+#[tokio::test]
+async fn pipelined_commands_get_ordered_replies() {
+    let mut c = Client::start().await;
+    c.cmd("EHLO client.example.net").await;
+    c.send(
+        "MAIL FROM:<>\r\nRCPT TO:<alice@example.test>\r\nRCPT TO:<nobody@example.test>\r\nDATA\r\n",
+    )
+    .await;
+    assert_eq!(c.reply().await, "250 2.1.0 Sender ok");
+    assert_eq!(c.reply().await, "250 2.1.5 Recipient ok");
+    assert_eq!(c.reply().await, "550 5.1.1 No such user here");
+    assert_eq!(c.reply().await.get(..3), Some("354"));
+    c.send("Subject: bounce\r\n\r\nx\r\n.\r\n").await;
+    assert!(c.reply().await.starts_with("250 "));
+}
+
+#[tokio::test]
+async fn bad_input_gets_precise_codes() {
+    let mut c = Client::start().await;
+    assert_eq!(
+        c.cmd("MAIL FROM:<bob@example.net>").await,
+        "503 5.5.1 Send EHLO or HELO first"
+    );
+    assert_eq!(c.cmd("HELO client").await, "250 mx.example.test");
+    assert_eq!(
+        c.cmd("BOGUS").await,
+        "500 5.5.2 Syntax error, command unrecognized"
+    );
+    assert_eq!(
+        c.cmd(&format!("NOOP {}", "y".repeat(5000))).await,
+        "500 5.5.6 Line too long"
+    );
+    assert_eq!(c.cmd("DATA").await, "503 5.5.1 Need MAIL before DATA");
+    c.cmd("MAIL FROM:<bob@example.net>").await;
+    assert_eq!(c.cmd("DATA").await, "554 5.5.1 No valid recipients");
+    assert_eq!(
+        c.cmd("RCPT TO:<a b@example.test>").await.get(..3),
+        Some("501")
+    );
+    c.cmd("RCPT TO:<alice@example.test>").await;
+    assert_eq!(
+        c.cmd("RCPT TO:<alice@example.test>").await,
+        "250 2.1.5 Recipient ok"
+    );
+    assert_eq!(
+        c.cmd("AUTH PLAIN AGFsaWNlAHg=").await,
+        "502 5.5.1 Command not implemented"
+    );
+}
+
+#[tokio::test]
+async fn too_many_errors_close_the_connection() {
+    let mut c = Client::start().await;
+    for _ in 0..9 {
+        assert!(c.cmd("BOGUS").await.starts_with("500"));
+    }
+    assert_eq!(c.cmd("BOGUS").await, "500 5.5.2 Syntax error, command unrecognized\n421 4.7.0 Too many errors, closing connection".split('\n').next().unwrap_or_default());
+    assert_eq!(
+        c.reply().await,
+        "421 4.7.0 Too many errors, closing connection"
+    );
+}
+
+#[tokio::test]
+async fn shutdown_says_421() {
+    let (store, _dir) = scratch().await;
+    let reception = reception(CONFIG, &store);
+    let (client, server) = tokio::io::duplex(4096);
+    let shutdown = CancellationToken::new();
+    let task = tokio::spawn(serve(
+        server,
+        "192.0.2.1:1".parse().expect("addr"),
+        reception,
+        None,
+        shutdown.clone(),
+    ));
+    let mut io = BufReader::new(client);
+    let mut line = String::new();
+    io.read_line(&mut line).await.expect("greeting");
+    shutdown.cancel();
+    line.clear();
+    io.read_line(&mut line).await.expect("421");
+    assert_eq!(line, "421 4.3.2 Service shutting down, try again later\r\n");
+    task.await.expect("ends");
+}
+
+/// Reads one reply from any stream.
+async fn read_reply<R: tokio::io::AsyncBufRead + Unpin>(io: &mut R) -> String {
+    let mut lines = Vec::new();
+    loop {
+        let mut line = String::new();
+        let n = tokio::time::timeout(std::time::Duration::from_secs(5), io.read_line(&mut line))
+            .await
+            .expect("reply in time")
+            .expect("read");
+        assert!(n > 0, "connection closed; got {lines:?}");
+        let line = line.trim_end().to_owned();
+        let last = line.as_bytes().get(3) != Some(&b'-');
+        lines.push(line);
+        if last {
+            return lines.join("\n");
+        }
+    }
+}
+
+#[tokio::test]
+async fn starttls_upgrades_and_forgets_what_came_before() {
+    use tokio_rustls::rustls;
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let certified =
+        rcgen::generate_simple_self_signed(vec!["mx.example.test".to_owned()]).expect("cert");
+    let files = crate::config::TlsFiles {
+        cert: dir.path().join("cert.pem"),
+        key: dir.path().join("key.pem"),
+    };
+    std::fs::write(&files.cert, certified.cert.pem()).expect("write cert");
+    std::fs::write(&files.key, certified.key_pair.serialize_pem()).expect("write key");
+    let acceptor = crate::smtp::server::tls_acceptor(&files).expect("acceptor");
+
+    let (store, _store_dir) = scratch().await;
+    store
+        .register(&jid::BareJid::new("alice@example.test").expect("jid"))
+        .await
+        .expect("register");
+    let reception = reception(CONFIG, &store);
+    let (client, server) = tokio::io::duplex(64 * 1024);
+    let peer = "192.0.2.1:40000".parse().expect("addr");
+    let task = tokio::spawn(serve(
+        server,
+        peer,
+        reception,
+        Some(acceptor),
+        CancellationToken::new(),
+    ));
+
+    let mut plain = BufReader::new(client);
+    read_reply(&mut plain).await;
+    plain
+        .get_mut()
+        .write_all(b"EHLO c\r\n")
+        .await
+        .expect("write");
+    assert!(read_reply(&mut plain).await.contains("250-STARTTLS"));
+    // A command pipelined after STARTTLS must not survive the handshake.
+    plain
+        .get_mut()
+        .write_all(b"STARTTLS\r\nMAIL FROM:<injected@example.net>\r\n")
+        .await
+        .expect("write");
+    assert_eq!(read_reply(&mut plain).await, "220 2.0.0 Ready to start TLS");
+
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(certified.cert.der().clone()).expect("root");
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .expect("versions")
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+    let name = rustls::pki_types::ServerName::try_from("mx.example.test").expect("name");
+    let tls = connector
+        .connect(name, plain.into_inner())
+        .await
+        .expect("handshake");
+    let mut tls = BufReader::new(tls);
+    tls.get_mut().write_all(b"EHLO c\r\n").await.expect("write");
+    let ehlo = read_reply(&mut tls).await;
+    assert!(!ehlo.contains("STARTTLS"), "{ehlo}");
+    tls.get_mut()
+        .write_all(b"MAIL FROM:<bob@example.net>\r\n")
+        .await
+        .expect("write");
+    assert_eq!(
+        read_reply(&mut tls).await,
+        "250 2.1.0 Sender ok",
+        "the injected MAIL was dropped"
+    );
+    tls.get_mut()
+        .write_all(b"RCPT TO:<alice@example.test>\r\nDATA\r\n")
+        .await
+        .expect("write");
+    read_reply(&mut tls).await;
+    read_reply(&mut tls).await;
+    tls.get_mut()
+        .write_all(b"Subject: secret\r\n\r\nx\r\n.\r\nQUIT\r\n")
+        .await
+        .expect("write");
+    assert!(read_reply(&mut tls).await.starts_with("250 2.0.0 Ok"));
+    read_reply(&mut tls).await;
+    let due = store.due_to_xmpp(Millis::now(), 10).await.expect("due");
+    let crate::store::ToXmppBody::Mail { raw, .. } = &due[0].body else {
+        panic!("a mail")
+    };
+    assert!(String::from_utf8_lossy(raw).contains("with ESMTPS"));
+    task.await.expect("session ends");
+}
+
+#[tokio::test]
+async fn idle_clients_are_dropped_with_421() {
+    let (store, _dir) = scratch().await;
+    let config = CONFIG.replace(
+        "max_recipients = 2",
+        "max_recipients = 2\nidle_timeout = \"200ms\"",
+    );
+    let reception = reception(&config, &store);
+    let (client, server) = tokio::io::duplex(4096);
+    let task = tokio::spawn(serve(
+        server,
+        "192.0.2.1:1".parse().expect("addr"),
+        reception,
+        None,
+        CancellationToken::new(),
+    ));
+    let mut io = BufReader::new(client);
+    read_reply(&mut io).await;
+    assert_eq!(
+        read_reply(&mut io).await,
+        "421 4.4.2 mx.example.test Timeout, closing connection"
+    );
+    task.await.expect("ends");
+}

@@ -1,0 +1,175 @@
+//! The messages a user got or sent, for threading replies both ways.
+
+use anyhow::Context;
+use jid::BareJid;
+use sqlx::Row;
+
+use super::{Millis, Store};
+
+/// One message of a user's conversations.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MessageRecord {
+    pub user: BareJid,
+    pub message_id: String,
+    pub peer: BareJid,
+    pub stanza_id: String,
+    pub author: BareJid,
+    pub thread: String,
+    pub references: Vec<String>,
+}
+
+const COLUMNS: &str = "user_jid, message_id, peer_jid, stanza_id, author_jid, thread, refs";
+
+fn record(row: sqlx::sqlite::SqliteRow) -> anyhow::Result<MessageRecord> {
+    let jid = |column: &str| -> anyhow::Result<BareJid> {
+        let text: String = row.try_get(column)?;
+        BareJid::new(&text).with_context(|| format!("Stored {column} {text}"))
+    };
+    let refs: String = row.try_get("refs")?;
+    Ok(MessageRecord {
+        user: jid("user_jid")?,
+        message_id: row.try_get("message_id")?,
+        peer: jid("peer_jid")?,
+        stanza_id: row.try_get("stanza_id")?,
+        author: jid("author_jid")?,
+        thread: row.try_get("thread")?,
+        references: refs.split_whitespace().map(str::to_owned).collect(),
+    })
+}
+
+/// Remembers a message; the first record of a Message-ID stays.
+pub(crate) async fn insert_message(
+    conn: &mut sqlx::SqliteConnection,
+    message: &MessageRecord,
+) -> anyhow::Result<()> {
+    // Only the constant column list is formatted in.
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "INSERT INTO messages ({COLUMNS}, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?) \
+         ON CONFLICT (user_jid, message_id) DO NOTHING"
+    )))
+    .bind(message.user.as_str())
+    .bind(&message.message_id)
+    .bind(message.peer.as_str())
+    .bind(&message.stanza_id)
+    .bind(message.author.as_str())
+    .bind(&message.thread)
+    .bind(message.references.join(" "))
+    .bind(Millis::now().0)
+    .execute(conn)
+    .await
+    .with_context(|| format!("Remembering message {}", message.message_id))?;
+    Ok(())
+}
+
+impl Store {
+    /// Remembers a message; the first record of a Message-ID stays.
+    #[cfg(test)]
+    pub async fn remember_message(&self, message: &MessageRecord) -> anyhow::Result<()> {
+        let mut conn = self
+            .pool
+            .acquire()
+            .await
+            .context("Connecting to the store")?;
+        insert_message(&mut conn, message).await
+    }
+
+    async fn find_message(
+        &self,
+        condition: &'static str,
+        user: &BareJid,
+        value: &str,
+    ) -> anyhow::Result<Option<MessageRecord>> {
+        // `condition` is one of the constant strings of the callers below.
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {COLUMNS} FROM messages WHERE user_jid = ? AND {condition} ORDER BY created_at DESC, rowid DESC LIMIT 1"
+        )))
+        .bind(user.as_str())
+        .bind(value)
+        .fetch_optional(&self.pool)
+        .await
+        .context("Looking up a message")?;
+        row.map(record).transpose()
+    }
+
+    /// The user's message with this Message-ID.
+    pub async fn message_by_id(
+        &self,
+        user: &BareJid,
+        message_id: &str,
+    ) -> anyhow::Result<Option<MessageRecord>> {
+        self.find_message("message_id = ?", user, message_id).await
+    }
+
+    /// The user's message their client knows by `stanza_id`.
+    pub async fn message_by_stanza_id(
+        &self,
+        user: &BareJid,
+        stanza_id: &str,
+    ) -> anyhow::Result<Option<MessageRecord>> {
+        self.find_message("stanza_id = ?", user, stanza_id).await
+    }
+
+    /// The latest message of a thread of the user's.
+    pub async fn latest_in_thread(
+        &self,
+        user: &BareJid,
+        thread: &str,
+    ) -> anyhow::Result<Option<MessageRecord>> {
+        self.find_message("thread = ?", user, thread).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::scratch;
+
+    fn jid(s: &str) -> BareJid {
+        BareJid::new(s).expect("jid")
+    }
+
+    #[tokio::test]
+    async fn messages_are_found_by_id_stanza_and_thread() {
+        let (store, _dir) = scratch().await;
+        let alice = jid("alice@example.test");
+        let bob = jid("bob\\40example.net@mail.example.test");
+        let first = MessageRecord {
+            user: alice.clone(),
+            message_id: "a@example.net".into(),
+            peer: bob.clone(),
+            stanza_id: "mail-1".into(),
+            author: bob.clone(),
+            thread: "t1".into(),
+            references: vec![],
+        };
+        let second = MessageRecord {
+            message_id: "b@mail.example.test".into(),
+            stanza_id: "s2".into(),
+            author: alice.clone(),
+            references: vec!["a@example.net".into()],
+            ..first.clone()
+        };
+        store.remember_message(&first).await.expect("stored");
+        store.remember_message(&second).await.expect("stored");
+        store.remember_message(&first).await.expect("stored twice");
+        assert_eq!(
+            store
+                .message_by_id(&alice, "a@example.net")
+                .await
+                .expect("q"),
+            Some(first.clone())
+        );
+        assert_eq!(
+            store.message_by_stanza_id(&alice, "s2").await.expect("q"),
+            Some(second.clone())
+        );
+        assert_eq!(
+            store.latest_in_thread(&alice, "t1").await.expect("q"),
+            Some(second)
+        );
+        assert_eq!(
+            store.message_by_id(&bob, "a@example.net").await.expect("q"),
+            None
+        );
+    }
+}

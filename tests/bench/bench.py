@@ -1,0 +1,320 @@
+"""Benchmark of facteur's two journeys against real peers, each beside the
+loopback limit measured in the same run. Usage: bench.py CRITERION_OUTPUT
+(tests/bench/run calls it)."""
+
+import asyncio
+import hashlib
+import json
+import os
+import re
+import socket
+import sqlite3
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "e2e"))
+from peers import (DOMAIN, ROOT, USERS, Client, Gateway, escaped, free_port,  # noqa: E402
+                   stop_process, wait_port)
+
+SCALE = float(os.environ.get("BENCH_SCALE", "1.0"))
+SIZES = {"4KB": 4096, "40KB": 40960, "1MB": 1048576}
+CONCURRENCY = (1, 10, 50)
+COUNTS = {"4KB": int(600 * SCALE), "40KB": int(300 * SCALE), "1MB": int(40 * SCALE)}
+OUT = ROOT / "target" / "bench"
+
+
+def timed(command):
+    start = time.monotonic()
+    subprocess.run(command, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=600)
+    return time.monotonic() - start
+
+
+def smtp_source(port, sessions, count, size, to="alice@example.test"):
+    return ["smtp-source", "-s", str(sessions), "-m", str(count), "-l", str(size),
+            "-f", "bob@example.net", "-t", to, f"127.0.0.1:{port}"]
+
+
+def sink_rate(sessions, count, size):
+    """smtp-source → smtp-sink: the loopback SMTP limit, nothing stored."""
+    port = free_port()
+    sink = subprocess.Popen(["smtp-sink", "-u", "postfix", f"127.0.0.1:{port}", "256"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_port(port, proc=sink)
+        return count / timed(smtp_source(port, sessions, count, size))
+    finally:
+        stop_process(sink)
+
+
+def rss(pid, field="VmRSS"):
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def stanza_id(message_id):
+    return "mail-" + hashlib.sha256(message_id.encode() + b"\0").hexdigest()[:32]
+
+
+def percentile(values, fraction):
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
+
+
+async def raw_smtp_send(port, messages, sent_at):
+    """One SMTP session sending (message_id, bytes) pairs; records when
+    each 250 came back."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+
+    async def reply():
+        while True:
+            line = await reader.readline()
+            if line[3:4] != b"-":
+                return line
+
+    await reply()
+    writer.write(b"EHLO bench.example.net\r\n")
+    await writer.drain()
+    await reply()
+    for message_id, data in messages:
+        writer.write(b"MAIL FROM:<bob@example.net>\r\nRCPT TO:<alice@example.test>\r\nDATA\r\n")
+        await writer.drain()
+        for _ in range(3):
+            await reply()
+        writer.write(data + b".\r\n")
+        await writer.drain()
+        line = await reply()
+        assert line.startswith(b"250"), line
+        sent_at[message_id] = time.monotonic()
+    writer.write(b"QUIT\r\n")
+    await writer.drain()
+    writer.close()
+
+
+def mail_bytes(message_id, size):
+    head = (f"From: bob@example.net\r\nTo: alice@example.test\r\nSubject: bench\r\n"
+            f"Message-ID: <{message_id}>\r\n\r\n").encode()
+    line = b"x" * 78 + b"\r\n"
+    return head + line * max(1, (size - len(head)) // len(line))
+
+
+async def inbound(gateway, alice, results):
+    port = gateway.facteur.smtp_port
+    pid = gateway.facteur.proc.pid
+    for label, size in SIZES.items():
+        for sessions in CONCURRENCY:
+            count = max(sessions, COUNTS[label])
+            limit = await asyncio.to_thread(sink_rate, sessions, count, size)
+            before = len(alice.messages)
+            start = time.monotonic()
+            await asyncio.to_thread(timed, smtp_source(port, sessions, count, size))
+            delivered = await wait_count(lambda: len(alice.messages) - before, count, 120)
+            elapsed = time.monotonic() - start
+            rate = delivered / elapsed
+            # Latency: end of DATA (the 250) → stanza at the client, at a
+            # steady pace from the same number of sessions.
+            sent_at, per_session = {}, max(2, min(40, count // sessions))
+            batches = [[(f"lat-{label}-{sessions}-{s}-{n}@bench", mail_bytes(f"lat-{label}-{sessions}-{s}-{n}@bench", size))
+                        for n in range(per_session)] for s in range(sessions)]
+            await asyncio.gather(*(raw_smtp_send(port, batch, sent_at) for batch in batches))
+            wanted = {stanza_id(mid): mid for mid in sent_at}
+            await wait_count(lambda: len(wanted.keys() & alice.arrival.keys()), len(wanted), 120)
+            latencies = [(alice.arrival[sid] - sent_at[mid]) * 1000 for sid, mid in wanted.items() if sid in alice.arrival]
+            results["inbound"].append({
+                "size": label, "sessions": sessions, "mails": count, "delivered": delivered,
+                "mails_per_s": round(rate, 1), "smtp_sink_per_s": round(limit, 1), "ratio": round(rate / limit, 3),
+                "latency_p50_ms": round(percentile(latencies, 0.5), 1),
+                "latency_p99_ms": round(percentile(latencies, 0.99), 1),
+                "rss_peak_mb": round(rss(pid, "VmHWM"), 1),
+            })
+            print(f"inbound {label} x{sessions}: {rate:.0f}/s (limit {limit:.0f}/s), "
+                  f"p50 {results['inbound'][-1]['latency_p50_ms']} ms", flush=True)
+
+
+async def wait_count(counter, wanted, timeout, poll=0.005):
+    deadline = time.monotonic() + timeout
+    while counter() < wanted and time.monotonic() < deadline:
+        await asyncio.sleep(poll)
+    return counter()
+
+
+def stored_count(folder):
+    return sum(len(files) for _, _, files in os.walk(folder))
+
+
+async def outbound(gateway, senders, receiver, results):
+    """The relay is smtp-sink storing each mail as a file, so that the
+    SMTP side is not what limits the measure."""
+    per_client = int(300 * SCALE)
+    gateway.relay.stop()
+    folder = Path(tempfile.mkdtemp(prefix="facteur-bench-sink-"))
+    os.chmod(folder, 0o777)
+    sink = subprocess.Popen(["smtp-sink", "-u", "postfix", "-d", f"{folder}/%M.", f"127.0.0.1:{gateway.relay.port}", "256"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_port(gateway.relay.port, proc=sink)
+        await outbound_runs(gateway, senders, receiver, results, per_client, folder)
+    finally:
+        stop_process(sink)
+
+
+async def outbound_runs(gateway, senders, receiver, results, per_client, folder):
+    for n_clients in (1, 10):
+        clients = senders[:n_clients]
+        total = per_client * n_clients
+        # Reference: the same stanzas, client to client through Prosody.
+        before = len(receiver.messages)
+        start = time.monotonic()
+        for c in clients:
+            for i in range(per_client):
+                c.send(receiver.jid, f"ref {c.jid} {i} " + "y" * 200)
+        got = await wait_count(lambda: len(receiver.messages) - before, total, 120)
+        prosody_rate = got / (time.monotonic() - start)
+        # facteur: the same stanzas to an escaped JID, until the relay has them.
+        before = stored_count(folder)
+        start = time.monotonic()
+        for c in clients:
+            for i in range(per_client):
+                c.send(escaped("bob@example.net"), f"out {c.jid} {i} " + "y" * 200)
+        stored = await wait_count(lambda: stored_count(folder) - before, total, 120, poll=0.05)
+        rate = stored / (time.monotonic() - start)
+        results["outbound"].append({
+            "clients": n_clients, "stanzas": total, "stored": stored,
+            "mails_per_s": round(rate, 1), "prosody_per_s": round(prosody_rate, 1),
+            "ratio": round(rate / prosody_rate, 3),
+            "rss_peak_mb": round(rss(gateway.facteur.proc.pid, "VmHWM"), 1),
+        })
+        print(f"outbound x{n_clients}: {rate:.0f}/s (Prosody {prosody_rate:.0f}/s)", flush=True)
+
+
+def criterion_figures(path):
+    figures = {}
+    text = Path(path).read_text(errors="replace") if path and Path(path).exists() else ""
+    for name, unit_value, unit in re.findall(
+            r"^(\S+/\S+)\s*\n\s*time:.*\n\s*thrpt:\s*\[\S+ \S+ (\S+) (\S+)", text, re.M):
+        value = float(unit_value)
+        figures[name] = round(value * {"GiB/s": 1024, "MiB/s": 1, "KiB/s": 1 / 1024}.get(unit, 1), 2)
+    return figures
+
+
+async def main(criterion_output):
+    OUT.mkdir(parents=True, exist_ok=True)
+    results = {"inbound": [], "outbound": [], "memory": {}, "translation_mib_per_s": criterion_figures(criterion_output)}
+    work = Path(tempfile.mkdtemp(prefix="facteur-bench-"))
+    n_senders = 10
+    for n in range(n_senders):
+        USERS[f"user{n}"] = f"pw{n}"
+    gateway = Gateway(work, max_connections=2000, max_message_size=2_000_000)
+    clients = []
+    try:
+        gateway.start()
+        pid = gateway.facteur.proc.pid
+        await asyncio.sleep(1)
+        results["memory"]["idle_rss_mb"] = round(rss(pid), 1)
+        # 1,000 registered users, written the way registration writes them.
+        db = sqlite3.connect(gateway.facteur.dir / "facteur.db")
+        now = int(time.time() * 1000)
+        db.executemany("INSERT OR IGNORE INTO users (jid, registered_at) VALUES (?, ?)",
+                       [(f"member{n}@{DOMAIN}", now) for n in range(1000)])
+        db.commit()
+        db.close()
+        alice = Client("alice", gateway.prosody.c2s)
+        alice.arrival = {}
+        original = alice._on_message
+
+        def stamped(stanza):
+            alice.arrival[stanza["id"]] = time.monotonic()
+            original(stanza)
+        alice.xmpp.remove_handler("all messages")
+        from slixmpp.xmlstream.handler import Callback
+        from slixmpp.xmlstream.matcher import MatchXPath
+        alice.xmpp.register_handler(Callback("all messages", MatchXPath("{jabber:client}message"), stamped))
+        await alice.connect()
+        await alice.register()
+        clients.append(alice)
+        await asyncio.sleep(1)
+        results["memory"]["rss_1000_users_mb"] = round(rss(pid), 1)
+
+        # Idle SMTP connections.
+        before = rss(pid)
+        idle = [socket.create_connection(("127.0.0.1", gateway.facteur.smtp_port), timeout=10) for _ in range(1000)]
+        for s in idle:
+            s.recv(512)
+        await asyncio.sleep(0.5)
+        after = rss(pid)
+        for s in idle:
+            s.close()
+        results["memory"]["rss_with_1000_idle_smtp_mb"] = round(after, 1)
+        results["memory"]["per_idle_connection_kb"] = round((after - before) * 1024 / 1000, 1)
+
+        await inbound(gateway, alice, results)
+
+        senders = []
+        for n in range(n_senders):
+            c = Client(f"user{n}", gateway.prosody.c2s)
+            await c.connect()
+            await c.register()
+            senders.append(c)
+        clients.extend(senders)
+        receiver = Client("bob", gateway.prosody.c2s)
+        await receiver.connect()
+        clients.append(receiver)
+        await outbound(gateway, senders, receiver, results)
+
+        results["memory"]["peak_rss_mb"] = round(rss(pid, "VmHWM"), 1)
+    finally:
+        for c in clients:
+            try:
+                await c.disconnect()
+            except Exception:
+                pass
+        gateway.stop()
+
+    report(results)
+
+
+def report(results):
+    lines = ["## Email → XMPP (durable, counted at the client)", "",
+             "| size | SMTP clients | facteur mails/s | smtp-sink mails/s | ratio | p50 ms | p99 ms | delivered | peak RSS MB |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for r in results["inbound"]:
+        lines.append(f"| {r['size']} | {r['sessions']} | {r['mails_per_s']} | {r['smtp_sink_per_s']} | {r['ratio']:.2f} | "
+                     f"{r['latency_p50_ms']} | {r['latency_p99_ms']} | {r['delivered']}/{r['mails']} | {r['rss_peak_mb']} |")
+    lines += ["", "## XMPP → email (until stored by the relay)", "",
+              "| XMPP clients | facteur mails/s | Prosody client→client/s | ratio | stored | peak RSS MB |",
+              "|---|---|---|---|---|---|"]
+    for r in results["outbound"]:
+        lines.append(f"| {r['clients']} | {r['mails_per_s']} | {r['prosody_per_s']} | {r['ratio']:.2f} | "
+                     f"{r['stored']}/{r['stanzas']} | {r['rss_peak_mb']} |")
+    lines += ["", "## Memory", "", "| measure | value |", "|---|---|"]
+    lines += [f"| {k} | {v} |" for k, v in results["memory"].items()]
+    lines += ["", "## Translation core (criterion, MiB/s)", "", "| bench | MiB/s |", "|---|---|"]
+    lines += [f"| {k} | {v} |" for k, v in results["translation_mib_per_s"].items()]
+    key = next((r for r in results["inbound"] if r["size"] == "4KB" and r["sessions"] == 10), None)
+    out10 = next((r for r in results["outbound"] if r["clients"] == 10), None)
+    inbound_ratio = key["ratio"] if key else float("nan")
+    outbound_ratio = out10["ratio"] if out10 else float("nan")
+    half = [r for r in results["inbound"] if r["size"] == "4KB" and r["sessions"] == 10]
+    targets = [
+        ("inbound ≥ 50% of smtp-sink (10 clients, 4 KB)", inbound_ratio >= 0.5),
+        ("outbound ≥ 80% of Prosody routing", outbound_ratio >= 0.8),
+        ("p99 latency < 50 ms (10 clients, 4 KB)", bool(half) and half[0]["latency_p99_ms"] < 50),
+        ("idle RSS < 30 MB", results["memory"].get("idle_rss_mb", 1e9) < 30),
+    ]
+    lines += ["", "## Targets", ""] + [f"- {name}: {'met' if ok else 'not met'}" for name, ok in targets]
+    results["targets"] = {name: ok for name, ok in targets}
+    (OUT / "results.json").write_text(json.dumps(results, indent=2))
+    print("\n".join(lines))
+    print(f"\nJSON: {OUT / 'results.json'}")
+    print(f"ratios: inbound_vs_smtp_sink={inbound_ratio:.2f} outbound_vs_prosody={outbound_ratio:.2f}")
+
+
+if __name__ == "__main__":
+    asyncio.run(main(sys.argv[1] if len(sys.argv) > 1 else None))

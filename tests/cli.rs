@@ -1,0 +1,106 @@
+//! The command line as an operator meets it: `check-config` and `run`
+//! refusing a bad configuration with every problem listed.
+
+use std::process::Command;
+
+fn facteur() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_facteur"))
+}
+
+#[test]
+fn check_config_accepts_the_shipped_example() {
+    let out = facteur()
+        .args(["check-config", "--config", "config/facteur.example.toml"])
+        .output()
+        .expect("runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "config/facteur.example.toml: ok\n"
+    );
+}
+
+#[test]
+fn check_config_lists_every_problem() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("bad.toml");
+    std::fs::write(
+        &path,
+        "[component]\njid = \"mail.example.test\"\nsecret_file = \"/nonexistent/secret\"\n\
+         [mail]\ndomains = [\"example.test\"]\nusers = \"everyone\"\n\
+         [inbound]\nlisten = [\"localhost\"]\n",
+    )
+    .expect("write");
+    let out = facteur()
+        .args(["check-config", "--config"])
+        .arg(&path)
+        .output()
+        .expect("runs");
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("3 problem(s)"), "{stderr}");
+    for needle in ["component.secret_file", "mail.users", "inbound.listen"] {
+        assert!(stderr.contains(needle), "{needle} in {stderr}");
+    }
+}
+
+#[test]
+fn run_refuses_a_bad_config_before_starting() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("bad.toml");
+    std::fs::write(&path, "[component]\njid = \"mail.example.test\"\n").expect("write");
+    let out = facteur()
+        .args(["run", "--config"])
+        .arg(&path)
+        .output()
+        .expect("runs");
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("missing field `mail`"), "{stderr}");
+}
+
+#[test]
+fn users_are_managed_from_the_command_line() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("facteur.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "[component]\njid = \"mail.example.test\"\nsecret = \"s\"\n[mail]\ndomains = [\"example.test\"]\n\
+             [store]\nurl = \"sqlite://{}/facteur.db\"\n",
+            dir.path().display()
+        ),
+    )
+    .expect("write");
+    let users = |args: &[&str]| {
+        let out = facteur()
+            .arg("users")
+            .arg("--config")
+            .arg(&path)
+            .args(args)
+            .output()
+            .expect("runs");
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    assert_eq!(
+        users(&["add", "Alice@example.test"]).1,
+        "registered alice@example.test\n"
+    );
+    let (code, _, stderr) = users(&["add", "eve@elsewhere.test"]);
+    assert_eq!(code, Some(1));
+    assert!(stderr.contains("not a user of a served domain"), "{stderr}");
+    assert_eq!(users(&["list"]).1, "alice@example.test\n");
+    assert_eq!(
+        users(&["remove", "alice@example.test"]).1,
+        "unregistered alice@example.test\n"
+    );
+    assert_eq!(users(&["list"]).1, "");
+}

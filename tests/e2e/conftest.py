@@ -1,0 +1,25 @@
+"""Fixtures of the end-to-end tests: a fresh Prosody, relay and facteur per
+test, all on loopback, all stopped by PID even when a test fails."""
+
+import pytest
+
+from peers import Gateway
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    report = outcome.get_result()
+    gateway = item.funcargs.get("gateway") if hasattr(item, "funcargs") else None
+    if report.failed and gateway is not None:
+        report.sections.append(("facteur log (tail)", gateway.facteur.log_tail()))
+
+
+@pytest.fixture
+def gateway(tmp_path):
+    gw = Gateway(tmp_path)
+    try:
+        gw.start()
+        yield gw
+    finally:
+        gw.stop()

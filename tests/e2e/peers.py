@@ -1,0 +1,413 @@
+"""Real peers for the end-to-end tests, each on a free loopback port and
+stopped by PID: Prosody, facteur itself, an aiosmtpd relay, slixmpp
+clients, smtplib."""
+
+import asyncio
+import glob
+import os
+import signal
+import smtplib
+import socket
+import subprocess
+import time
+from email import policy
+from email.parser import BytesParser
+from pathlib import Path
+
+import slixmpp
+from aiosmtpd.controller import Controller
+from slixmpp.xmlstream.handler import Callback
+from slixmpp.xmlstream.matcher import MatchXPath
+
+ROOT = Path(__file__).resolve().parents[2]
+GATEWAY = "mail.example.test"
+DOMAIN = "example.test"
+SECRET = "e2e-component-secret"
+USERS = {"alice": "alicepw", "bob": "bobpw"}
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_port(port, timeout=15.0, proc=None):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"process exited with {proc.returncode} before port {port} opened")
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.05)
+    raise TimeoutError(f"port {port} did not open in {timeout}s")
+
+
+def stop_process(proc, sig=signal.SIGTERM, timeout=10.0):
+    if proc is None or proc.poll() is not None:
+        return
+    proc.send_signal(sig)
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(5)
+
+
+def escaped(address):
+    """The JID of a mail address at the gateway (XEP-0106)."""
+    return address.replace("\\", "\\5c").replace("@", "\\40") + "@" + GATEWAY
+
+
+class Prosody:
+    def __init__(self, workdir):
+        self.dir = Path(workdir) / "prosody"
+        self.c2s = free_port()
+        self.component = free_port()
+        self.proc = None
+        (self.dir / "certs").mkdir(parents=True, exist_ok=True)
+        (self.dir / "data").mkdir(exist_ok=True)
+        template = (Path(__file__).parent / "prosody.cfg.lua.in").read_text()
+        for key, value in {"@DIR@": str(self.dir), "@C2S@": str(self.c2s),
+                           "@COMPONENT@": str(self.component), "@SECRET@": SECRET}.items():
+            template = template.replace(key, value)
+        self.config = self.dir / "prosody.cfg.lua"
+        self.config.write_text(template)
+        for user, password in USERS.items():
+            subprocess.run(["prosodyctl", "--config", str(self.config), "register", user, DOMAIN, password],
+                           check=True, capture_output=True, timeout=30)
+
+    def start(self):
+        self.log = open(self.dir / "stdout.log", "ab")
+        self.proc = subprocess.Popen(["prosody", "-F", "--config", str(self.config)],
+                                     stdout=self.log, stderr=subprocess.STDOUT)
+        wait_port(self.c2s, proc=self.proc)
+        wait_port(self.component, proc=self.proc)
+
+    def stop(self):
+        stop_process(self.proc)
+        self.proc = None
+
+
+class Dns:
+    """dnsmasq serving TXT records on a loopback port, nothing else."""
+
+    def __init__(self, workdir, txt):
+        self.port = free_port()
+        args = ["dnsmasq", "--no-daemon", "--no-resolv", "--no-hosts", "--bind-interfaces",
+                "--listen-address=127.0.0.1", f"--port={self.port}", "--conf-file=/dev/null",
+                f"--pid-file={Path(workdir) / 'dnsmasq.pid'}", "--user=root"]
+        for name, value in txt.items():
+            # TXT character strings hold 255 bytes at most: split long ones
+            # (dnsmasq takes each comma-separated piece as one string).
+            pieces = ",".join(value[i:i + 200] for i in range(0, len(value), 200))
+            args.append(f"--txt-record={name},{pieces}")
+        self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    def txt(self, name):
+        import dns.resolver
+        resolver = dns.resolver.Resolver(configure=False)
+        resolver.nameservers = ["127.0.0.1"]
+        resolver.port = self.port
+        answer = resolver.resolve(name, "TXT", lifetime=5)
+        return b"".join(b"".join(record.strings) for record in answer)
+
+    def stop(self):
+        stop_process(self.proc)
+
+
+class Relay:
+    """An aiosmtpd server standing for the internet: keeps what it receives,
+    refuses any recipient named nobody@."""
+
+    class Handler:
+        def __init__(self, relay):
+            self.relay = relay
+
+        async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
+            if address.startswith("nobody@"):
+                return "550 5.1.1 <%s>: no such mailbox" % address
+            envelope.rcpt_tos.append(address)
+            return "250 2.1.5 OK"
+
+        async def handle_DATA(self, server, session, envelope):
+            self.relay.received.append({
+                "mail_from": envelope.mail_from,
+                "rcpt_tos": list(envelope.rcpt_tos),
+                "raw": envelope.original_content,
+                "message": BytesParser(policy=policy.default).parsebytes(envelope.original_content),
+            })
+            return "250 2.0.0 Stored"
+
+    def __init__(self):
+        self.port = free_port()
+        self.received = []
+        self.controller = None
+
+    def start(self):
+        self.controller = Controller(self.Handler(self), hostname="127.0.0.1", port=self.port,
+                                     enable_SMTPUTF8=True)
+        self.controller.start()
+
+    def stop(self):
+        if self.controller is not None:
+            self.controller.stop()
+            self.controller = None
+
+
+class Facteur:
+    def __init__(self, workdir, prosody, relay, store_dir=None, fetch_hosts=(), extra="", **inbound):
+        self.dir = Path(workdir) / "facteur"
+        self.dir.mkdir(parents=True, exist_ok=True)
+        store_dir = Path(store_dir or self.dir)
+        self.smtp_port = free_port()
+        self.http_port = free_port()
+        self.proc = None
+        self.binary = os.environ.get("FACTEUR_BIN", str(ROOT / "target" / "debug" / "facteur"))
+        fetch_hosts = "[" + ", ".join(f'"{h}"' for h in fetch_hosts) + "]"
+        inbound = {"max_message_size": 200000, "idle_timeout": '"30s"', **inbound}
+        inbound_keys = "".join(f"{k} = {v}\n" for k, v in inbound.items())
+        self.config = self.dir / "facteur.toml"
+        self.config.write_text(f"""
+[component]
+jid = "{GATEWAY}"
+server = "127.0.0.1:{prosody.component}"
+secret = "{SECRET}"
+ping_interval = "2s"
+reconnect_max = "1s"
+[mail]
+domains = ["{DOMAIN}"]
+[inbound]
+listen = ["127.0.0.1:{self.smtp_port}"]
+hostname = "mx.example.test"
+{inbound_keys}
+[outbound]
+relay = "127.0.0.1:{relay.port}"
+retry_initial = "1s"
+retry_max = "2s"
+timeout = "10s"
+[http]
+listen = "127.0.0.1:{self.http_port}"
+storage = "{store_dir}/files"
+fetch_hosts = {fetch_hosts}
+fetch_private = true
+[store]
+url = "sqlite://{store_dir}/facteur.db"
+{extra}
+""")
+        self.logfile = self.dir / "facteur.log"
+
+    def start(self):
+        self.log_offset = self.logfile.stat().st_size if self.logfile.exists() else 0
+        log = open(self.logfile, "ab")
+        env = dict(os.environ, RUST_LOG=os.environ.get("RUST_LOG", "info,facteur=debug"))
+        self.proc = subprocess.Popen([self.binary, "run", "--config", str(self.config)],
+                                     stdout=log, stderr=subprocess.STDOUT, env=env)
+        wait_port(self.smtp_port, proc=self.proc)
+
+    def stop(self):
+        stop_process(self.proc)
+        self.proc = None
+
+    def kill(self):
+        stop_process(self.proc, signal.SIGKILL)
+        self.proc = None
+
+    def rss_kib(self):
+        """Resident memory of the running facteur, in KiB."""
+        for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+        raise RuntimeError("no VmRSS")
+
+    def alive(self):
+        return self.proc is not None and self.proc.poll() is None
+
+    def log_tail(self, lines=60):
+        try:
+            return "\n".join(self.logfile.read_text(errors="replace").splitlines()[-lines:])
+        except FileNotFoundError:
+            return "(no log)"
+
+    def log_since_start(self):
+        with open(self.logfile, "rb") as f:
+            f.seek(self.log_offset)
+            return f.read().decode(errors="replace")
+
+    def wait_log(self, needle, timeout=10.0):
+        """Waits for a line of the current run's log; blocking: call it
+        with asyncio.to_thread while a client is connected."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if needle in self.log_since_start():
+                return
+            time.sleep(0.1)
+        raise TimeoutError(f"{needle!r} not in facteur's log")
+
+
+def send_mail(port, mail_from, rcpts, raw, timeout=15):
+    """Sends raw bytes by SMTP; returns (code, text) of the reply to DATA,
+    or of the first refused command."""
+    with smtplib.SMTP("127.0.0.1", port, timeout=timeout) as smtp:
+        smtp.ehlo("client.example.net")
+        code, text = smtp.mail(mail_from)
+        if code != 250:
+            return code, text.decode()
+        for rcpt in rcpts:
+            code, text = smtp.rcpt(rcpt)
+            if code != 250:
+                return code, text.decode()
+        code, text = smtp.data(raw)
+        return code, text.decode()
+
+
+def rcpt_reply(port, rcpt, mail_from="bob@example.net"):
+    with smtplib.SMTP("127.0.0.1", port, timeout=15) as smtp:
+        smtp.ehlo("client.example.net")
+        smtp.mail(mail_from)
+        code, text = smtp.rcpt(rcpt)
+        return code, text.decode()
+
+
+def mail_parser_malformed():
+    """The malformed samples shipped in the mail-parser crate's sources."""
+    home = os.environ.get("CARGO_HOME", os.path.expanduser("~/.cargo"))
+    pattern = os.path.join(home, "registry", "src", "*", "mail-parser-0.11.9", "resources", "eml", "malformed")
+    dirs = sorted(glob.glob(pattern))
+    return sorted(glob.glob(os.path.join(dirs[0], "*.eml"))) if dirs else []
+
+
+class Client:
+    """A real XMPP client (slixmpp) that records every message it gets."""
+
+    def __init__(self, user, port):
+        self.jid = f"{user}@{DOMAIN}"
+        self.xmpp = slixmpp.ClientXMPP(self.jid, USERS[user],
+                                       plugin_config={"feature_mechanisms": {"unencrypted_scram": True}})
+        self.xmpp.enable_direct_tls = False
+        self.xmpp.enable_starttls = False
+        self.xmpp.enable_plaintext = True
+        self.port = port
+        self.messages = []
+        self.arrived = asyncio.Event()
+        self.xmpp.register_handler(Callback("all messages", MatchXPath("{jabber:client}message"), self._on_message))
+
+    def _on_message(self, stanza):
+        error = stanza.xml.find("{jabber:client}error")
+        condition = None
+        if error is not None:
+            for child in error:
+                if child.tag.startswith("{urn:ietf:params:xml:ns:xmpp-stanzas}") and not child.tag.endswith("}text"):
+                    condition = child.tag.split("}")[1]
+        receipt = stanza.xml.find("{urn:xmpp:receipts}received")
+        reply = stanza.xml.find("{urn:xmpp:reply:0}reply")
+        mail = stanza.xml.find("{urn:xmpp:mail:0}mail")
+        files = []
+        for sharing in stanza.xml.findall("{urn:xmpp:sfs:0}file-sharing"):
+            meta = sharing.find("{urn:xmpp:file:metadata:0}file")
+            source = sharing.find(".//{http://jabber.org/protocol/url-data}url-data")
+            files.append({
+                "name": meta.findtext("{urn:xmpp:file:metadata:0}name"),
+                "media-type": meta.findtext("{urn:xmpp:file:metadata:0}media-type"),
+                "size": int(meta.findtext("{urn:xmpp:file:metadata:0}size")),
+                "sha-256": meta.findtext("{urn:xmpp:hashes:2}hash"),
+                "url": source.get("target") if source is not None else None,
+            })
+        content = stanza.xml.find("{urn:xmpp:content}content")
+        self.messages.append({
+            "files": files,
+            "oob": [x.findtext("{jabber:x:oob}url") for x in stanza.xml.findall("{jabber:x:oob}x")],
+            "html": content.text if content is not None else None,
+            "thread": stanza["thread"] or None,
+            "reply": (reply.get("to"), reply.get("id")) if reply is not None else None,
+            "mail": dict(mail.attrib) if mail is not None else None,
+            "xml": str(stanza),
+            "receipt": receipt.get("id") if receipt is not None else None,
+            "from": str(stanza["from"]), "to": str(stanza["to"]), "type": stanza["type"], "id": stanza["id"],
+            "subject": stanza["subject"], "body": stanza["body"], "error": condition,
+            "error_type": error.get("type") if error is not None else None,
+        })
+        self.arrived.set()
+
+    async def connect(self):
+        self.xmpp.connect("127.0.0.1", self.port)
+        await asyncio.wait_for(self.xmpp.wait_until("session_start"), 15)
+        self.xmpp.send_presence()
+
+    async def iq(self, type_, to, payload_xml, timeout=10):
+        iq = self.xmpp.Iq()
+        iq["type"] = type_
+        if to:
+            iq["to"] = to
+        iq.append(slixmpp.xmlstream.ET.fromstring(payload_xml))
+        return await iq.send(timeout=timeout)
+
+    async def register(self):
+        result = await self.iq("set", GATEWAY, "<query xmlns='jabber:iq:register'/>")
+        assert result["type"] == "result", result
+
+    def send(self, to, body, subject=None, mtype="chat", receipt=False, thread=None, reply=None):
+        message = self.xmpp.make_message(mto=to, mbody=body, msubject=subject, mtype=mtype)
+        message["id"] = f"e2e-{time.monotonic_ns()}"
+        if thread:
+            message["thread"] = thread
+        if reply:
+            message.append(slixmpp.xmlstream.ET.fromstring(
+                f"<reply xmlns='urn:xmpp:reply:0' to='{reply[0]}' id='{reply[1]}'/>"))
+        if receipt:
+            message.append(slixmpp.xmlstream.ET.fromstring("<request xmlns='urn:xmpp:receipts'/>"))
+        message.send()
+        return message["id"]
+
+    async def wait_for(self, predicate, timeout=15.0):
+        deadline = time.monotonic() + timeout
+        while True:
+            for message in self.messages:
+                if predicate(message):
+                    return message
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise TimeoutError(f"no matching message in {timeout}s; got {self.messages}")
+            self.arrived.clear()
+            try:
+                await asyncio.wait_for(self.arrived.wait(), remaining)
+            except asyncio.TimeoutError:
+                pass
+
+    async def disconnect(self):
+        self.xmpp.disconnect()
+        try:
+            await asyncio.wait_for(self.xmpp.disconnected, 5)
+        except (asyncio.TimeoutError, TypeError):
+            pass
+
+
+async def wait_until(condition, timeout=15.0, interval=0.1):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        await asyncio.sleep(interval)
+    return condition()
+
+
+class Gateway:
+    """Prosody + relay + facteur, started."""
+
+    def __init__(self, tmp_path, store_dir=None, fetch_hosts=(), extra="", **inbound):
+        self.prosody = Prosody(tmp_path)
+        self.relay = Relay()
+        self.facteur = Facteur(tmp_path, self.prosody, self.relay, store_dir=store_dir,
+                               fetch_hosts=fetch_hosts, extra=extra, **inbound)
+
+    def start(self):
+        self.prosody.start()
+        self.relay.start()
+        self.facteur.start()
+        self.facteur.wait_log("Component link up.")
+
+    def stop(self):
+        self.facteur.stop()
+        self.relay.stop()
+        self.prosody.stop()

@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Installs the real peers the end-to-end tests drive (Debian 12, as root):
+# Prosody, Postfix's smtp-sink/smtp-source, swaks, go-sendxmpp, Dovecot,
+# a Python venv with slixmpp, aiosmtpd and pytest, and cargo-fuzz.
+# Usage: tests/peers/install.sh [VENV]   (default: target/peers-venv)
+set -euo pipefail
+here=$(cd "$(dirname "$0")/../.." && pwd)
+venv=${1:-$here/target/peers-venv}
+export DEBIAN_FRONTEND=noninteractive
+# Postfix: only smtp-sink and smtp-source are used; "No configuration" keeps the daemon off.
+echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections
+apt-get update -q
+apt-get install -y -q --no-install-recommends -o DPkg::Lock::Timeout=300 \
+  prosody lua-event lua-unbound \
+  go-sendxmpp \
+  swaks libnet-ssleay-perl libio-socket-ssl-perl \
+  postfix \
+  dovecot-imapd dovecot-lmtpd \
+  dnsmasq-base openssl iproute2 ca-certificates
+# cargo-fuzz, for the fuzzing run of tests/run.
+if [ "$(cargo fuzz --version 2>/dev/null)" != "cargo-fuzz 0.13.2" ]; then
+  cargo install cargo-fuzz --version 0.13.2 --locked
+fi
+python3 -m venv "$venv"
+"$venv/bin/pip" install -q --no-cache-dir -r "$here/tests/peers/requirements.txt"
