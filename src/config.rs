@@ -13,6 +13,10 @@ use facteur_policy::retry::RetrySchedule;
 use jid::BareJid;
 use serde::Deserialize;
 
+mod security;
+
+pub use security::{Auth, Dns, Limits};
+
 /// A configuration that passed every check.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -24,6 +28,9 @@ pub struct Config {
     /// DKIM key per served domain.
     pub dkim: HashMap<String, DkimKey>,
     pub store: Store,
+    pub dns: Dns,
+    pub auth: Auth,
+    pub limits: Limits,
 }
 
 /// The DKIM key of a domain.
@@ -95,6 +102,10 @@ pub struct Outbound {
     pub timeout: Duration,
     /// Whether outgoing mail carries an RFC 7259 `Jabber-ID` header.
     pub jabber_id_header: bool,
+    /// Port of the MX hosts (25 on the internet).
+    pub mx_port: u16,
+    /// Simultaneous deliveries to one host.
+    pub destination_concurrency: usize,
 }
 
 #[derive(Debug, Clone)]
@@ -137,6 +148,12 @@ struct RawConfig {
     dkim: HashMap<String, DkimKey>,
     #[serde(default)]
     store: RawStore,
+    #[serde(default)]
+    dns: security::RawDns,
+    #[serde(default)]
+    auth: security::RawAuth,
+    #[serde(default)]
+    limits: security::RawLimits,
 }
 
 #[derive(Debug, Deserialize)]
@@ -247,6 +264,10 @@ struct RawOutbound {
     timeout: String,
     #[serde(default = "default_true")]
     jabber_id_header: bool,
+    #[serde(default = "default_mx_port")]
+    mx_port: u16,
+    #[serde(default = "default_destination_concurrency")]
+    destination_concurrency: usize,
 }
 
 impl Default for RawOutbound {
@@ -259,6 +280,8 @@ impl Default for RawOutbound {
             max_lifetime: default_max_lifetime(),
             timeout: default_smtp_timeout(),
             jabber_id_header: true,
+            mx_port: default_mx_port(),
+            destination_concurrency: default_destination_concurrency(),
         }
     }
 }
@@ -322,6 +345,12 @@ fn default_smtp_timeout() -> String {
 }
 fn default_true() -> bool {
     true
+}
+fn default_mx_port() -> u16 {
+    25
+}
+fn default_destination_concurrency() -> usize {
+    10
 }
 fn default_http_listen() -> String {
     "127.0.0.1:8025".into()
@@ -546,6 +575,9 @@ impl Config {
             );
         }
         let timeout = p.duration("outbound.timeout", &raw.outbound.timeout);
+        if raw.outbound.destination_concurrency == 0 {
+            p.add("outbound.destination_concurrency", "must be at least 1");
+        }
 
         let http_listen = match raw.http.listen.parse::<SocketAddr>() {
             Ok(addr) => addr,
@@ -605,6 +637,10 @@ impl Config {
             );
         }
 
+        let dns = raw.dns.check(&mut p);
+        let auth = raw.auth.check(&mut p);
+        let limits = raw.limits.check(&mut p);
+
         if !p.0.is_empty() {
             return Err(ConfigErrors(p.0));
         }
@@ -633,6 +669,8 @@ impl Config {
                 retry,
                 timeout,
                 jabber_id_header: raw.outbound.jabber_id_header,
+                mx_port: raw.outbound.mx_port,
+                destination_concurrency: raw.outbound.destination_concurrency,
             },
             http: Http {
                 listen: http_listen,
@@ -646,6 +684,9 @@ impl Config {
             },
             dkim: raw.dkim,
             store: Store { url: raw.store.url },
+            dns,
+            auth,
+            limits,
         })
     }
 }

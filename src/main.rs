@@ -4,6 +4,7 @@
 mod component;
 mod config;
 mod dkim;
+mod dns;
 mod fetch;
 mod http;
 mod pipeline;
@@ -247,14 +248,17 @@ async fn run(path: &std::path::Path) -> anyhow::Result<()> {
     let shutdown = CancellationToken::new();
     let tracker = TaskTracker::new();
 
-    let committed = Arc::new(Notify::new());
     let queued = Arc::new(Notify::new());
-    let reception = Arc::new(Reception {
-        config: config.clone(),
-        store: store.clone(),
-        committer: store::Committer::inbound(store.clone()),
-        committed: committed.clone(),
+    let resolver = dns::resolver(&config.dns)?;
+    let checker = config.auth.verify.then(|| {
+        smtp::auth::Checker::new(
+            resolver.clone(),
+            &config.inbound.hostname,
+            config.auth.rules.clone(),
+        )
     });
+    let reception = Arc::new(Reception::new(config.clone(), store.clone(), checker));
+    let committed = reception.committed.clone();
     let tls = match &config.inbound.tls {
         Some(files) => Some(smtp::server::tls_acceptor(files)?),
         None => None,
@@ -265,8 +269,7 @@ async fn run(path: &std::path::Path) -> anyhow::Result<()> {
         .with_context(|| format!("Listening for HTTP on {}", config.http.listen))?;
     info!(addr = %config.http.listen, public_url = %config.http.public_url, "HTTP listening.");
     let files = http::files::FileStore::new(&config.http.storage);
-    let sender =
-        Arc::new(smtp::client::Sender::new(&config.outbound).context("Setting up SMTP delivery")?);
+    let sender = Arc::new(smtp::client::Sender::new(&config.outbound, resolver));
 
     // Room for a burst of stanzas while the intake queues them in batches.
     let (intake_tx, intake_rx) = mpsc::channel(4096);
@@ -282,6 +285,9 @@ async fn run(path: &std::path::Path) -> anyhow::Result<()> {
         name_cache: Default::default(),
         link: handle.clone(),
         queued: queued.clone(),
+        sender_mails: std::sync::Mutex::new(facteur_policy::limits::Limiter::new(
+            config.limits.sender_mails,
+        )),
     };
     tracker.spawn(intake.run(intake_rx, shutdown.clone()));
     tracker.spawn(http::run(

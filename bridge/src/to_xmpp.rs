@@ -79,6 +79,12 @@ pub struct IncomingMail {
     pub recipients: Vec<(&'static str, MailAddress, Option<String>)>,
     /// Mailing-list headers present, unfolded.
     pub list_headers: Vec<(String, String)>,
+    /// What the gateway's checks found (`spf=… dkim=… dmarc=… arc=…`);
+    /// the daemon sets it, reading a mail does not.
+    pub auth: Option<String>,
+    /// Why the user should distrust the sender; the daemon sets it when a
+    /// check failed and the operator chose to mark such mail.
+    pub warning: Option<String>,
 }
 
 /// The readable text and the sanitised HTML of a mail: text/plain when
@@ -269,6 +275,8 @@ pub fn read_mail_with(raw: &[u8], files: &[SharedFile]) -> Result<IncomingMail, 
         references: trimmed(id_list(message.references())),
         recipients,
         list_headers,
+        auth: None,
+        warning: None,
     })
 }
 
@@ -319,7 +327,15 @@ pub fn to_stanza(mail: &IncomingMail, envelope: &Envelope<'_>) -> Message {
     if let Some(subject) = &mail.subject {
         message.subjects.insert(Lang::default(), subject.clone());
     }
-    message.bodies.insert(Lang::default(), mail.text.clone());
+    let text = match &mail.warning {
+        Some(warning) => format!(
+            "[Unverified sender: {}]\n\n{}",
+            xml_safe(warning),
+            mail.text
+        ),
+        None => mail.text.clone(),
+    };
+    message.bodies.insert(Lang::default(), text);
     if let Some(html) = mail.html.as_ref().filter(|h| h.len() <= MAX_HTML_BYTES) {
         message.payloads.push(
             xmpp_parsers::minidom::Element::builder("content", NS_CONTENT)
@@ -353,12 +369,16 @@ pub fn to_stanza(mail: &IncomingMail, envelope: &Envelope<'_>) -> Message {
     if let Some(reply) = &envelope.reply {
         message.payloads.push(wire::reply(&reply.to, &reply.id));
     }
-    message.payloads.push(wire::mail_element(
+    let mut mail_element = wire::mail_element(
         mail.message_id.as_deref(),
         mail.date,
         &mail.in_reply_to,
         &mail.references,
-    ));
+    );
+    if let Some(auth) = mail.auth.as_deref().and_then(wire::auth) {
+        mail_element.append_child(auth);
+    }
+    message.payloads.push(mail_element);
     let others: Vec<wire::Address> = mail
         .recipients
         .iter()

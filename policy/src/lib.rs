@@ -4,5 +4,7 @@
 //! and stanza errors in one place.
 #![warn(missing_docs)]
 
+pub mod auth;
+pub mod limits;
 pub mod relay;
 pub mod retry;

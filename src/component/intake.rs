@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use facteur_bridge::threading::{message_id_for_stanza, references_for_reply, thread_for};
 use facteur_bridge::to_mail::{stanza_parts, to_rfc5322, OutgoingFile, OutgoingMail, StanzaParts};
 use facteur_bridge::{jid_to_mailbox, MailAddress};
+use facteur_policy::limits::{Decision, Limiter};
 use facteur_policy::relay::{sender_verdict, AddressFacts, SenderVerdict};
 use jid::BareJid;
 use rand::Rng;
@@ -82,6 +83,8 @@ pub struct Intake {
     pub link: LinkHandle,
     /// Woken when a mail is queued, for the SMTP delivery.
     pub queued: Arc<Notify>,
+    /// Mails per XMPP sender.
+    pub sender_mails: Mutex<Limiter<BareJid>>,
 }
 
 impl Intake {
@@ -350,6 +353,14 @@ impl Intake {
         }
     }
 
+    /// Counts one mail against the sender's rate.
+    fn count_mail(&self, sender: &BareJid) -> Decision {
+        match self.sender_mails.lock() {
+            Ok(mut limiter) => limiter.check(sender, 1, Instant::now()),
+            Err(_) => Decision::Allow,
+        }
+    }
+
     /// Who sends to whom, or the error that refuses the message.
     async fn check(&self, message: &Message) -> Result<Sending, Message> {
         let refuse = |type_, condition, text: &str| message_error(message, type_, condition, text);
@@ -416,6 +427,19 @@ impl Intake {
                 let text = format!("register with {gateway} (XEP-0077) before sending mail");
                 return Err(refuse(ErrorType::Auth, DefinedCondition::Forbidden, &text));
             }
+        }
+        if let Decision::Deny { retry_after } = self.count_mail(&sender) {
+            info!(sender = %sender, "Sender over its mail rate.");
+            let limit = self.config.limits.sender_mails.count;
+            let text = format!(
+                "at most {limit} mails an hour; try again in {} minutes",
+                retry_after.as_secs().div_ceil(60)
+            );
+            return Err(refuse(
+                ErrorType::Wait,
+                DefinedCondition::PolicyViolation,
+                &text,
+            ));
         }
         let from = MailAddress::parse(sender.as_str()).map_err(|_| {
             refuse(

@@ -216,10 +216,14 @@ impl ToXmpp {
                 mail_id,
                 mail_from,
                 raw,
+                auth,
+                warning,
             } => {
                 let files = self.share_attachments(*mail_id, raw).await?;
                 let mut mail =
                     read_mail_with(raw, &files).map_err(|e| Unmade::Never(e.to_string()))?;
+                mail.auth = Some(auth.clone()).filter(|a| !a.is_empty());
+                mail.warning = Some(warning.clone()).filter(|w| !w.is_empty());
                 self.share_large_html(*mail_id, &mut mail).await?;
                 let id = mail
                     .message_id

@@ -1,10 +1,11 @@
 //! Outgoing SMTP delivery with lettre's SMTP connection: to the configured
 //! smarthost, or to the recipient domain's MX hosts (RFC 5321 §5.1) in
-//! preference order, with opportunistic STARTTLS and connections reused
-//! per destination.
+//! preference order, with opportunistic STARTTLS, connections reused per
+//! destination and a limit of simultaneous deliveries per destination.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use hickory_resolver::proto::rr::RData;
@@ -14,6 +15,7 @@ use lettre::transport::smtp::client::{AsyncSmtpConnection, TlsParameters};
 use lettre::transport::smtp::extension::ClientId;
 use lettre::Address;
 use tokio::net::TcpStream;
+use tokio::sync::Semaphore;
 use tracing::debug;
 
 use crate::config::Outbound;
@@ -51,12 +53,15 @@ pub struct Sender {
     relay: Option<(String, u16)>,
     hostname: String,
     timeout: Duration,
-    resolver: Option<TokioResolver>,
+    resolver: TokioResolver,
+    mx_port: u16,
+    per_destination: usize,
     idle: Mutex<HashMap<(String, u16), Vec<AsyncSmtpConnection>>>,
+    busy: Mutex<HashMap<(String, u16), Arc<Semaphore>>>,
 }
 
 impl Sender {
-    pub fn new(config: &Outbound) -> anyhow::Result<Sender> {
+    pub fn new(config: &Outbound, resolver: TokioResolver) -> Sender {
         let relay = config.relay.as_ref().map(|relay| {
             let (host, port) = relay.rsplit_once(':').unwrap_or((relay.as_str(), "25"));
             (
@@ -64,17 +69,24 @@ impl Sender {
                 port.parse().unwrap_or(25),
             )
         });
-        let resolver = match relay {
-            Some(_) => None,
-            None => Some(TokioResolver::builder_tokio()?.build()?),
-        };
-        Ok(Sender {
+        Sender {
             relay,
             hostname: config.hostname.clone(),
             timeout: config.timeout,
             resolver,
+            mx_port: config.mx_port,
+            per_destination: config.destination_concurrency,
             idle: Mutex::new(HashMap::new()),
-        })
+            busy: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The slots of simultaneous deliveries to one destination.
+    fn slots(&self, destination: &(String, u16)) -> Arc<Semaphore> {
+        let mut busy = self.busy.lock().unwrap_or_else(|e| e.into_inner());
+        busy.entry(destination.clone())
+            .or_insert_with(|| Arc::new(Semaphore::new(self.per_destination)))
+            .clone()
     }
 
     /// Sends `raw` from `mail_from` to `rcpt`; returns the server's reply.
@@ -98,7 +110,7 @@ impl Sender {
                 .mx_hosts(to.domain())
                 .await?
                 .into_iter()
-                .map(|h| (h, 25))
+                .map(|h| (h, self.mx_port))
                 .collect(),
         };
         let mut last = SendFailure::transient("no mail host answered");
@@ -121,6 +133,11 @@ impl Sender {
         raw: &[u8],
     ) -> Result<String, SendFailure> {
         let name = format!("{}:{}", destination.0, destination.1);
+        let slots = self.slots(destination);
+        let _slot = slots
+            .acquire()
+            .await
+            .map_err(|_| SendFailure::transient("shutting down"))?;
         let mut connection = self
             .connection(destination)
             .await
@@ -157,10 +174,7 @@ impl Sender {
             }
         }
         let (host, port) = destination;
-        let tcp = tokio::time::timeout(self.timeout, TcpStream::connect((host.as_str(), *port)))
-            .await
-            .map_err(|_| "connection timed out".to_owned())?
-            .map_err(|e| format!("connection failed: {e}"))?;
+        let tcp = self.connect(host, *port).await?;
         let _ = tcp.set_nodelay(true);
         let hello = ClientId::Domain(self.hostname.clone());
         let mut connection = tokio::time::timeout(
@@ -187,6 +201,30 @@ impl Sender {
         Ok(connection)
     }
 
+    /// A TCP connection to the first address of `host` that answers; its
+    /// A and AAAA records come from the gateway's resolver, like its MX.
+    async fn connect(&self, host: &str, port: u16) -> Result<TcpStream, String> {
+        let addresses: Vec<SocketAddr> = match host.parse::<IpAddr>() {
+            Ok(ip) => vec![SocketAddr::new(ip, port)],
+            Err(_) => tokio::time::timeout(self.timeout, self.resolver.lookup_ip(host))
+                .await
+                .map_err(|_| format!("looking up {host} timed out"))?
+                .map_err(|e| format!("looking up {host}: {e}"))?
+                .iter()
+                .map(|ip| SocketAddr::new(ip, port))
+                .collect(),
+        };
+        let mut last = format!("{host} has no address");
+        for address in addresses {
+            match tokio::time::timeout(self.timeout, TcpStream::connect(address)).await {
+                Ok(Ok(tcp)) => return Ok(tcp),
+                Ok(Err(e)) => last = format!("connection to {address} failed: {e}"),
+                Err(_) => last = format!("connection to {address} timed out"),
+            }
+        }
+        Err(last)
+    }
+
     /// Keeps a connection that just worked for the next mail.
     fn park(&self, destination: &(String, u16), connection: AsyncSmtpConnection) {
         if let Ok(mut idle) = self.idle.lock() {
@@ -200,9 +238,7 @@ impl Sender {
     /// MX hosts of `domain` in preference order; the domain itself when it
     /// has none (RFC 5321 §5.1); none at all for a null MX (RFC 7505).
     async fn mx_hosts(&self, domain: &str) -> Result<Vec<String>, SendFailure> {
-        let Some(resolver) = &self.resolver else {
-            return Ok(vec![domain.to_owned()]);
-        };
+        let resolver = &self.resolver;
         let fqdn = format!("{}.", domain.trim_end_matches('.'));
         match resolver.mx_lookup(fqdn.as_str()).await {
             Ok(lookup) => {

@@ -3,6 +3,7 @@
 
 use std::fmt::Display;
 
+use facteur_policy::auth::Failed;
 use smtp_proto::Response;
 
 /// Writes one reply line (or several for a multi-line message).
@@ -23,3 +24,12 @@ pub const BAD_SEQUENCE: (u16, (u8, u8, u8)) = (503, (5, 5, 1));
 pub const SYNTAX: (u16, (u8, u8, u8)) = (500, (5, 5, 2));
 pub const NOT_IMPLEMENTED: (u16, (u8, u8, u8)) = (502, (5, 5, 1));
 pub const TEMP_STORE: (u16, (u8, u8, u8)) = (451, (4, 3, 0));
+
+/// The reply to a mail refused for failing authentication: RFC 7489 §7.3
+/// for DMARC, RFC 7372 §3.2 for SPF.
+pub fn auth_refusal(failed: Failed) -> (u16, (u8, u8, u8)) {
+    match failed {
+        Failed::Dmarc => (550, (5, 7, 1)),
+        Failed::Spf => (550, (5, 7, 23)),
+    }
+}

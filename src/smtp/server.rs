@@ -1,7 +1,9 @@
-//! The inbound SMTP listeners: a connection limit, STARTTLS material, one
-//! task and one tracing span per connection.
+//! The inbound SMTP listeners: connection limits (in all and per client
+//! address), STARTTLS material, one task and one tracing span per
+//! connection.
 
 use std::io::BufReader;
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use anyhow::Context;
@@ -55,6 +57,38 @@ pub async fn bind(reception: &Reception) -> anyhow::Result<Vec<TcpListener>> {
     Ok(listeners)
 }
 
+/// One connection counted against its client address until dropped.
+struct ClientSlot {
+    reception: Arc<Reception>,
+    ip: IpAddr,
+}
+
+impl ClientSlot {
+    fn take(reception: &Arc<Reception>, ip: IpAddr) -> Option<ClientSlot> {
+        let mut open = reception.client_connections.lock().ok()?;
+        open.acquire(&ip).then(|| ClientSlot {
+            reception: reception.clone(),
+            ip,
+        })
+    }
+}
+
+impl Drop for ClientSlot {
+    fn drop(&mut self) {
+        if let Ok(mut open) = self.reception.client_connections.lock() {
+            open.release(&self.ip);
+        }
+    }
+}
+
+/// Refuses a connection with a 421 reply, without blocking the listener.
+fn refuse(tracker: &TaskTracker, mut stream: tokio::net::TcpStream, reply: &'static [u8]) {
+    tracker.spawn(async move {
+        let _ = stream.write_all(reply).await;
+        let _ = stream.shutdown().await;
+    });
+}
+
 /// Accepts connections until shutdown; sessions run under `tracker`.
 pub async fn run(
     listener: TcpListener,
@@ -69,7 +103,7 @@ pub async fn run(
             accepted = listener.accept() => accepted,
             () = shutdown.cancelled() => return,
         };
-        let (mut stream, peer) = match accepted {
+        let (stream, peer) = match accepted {
             Ok(accepted) => accepted,
             Err(error) => {
                 // Out of file descriptors and the like: back off a little.
@@ -80,12 +114,20 @@ pub async fn run(
         };
         let Ok(permit) = limit.clone().try_acquire_owned() else {
             info!(peer = %peer, "Too many SMTP connections; refusing one.");
-            tracker.spawn(async move {
-                let _ = stream
-                    .write_all(b"421 4.7.0 Too many connections, try again later\r\n")
-                    .await;
-                let _ = stream.shutdown().await;
-            });
+            refuse(
+                &tracker,
+                stream,
+                b"421 4.7.0 Too many connections, try again later\r\n",
+            );
+            continue;
+        };
+        let Some(slot) = ClientSlot::take(&reception, peer.ip()) else {
+            info!(peer = %peer, "Too many SMTP connections from one address; refusing one.");
+            refuse(
+                &tracker,
+                stream,
+                b"421 4.7.0 Too many connections from your address, try again later\r\n",
+            );
             continue;
         };
         let _ = stream.set_nodelay(true);
@@ -96,6 +138,7 @@ pub async fn run(
         tracker.spawn(
             async move {
                 serve(stream, peer, reception, tls, shutdown).await;
+                drop(slot);
                 drop(permit);
             }
             .instrument(span),

@@ -6,11 +6,13 @@
 //! only when no more input is buffered. `250` after DATA is written only
 //! once the mail is committed to the store.
 
-use std::net::SocketAddr;
-use std::sync::Arc;
-use std::time::Duration;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use facteur_bridge::MailAddress;
+use facteur_policy::auth::AuthVerdict;
+use facteur_policy::limits::{Concurrency, Decision, Limiter};
 use facteur_policy::relay::{rcpt_verdict, AddressFacts, RcptVerdict};
 use jid::BareJid;
 use smtp_proto::request::receiver::DataReceiver;
@@ -20,7 +22,10 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
-use super::reply::{write, write_plain, BAD_SEQUENCE, NOT_IMPLEMENTED, OK, SYNTAX, TEMP_STORE};
+use super::auth::Checker;
+use super::reply::{
+    auth_refusal, write, write_plain, BAD_SEQUENCE, NOT_IMPLEMENTED, OK, SYNTAX, TEMP_STORE,
+};
 use crate::config::Config;
 use crate::store::{Committer, InboundMail, Store};
 
@@ -37,6 +42,26 @@ pub struct Reception {
     pub committer: Committer,
     /// Woken when a mail is committed, for the delivery to XMPP.
     pub committed: Arc<Notify>,
+    /// SPF/DKIM/DMARC/ARC checks; none when `auth.verify` is off.
+    pub checker: Option<Checker>,
+    /// Mails per client IP address.
+    pub client_mails: Mutex<Limiter<IpAddr>>,
+    /// Connections per client IP address.
+    pub client_connections: Mutex<Concurrency<IpAddr>>,
+}
+
+impl Reception {
+    pub fn new(config: Arc<Config>, store: Store, checker: Option<Checker>) -> Reception {
+        Reception {
+            committer: Committer::inbound(store.clone()),
+            committed: Arc::new(Notify::new()),
+            checker,
+            client_mails: Mutex::new(Limiter::new(config.limits.client_mails)),
+            client_connections: Mutex::new(Concurrency::new(config.limits.client_connections)),
+            config,
+            store,
+        }
+    }
 }
 
 /// How a session ended.
@@ -318,6 +343,16 @@ impl<'a, S: AsyncRead + AsyncWrite + Unpin> Session<'a, S> {
                     );
                 } else if !from.address.is_empty() && MailAddress::parse(&from.address).is_err() {
                     self.reply((501, (5, 1, 7)), "Bad sender address syntax");
+                } else if let Decision::Deny { retry_after } = self.count_mail() {
+                    info!(peer = %self.peer, "Client over its mail rate.");
+                    self.reply(
+                        (450, (4, 7, 1)),
+                        format!(
+                            "Too much mail from {}, try again in {} s",
+                            self.peer.ip(),
+                            retry_after.as_secs().max(1)
+                        ),
+                    );
                 } else {
                     debug!(mail_from = %from.address, "MAIL FROM.");
                     self.tx.mail_from = Some(from.address);
@@ -443,13 +478,39 @@ impl<'a, S: AsyncRead + AsyncWrite + Unpin> Session<'a, S> {
         Ok(true)
     }
 
+    /// Counts one mail against the client's rate.
+    fn count_mail(&self) -> Decision {
+        match self.reception.client_mails.lock() {
+            Ok(mut limiter) => limiter.check(&self.peer.ip(), 1, Instant::now()),
+            Err(_) => Decision::Allow,
+        }
+    }
+
     async fn commit(&mut self, tx: Transaction, data: Vec<u8>) {
         if facteur_bridge::to_xmpp::read_mail(&data).is_err() {
             self.reply((550, (5, 6, 0)), "Message cannot be parsed as mail");
             return;
         }
         let mail_from = tx.mail_from.unwrap_or_default();
-        let raw = self.with_received(&data, &tx.recipients);
+        let (auth_header, auth, warning) = match &self.reception.checker {
+            Some(checker) => {
+                let helo = self.helo.as_deref().unwrap_or_default();
+                let checked = checker.check(&data, self.peer.ip(), helo, &mail_from).await;
+                debug!(auth = %checked.summary, "Checked.");
+                let warning = match checked.verdict {
+                    AuthVerdict::Accept => String::new(),
+                    AuthVerdict::Mark { reason, .. } => reason,
+                    AuthVerdict::Reject { failed, reason } => {
+                        info!(peer = %self.peer, mail_from = %mail_from, auth = %checked.summary, reason = %reason, "Refused mail that failed authentication.");
+                        self.reply(auth_refusal(failed), format!("Refused: {reason}"));
+                        return;
+                    }
+                };
+                (checked.header, checked.summary, warning)
+            }
+            None => (String::new(), String::new(), String::new()),
+        };
+        let raw = self.with_trace(&auth_header, &data, &tx.recipients);
         let recipients = tx.recipients.len();
         let size = raw.len();
         let mail = InboundMail {
@@ -457,6 +518,8 @@ impl<'a, S: AsyncRead + AsyncWrite + Unpin> Session<'a, S> {
             client_ip: self.peer.ip().to_string(),
             raw,
             recipients: tx.recipients,
+            auth,
+            warning,
         };
         match self.reception.committer.commit(mail).await {
             Ok(id) => {
@@ -474,8 +537,9 @@ impl<'a, S: AsyncRead + AsyncWrite + Unpin> Session<'a, S> {
         }
     }
 
-    /// Prepends the RFC 5321 §4.4 trace header.
-    fn with_received(&self, data: &[u8], recipients: &[BareJid]) -> Vec<u8> {
+    /// Prepends the authentication results (RFC 8601 §5: above the trace
+    /// header of the same host) and the RFC 5321 §4.4 trace header.
+    fn with_trace(&self, auth_header: &str, data: &[u8], recipients: &[BareJid]) -> Vec<u8> {
         let helo = self.helo.as_deref().unwrap_or("unknown");
         let helo: String = helo
             .chars()
@@ -498,7 +562,8 @@ impl<'a, S: AsyncRead + AsyncWrite + Unpin> Session<'a, S> {
             ip = self.peer.ip(),
             host = self.config().inbound.hostname,
         );
-        let mut raw = Vec::with_capacity(header.len() + data.len());
+        let mut raw = Vec::with_capacity(auth_header.len() + header.len() + data.len());
+        raw.extend_from_slice(auth_header.as_bytes());
         raw.extend_from_slice(header.as_bytes());
         raw.extend_from_slice(data);
         raw

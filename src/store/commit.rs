@@ -137,6 +137,7 @@ mod tests {
                         client_ip: "127.0.0.1".into(),
                         raw: format!("Subject: {n}\r\n\r\nx\r\n").into_bytes(),
                         recipients: vec![jid::BareJid::new("alice@example.test").expect("jid")],
+                        ..InboundMail::default()
                     })
                     .await
                     .expect("committed")

@@ -25,6 +25,10 @@ pub enum ToXmppBody {
         mail_id: i64,
         mail_from: String,
         raw: Vec<u8>,
+        /// What the inbound checks found: `spf=… dkim=… dmarc=… arc=…`.
+        auth: String,
+        /// Why the user should distrust the sender, when they should.
+        warning: String,
     },
     /// A notice from the gateway.
     Notice(Notice),
@@ -57,12 +61,16 @@ pub enum MailOutcome {
 }
 
 /// An inbound mail about to be committed.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct InboundMail {
     pub mail_from: String,
     pub client_ip: String,
     pub raw: Vec<u8>,
     pub recipients: Vec<BareJid>,
+    /// What the inbound checks found, for the stanza.
+    pub auth: String,
+    /// Why the user should distrust the sender; empty when nothing failed.
+    pub warning: String,
 }
 
 /// An outgoing mail about to be queued.
@@ -97,12 +105,15 @@ impl Store {
         let mut ids = Vec::with_capacity(mails.len());
         for mail in mails {
             let mail_id: i64 = sqlx::query_scalar(
-                "INSERT INTO inbound_mail (mail_from, client_ip, raw, received_at) VALUES (?, ?, ?, ?) RETURNING id",
+                "INSERT INTO inbound_mail (mail_from, client_ip, raw, received_at, auth, warning) \
+                 VALUES (?, ?, ?, ?, ?, ?) RETURNING id",
             )
             .bind(&mail.mail_from)
             .bind(&mail.client_ip)
             .bind(&mail.raw)
             .bind(now.0)
+            .bind(&mail.auth)
+            .bind(&mail.warning)
             .fetch_one(&mut *tx)
             .await
             .context("Storing inbound mail")?;
@@ -129,7 +140,7 @@ impl Store {
     pub async fn due_to_xmpp(&self, now: Millis, limit: u32) -> anyhow::Result<Vec<ToXmppItem>> {
         let rows = sqlx::query(
             "SELECT d.id, d.recipient, d.attempts, d.created_at, d.mail_id, d.notice_from, \
-             d.notice_subject, d.notice_body, m.mail_from, m.raw \
+             d.notice_subject, d.notice_body, m.mail_from, m.raw, m.auth, m.warning \
              FROM to_xmpp d LEFT JOIN inbound_mail m ON m.id = d.mail_id \
              WHERE d.state = 'pending' AND d.next_attempt_at <= ? ORDER BY d.id LIMIT ?",
         )
@@ -147,6 +158,8 @@ impl Store {
                     mail_id,
                     mail_from: row.try_get("mail_from")?,
                     raw: row.try_get("raw")?,
+                    auth: row.try_get("auth")?,
+                    warning: row.try_get("warning")?,
                 },
                 None => {
                     let from: String = row.try_get("notice_from")?;
@@ -446,6 +459,7 @@ mod tests {
             client_ip: "127.0.0.1".into(),
             raw: b"Subject: x\r\n\r\nhi\r\n".to_vec(),
             recipients: vec![jid("alice@example.test"), jid("carol@example.test")],
+            ..InboundMail::default()
         };
         let ids = store
             .accept_mails(&[mail.clone(), mail])

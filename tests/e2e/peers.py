@@ -91,19 +91,56 @@ class Prosody:
 
 
 class Dns:
-    """dnsmasq serving TXT records on a loopback port, nothing else."""
+    """dnsmasq on a loopback port, the only name server facteur asks: it
+    answers for the test domains (.test, .net, .org) from the records given
+    and NXDOMAIN for any other name of them, and asks nobody else.
+    txt: {name: text}; mx: {domain: [(preference, host)]} ("." for a null
+    MX); hosts: {name: ip}."""
 
-    def __init__(self, workdir, txt):
+    LOCAL = ("test", "net", "org", "com", "example")
+
+    def __init__(self, workdir, txt=None, mx=None, hosts=None):
         self.port = free_port()
+        self.pidfile = Path(workdir) / "dnsmasq.pid"
+        Path(workdir).mkdir(parents=True, exist_ok=True)
         args = ["dnsmasq", "--no-daemon", "--no-resolv", "--no-hosts", "--bind-interfaces",
                 "--listen-address=127.0.0.1", f"--port={self.port}", "--conf-file=/dev/null",
-                f"--pid-file={Path(workdir) / 'dnsmasq.pid'}", "--user=root"]
-        for name, value in txt.items():
+                f"--pid-file={self.pidfile}", "--user=root"]
+        args += [f"--local=/{domain}/" for domain in self.LOCAL]
+        for name, value in (txt or {}).items():
             # TXT character strings hold 255 bytes at most: split long ones
             # (dnsmasq takes each comma-separated piece as one string).
             pieces = ",".join(value[i:i + 200] for i in range(0, len(value), 200))
             args.append(f"--txt-record={name},{pieces}")
-        self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        for domain, exchanges in (mx or {}).items():
+            args += [f"--mx-host={domain},{host},{preference}" for preference, host in exchanges]
+        for name, ip in (hosts or {}).items():
+            args.append(f"--host-record={name},{ip}")
+        self.args = args
+        self.proc = None
+
+    def start(self):
+        self.proc = subprocess.Popen(self.args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 10
+        while not self._answers():
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError("dnsmasq did not start")
+            time.sleep(0.05)
+
+    def _answers(self):
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            s.settimeout(0.2)
+            # A query for "test." NS: any answer means dnsmasq is up.
+            query = b"\x12\x34\x01\x00\x00\x01\x00\x00\x00\x00\x00\x00\x04test\x00\x00\x02\x00\x01"
+            try:
+                s.sendto(query, ("127.0.0.1", self.port))
+                return bool(s.recv(512))
+            except OSError:
+                return False
+
+    @property
+    def address(self):
+        return f"127.0.0.1:{self.port}"
 
     def txt(self, name):
         import dns.resolver
@@ -140,13 +177,14 @@ class Relay:
             })
             return "250 2.0.0 Stored"
 
-    def __init__(self):
-        self.port = free_port()
+    def __init__(self, host="127.0.0.1", port=None):
+        self.host = host
+        self.port = port or free_port()
         self.received = []
         self.controller = None
 
     def start(self):
-        self.controller = Controller(self.Handler(self), hostname="127.0.0.1", port=self.port,
+        self.controller = Controller(self.Handler(self), hostname=self.host, port=self.port,
                                      enable_SMTPUTF8=True)
         self.controller.start()
 
@@ -156,8 +194,18 @@ class Relay:
             self.controller = None
 
 
+# Far above what the tests send from one address, except where a test
+# sets its own.
+LIMITS = {"sender_mails_per_hour": 1000000, "client_connections": 5000,
+          "client_mails_per_minute": 1000000}
+
+
 class Facteur:
-    def __init__(self, workdir, prosody, relay, store_dir=None, fetch_hosts=(), extra="", **inbound):
+    """facteur with a generated config: `relay` is an aiosmtpd Relay, or
+    None for delivery to MX hosts on `mx_port`; `dns` the Dns it asks."""
+
+    def __init__(self, workdir, prosody, relay, dns, store_dir=None, fetch_hosts=(), extra="",
+                 limits=None, auth="", mx_port=25, **inbound):
         self.dir = Path(workdir) / "facteur"
         self.dir.mkdir(parents=True, exist_ok=True)
         store_dir = Path(store_dir or self.dir)
@@ -168,6 +216,8 @@ class Facteur:
         fetch_hosts = "[" + ", ".join(f'"{h}"' for h in fetch_hosts) + "]"
         inbound = {"max_message_size": 200000, "idle_timeout": '"30s"', **inbound}
         inbound_keys = "".join(f"{k} = {v}\n" for k, v in inbound.items())
+        limit_keys = "".join(f"{k} = {v}\n" for k, v in {**LIMITS, **(limits or {})}.items())
+        relay_key = f'relay = "127.0.0.1:{relay.port}"' if relay is not None else ""
         self.config = self.dir / "facteur.toml"
         self.config.write_text(f"""
 [component]
@@ -183,7 +233,8 @@ listen = ["127.0.0.1:{self.smtp_port}"]
 hostname = "mx.example.test"
 {inbound_keys}
 [outbound]
-relay = "127.0.0.1:{relay.port}"
+{relay_key}
+mx_port = {mx_port}
 retry_initial = "1s"
 retry_max = "2s"
 timeout = "10s"
@@ -194,6 +245,13 @@ fetch_hosts = {fetch_hosts}
 fetch_private = true
 [store]
 url = "sqlite://{store_dir}/facteur.db"
+[dns]
+nameservers = ["{dns.address}"]
+timeout = "2s"
+[limits]
+{limit_keys}
+[auth]
+{auth}
 {extra}
 """)
         self.logfile = self.dir / "facteur.log"
@@ -220,6 +278,11 @@ url = "sqlite://{store_dir}/facteur.db"
             if line.startswith("VmRSS:"):
                 return int(line.split()[1])
         raise RuntimeError("no VmRSS")
+
+    def register(self, jid):
+        """Registers a user with the admin command, as an operator would."""
+        subprocess.run([self.binary, "users", "--config", str(self.config), "add", jid],
+                       check=True, capture_output=True, timeout=30)
 
     def alive(self):
         return self.proc is not None and self.proc.poll() is None
@@ -322,6 +385,8 @@ class Client:
             "thread": stanza["thread"] or None,
             "reply": (reply.get("to"), reply.get("id")) if reply is not None else None,
             "mail": dict(mail.attrib) if mail is not None else None,
+            "auth": (dict(mail.find("{urn:xmpp:mail:0}auth").attrib)
+                     if mail is not None and mail.find("{urn:xmpp:mail:0}auth") is not None else None),
             "xml": str(stanza),
             "receipt": receipt.get("id") if receipt is not None else None,
             "from": str(stanza["from"]), "to": str(stanza["to"]), "type": stanza["type"], "id": stanza["id"],
@@ -393,21 +458,28 @@ async def wait_until(condition, timeout=15.0, interval=0.1):
 
 
 class Gateway:
-    """Prosody + relay + facteur, started."""
+    """Prosody + DNS + relay + facteur, started. `dns` takes the keyword
+    arguments of Dns; `relay=False` delivers to MX hosts instead."""
 
-    def __init__(self, tmp_path, store_dir=None, fetch_hosts=(), extra="", **inbound):
+    def __init__(self, tmp_path, store_dir=None, fetch_hosts=(), extra="", dns=None, relay=True,
+                 **facteur):
         self.prosody = Prosody(tmp_path)
-        self.relay = Relay()
-        self.facteur = Facteur(tmp_path, self.prosody, self.relay, store_dir=store_dir,
-                               fetch_hosts=fetch_hosts, extra=extra, **inbound)
+        self.dns = Dns(Path(tmp_path) / "dns", **(dns or {}))
+        self.relay = Relay() if relay else None
+        self.facteur = Facteur(tmp_path, self.prosody, self.relay, self.dns, store_dir=store_dir,
+                               fetch_hosts=fetch_hosts, extra=extra, **facteur)
 
     def start(self):
         self.prosody.start()
-        self.relay.start()
+        self.dns.start()
+        if self.relay is not None:
+            self.relay.start()
         self.facteur.start()
         self.facteur.wait_log("Component link up.")
 
     def stop(self):
         self.facteur.stop()
-        self.relay.stop()
+        if self.relay is not None:
+            self.relay.stop()
         self.prosody.stop()
+        self.dns.stop()

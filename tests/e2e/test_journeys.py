@@ -3,14 +3,15 @@ SMTP on both sides, facteur as a process."""
 
 import asyncio
 import hashlib
+import os
 import socket
 import time
 
 import pytest
 import slixmpp
 
-from peers import (GATEWAY, Client, Gateway, escaped, mail_parser_malformed, rcpt_reply, send_mail,
-                   wait_until)
+from peers import (GATEWAY, ROOT, Client, Gateway, escaped, mail_parser_malformed, rcpt_reply,
+                   send_mail, wait_until)
 
 UTF8_MAIL = (
     "From: Bob Example <bob@example.net>\r\n"
@@ -446,9 +447,8 @@ def test_large_html_is_a_link(gateway):
 def test_dkim_signatures_verify_with_an_independent_verifier(tmp_path, algorithm):
     import dkim
     import subprocess as sp
-    from peers import Dns
 
-    binary = Gateway(tmp_path / "probe").facteur.binary
+    binary = os.environ.get("FACTEUR_BIN", str(ROOT / "target" / "debug" / "facteur"))
     records, extra = {}, ""
     for domain in ("example.test",):
         key = tmp_path / f"{algorithm}.pem"
@@ -458,8 +458,8 @@ def test_dkim_signatures_verify_with_an_independent_verifier(tmp_path, algorithm
         name, value = record.split(" IN TXT ")
         records[name.rstrip(".")] = value.strip('"')
         extra += f'[dkim."{domain}"]\nselector = "s-{algorithm}"\nkey_file = "{key}"\n'
-    dns_server = Dns(tmp_path, records)
-    gateway = Gateway(tmp_path / "gw", extra=extra)
+    gateway = Gateway(tmp_path / "gw", extra=extra, dns={"txt": records})
+    dns_server = gateway.dns
     try:
         gateway.start()
 
@@ -477,4 +477,3 @@ def test_dkim_signatures_verify_with_an_independent_verifier(tmp_path, algorithm
         run(scenario())
     finally:
         gateway.stop()
-        dns_server.stop()

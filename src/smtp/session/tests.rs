@@ -3,12 +3,11 @@
 use std::sync::Arc;
 
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, DuplexStream};
-use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use super::{serve, Reception};
 use crate::config::Config;
-use crate::store::{scratch, Committer, Millis, Store};
+use crate::store::{scratch, Millis, Store};
 
 const CONFIG: &str = r#"
 [component]
@@ -23,12 +22,8 @@ max_recipients = 2
 "#;
 
 fn reception(config: &str, store: &Store) -> Arc<Reception> {
-    Arc::new(Reception {
-        config: Arc::new(Config::parse(config).expect("config")),
-        store: store.clone(),
-        committer: Committer::inbound(store.clone()),
-        committed: Arc::new(Notify::new()),
-    })
+    let config = Arc::new(Config::parse(config).expect("config"));
+    Arc::new(Reception::new(config, store.clone(), None))
 }
 
 struct Client {
