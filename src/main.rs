@@ -8,6 +8,7 @@ mod dns;
 mod fetch;
 mod http;
 mod pipeline;
+mod return_path;
 mod smtp;
 mod store;
 
@@ -257,7 +258,13 @@ async fn run(path: &std::path::Path) -> anyhow::Result<()> {
             config.auth.rules.clone(),
         )
     });
-    let reception = Arc::new(Reception::new(config.clone(), store.clone(), checker));
+    let return_paths = return_path::ReturnPaths::new(&store.secret("return-path").await?);
+    let reception = Arc::new(Reception::new(
+        config.clone(),
+        store.clone(),
+        checker,
+        return_paths.clone(),
+    ));
     let committed = reception.committed.clone();
     let tls = match &config.inbound.tls {
         Some(files) => Some(smtp::server::tls_acceptor(files)?),
@@ -308,6 +315,7 @@ async fn run(path: &std::path::Path) -> anyhow::Result<()> {
         files,
         link: handle,
         committed,
+        queued: queued.clone(),
     };
     tracker.spawn(to_xmpp.run(shutdown.clone()));
     let to_mail = ToMail {
@@ -316,6 +324,7 @@ async fn run(path: &std::path::Path) -> anyhow::Result<()> {
         outcomes: store::OutcomeCommitter::outcomes(store.clone()),
         sender,
         queued,
+        return_paths,
     };
     tracker.spawn(to_mail.run(shutdown.clone()));
     for listener in listeners {

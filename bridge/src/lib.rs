@@ -6,6 +6,7 @@
 pub mod address;
 pub mod attach;
 pub mod body;
+pub mod bounce;
 mod error;
 pub mod threading;
 pub mod to_mail;

@@ -1,5 +1,6 @@
-//! Any bytes offered as a mail: reading, attachments and the stanza must
-//! never panic, and the stanza must always serialise.
+//! Any bytes offered as a mail: reading it, its attachments, reading it as
+//! a bounce and its stanza must never panic, and the stanza must always
+//! serialise.
 #![no_main]
 
 use facteur_bridge::attach::attachments;
@@ -10,6 +11,7 @@ use xmpp_parsers::minidom::Element;
 
 fuzz_target!(|data: &[u8]| {
     let _ = attachments(data);
+    let _ = facteur_bridge::bounce::read_bounce(data);
     let Ok(mail) = read_mail(data) else { return };
     let (Ok(gateway), Ok(from), Ok(to)) = (
         BareJid::new("mail.example.test"),

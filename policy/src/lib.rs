@@ -1,5 +1,6 @@
 //! Pure decisions of facteur: who may send as whom, which recipients are
-//! served, when to retry. No I/O: facts and the current time come in as
+//! served, when to retry, what failed authentication leads to, how fast
+//! each sender may go. No I/O: facts and the current time come in as
 //! arguments, verdicts go out as data; the daemon maps them to SMTP codes
 //! and stanza errors in one place.
 #![warn(missing_docs)]

@@ -3,18 +3,17 @@
 
 use std::sync::Arc;
 
-use facteur_bridge::{mailbox_to_jid, MailAddress};
 use facteur_policy::retry::RetryDecision;
-use jid::BareJid;
 use tokio::sync::{Notify, Semaphore};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use super::{jitter, sleep_until};
+use super::{jitter, sleep_until, undelivered_notice};
 use crate::config::Config;
+use crate::return_path::ReturnPaths;
 use crate::smtp::client::{SendFailure, Sender};
-use crate::store::{MailOutcome, Millis, Notice, OutcomeCommitter, Store, ToMailItem};
+use crate::store::{MailOutcome, Millis, OutcomeCommitter, Store, ToMailItem};
 
 /// Deliveries in flight at once.
 const CONCURRENCY: usize = 16;
@@ -26,6 +25,8 @@ pub struct ToMail {
     pub outcomes: OutcomeCommitter,
     pub sender: Arc<Sender>,
     pub queued: Arc<Notify>,
+    /// Envelope senders that match bounces to the queue.
+    pub return_paths: ReturnPaths,
 }
 
 impl ToMail {
@@ -73,9 +74,15 @@ impl ToMail {
     }
 
     async fn attempt(&self, item: ToMailItem) {
+        // Facteur's own reports go out with the null sender (RFC 5321
+        // §4.5.5); users' mail with a return path naming its queue entry.
+        let return_path = match item.mail_from.rsplit_once('@') {
+            Some((_, domain)) => Some(self.return_paths.address(item.id, domain)),
+            None => None,
+        };
         let outcome = self
             .sender
-            .send(&item.mail_from, &item.rcpt, &item.raw)
+            .send(return_path.as_deref(), &item.rcpt, &item.raw)
             .await;
         let outcome = match outcome {
             Ok(reply) => {
@@ -125,22 +132,18 @@ impl ToMail {
     }
 
     /// Fails the mail for good and tells its sender, in the conversation
-    /// with the recipient.
+    /// with the recipient. A report of facteur's own that fails is only
+    /// logged: nobody sent it (and reports never cause reports).
     fn fail(&self, item: &ToMailItem, reason: &str) -> anyhow::Result<MailOutcome> {
         warn!(queue_id = item.id, rcpt = %item.rcpt, error = reason, "Mail failed.");
-        let gateway = &self.config.component.jid;
-        let from = MailAddress::parse(&item.rcpt)
-            .ok()
-            .and_then(|rcpt| mailbox_to_jid(&rcpt, gateway.domain()).ok())
-            .unwrap_or_else(|| gateway.clone());
-        let notice = Notice {
-            recipient: BareJid::new(&item.sender)?,
-            from,
-            subject: "Undelivered mail".into(),
-            body: format!(
-                "Your mail to {} could not be delivered: {reason}",
-                item.rcpt
-            ),
+        let notice = match item.mail_from.is_empty() {
+            true => None,
+            false => Some(undelivered_notice(
+                &self.config.component.jid,
+                &item.sender,
+                &item.rcpt,
+                reason,
+            )?),
         };
         Ok(MailOutcome::Failed {
             id: item.id,

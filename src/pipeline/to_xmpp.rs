@@ -22,12 +22,15 @@ use tracing::{debug, info, warn};
 use xmpp_parsers::message::{Lang, Message, MessageType};
 use xmpp_parsers::sha2::Digest;
 
+use super::reports::{owed_report, status_for_refusal};
 use super::{jitter, sleep_until};
 use crate::component::{LinkHandle, Undelivered};
 use crate::config::Config;
 use crate::http::files::FileStore;
 use crate::http::percent_encode;
-use crate::store::{Contact, MessageRecord, Millis, SharedRecord, Store, ToXmppBody, ToXmppItem};
+use crate::store::{
+    Contact, MessageRecord, Millis, NewMail, SharedRecord, Store, ToXmppBody, ToXmppItem,
+};
 
 /// How long the server may take to confirm a batch.
 const CONFIRM_TIMEOUT: Duration = Duration::from_secs(60);
@@ -56,6 +59,8 @@ pub struct ToXmpp {
     pub files: FileStore,
     pub link: LinkHandle,
     pub committed: Arc<Notify>,
+    /// Woken when a delivery report is queued, for the SMTP delivery.
+    pub queued: Arc<Notify>,
 }
 
 impl ToXmpp {
@@ -103,7 +108,7 @@ impl ToXmpp {
                 Ok(made) => made,
                 Err(Unmade::Never(reason)) => {
                     warn!(delivery = item.id, reason, "Cannot deliver to XMPP.");
-                    if let Err(e) = self.store.to_xmpp_failed(item.id, &reason).await {
+                    if let Err(e) = self.give_up(&item, &reason, "5.6.0").await {
                         warn!(error = format!("{e:#}"), "Store unavailable.");
                     }
                     continue;
@@ -139,7 +144,8 @@ impl ToXmpp {
                 }
                 Ok(Err(Undelivered::Refused(refusal))) if refusal.permanent => {
                     warn!(delivery = item.id, to = %item.recipient, error = %refusal.text, "XMPP server refused the message.");
-                    self.store.to_xmpp_failed(item.id, &refusal.text).await
+                    let status = status_for_refusal(&refusal.text);
+                    self.give_up(&item, &refusal.text, status).await
                 }
                 Ok(Err(Undelivered::Refused(refusal))) => self.retry(&item, &refusal.text).await,
                 // Not the item's fault: it is due again as soon as the link is back.
@@ -174,6 +180,26 @@ impl ToXmpp {
         }
     }
 
+    /// Gives a delivery up, with the report its sender is owed, if any.
+    async fn give_up(&self, item: &ToXmppItem, reason: &str, status: &str) -> anyhow::Result<()> {
+        let report = owed_report(&self.config, item, reason, status);
+        let queued = report.as_ref().map(|report| NewMail {
+            sender: &self.config.component.jid,
+            mail_from: "",
+            rcpt: &report.rcpt,
+            message_id: &report.message_id,
+            raw: &report.raw,
+        });
+        self.store
+            .to_xmpp_failed(item.id, reason, queued.as_ref())
+            .await?;
+        if let Some(report) = report {
+            info!(delivery = item.id, to = %report.rcpt, status, "Delivery report queued.");
+            self.queued.notify_one();
+        }
+        Ok(())
+    }
+
     async fn retry(&self, item: &ToXmppItem, reason: &str) -> anyhow::Result<()> {
         use facteur_policy::retry::RetryDecision;
         let age = Millis::now().since(item.created_at);
@@ -200,7 +226,7 @@ impl ToXmpp {
                     error = reason,
                     "XMPP delivery given up."
                 );
-                self.store.to_xmpp_failed(item.id, reason).await
+                self.give_up(item, reason, "4.4.7").await
             }
         }
     }

@@ -89,20 +89,25 @@ impl Sender {
             .clone()
     }
 
-    /// Sends `raw` from `mail_from` to `rcpt`; returns the server's reply.
+    /// Sends `raw` from `mail_from` (`None`: the null sender) to `rcpt`;
+    /// returns the server's reply.
     pub async fn send(
         &self,
-        mail_from: &str,
+        mail_from: Option<&str>,
         rcpt: &str,
         raw: &[u8],
     ) -> Result<String, SendFailure> {
-        let from: Address = mail_from
-            .parse()
-            .map_err(|e| SendFailure::permanent(format!("sender address {mail_from}: {e}")))?;
+        let from: Option<Address> = mail_from
+            .map(|sender| {
+                sender
+                    .parse()
+                    .map_err(|e| SendFailure::permanent(format!("sender address {sender}: {e}")))
+            })
+            .transpose()?;
         let to: Address = rcpt
             .parse()
             .map_err(|e| SendFailure::permanent(format!("recipient address {rcpt}: {e}")))?;
-        let envelope = Envelope::new(Some(from), vec![to.clone()])
+        let envelope = Envelope::new(from, vec![to.clone()])
             .map_err(|e| SendFailure::permanent(e.to_string()))?;
         let hosts = match &self.relay {
             Some((host, port)) => vec![(host.clone(), *port)],

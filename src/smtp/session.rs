@@ -27,6 +27,8 @@ use super::reply::{
     auth_refusal, write, write_plain, BAD_SEQUENCE, NOT_IMPLEMENTED, OK, SYNTAX, TEMP_STORE,
 };
 use crate::config::Config;
+use crate::pipeline::undelivered_notice;
+use crate::return_path::ReturnPaths;
 use crate::store::{Committer, InboundMail, Store};
 
 /// Longest command line accepted (RFC 5321 asks for at least 512).
@@ -48,11 +50,19 @@ pub struct Reception {
     pub client_mails: Mutex<Limiter<IpAddr>>,
     /// Connections per client IP address.
     pub client_connections: Mutex<Concurrency<IpAddr>>,
+    /// Recognises the return paths of mail facteur sent.
+    pub return_paths: ReturnPaths,
 }
 
 impl Reception {
-    pub fn new(config: Arc<Config>, store: Store, checker: Option<Checker>) -> Reception {
+    pub fn new(
+        config: Arc<Config>,
+        store: Store,
+        checker: Option<Checker>,
+        return_paths: ReturnPaths,
+    ) -> Reception {
         Reception {
+            return_paths,
             committer: Committer::inbound(store.clone()),
             committed: Arc::new(Notify::new()),
             checker,
@@ -83,6 +93,8 @@ pub struct Progress {
 struct Transaction {
     mail_from: Option<String>,
     recipients: Vec<BareJid>,
+    /// Queue ids of sent mail this one reports on (to return paths).
+    bounces: Vec<i64>,
 }
 
 /// A command line, or why there is none.
@@ -384,13 +396,23 @@ impl<'a, S: AsyncRead + AsyncWrite + Unpin> Session<'a, S> {
         if self.tx.mail_from.is_none() {
             return self.reply(BAD_SEQUENCE, "Need MAIL before RCPT");
         }
-        if self.tx.recipients.len() >= self.config().inbound.max_recipients {
+        if self.tx.recipients.len() + self.tx.bounces.len() >= self.config().inbound.max_recipients
+        {
             return self.reply((452, (4, 5, 3)), "Too many recipients");
         }
         let Ok(mailbox) = MailAddress::parse(address) else {
             return self.reply((501, (5, 1, 3)), "Bad recipient address syntax");
         };
         let domain_served = self.config().mail.serves(mailbox.domain());
+        if let Some(id) = domain_served
+            .then(|| self.reception.return_paths.queue_id(&mailbox))
+            .flatten()
+        {
+            if !self.tx.bounces.contains(&id) {
+                self.tx.bounces.push(id);
+            }
+            return self.reply((250, (2, 1, 5)), "Recipient ok");
+        }
         let jid = BareJid::new(&mailbox.to_string()).ok();
         let registered = match (&jid, domain_served) {
             (Some(jid), true) => match self.reception.store.is_registered(jid).await {
@@ -426,7 +448,7 @@ impl<'a, S: AsyncRead + AsyncWrite + Unpin> Session<'a, S> {
             self.reply(BAD_SEQUENCE, "Need MAIL before DATA");
             return Ok(true);
         }
-        if self.tx.recipients.is_empty() {
+        if self.tx.recipients.is_empty() && self.tx.bounces.is_empty() {
             self.reply((554, (5, 5, 1)), "No valid recipients");
             return Ok(true);
         }
@@ -510,6 +532,18 @@ impl<'a, S: AsyncRead + AsyncWrite + Unpin> Session<'a, S> {
             }
             None => (String::new(), String::new(), String::new()),
         };
+        if !tx.bounces.is_empty() {
+            if let Err(error) = self.bounced(&tx.bounces, &data).await {
+                warn!(
+                    error = format!("{error:#}"),
+                    "Store unavailable at end of DATA."
+                );
+                return self.reply(TEMP_STORE, "Temporary storage failure, try again later");
+            }
+            if tx.recipients.is_empty() {
+                return self.reply(OK, "Ok: report received");
+            }
+        }
         let raw = self.with_trace(&auth_header, &data, &tx.recipients);
         let recipients = tx.recipients.len();
         let size = raw.len();
@@ -535,6 +569,40 @@ impl<'a, S: AsyncRead + AsyncWrite + Unpin> Session<'a, S> {
                 self.reply(TEMP_STORE, "Temporary storage failure, try again later");
             }
         }
+    }
+
+    /// Records a bounce of mail facteur sent, and tells its XMPP sender.
+    /// Reports that are not failures (delays, successes, auto-replies to
+    /// the return path) are taken and dropped.
+    async fn bounced(&self, ids: &[i64], data: &[u8]) -> anyhow::Result<()> {
+        let Some(bounce) = facteur_bridge::bounce::read_bounce(data).filter(|b| b.permanent) else {
+            info!(peer = %self.peer, queue_ids = ?ids, "Report to a return path is no failure; dropped.");
+            return Ok(());
+        };
+        let reason = match &bounce.status {
+            Some(status) if !bounce.diagnostic.contains(status.as_str()) => {
+                format!("{status} {}", bounce.diagnostic)
+            }
+            _ => bounce.diagnostic.clone(),
+        };
+        for &id in ids {
+            let Some(queued) = self.reception.store.queued_mail(id).await? else {
+                continue;
+            };
+            let notice = undelivered_notice(
+                &self.config().component.jid,
+                &queued.sender,
+                &queued.rcpt,
+                &reason,
+            )?;
+            let told = self
+                .reception
+                .store
+                .mail_bounced(id, &reason, &notice)
+                .await?;
+            info!(queue_id = id, rcpt = %queued.rcpt, told, reason = %reason, "Bounce received.");
+        }
+        Ok(())
     }
 
     /// Prepends the authentication results (RFC 8601 §5: above the trace

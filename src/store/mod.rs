@@ -3,6 +3,7 @@
 //! of a queued item is one statement or one transaction.
 
 mod attachments;
+mod bounces;
 mod commit;
 mod messages;
 mod queue;

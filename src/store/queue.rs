@@ -52,11 +52,12 @@ pub enum MailOutcome {
         at: Millis,
         error: String,
     },
-    /// Given up; the notice goes to the sender.
+    /// Given up; the notice goes to the sender (none for a delivery
+    /// status notification, which has no sender to tell).
     Failed {
         id: i64,
         error: String,
-        notice: Notice,
+        notice: Option<Notice>,
     },
 }
 
@@ -229,14 +230,30 @@ impl Store {
         set_state(self, "UPDATE to_xmpp SET attempts = attempts + 1, next_attempt_at = ?, last_error = ?, updated_at = ? WHERE id = ?", id, Some((at, error))).await
     }
 
-    pub async fn to_xmpp_failed(&self, id: i64, error: &str) -> anyhow::Result<()> {
-        sqlx::query("UPDATE to_xmpp SET state = 'failed', attempts = attempts + 1, last_error = ?, updated_at = ? WHERE id = ?")
+    /// Gives a delivery up; `report`, a delivery status notification to
+    /// the mail's sender, is queued in the same transaction, so that it
+    /// goes out exactly once.
+    pub async fn to_xmpp_failed(
+        &self,
+        id: i64,
+        error: &str,
+        report: Option<&NewMail<'_>>,
+    ) -> anyhow::Result<()> {
+        let now = Millis::now();
+        let mut tx = self.pool.begin().await.context("Starting transaction")?;
+        let failed = sqlx::query("UPDATE to_xmpp SET state = 'failed', attempts = attempts + 1, last_error = ?, updated_at = ? WHERE id = ? AND state = 'pending'")
             .bind(error)
-            .bind(Millis::now().0)
+            .bind(now.0)
             .bind(id)
-            .execute(&self.pool)
+            .execute(&mut *tx)
             .await
             .with_context(|| format!("Failing delivery {id}"))?;
+        if let (1, Some(report)) = (failed.rows_affected(), report) {
+            insert_mail(&mut tx, report, now).await?;
+        }
+        tx.commit()
+            .await
+            .with_context(|| format!("Committing the failure of delivery {id}"))?;
         Ok(())
     }
 
@@ -266,22 +283,7 @@ impl Store {
         let mut tx = self.pool.begin().await.context("Starting transaction")?;
         let mut ids = Vec::with_capacity(mails.len());
         for (mail, record) in mails {
-            let inserted: Option<i64> = sqlx::query_scalar(
-                "INSERT INTO to_mail (sender, mail_from, rcpt, message_id, raw, next_attempt_at, created_at, updated_at) \
-                 VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (sender, message_id, rcpt) DO NOTHING RETURNING id",
-            )
-            .bind(mail.sender.as_str())
-            .bind(mail.mail_from)
-            .bind(mail.rcpt)
-            .bind(mail.message_id)
-            .bind(mail.raw)
-            .bind(now.0)
-            .bind(now.0)
-            .bind(now.0)
-            .fetch_optional(&mut *tx)
-            .await
-            .context("Queueing outgoing mail")?;
-            let id = match inserted {
+            let id = match insert_mail(&mut tx, mail, now).await? {
                 Some(id) => id,
                 None => sqlx::query_scalar(
                     "SELECT id FROM to_mail WHERE sender = ? AND message_id = ? AND rcpt = ?",
@@ -372,7 +374,9 @@ impl Store {
                         .execute(&mut *tx)
                         .await
                         .with_context(|| format!("Failing mail {id}"))?;
-                    insert_notice(&mut tx, notice, now).await?;
+                    if let Some(notice) = notice {
+                        insert_notice(&mut tx, notice, now).await?;
+                    }
                 }
             }
         }
@@ -393,7 +397,31 @@ impl Store {
     }
 }
 
-async fn insert_notice(
+/// Queues one outgoing mail; `None` when the same mail (sender,
+/// Message-ID, recipient) is queued already.
+pub(super) async fn insert_mail(
+    tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
+    mail: &NewMail<'_>,
+    now: Millis,
+) -> anyhow::Result<Option<i64>> {
+    sqlx::query_scalar(
+        "INSERT INTO to_mail (sender, mail_from, rcpt, message_id, raw, next_attempt_at, created_at, updated_at) \
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (sender, message_id, rcpt) DO NOTHING RETURNING id",
+    )
+    .bind(mail.sender.as_str())
+    .bind(mail.mail_from)
+    .bind(mail.rcpt)
+    .bind(mail.message_id)
+    .bind(mail.raw)
+    .bind(now.0)
+    .bind(now.0)
+    .bind(now.0)
+    .fetch_optional(&mut **tx)
+    .await
+    .context("Queueing outgoing mail")
+}
+
+pub(super) async fn insert_notice(
     tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
     notice: &Notice,
     now: Millis,
@@ -524,7 +552,7 @@ mod tests {
             .apply_mail_outcomes(&[MailOutcome::Failed {
                 id,
                 error: "550 no".into(),
-                notice,
+                notice: Some(notice),
             }])
             .await
             .expect("failed");

@@ -279,3 +279,71 @@ def test_a_stanza_cannot_add_headers(gateway):
         assert "Body" in received["message"].get_content()
         await alice.disconnect()
     run(scenario())
+
+
+def delivery_status_notification(to, rcpt, status="5.1.1", message_id="<x@example.test>"):
+    """A DSN as Postfix writes it (RFC 3464)."""
+    return (
+        f"From: MAILER-DAEMON@mx.example.net (Mail Delivery System)\r\n"
+        f"To: {to}\r\nSubject: Undelivered Mail Returned to Sender\r\n"
+        "Auto-Submitted: auto-replied\r\nMIME-Version: 1.0\r\n"
+        'Content-Type: multipart/report; report-type=delivery-status; boundary="B"\r\n\r\n'
+        "--B\r\nContent-Type: text/plain\r\n\r\nI'm sorry to have to inform you that your message could not\r\n"
+        f"be delivered to one or more recipients.\r\n\r\n<{rcpt}>: host mx.example.net said: 550 {status} "
+        "<bob@example.net>: Recipient address rejected: User unknown\r\n"
+        "--B\r\nContent-Type: message/delivery-status\r\n\r\nReporting-MTA: dns; mx.example.net\r\n\r\n"
+        f"Final-Recipient: rfc822; {rcpt}\r\nAction: failed\r\nStatus: {status}\r\n"
+        f"Diagnostic-Code: smtp; 550 {status} <{rcpt}>: Recipient address rejected: User unknown\r\n"
+        f"--B\r\nContent-Type: text/rfc822-headers\r\n\r\nMessage-ID: {message_id}\r\nSubject: Plans\r\n"
+        "--B--\r\n"
+    ).encode()
+
+
+def test_a_bounce_reaches_the_xmpp_sender_once(gateway):
+    async def scenario():
+        alice = await registered_client(gateway)
+        alice.send(escaped("bob@example.net"), "Are you there?", subject="Plans")
+        assert await wait_until(lambda: gateway.relay.received, timeout=15)
+        return_path = gateway.relay.received[0]["mail_from"]
+        port = gateway.facteur.smtp_port
+        report = delivery_status_notification(return_path, "bob@example.net")
+        # A guessed return path is an unknown address.
+        forged = return_path.replace("-", "-0", 1)
+        assert send_mail(port, "", [forged], report)[0] == 550
+        assert send_mail(port, "", [return_path], report) == (250, "2.0.0 Ok: report received")
+        notice = await alice.wait_for(lambda m: m["subject"] == "Undelivered mail")
+        assert notice["from"] == escaped("bob@example.net")
+        assert "Your mail to bob@example.net could not be delivered" in notice["body"], notice["body"]
+        assert "5.1.1" in notice["body"] and "User unknown" in notice["body"], notice["body"]
+        # The same report again (a remote MTA retrying) tells her nothing new.
+        assert send_mail(port, "", [return_path], report)[0] == 250
+        await asyncio.sleep(2)
+        assert [m["subject"] for m in alice.messages].count("Undelivered mail") == 1
+        await alice.disconnect()
+    run(scenario())
+
+
+def test_mail_accepted_but_undeliverable_gets_one_report(trusting):
+    # carol has mail at the gateway but no account on the XMPP server,
+    # which refuses the stanza: the vouched-for sender gets a report.
+    trusting.facteur.register("carol@example.test")
+    raw = mail("News <news@good.test>", "For Carol").replace(b"To: alice@", b"To: carol@")
+    code, text = send_mail(trusting.facteur.smtp_port, "news@good.test", ["carol@example.test"], raw)
+    assert code == 250, text
+    assert run(wait_until(lambda: trusting.relay.received, timeout=20)), trusting.facteur.log_tail()
+    report = trusting.relay.received[0]
+    assert report["mail_from"] in ("", "<>") and report["rcpt_tos"] == ["news@good.test"]
+    message = report["message"]
+    assert message.get_content_type() == "multipart/report"
+    assert message["Auto-Submitted"] == "auto-replied"
+    status = [part for part in message.walk() if part.get_content_type() == "message/delivery-status"]
+    text = status[0].as_string() if status else ""
+    assert "Final-Recipient: rfc822; carol@example.test" in text, message.as_string()
+    assert "Status: 5.1.1" in text and "Action: failed" in text, text
+    # A sender its domain does not vouch for gets nothing (no backscatter),
+    # nor does the null sender.
+    for sender in ("x@spoofed.test", ""):
+        raw = mail("x@spoofed.test", f"Spam for Carol {sender}").replace(b"To: alice@", b"To: carol@")
+        assert send_mail(trusting.facteur.smtp_port, sender, ["carol@example.test"], raw)[0] == 250
+    time.sleep(4)
+    assert len(trusting.relay.received) == 1, [r["rcpt_tos"] for r in trusting.relay.received]

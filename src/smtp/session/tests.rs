@@ -23,7 +23,8 @@ max_recipients = 2
 
 fn reception(config: &str, store: &Store) -> Arc<Reception> {
     let config = Arc::new(Config::parse(config).expect("config"));
-    Arc::new(Reception::new(config, store.clone(), None))
+    let return_paths = crate::return_path::ReturnPaths::new(b"test key");
+    Arc::new(Reception::new(config, store.clone(), None, return_paths))
 }
 
 struct Client {

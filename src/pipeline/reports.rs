@@ -1,0 +1,117 @@
+//! The delivery status notification (RFC 3464) facteur owes the sender of
+//! a mail it accepted with `250` but could not deliver to the XMPP user.
+//!
+//! Owed only for mail whose envelope sender its own domain vouched for
+//! (SPF or DMARC pass): a forged sender, spam's usual kind, never gets
+//! backscatter; the null sender never gets a report (RFC 5321 §4.5.5);
+//! notices of the gateway have nobody to report to.
+
+use facteur_bridge::bounce::{failure_report, FailureReport};
+use tracing::warn;
+
+use crate::config::Config;
+use crate::store::{Millis, ToXmppBody, ToXmppItem};
+
+/// A report ready to be queued.
+pub struct Report {
+    pub rcpt: String,
+    pub message_id: String,
+    pub raw: Vec<u8>,
+}
+
+/// The RFC 3463 status for an XMPP server's refusal (`condition: text`).
+pub fn status_for_refusal(refusal: &str) -> &'static str {
+    let condition = refusal.split(':').next().unwrap_or_default();
+    match condition {
+        "item-not-found" | "service-unavailable" | "recipient-unavailable" | "gone" => "5.1.1",
+        "forbidden" | "not-allowed" | "not-authorized" | "policy-violation" => "5.7.1",
+        "resource-constraint" => "5.2.2",
+        _ => "5.0.0",
+    }
+}
+
+/// The report for `item`, given up with `reason` and `status`, when one is
+/// owed.
+pub fn owed_report(
+    config: &Config,
+    item: &ToXmppItem,
+    reason: &str,
+    status: &str,
+) -> Option<Report> {
+    let ToXmppBody::Mail {
+        mail_from,
+        raw,
+        auth,
+        ..
+    } = &item.body
+    else {
+        return None;
+    };
+    let vouched = auth
+        .split_whitespace()
+        .any(|result| result == "spf=pass" || result == "dmarc=pass");
+    if mail_from.is_empty() || !vouched {
+        return None;
+    }
+    let headers = header_block(raw);
+    let now = Millis::now();
+    let message_id = format!(
+        "report-{}-{}@{}",
+        item.id, item.created_at.0, config.inbound.hostname
+    );
+    let report = failure_report(&FailureReport {
+        reporting_mta: &config.inbound.hostname,
+        recipient: &item.recipient,
+        status,
+        reason,
+        to: mail_from,
+        original_headers: headers,
+        arrival_date: item.created_at.0 / 1000,
+        date: now.0 / 1000,
+        message_id: &message_id,
+    });
+    match report {
+        Ok(raw) => Some(Report {
+            rcpt: mail_from.clone(),
+            message_id,
+            raw,
+        }),
+        Err(error) => {
+            warn!(delivery = item.id, error = %error, "Cannot write a delivery report.");
+            None
+        }
+    }
+}
+
+/// The header block of a raw mail, without the blank line.
+fn header_block(raw: &[u8]) -> &[u8] {
+    let end = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .map(|p| p + 2)
+        .or_else(|| raw.windows(2).position(|w| w == b"\n\n").map(|p| p + 1));
+    raw.get(..end.unwrap_or(raw.len())).unwrap_or(raw)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refusals_map_to_statuses() {
+        assert_eq!(status_for_refusal("service-unavailable"), "5.1.1");
+        assert_eq!(status_for_refusal("item-not-found: no such user"), "5.1.1");
+        assert_eq!(status_for_refusal("forbidden: blocked"), "5.7.1");
+        assert_eq!(status_for_refusal("bad-request"), "5.0.0");
+    }
+
+    #[test]
+    fn headers_end_at_the_blank_line() {
+        assert_eq!(
+            header_block(b"A: 1\r\nB: 2\r\n\r\nbody"),
+            b"A: 1\r\nB: 2\r\n"
+        );
+        assert_eq!(header_block(b"A: 1\n\nbody"), b"A: 1\n");
+        assert_eq!(header_block(b"A: 1"), b"A: 1");
+    }
+}
