@@ -8,6 +8,7 @@
 
 use std::collections::HashMap;
 use std::hash::Hash;
+use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
 /// At most `count` events per `period`.
@@ -144,6 +145,60 @@ impl<K: Hash + Eq + Clone> Concurrency<K> {
     }
 }
 
+/// Address ranges (`192.0.2.0/24`, `::1/128`), e.g. the clients a limit
+/// does not apply to.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Networks(Vec<(IpAddr, u8)>);
+
+impl Networks {
+    /// Parses `ip` or `ip/prefix` ranges; the error names the bad one.
+    pub fn parse<'a>(ranges: impl IntoIterator<Item = &'a str>) -> Result<Networks, String> {
+        let mut networks = Vec::new();
+        for range in ranges {
+            let (ip, prefix) = match range.split_once('/') {
+                Some((ip, prefix)) => (ip, Some(prefix)),
+                None => (range, None),
+            };
+            let ip: IpAddr = ip
+                .trim()
+                .parse()
+                .map_err(|_| format!("{range:?} is not an address or a range"))?;
+            let max = if ip.is_ipv4() { 32 } else { 128 };
+            let prefix = match prefix {
+                Some(p) => p
+                    .trim()
+                    .parse::<u8>()
+                    .ok()
+                    .filter(|p| *p <= max)
+                    .ok_or_else(|| format!("{range:?}: prefix length 0 to {max}"))?,
+                None => max,
+            };
+            networks.push((ip, prefix));
+        }
+        Ok(Networks(networks))
+    }
+
+    /// Whether `ip` is in one of the ranges (an IPv4-mapped IPv6 address
+    /// counts as its IPv4 address).
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        let ip = match ip {
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+            v4 => v4,
+        };
+        self.0.iter().any(|(network, prefix)| match (network, ip) {
+            (IpAddr::V4(n), IpAddr::V4(a)) => {
+                let mask = u32::MAX.checked_shl(32 - u32::from(*prefix)).unwrap_or(0);
+                u32::from(*n) & mask == u32::from(a) & mask
+            }
+            (IpAddr::V6(n), IpAddr::V6(a)) => {
+                let mask = u128::MAX.checked_shl(128 - u32::from(*prefix)).unwrap_or(0);
+                u128::from(*n) & mask == u128::from(a) & mask
+            }
+            _ => false,
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -222,6 +277,28 @@ mod tests {
         assert_eq!(limiter.len(), SWEEP_ABOVE);
         limiter.check(&usize::MAX, 1, now + Duration::from_secs(2));
         assert_eq!(limiter.len(), 1);
+    }
+
+    #[test]
+    fn networks() {
+        let nets = Networks::parse(["127.0.0.0/8", "::1", "2001:db8::/32"]).expect("valid");
+        for (ip, inside) in [
+            ("127.0.0.1", true),
+            ("127.255.0.9", true),
+            ("128.0.0.1", false),
+            ("::1", true),
+            ("::2", false),
+            ("2001:db8:1::5", true),
+            ("2001:db9::", false),
+            ("::ffff:127.0.0.1", true),
+        ] {
+            assert_eq!(nets.contains(ip.parse().expect("ip")), inside, "{ip}");
+        }
+        let all = Networks::parse(["0.0.0.0/0"]).expect("valid");
+        assert!(all.contains("192.0.2.1".parse().expect("ip")));
+        assert!(Networks::parse(["10.0.0.0/33"]).is_err());
+        assert!(Networks::parse(["localhost"]).is_err());
+        assert!(!Networks::default().contains("127.0.0.1".parse().expect("ip")));
     }
 
     #[test]

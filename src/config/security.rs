@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use facteur_policy::auth::{Action, AuthRules};
-use facteur_policy::limits::Rate;
+use facteur_policy::limits::{Networks, Rate};
 use serde::Deserialize;
 
 use super::Problems;
@@ -36,6 +36,8 @@ pub struct Limits {
     pub client_connections: u32,
     /// Mails one SMTP client IP address may send.
     pub client_mails: Rate,
+    /// Clients the per-address limits do not apply to (the MTA in front).
+    pub client_exceptions: Networks,
 }
 
 #[derive(Debug, Deserialize)]
@@ -92,6 +94,8 @@ pub(super) struct RawLimits {
     client_connections: u32,
     #[serde(default = "default_client_mails_per_minute")]
     client_mails_per_minute: u32,
+    #[serde(default = "default_client_exceptions")]
+    client_exceptions: Vec<String>,
 }
 
 impl Default for RawLimits {
@@ -100,6 +104,7 @@ impl Default for RawLimits {
             sender_mails_per_hour: default_sender_mails_per_hour(),
             client_connections: default_client_connections(),
             client_mails_per_minute: default_client_mails_per_minute(),
+            client_exceptions: default_client_exceptions(),
         }
     }
 }
@@ -124,6 +129,9 @@ fn default_client_connections() -> u32 {
 }
 fn default_client_mails_per_minute() -> u32 {
     120
+}
+fn default_client_exceptions() -> Vec<String> {
+    vec!["127.0.0.0/8".into(), "::1".into()]
 }
 
 fn action(p: &mut Problems, key: &str, text: &str) -> Action {
@@ -196,7 +204,13 @@ impl RawLimits {
                 p.add(key, "must be at least 1");
             }
         }
+        let client_exceptions = Networks::parse(self.client_exceptions.iter().map(String::as_str))
+            .unwrap_or_else(|problem| {
+                p.add("limits.client_exceptions", problem);
+                Networks::default()
+            });
         Limits {
+            client_exceptions,
             sender_mails: Rate {
                 count: self.sender_mails_per_hour,
                 period: Duration::from_secs(3600),

@@ -64,11 +64,18 @@ struct ClientSlot {
 }
 
 impl ClientSlot {
-    fn take(reception: &Arc<Reception>, ip: IpAddr) -> Option<ClientSlot> {
+    /// A slot for a connection from `ip`: `None` when all are taken,
+    /// `Some(None)` when the limit does not apply to `ip`.
+    fn take(reception: &Arc<Reception>, ip: IpAddr) -> Option<Option<ClientSlot>> {
+        if reception.config.limits.client_exceptions.contains(ip) {
+            return Some(None);
+        }
         let mut open = reception.client_connections.lock().ok()?;
-        open.acquire(&ip).then(|| ClientSlot {
-            reception: reception.clone(),
-            ip,
+        open.acquire(&ip).then(|| {
+            Some(ClientSlot {
+                reception: reception.clone(),
+                ip,
+            })
         })
     }
 }

@@ -502,6 +502,14 @@ impl<'a, S: AsyncRead + AsyncWrite + Unpin> Session<'a, S> {
 
     /// Counts one mail against the client's rate.
     fn count_mail(&self) -> Decision {
+        if self
+            .config()
+            .limits
+            .client_exceptions
+            .contains(self.peer.ip())
+        {
+            return Decision::Allow;
+        }
         match self.reception.client_mails.lock() {
             Ok(mut limiter) => limiter.check(&self.peer.ip(), 1, Instant::now()),
             Err(_) => Decision::Allow,
