@@ -46,12 +46,14 @@ impl Checker {
     /// Runs every check on `raw` (the mail as received, without facteur's
     /// own headers).
     pub async fn check(&self, raw: &[u8], ip: IpAddr, helo: &str, mail_from: &str) -> Checked {
+        // RFC 7208 §2.3 and §2.4: the HELO identity, then MAIL FROM (the
+        // HELO identity again for the null sender).
+        let helo_spf = self
+            .authenticator
+            .verify_spf(SpfParameters::verify_ehlo(ip, helo, &self.hostname))
+            .await;
         let spf = match mail_from {
-            "" => {
-                self.authenticator
-                    .verify_spf(SpfParameters::verify_ehlo(ip, helo, &self.hostname))
-                    .await
-            }
+            "" => helo_spf.clone(),
             sender => {
                 self.authenticator
                     .verify_spf(SpfParameters::verify_mail_from(
@@ -68,8 +70,15 @@ impl Checker {
             None => helo,
         };
         let results = AuthenticationResults::new(&self.hostname)
+            .with_spf_ehlo_result(&helo_spf, ip, helo)
             .with_spf_mailfrom_result(&spf, ip, mail_from, helo);
-        let spf_fact = match spf.result() {
+        // A host the HELO name's domain disowns fails whatever its
+        // envelope says.
+        let spf_result = match helo_spf.result() {
+            SpfResult::Fail => SpfResult::Fail,
+            _ => spf.result(),
+        };
+        let spf_fact = match spf_result {
             SpfResult::Pass => auth::Spf::Pass,
             SpfResult::Fail => auth::Spf::Fail,
             SpfResult::SoftFail => auth::Spf::SoftFail,

@@ -309,11 +309,11 @@ timeout = "2s"
         raise TimeoutError(f"{needle!r} not in facteur's log")
 
 
-def send_mail(port, mail_from, rcpts, raw, timeout=15):
+def send_mail(port, mail_from, rcpts, raw, timeout=15, helo="client.example.net"):
     """Sends raw bytes by SMTP; returns (code, text) of the reply to DATA,
     or of the first refused command."""
     with smtplib.SMTP("127.0.0.1", port, timeout=timeout) as smtp:
-        smtp.ehlo("client.example.net")
+        smtp.ehlo(helo)
         code, text = smtp.mail(mail_from)
         if code != 250:
             return code, text.decode()

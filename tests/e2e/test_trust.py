@@ -50,6 +50,8 @@ RECORDS = {
     # Soft fail, monitoring only.
     "soft.test": "v=spf1 ~all",
     "_dmarc.soft.test": "v=DMARC1; p=none",
+    # A HELO name whose domain disowns every host.
+    "disowned.test": "v=spf1 -all",
 }
 
 
@@ -132,6 +134,13 @@ def test_failures_the_operator_marks_reach_the_user_with_a_warning(trusting):
         got = await alice.wait_for(lambda m: m["subject"] == "Soft")
         assert got["body"] == "Hello."
         assert got["auth"]["spf"] == "softfail" and got["auth"]["dmarc"] == "fail"
+        # The same, from a host whose HELO name disowns it: SPF fails.
+        code, text = send_mail(trusting.facteur.smtp_port, "x@soft.test", ["alice@example.test"],
+                               mail("x@soft.test", "Disowned"), helo="disowned.test")
+        assert code == 250, text
+        got = await alice.wait_for(lambda m: m["subject"] == "Disowned")
+        assert got["body"].startswith("[Unverified sender: SPF"), got["body"]
+        assert got["auth"]["spf"] == "fail"
         await alice.disconnect()
     run(scenario())
 
