@@ -37,5 +37,9 @@ pub fn resolver(config: &Dns) -> anyhow::Result<TokioResolver> {
     options.timeout = config.timeout;
     options.attempts = 2;
     options.cache_size = 4096;
+    // Most senders publish no DMARC record and many no SPF: an answer
+    // without an SOA would otherwise not be cached at all, and every mail
+    // would ask again.
+    options.negative_min_ttl = Some(std::time::Duration::from_secs(60));
     builder.build().context("Starting the DNS resolver")
 }

@@ -36,6 +36,9 @@ pub async fn connect(component: &config::Component) -> Result<LinkStream, LoginE
         .map_err(|e| LoginError::Failed(e.to_string()))?;
     let header = pending.take_header();
     let mut stream: LinkStream = pending.skip_features();
+    // A stanza is written in pieces: without this, Nagle's algorithm holds
+    // each piece after the first until the server acknowledges it.
+    let _ = stream.get_stream().get_ref().set_nodelay(true);
     let Some(stream_id) = header.id else {
         return Err(LoginError::Failed("the server sent no stream id".into()));
     };

@@ -7,6 +7,7 @@ mod bounces;
 mod commit;
 mod messages;
 mod queue;
+mod users;
 
 use std::str::FromStr;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -88,6 +89,7 @@ pub(crate) async fn upsert_contact(
 #[derive(Clone)]
 pub struct Store {
     pool: SqlitePool,
+    users: users::UserCache,
 }
 
 impl Store {
@@ -110,82 +112,15 @@ impl Store {
             .run(&pool)
             .await
             .context("Migrating the store schema")?;
-        Ok(Store { pool })
+        Ok(Store {
+            pool,
+            users: users::UserCache::default(),
+        })
     }
 
     /// Waits for running statements and closes the database.
     pub async fn close(&self) {
         self.pool.close().await;
-    }
-
-    pub async fn register(&self, user: &BareJid) -> anyhow::Result<()> {
-        sqlx::query(
-            "INSERT INTO users (jid, registered_at) VALUES (?, ?) ON CONFLICT (jid) DO NOTHING",
-        )
-        .bind(user.as_str())
-        .bind(Millis::now().0)
-        .execute(&self.pool)
-        .await
-        .with_context(|| format!("Registering {user}"))?;
-        Ok(())
-    }
-
-    /// Returns whether the user was registered.
-    pub async fn unregister(&self, user: &BareJid) -> anyhow::Result<bool> {
-        let done = sqlx::query("DELETE FROM users WHERE jid = ?")
-            .bind(user.as_str())
-            .execute(&self.pool)
-            .await
-            .with_context(|| format!("Unregistering {user}"))?;
-        Ok(done.rows_affected() > 0)
-    }
-
-    /// A registered user's options; `None` for a user who is not.
-    pub async fn user_options(&self, user: &BareJid) -> anyhow::Result<Option<UserOptions>> {
-        let row: Option<(bool, bool)> =
-            sqlx::query_as("SELECT oob_each_file, xhtml_im FROM users WHERE jid = ?")
-                .bind(user.as_str())
-                .fetch_optional(&self.pool)
-                .await
-                .with_context(|| format!("Looking up user {user}"))?;
-        Ok(row.map(|(oob_each_file, xhtml_im)| UserOptions {
-            oob_each_file,
-            xhtml_im,
-        }))
-    }
-
-    /// Registers a user (again) with these options.
-    pub async fn register_with(&self, user: &BareJid, options: UserOptions) -> anyhow::Result<()> {
-        sqlx::query(
-            "INSERT INTO users (jid, registered_at, oob_each_file, xhtml_im) VALUES (?, ?, ?, ?) \
-             ON CONFLICT (jid) DO UPDATE SET oob_each_file = excluded.oob_each_file, xhtml_im = excluded.xhtml_im",
-        )
-        .bind(user.as_str())
-        .bind(Millis::now().0)
-        .bind(options.oob_each_file)
-        .bind(options.xhtml_im)
-        .execute(&self.pool)
-        .await
-        .with_context(|| format!("Registering {user}"))?;
-        Ok(())
-    }
-
-    pub async fn is_registered(&self, user: &BareJid) -> anyhow::Result<bool> {
-        let row: Option<(i64,)> = sqlx::query_as("SELECT 1 FROM users WHERE jid = ?")
-            .bind(user.as_str())
-            .fetch_optional(&self.pool)
-            .await
-            .with_context(|| format!("Looking up user {user}"))?;
-        Ok(row.is_some())
-    }
-
-    /// Registered users, in JID order.
-    pub async fn users(&self) -> anyhow::Result<Vec<String>> {
-        let rows: Vec<(String,)> = sqlx::query_as("SELECT jid FROM users ORDER BY jid")
-            .fetch_all(&self.pool)
-            .await
-            .context("Listing users")?;
-        Ok(rows.into_iter().map(|(jid,)| jid).collect())
     }
 
     /// The mail address and display name last seen behind an escaped JID.

@@ -1,0 +1,161 @@
+//! Registered users and their options, with a short-lived cache: every
+//! RCPT and every delivery asks, registrations are rare. A change made
+//! through this store is seen at once; one made by another process (the
+//! `facteur users` command) within `CACHE_TIME`.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use jid::BareJid;
+
+use super::{Millis, Store, UserOptions};
+
+/// How long an answer is reused.
+const CACHE_TIME: Duration = Duration::from_secs(1);
+/// Entries kept before the cache is emptied (a flood of unknown RCPTs).
+const CACHE_MAX: usize = 10_000;
+
+/// When a user was read, and their options (`None`: not registered).
+type Entry = (Instant, Option<UserOptions>);
+
+/// Per user, the last answer.
+#[derive(Clone, Default)]
+pub(super) struct UserCache(Arc<Mutex<HashMap<String, Entry>>>);
+
+impl UserCache {
+    fn get(&self, user: &BareJid) -> Option<Option<UserOptions>> {
+        let cache = self.0.lock().ok()?;
+        let (read, options) = cache.get(user.as_str())?;
+        (read.elapsed() < CACHE_TIME).then_some(*options)
+    }
+
+    fn put(&self, user: &BareJid, options: Option<UserOptions>) {
+        if let Ok(mut cache) = self.0.lock() {
+            if cache.len() >= CACHE_MAX {
+                cache.clear();
+            }
+            cache.insert(user.as_str().to_owned(), (Instant::now(), options));
+        }
+    }
+
+    fn forget(&self, user: &BareJid) {
+        if let Ok(mut cache) = self.0.lock() {
+            cache.remove(user.as_str());
+        }
+    }
+}
+
+impl Store {
+    pub async fn register(&self, user: &BareJid) -> anyhow::Result<()> {
+        sqlx::query(
+            "INSERT INTO users (jid, registered_at) VALUES (?, ?) ON CONFLICT (jid) DO NOTHING",
+        )
+        .bind(user.as_str())
+        .bind(Millis::now().0)
+        .execute(&self.pool)
+        .await
+        .with_context(|| format!("Registering {user}"))?;
+        self.users.forget(user);
+        Ok(())
+    }
+
+    /// Returns whether the user was registered.
+    pub async fn unregister(&self, user: &BareJid) -> anyhow::Result<bool> {
+        let done = sqlx::query("DELETE FROM users WHERE jid = ?")
+            .bind(user.as_str())
+            .execute(&self.pool)
+            .await
+            .with_context(|| format!("Unregistering {user}"))?;
+        self.users.forget(user);
+        Ok(done.rows_affected() > 0)
+    }
+
+    /// A registered user's options; `None` for a user who is not.
+    pub async fn user_options(&self, user: &BareJid) -> anyhow::Result<Option<UserOptions>> {
+        if let Some(options) = self.users.get(user) {
+            return Ok(options);
+        }
+        let row: Option<(bool, bool)> =
+            sqlx::query_as("SELECT oob_each_file, xhtml_im FROM users WHERE jid = ?")
+                .bind(user.as_str())
+                .fetch_optional(&self.pool)
+                .await
+                .with_context(|| format!("Looking up user {user}"))?;
+        let options = row.map(|(oob_each_file, xhtml_im)| UserOptions {
+            oob_each_file,
+            xhtml_im,
+        });
+        self.users.put(user, options);
+        Ok(options)
+    }
+
+    /// Registers a user (again) with these options.
+    pub async fn register_with(&self, user: &BareJid, options: UserOptions) -> anyhow::Result<()> {
+        sqlx::query(
+            "INSERT INTO users (jid, registered_at, oob_each_file, xhtml_im) VALUES (?, ?, ?, ?) \
+             ON CONFLICT (jid) DO UPDATE SET oob_each_file = excluded.oob_each_file, xhtml_im = excluded.xhtml_im",
+        )
+        .bind(user.as_str())
+        .bind(Millis::now().0)
+        .bind(options.oob_each_file)
+        .bind(options.xhtml_im)
+        .execute(&self.pool)
+        .await
+        .with_context(|| format!("Registering {user}"))?;
+        self.users.forget(user);
+        Ok(())
+    }
+
+    pub async fn is_registered(&self, user: &BareJid) -> anyhow::Result<bool> {
+        Ok(self.user_options(user).await?.is_some())
+    }
+
+    /// Registered users, in JID order.
+    pub async fn users(&self) -> anyhow::Result<Vec<String>> {
+        let rows: Vec<(String,)> = sqlx::query_as("SELECT jid FROM users ORDER BY jid")
+            .fetch_all(&self.pool)
+            .await
+            .context("Listing users")?;
+        Ok(rows.into_iter().map(|(jid,)| jid).collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::scratch;
+
+    #[tokio::test]
+    async fn changes_through_the_store_are_seen_at_once() {
+        let (store, _dir) = scratch().await;
+        let alice = BareJid::new("alice@example.test").expect("jid");
+        assert!(!store.is_registered(&alice).await.expect("lookup"));
+        store.register(&alice).await.expect("register");
+        assert!(store.is_registered(&alice).await.expect("lookup"));
+        let options = UserOptions {
+            oob_each_file: true,
+            xhtml_im: false,
+        };
+        store.register_with(&alice, options).await.expect("options");
+        assert_eq!(
+            store.user_options(&alice).await.expect("lookup"),
+            Some(options)
+        );
+        assert!(store.unregister(&alice).await.expect("unregister"));
+        assert!(!store.is_registered(&alice).await.expect("lookup"));
+    }
+
+    #[tokio::test]
+    async fn another_process_is_seen_within_the_cache_time() {
+        let (store, dir) = scratch().await;
+        let alice = BareJid::new("alice@example.test").expect("jid");
+        assert!(!store.is_registered(&alice).await.expect("lookup"));
+        let url = format!("sqlite://{}", dir.path().join("facteur.db").display());
+        let other = Store::open(&url).await.expect("second handle");
+        other.register(&alice).await.expect("register");
+        tokio::time::sleep(CACHE_TIME + Duration::from_millis(50)).await;
+        assert!(store.is_registered(&alice).await.expect("lookup"));
+    }
+}
