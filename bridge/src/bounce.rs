@@ -595,8 +595,8 @@ pub struct FailureReport<'a> {
     pub reason: &'a str,
     /// The envelope sender the report goes to.
     pub to: &'a str,
-    /// Headers of the original mail (the raw bytes up to the blank line),
-    /// returned as text/rfc822-headers.
+    /// The original mail, or its headers: what comes before the first
+    /// blank line is returned as text/rfc822-headers.
     pub original_headers: &'a [u8],
     /// Arrival date of the original, seconds since the Unix epoch.
     pub arrival_date: i64,

@@ -53,7 +53,6 @@ pub fn owed_report(
     if mail_from.is_empty() || !vouched {
         return None;
     }
-    let headers = header_block(raw);
     let now = Millis::now();
     let message_id = format!(
         "report-{}-{}@{}",
@@ -65,7 +64,7 @@ pub fn owed_report(
         status,
         reason,
         to: mail_from,
-        original_headers: headers,
+        original_headers: raw,
         arrival_date: item.created_at.0 / 1000,
         date: now.0 / 1000,
         message_id: &message_id,
@@ -83,16 +82,6 @@ pub fn owed_report(
     }
 }
 
-/// The header block of a raw mail, without the blank line.
-fn header_block(raw: &[u8]) -> &[u8] {
-    let end = raw
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .map(|p| p + 2)
-        .or_else(|| raw.windows(2).position(|w| w == b"\n\n").map(|p| p + 1));
-    raw.get(..end.unwrap_or(raw.len())).unwrap_or(raw)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -103,15 +92,5 @@ mod tests {
         assert_eq!(status_for_refusal("item-not-found: no such user"), "5.1.1");
         assert_eq!(status_for_refusal("forbidden: blocked"), "5.7.1");
         assert_eq!(status_for_refusal("bad-request"), "5.0.0");
-    }
-
-    #[test]
-    fn headers_end_at_the_blank_line() {
-        assert_eq!(
-            header_block(b"A: 1\r\nB: 2\r\n\r\nbody"),
-            b"A: 1\r\nB: 2\r\n"
-        );
-        assert_eq!(header_block(b"A: 1\n\nbody"), b"A: 1\n");
-        assert_eq!(header_block(b"A: 1"), b"A: 1");
     }
 }

@@ -448,6 +448,18 @@ class Client:
             pass
 
 
+def run(coroutine):
+    return asyncio.run(coroutine)
+
+
+async def registered_client(gateway, user="alice"):
+    """A connected client whose user registered with the gateway."""
+    client = Client(user, gateway.prosody.c2s)
+    await client.connect()
+    await client.register()
+    return client
+
+
 async def wait_until(condition, timeout=15.0, interval=0.1):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

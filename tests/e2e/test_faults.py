@@ -16,7 +16,7 @@ from collections import defaultdict
 
 import pytest
 
-from peers import Client, Gateway, escaped, send_mail, wait_until
+from peers import Client, Gateway, escaped, registered_client, send_mail, wait_until
 
 SEED = int(os.environ.get("FAULT_SEED", str(random.SystemRandom().randrange(1 << 30))))
 INBOUND = int(os.environ.get("FAULT_INBOUND", "500"))
@@ -40,13 +40,6 @@ def smtp_until_accepted(port, n, deadline):
             pass
         time.sleep(0.2)
     return False
-
-
-async def registered(gateway, user="alice"):
-    client = Client(user, gateway.prosody.c2s)
-    await client.connect()
-    await client.register()
-    return client
 
 
 async def send_until_receipt(client, to, body, stanza_id, deadline):
@@ -77,7 +70,7 @@ def test_crash_anywhere(gateway):
     rng = random.Random(SEED)
 
     async def scenario():
-        alice = await registered(gateway)
+        alice = await registered_client(gateway)
         deadline = time.monotonic() + 240
         port = gateway.facteur.smtp_port
 
@@ -149,7 +142,7 @@ def test_crash_anywhere(gateway):
 
 def test_xmpp_server_restart_mid_stream(gateway):
     async def scenario():
-        alice = await registered(gateway)
+        alice = await registered_client(gateway)
         port = gateway.facteur.smtp_port
         deadline = time.monotonic() + 120
         count = 200
@@ -186,7 +179,7 @@ def test_xmpp_server_restart_mid_stream(gateway):
 def test_relay_outage_then_queue_drains(gateway):
     async def scenario():
         gateway.relay.stop()
-        alice = await registered(gateway)
+        alice = await registered_client(gateway)
         deadline = time.monotonic() + 60
         for n in range(50):
             assert await send_until_receipt(alice, escaped("bob@example.net"), f"queued-{n}", f"q-{n}", deadline)
@@ -231,7 +224,7 @@ def test_full_disk_gives_try_later(tmp_path, small_disk):
         gateway.start()
 
         async def scenario():
-            alice = await registered(gateway)
+            alice = await registered_client(gateway)
             port = gateway.facteur.smtp_port
             queued_while_full = False
             if trouble == "full":
@@ -289,7 +282,7 @@ def test_slow_and_hostile_clients(tmp_path):
         port = gateway.facteur.smtp_port
 
         async def scenario():
-            alice = await registered(gateway)
+            alice = await registered_client(gateway)
             rss_start = gateway.facteur.rss_kib()
 
             # One byte a second never completes a command line in time.

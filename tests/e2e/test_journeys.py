@@ -12,7 +12,7 @@ import pytest
 import slixmpp
 
 from peers import (GATEWAY, ROOT, Client, Gateway, escaped, mail_parser_malformed, rcpt_reply,
-                   send_mail, wait_until)
+                   registered_client, run, send_mail, wait_until)
 
 UTF8_MAIL = (
     "From: Bob Example <bob@example.net>\r\n"
@@ -25,17 +25,6 @@ UTF8_MAIL = (
     "\r\n"
     "Grüße, ça va? 日本語のテキスト\r\n"
 ).encode()
-
-
-def run(coroutine):
-    return asyncio.run(coroutine)
-
-
-async def registered_client(gateway, user="alice"):
-    client = Client(user, gateway.prosody.c2s)
-    await client.connect()
-    await client.register()
-    return client
 
 
 def test_email_reaches_registered_user(gateway):

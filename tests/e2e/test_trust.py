@@ -12,20 +12,10 @@ import time
 
 import pytest
 
-from peers import ROOT, Client, Gateway, Relay, escaped, send_mail, wait_until
+from peers import (ROOT, Gateway, Relay, escaped, registered_client, run, send_mail,
+                   wait_until)
 
 BINARY = os.environ.get("FACTEUR_BIN", str(ROOT / "target" / "debug" / "facteur"))
-
-
-def run(coroutine):
-    return asyncio.run(coroutine)
-
-
-async def registered_client(gateway, user="alice"):
-    client = Client(user, gateway.prosody.c2s)
-    await client.connect()
-    await client.register()
-    return client
 
 
 def mail(sender, subject, body="Hello.", headers=""):
