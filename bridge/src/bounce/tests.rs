@@ -2,6 +2,7 @@
 //! mail never taken for one, and facteur's own DSN read back.
 
 use super::*;
+use crate::Error;
 use mail_parser::HeaderValue;
 
 const BOUNCES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../fixtures/bounce/");
