@@ -36,12 +36,16 @@ struct Client {
 
 impl Client {
     async fn start() -> Client {
+        Client::start_with(CONFIG).await
+    }
+
+    async fn start_with(config: &str) -> Client {
         let (store, dir) = scratch().await;
         store
             .register(&jid::BareJid::new("alice@example.test").expect("jid"))
             .await
             .expect("register");
-        let reception = reception(CONFIG, &store);
+        let reception = reception(config, &store);
         let (client, server) = tokio::io::duplex(64 * 1024);
         let peer = "192.0.2.1:40000".parse().expect("addr");
         let task = tokio::spawn(serve(
@@ -421,4 +425,53 @@ async fn idle_clients_are_dropped_with_421() {
         "421 4.4.2 mx.example.test Timeout, closing connection"
     );
     task.await.expect("ends");
+}
+
+#[tokio::test]
+async fn a_client_over_its_mail_rate_is_told_to_wait() {
+    let config = format!("{CONFIG}[limits]\nclient_mails_per_minute = 2\nclient_exceptions = []\n");
+    let mut c = Client::start_with(&config).await;
+    c.cmd("EHLO client.example.net").await;
+    for _ in 0..2 {
+        assert_eq!(
+            c.cmd("MAIL FROM:<bob@example.net>").await,
+            "250 2.1.0 Sender ok"
+        );
+        c.cmd("RSET").await;
+    }
+    let refused = c.cmd("MAIL FROM:<bob@example.net>").await;
+    assert!(
+        refused.starts_with("450 4.7.1 Too much mail from 192.0.2.1, try again in "),
+        "{refused}"
+    );
+}
+
+#[tokio::test]
+async fn return_paths_take_reports_and_nothing_else() {
+    let mut c = Client::start().await;
+    let paths = crate::return_path::ReturnPaths::new(b"test key");
+    let ours = paths.address(7, "example.test");
+    let guessed = paths
+        .address(8, "example.test")
+        .replace("bounce+8-", "bounce+7-");
+    c.cmd("EHLO mx.example.net").await;
+    c.cmd("MAIL FROM:<>").await;
+    assert_eq!(
+        c.cmd(&format!("RCPT TO:<{guessed}>")).await,
+        "550 5.1.1 No such user here"
+    );
+    assert_eq!(
+        c.cmd(&format!("RCPT TO:<{ours}>")).await,
+        "250 2.1.5 Recipient ok"
+    );
+    assert_eq!(c.cmd("DATA").await.get(..3), Some("354"));
+    // A report on a mail the queue no longer has: taken, and dropped.
+    let report = "From: MAILER-DAEMON@mx.example.net\r\nSubject: Undelivered Mail Returned to Sender\r\n\
+        Content-Type: multipart/report; report-type=delivery-status; boundary=B\r\n\r\n\
+        --B\r\nContent-Type: message/delivery-status\r\n\r\nReporting-MTA: dns; mx.example.net\r\n\r\n\
+        Final-Recipient: rfc822; bob@example.net\r\nAction: failed\r\nStatus: 5.1.1\r\n--B--\r\n.\r\n";
+    c.send(report).await;
+    assert_eq!(c.reply().await, "250 2.0.0 Ok: report received");
+    let due = c.store.due_to_xmpp(Millis::now(), 10).await.expect("due");
+    assert!(due.is_empty(), "nothing for any user: {due:?}");
 }
