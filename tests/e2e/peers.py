@@ -279,6 +279,12 @@ timeout = "2s"
                 return int(line.split()[1])
         raise RuntimeError("no VmRSS")
 
+    def queue(self):
+        """What each queue holds, by state: {(queue, state): count}."""
+        out = subprocess.run([self.binary, "queue", "--config", str(self.config)],
+                             check=True, capture_output=True, text=True, timeout=30).stdout
+        return {(q, s): int(n) for q, s, n in (line.split() for line in out.splitlines() if line)}
+
     def register(self, jid):
         """Registers a user with the admin command, as an operator would."""
         subprocess.run([self.binary, "users", "--config", str(self.config), "add", jid],
