@@ -6,7 +6,7 @@
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use hickory_resolver::proto::rr::RData;
 use hickory_resolver::TokioResolver;
@@ -22,6 +22,15 @@ use crate::config::Outbound;
 
 /// Idle connections kept per destination.
 const IDLE_PER_DESTINATION: usize = 16;
+/// How long an idle connection is kept: servers close theirs after a few
+/// minutes (RFC 5321 §4.5.3.2), and one they closed holds a descriptor
+/// until dropped.
+const IDLE_TIME: Duration = Duration::from_secs(30);
+/// Destinations whose delivery slots are kept before idle ones are dropped.
+const DESTINATIONS_KEPT: usize = 1024;
+
+/// A host and port mail is delivered to.
+type Destination = (String, u16);
 
 /// Why a delivery attempt failed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -50,14 +59,14 @@ impl SendFailure {
 
 /// Delivers messages, reusing connections per destination.
 pub struct Sender {
-    relay: Option<(String, u16)>,
+    relay: Option<Destination>,
     hostname: String,
     timeout: Duration,
     resolver: TokioResolver,
     mx_port: u16,
     per_destination: usize,
-    idle: Mutex<HashMap<(String, u16), Vec<AsyncSmtpConnection>>>,
-    busy: Mutex<HashMap<(String, u16), Arc<Semaphore>>>,
+    idle: Mutex<HashMap<Destination, Vec<(Instant, AsyncSmtpConnection)>>>,
+    busy: Mutex<HashMap<Destination, Arc<Semaphore>>>,
 }
 
 impl Sender {
@@ -82,8 +91,12 @@ impl Sender {
     }
 
     /// The slots of simultaneous deliveries to one destination.
-    fn slots(&self, destination: &(String, u16)) -> Arc<Semaphore> {
+    fn slots(&self, destination: &Destination) -> Arc<Semaphore> {
         let mut busy = self.busy.lock().unwrap_or_else(|e| e.into_inner());
+        if busy.len() >= DESTINATIONS_KEPT {
+            // Destinations nobody is delivering to need no slots.
+            busy.retain(|_, slots| Arc::strong_count(slots) > 1);
+        }
         busy.entry(destination.clone())
             .or_insert_with(|| Arc::new(Semaphore::new(self.per_destination)))
             .clone()
@@ -133,7 +146,7 @@ impl Sender {
 
     async fn attempt(
         &self,
-        destination: &(String, u16),
+        destination: &Destination,
         envelope: &Envelope,
         raw: &[u8],
     ) -> Result<String, SendFailure> {
@@ -166,15 +179,17 @@ impl Sender {
     /// new one: TCP without Nagle's delay (the small last write of a mail
     /// must not wait for the peer's delayed ACK), EHLO, then STARTTLS
     /// whenever offered.
-    async fn connection(&self, destination: &(String, u16)) -> Result<AsyncSmtpConnection, String> {
+    async fn connection(&self, destination: &Destination) -> Result<AsyncSmtpConnection, String> {
         loop {
             let parked = self
                 .idle
                 .lock()
                 .ok()
                 .and_then(|mut idle| idle.get_mut(destination)?.pop());
-            let Some(mut connection) = parked else { break };
-            if connection.test_connected().await {
+            let Some((parked_at, mut connection)) = parked else {
+                break;
+            };
+            if parked_at.elapsed() < IDLE_TIME && connection.test_connected().await {
                 return Ok(connection);
             }
         }
@@ -231,11 +246,15 @@ impl Sender {
     }
 
     /// Keeps a connection that just worked for the next mail.
-    fn park(&self, destination: &(String, u16), connection: AsyncSmtpConnection) {
+    fn park(&self, destination: &Destination, connection: AsyncSmtpConnection) {
         if let Ok(mut idle) = self.idle.lock() {
+            for parked in idle.values_mut() {
+                parked.retain(|(at, _)| at.elapsed() < IDLE_TIME);
+            }
+            idle.retain(|_, parked| !parked.is_empty());
             let parked = idle.entry(destination.clone()).or_default();
             if parked.len() < IDLE_PER_DESTINATION {
-                parked.push(connection);
+                parked.push((Instant::now(), connection));
             }
         }
     }
