@@ -9,7 +9,7 @@ use mail_builder::headers::raw::Raw;
 use mail_builder::mime::MimePart;
 use mail_builder::MessageBuilder;
 
-use super::{find_status, starts_with_reply_code, MAX_DIAGNOSTIC};
+use super::{find_status, quoted_message_id, starts_with_reply_code, MAX_DIAGNOSTIC};
 use crate::xml_text::truncate_utf8;
 use crate::{Error, MailAddress};
 
@@ -79,6 +79,16 @@ pub fn failure_report(report: &FailureReport<'_>) -> Result<Vec<u8>, Error> {
         .filter(|c| c.is_ascii_graphic() && !matches!(c, '<' | '>'))
         .collect();
 
+    let headers = header_block(report.original_headers);
+    // Threads the report with the original in the sender's mail client.
+    let original_id = quoted_message_id(&String::from_utf8_lossy(&headers))
+        .map(|id| {
+            id.chars()
+                .filter(|c| c.is_ascii_graphic() && !matches!(c, '<' | '>'))
+                .collect::<String>()
+        })
+        .filter(|id| id.contains('@'));
+
     let human = format!(
         "This is the mail system at host {mta}.\r\n\r\n\
          Your message was accepted, but it could not be delivered to the\r\n\
@@ -97,12 +107,13 @@ pub fn failure_report(report: &FailureReport<'_>) -> Result<Vec<u8>, Error> {
         )
         // RFC 3464 §2.1: 7bit, so that a reader without MIME can read it.
         .transfer_encoding("7bit"),
-        MimePart::new(
-            ContentType::new("text/rfc822-headers"),
-            header_block(report.original_headers),
-        ),
+        MimePart::new(ContentType::new("text/rfc822-headers"), headers),
     ];
-    MessageBuilder::new()
+    let mut builder = MessageBuilder::new();
+    if let Some(id) = original_id {
+        builder = builder.in_reply_to(id.clone()).references(id);
+    }
+    builder
         .from(("Mail Delivery System".to_owned(), daemon.to_string()))
         .to(to.to_string())
         .subject("Undelivered Mail Returned to Sender")

@@ -256,6 +256,13 @@ fn failure_reports_read_back() {
     let to = parsed.to().and_then(|a| a.first()).expect("to");
     assert_eq!(to.address(), Some("bob@example.net"));
     assert_eq!(parsed.message_id(), Some("dsn-1@mx.example.org"));
+    // Threaded with the original in the sender's mail client.
+    for header in ["In-Reply-To", "References"] {
+        assert!(
+            text.contains(&format!("{header}: <hello-1@example.net>\r\n")),
+            "{header} missing in {text}"
+        );
+    }
     assert_eq!(parsed.date().map(|d| d.to_timestamp()), Some(1_700_000_060));
     assert_eq!(
         parsed
