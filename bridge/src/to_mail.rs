@@ -13,6 +13,7 @@ use mail_builder::mime::MimePart;
 use mail_builder::MessageBuilder;
 
 use crate::body::{flow, sanitize_html, styled_to_html};
+use crate::xml_text::one_line;
 
 use crate::{Error, MailAddress};
 
@@ -183,15 +184,6 @@ pub fn stanza_parts(message: &xmpp_parsers::message::Message) -> StanzaParts {
     }
 }
 
-/// One line of header text: controls (CR, LF, NUL…) become spaces.
-fn header_text(value: &str) -> String {
-    let line: String = value
-        .chars()
-        .map(|c| if c.is_control() { ' ' } else { c })
-        .collect();
-    line.split_whitespace().collect::<Vec<_>>().join(" ")
-}
-
 /// Body text with CRLF line ends and no characters mail cannot carry.
 fn body_text(value: &str) -> String {
     let clean: String = value
@@ -237,8 +229,7 @@ fn content<'a>(mail: &OutgoingMail<'a>) -> MimePart<'a> {
     let mut parts = vec![readable];
     for file in mail.files {
         parts.push(
-            MimePart::new(file.content_type.to_owned(), file.data)
-                .attachment(header_text(file.name)),
+            MimePart::new(file.content_type.to_owned(), file.data).attachment(one_line(file.name)),
         );
     }
     MimePart::new("multipart/mixed", parts)
@@ -250,11 +241,11 @@ pub fn to_rfc5322(mail: &OutgoingMail<'_>) -> Result<Vec<u8>, Error> {
         return Err(Error::EmptyStanza);
     }
     let from_addr = mail.from.to_string();
-    let from: Address<'_> = match mail.from_name.map(header_text).filter(|n| !n.is_empty()) {
+    let from: Address<'_> = match mail.from_name.map(one_line).filter(|n| !n.is_empty()) {
         Some(name) => (name, from_addr).into(),
         None => from_addr.into(),
     };
-    let subject = mail.subject.map(header_text).unwrap_or_default();
+    let subject = mail.subject.map(one_line).unwrap_or_default();
     let mut builder = MessageBuilder::new()
         .from(from)
         .to(mail.to.to_string())
@@ -270,7 +261,7 @@ pub fn to_rfc5322(mail: &OutgoingMail<'_>) -> Result<Vec<u8>, Error> {
     if !mail.references.is_empty() {
         builder = builder.references(mail.references.to_vec());
     }
-    if let Some(jid) = mail.jabber_id.map(header_text).filter(|j| !j.is_empty()) {
+    if let Some(jid) = mail.jabber_id.map(one_line).filter(|j| !j.is_empty()) {
         builder = builder.header("Jabber-ID", Text::new(jid));
     }
     builder.write_to_vec().map_err(|_| Error::Unparsable)

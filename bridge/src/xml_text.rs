@@ -1,5 +1,6 @@
-//! Text that may go into XML: XML 1.0 forbids most C0 controls, and one of
-//! them in a stanza makes the server close the whole component stream.
+//! Text that may go into XML or onto one header line: XML 1.0 forbids most
+//! C0 controls, and one of them in a stanza makes the server close the
+//! whole component stream; a CR or LF in a header value starts a header.
 
 /// Returns `text` with characters XML 1.0 cannot carry replaced by U+FFFD
 /// (tab, line feed and carriage return are kept).
@@ -14,6 +15,16 @@ fn is_xml_char(c: char) -> bool {
         || ('\u{20}'..='\u{D7FF}').contains(&c)
         || ('\u{E000}'..='\u{FFFD}').contains(&c)
         || c >= '\u{10000}'
+}
+
+/// One line of text: controls (CR, LF, NUL…) become spaces, runs of white
+/// space one space.
+pub(crate) fn one_line(value: &str) -> String {
+    let spaced: String = value
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
+    spaced.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
 /// Cuts `text` to at most `max` bytes on a character boundary.

@@ -10,7 +10,7 @@ use mail_builder::mime::MimePart;
 use mail_builder::MessageBuilder;
 
 use super::{find_status, quoted_message_id, starts_with_reply_code, MAX_DIAGNOSTIC};
-use crate::xml_text::truncate_utf8;
+use crate::xml_text::{one_line, truncate_utf8};
 use crate::{Error, MailAddress};
 
 /// A delivery status notification for one mail facteur accepted but could
@@ -207,16 +207,6 @@ fn escape_7bit(text: &str, extra: &str) -> String {
         }
     }
     out
-}
-
-/// One line of text: controls (CR, LF, NUL…) become spaces, runs of
-/// white space one space.
-fn one_line(value: &str) -> String {
-    let spaced: String = value
-        .chars()
-        .map(|c| if c.is_control() { ' ' } else { c })
-        .collect();
-    spaced.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
 /// The original's header block, without the body should the caller have
