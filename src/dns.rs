@@ -7,10 +7,10 @@ use hickory_resolver::config::{ConnectionConfig, NameServerConfig, ResolverConfi
 use hickory_resolver::net::runtime::TokioRuntimeProvider;
 use hickory_resolver::TokioResolver;
 
-use crate::config::Dns;
+use crate::config::DnsConfig;
 
 /// Builds the resolver `config` describes.
-pub fn resolver(config: &Dns) -> anyhow::Result<TokioResolver> {
+pub fn resolver(config: &DnsConfig) -> anyhow::Result<TokioResolver> {
     let mut builder = if config.nameservers.is_empty() {
         TokioResolver::builder_tokio().context("Reading the system's DNS configuration")?
     } else {

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use reqwest::dns::{Addrs, Name, Resolve, Resolving};
 use reqwest::{StatusCode, Url};
 
-use crate::config::Http;
+use crate::config::HttpConfig;
 
 /// Redirects followed at most.
 const MAX_REDIRECTS: usize = 5;
@@ -101,7 +101,7 @@ pub struct Fetcher {
 }
 
 impl Fetcher {
-    pub fn new(config: &Http) -> anyhow::Result<Fetcher> {
+    pub fn new(config: &HttpConfig) -> anyhow::Result<Fetcher> {
         let client = reqwest::Client::builder()
             .dns_resolver(Arc::new(GuardedResolver {
                 allow_private: config.fetch_private,

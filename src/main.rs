@@ -108,7 +108,10 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::CheckConfig { config } => match Config::load(&config) {
-            Ok(_) => {
+            Ok(loaded) => {
+                for warning in &loaded.warnings {
+                    eprintln!("{}: warning: {warning}", config.display());
+                }
                 println!("{}: ok", config.display());
                 ExitCode::SUCCESS
             }
@@ -234,6 +237,9 @@ where
 
 async fn run(path: &std::path::Path) -> anyhow::Result<()> {
     let config = Arc::new(Config::load(path)?);
+    for warning in &config.warnings {
+        warn!(%warning, "Configuration to update.");
+    }
     // One descriptor per SMTP connection: the soft limit (often 1024) would
     // refuse connections long before inbound.max_connections.
     match rlimit::increase_nofile_limit(u64::MAX) {

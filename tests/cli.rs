@@ -1,5 +1,6 @@
 //! The command line as an operator meets it: `check-config` and `run`
-//! refusing a bad configuration with every problem listed.
+//! refusing a bad configuration with every problem listed, and warning
+//! about deprecated keys.
 
 use std::process::Command;
 
@@ -21,6 +22,83 @@ fn check_config_accepts_the_shipped_example() {
     assert_eq!(
         String::from_utf8_lossy(&out.stdout),
         "config/facteur.example.toml: ok\n"
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stderr), "");
+}
+
+/// Writes `text` to a config file in a fresh directory.
+fn config_file(text: &str) -> (tempfile::TempDir, std::path::PathBuf) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("facteur.toml");
+    std::fs::write(&path, text).expect("write");
+    (dir, path)
+}
+
+#[test]
+fn check_config_refuses_an_address_that_cannot_work() {
+    let (_dir, path) = config_file(
+        "[component]\njid = \"mail.example.test\"\nsecret = \"s\"\nserver = \"127.0.0.1:notaport\"\n\
+         [mail]\ndomains = [\"example.test\"]\n",
+    );
+    let out = facteur()
+        .args(["check-config", "--config"])
+        .arg(&path)
+        .output()
+        .expect("runs");
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("component.server: \"127.0.0.1:notaport\""),
+        "{stderr}"
+    );
+}
+
+/// Sets the retry of mail and not that of deliveries to XMPP, as files
+/// written before `[xmpp]` existed do.
+const OLD_RETRY_KEYS: &str = "[component]\njid = \"mail.example.test\"\nsecret = \"s\"\n\
+    [mail]\ndomains = [\"example.test\"]\n[outbound]\nretry_max = \"2h\"\n";
+
+const OLD_RETRY_WARNING: &str = "outbound.retry_max: also applies to deliveries to XMPP users, \
+    until the next release; set xmpp.retry_max for them";
+
+#[test]
+fn check_config_warns_about_old_retry_keys_and_passes() {
+    let (_dir, path) = config_file(OLD_RETRY_KEYS);
+    let out = facteur()
+        .args(["check-config", "--config"])
+        .arg(&path)
+        .output()
+        .expect("runs");
+    assert_eq!(out.status.code(), Some(0));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        stderr,
+        format!("{}: warning: {OLD_RETRY_WARNING}\n", path.display())
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).ends_with(": ok\n"));
+}
+
+#[test]
+fn run_logs_old_retry_keys_at_start() {
+    // The store cannot open, so the daemon stops right after the warning.
+    let (_dir, path) = config_file(&format!(
+        "{OLD_RETRY_KEYS}[store]\nurl = \"sqlite:///nonexistent/facteur/facteur.db\"\n"
+    ));
+    let out = facteur()
+        .args(["run", "--config"])
+        .arg(&path)
+        .env("RUST_LOG", "info")
+        .output()
+        .expect("runs");
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let line = stderr
+        .lines()
+        .find(|l| l.contains("Configuration to update."))
+        .unwrap_or_else(|| panic!("no warning in {stderr}"));
+    assert!(
+        line.contains("WARN") && line.contains(OLD_RETRY_WARNING),
+        "{line}"
     );
 }
 

@@ -23,7 +23,7 @@ pub enum LoginError {
 }
 
 /// Connects and authenticates with the handshake of XEP-0114 §3.
-pub async fn connect(component: &config::Component) -> Result<LinkStream, LoginError> {
+pub async fn connect(component: &config::ComponentConfig) -> Result<LinkStream, LoginError> {
     let timeouts = Timeouts {
         read_timeout: component.ping_interval * 3,
         response_timeout: component.ping_interval * 2,

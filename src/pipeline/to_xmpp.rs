@@ -205,7 +205,7 @@ impl ToXmpp {
         let age = Millis::now().since(item.created_at);
         match self
             .config
-            .outbound
+            .xmpp
             .retry
             .after_failure(item.attempts + 1, age, jitter())
         {

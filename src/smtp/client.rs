@@ -18,7 +18,7 @@ use tokio::net::TcpStream;
 use tokio::sync::Semaphore;
 use tracing::debug;
 
-use crate::config::Outbound;
+use crate::config::OutboundConfig;
 
 /// Idle connections kept per destination.
 const IDLE_PER_DESTINATION: usize = 16;
@@ -70,7 +70,7 @@ pub struct Sender {
 }
 
 impl Sender {
-    pub fn new(config: &Outbound, resolver: TokioResolver) -> Sender {
+    pub fn new(config: &OutboundConfig, resolver: TokioResolver) -> Sender {
         let relay = config.relay.as_ref().map(|relay| {
             let (host, port) = relay.rsplit_once(':').unwrap_or((relay.as_str(), "25"));
             (

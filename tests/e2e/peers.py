@@ -238,6 +238,9 @@ mx_port = {mx_port}
 retry_initial = "1s"
 retry_max = "2s"
 timeout = "10s"
+[xmpp]
+retry_initial = "1s"
+retry_max = "2s"
 [http]
 listen = "127.0.0.1:{self.http_port}"
 storage = "{store_dir}/files"
