@@ -450,3 +450,6 @@ impl ToXmpp {
         (jid, Some(contact))
     }
 }
+
+#[cfg(test)]
+mod tests;
