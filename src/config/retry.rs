@@ -18,7 +18,7 @@ pub(super) const KEYS: [(&str, &str); 3] = [
 
 /// One section's retry keys as written, in the order of `KEYS`; `None`
 /// where the file leaves a key out.
-#[derive(Debug, Default, Clone)]
+#[derive(Debug, Clone)]
 pub(super) struct RetryKeys(pub(super) [Option<String>; 3]);
 
 impl RetryKeys {

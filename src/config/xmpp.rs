@@ -1,5 +1,7 @@
-//! The `[xmpp]` section: how stanzas to XMPP users (mail, delivery reports,
-//! notices) are retried when the XMPP server refuses or loses them.
+//! The `[xmpp]` section: how stanzas to XMPP users (mail, and notices of
+//! bounced or failed mail) are retried after a temporary failure: a
+//! stanza error of type `wait` (RFC 6120 §8.3.2), or the disk failing while
+//! the mail's attachments are stored.
 //!
 //! These keys are new; before them, deliveries to XMPP took `[outbound]`'s
 //! retry keys. For one release a file that sets those and not these keeps
