@@ -307,6 +307,7 @@ async fn run(path: &std::path::Path) -> anyhow::Result<()> {
         http_listener,
         store.clone(),
         files.clone(),
+        config.http.retention,
         shutdown.clone(),
     ));
     tracker.spawn(http::expire(

@@ -9,6 +9,7 @@
 pub mod files;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::body::Body;
 use axum::extract::{Path, State};
@@ -29,13 +30,19 @@ use files::FileStore;
 struct Served {
     store: Store,
     files: FileStore,
+    /// Links older than this are not served, even before the sweep.
+    retention: Duration,
 }
 
-pub fn router(store: Store, files: FileStore) -> Router {
+pub fn router(store: Store, files: FileStore, retention: Duration) -> Router {
     Router::new()
         .route("/health", get(|| async { "ok\n" }))
         .route("/files/{token}/{name}", get(serve_file))
-        .with_state(Served { store, files })
+        .with_state(Served {
+            store,
+            files,
+            retention,
+        })
 }
 
 fn inline(content_type: &str) -> bool {
@@ -86,7 +93,12 @@ async fn serve_file(
         )
             .into_response()
     };
-    let record = match served.store.shared(&token).await {
+    let since = Millis(
+        Millis::now()
+            .0
+            .saturating_sub(i64::try_from(served.retention.as_millis()).unwrap_or(i64::MAX)),
+    );
+    let record = match served.store.shared(&token, since).await {
         Ok(Some(record)) => record,
         Ok(None) => return not_found(),
         Err(e) => {
@@ -143,9 +155,10 @@ pub async fn run(
     listener: TcpListener,
     store: Store,
     files: FileStore,
+    retention: Duration,
     shutdown: CancellationToken,
 ) {
-    let app = router(store, files);
+    let app = router(store, files, retention);
     let served = axum::serve(listener, app)
         .with_graceful_shutdown(async move { shutdown.cancelled().await })
         .await;

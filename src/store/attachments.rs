@@ -52,12 +52,15 @@ impl Store {
         Ok(token)
     }
 
-    /// What the link with `token` serves.
-    pub async fn shared(&self, token: &str) -> anyhow::Result<Option<SharedRecord>> {
+    /// What the link with `token` serves, if it was made at or after
+    /// `since`: a link outlives its retention by no more than the wait
+    /// for the next expiry sweep otherwise.
+    pub async fn shared(&self, token: &str, since: Millis) -> anyhow::Result<Option<SharedRecord>> {
         let row: Option<(String, String, String, i64)> = sqlx::query_as(
-            "SELECT sha256, name, content_type, size FROM attachments WHERE token = ?",
+            "SELECT sha256, name, content_type, size FROM attachments WHERE token = ? AND created_at >= ?",
         )
         .bind(token)
+        .bind(since.0)
         .fetch_optional(&self.pool)
         .await
         .context("Looking up an attachment")?;
@@ -122,13 +125,20 @@ mod tests {
             .await
             .expect("other mail");
         assert_ne!(other, token);
-        assert_eq!(store.shared(&token).await.expect("q"), Some(file.clone()));
-        assert_eq!(store.shared("nope").await.expect("q"), None);
+        let since = Millis(0);
+        assert_eq!(
+            store.shared(&token, since).await.expect("q"),
+            Some(file.clone())
+        );
+        assert_eq!(store.shared("nope", since).await.expect("q"), None);
+        // A link older than the retention is not served, swept or not.
+        let later = Millis::now().after(std::time::Duration::from_secs(1));
+        assert_eq!(store.shared(&token, later).await.expect("q"), None);
         let orphans = store
             .expire_attachments(Millis::now().after(std::time::Duration::from_secs(1)))
             .await
             .expect("expired");
         assert_eq!(orphans, ["ab"]);
-        assert_eq!(store.shared(&token).await.expect("q"), None);
+        assert_eq!(store.shared(&token, since).await.expect("q"), None);
     }
 }

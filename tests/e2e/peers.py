@@ -171,6 +171,7 @@ class Relay:
         async def handle_DATA(self, server, session, envelope):
             self.relay.received.append({
                 "mail_from": envelope.mail_from,
+                "mail_options": list(envelope.mail_options),
                 "rcpt_tos": list(envelope.rcpt_tos),
                 "raw": envelope.original_content,
                 "message": BytesParser(policy=policy.default).parsebytes(envelope.original_content),
@@ -202,10 +203,12 @@ LIMITS = {"sender_mails_per_hour": 1000000, "client_connections": 5000,
 
 class Facteur:
     """facteur with a generated config: `relay` is an aiosmtpd Relay, or
-    None for delivery to MX hosts on `mx_port`; `dns` the Dns it asks."""
+    None for delivery to MX hosts on `mx_port`; `dns` the Dns it asks;
+    `mail`, `outbound` and `http` add lines to their sections."""
 
     def __init__(self, workdir, prosody, relay, dns, store_dir=None, fetch_hosts=(), extra="",
-                 limits=None, auth="", mx_port=25, **inbound):
+                 limits=None, auth="", mx_port=25, mail="", outbound="", http="",
+                 fetch_private=True, **inbound):
         self.dir = Path(workdir) / "facteur"
         self.dir.mkdir(parents=True, exist_ok=True)
         store_dir = Path(store_dir or self.dir)
@@ -228,6 +231,7 @@ ping_interval = "2s"
 reconnect_max = "1s"
 [mail]
 domains = ["{DOMAIN}"]
+{mail}
 [inbound]
 listen = ["127.0.0.1:{self.smtp_port}"]
 hostname = "mx.example.test"
@@ -238,6 +242,7 @@ mx_port = {mx_port}
 retry_initial = "1s"
 retry_max = "2s"
 timeout = "10s"
+{outbound}
 [xmpp]
 retry_initial = "1s"
 retry_max = "2s"
@@ -245,7 +250,8 @@ retry_max = "2s"
 listen = "127.0.0.1:{self.http_port}"
 storage = "{store_dir}/files"
 fetch_hosts = {fetch_hosts}
-fetch_private = true
+fetch_private = {str(fetch_private).lower()}
+{http}
 [store]
 url = "sqlite://{store_dir}/facteur.db"
 [dns]
