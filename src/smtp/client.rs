@@ -65,6 +65,8 @@ pub struct Sender {
     resolver: TokioResolver,
     mx_port: u16,
     per_destination: usize,
+    /// How long an idle connection is kept ([`IDLE_TIME`]).
+    idle_time: Duration,
     idle: Mutex<HashMap<Destination, Vec<(Instant, AsyncSmtpConnection)>>>,
     busy: Mutex<HashMap<Destination, Arc<Semaphore>>>,
 }
@@ -85,6 +87,7 @@ impl Sender {
             resolver,
             mx_port: config.mx_port,
             per_destination: config.destination_concurrency,
+            idle_time: IDLE_TIME,
             idle: Mutex::new(HashMap::new()),
             busy: Mutex::new(HashMap::new()),
         }
@@ -131,12 +134,24 @@ impl Sender {
                 .map(|h| (h, self.mx_port))
                 .collect(),
         };
+        self.send_to(&hosts, &envelope, raw).await
+    }
+
+    /// Tries each destination in turn until one takes the mail.
+    async fn send_to(
+        &self,
+        hosts: &[Destination],
+        envelope: &Envelope,
+        raw: &[u8],
+    ) -> Result<String, SendFailure> {
         let mut last = SendFailure::transient("no mail host answered");
         for destination in hosts {
-            match self.attempt(&destination, &envelope, raw).await {
+            match self.attempt(destination, envelope, raw).await {
                 Ok(reply) => return Ok(reply),
-                // A host that answered with a reply has decided; only
-                // unreachable hosts make us try the next MX.
+                // A 5xx is the domain's answer: another MX of it would
+                // say the same. An unreachable host or a 4xx (busy, out
+                // of space, shutting down) says nothing of the others, so
+                // the next MX is tried (RFC 5321 §5.1).
                 Err(failure) if failure.permanent => return Err(failure),
                 Err(failure) => last = failure,
             }
@@ -189,7 +204,7 @@ impl Sender {
             let Some((parked_at, mut connection)) = parked else {
                 break;
             };
-            if parked_at.elapsed() < IDLE_TIME && connection.test_connected().await {
+            if parked_at.elapsed() < self.idle_time && connection.test_connected().await {
                 return Ok(connection);
             }
         }
@@ -249,7 +264,7 @@ impl Sender {
     fn park(&self, destination: &Destination, connection: AsyncSmtpConnection) {
         if let Ok(mut idle) = self.idle.lock() {
             for parked in idle.values_mut() {
-                parked.retain(|(at, _)| at.elapsed() < IDLE_TIME);
+                parked.retain(|(at, _)| at.elapsed() < self.idle_time);
             }
             idle.retain(|_, parked| !parked.is_empty());
             let parked = idle.entry(destination.clone()).or_default();
@@ -298,3 +313,6 @@ impl Sender {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;
