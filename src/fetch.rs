@@ -102,7 +102,16 @@ pub struct Fetcher {
 
 impl Fetcher {
     pub fn new(config: &HttpConfig) -> anyhow::Result<Fetcher> {
-        let client = reqwest::Client::builder()
+        Self::with_client(config, reqwest::Client::builder())
+    }
+
+    /// A fetcher whose HTTP client starts from `builder` (tests pin names
+    /// to addresses with it).
+    fn with_client(
+        config: &HttpConfig,
+        builder: reqwest::ClientBuilder,
+    ) -> anyhow::Result<Fetcher> {
+        let client = builder
             .dns_resolver(Arc::new(GuardedResolver {
                 allow_private: config.fetch_private,
             }))
@@ -241,73 +250,4 @@ fn percent_decode(text: &str) -> String {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn fetcher(hosts: &[&str], allow_private: bool) -> Fetcher {
-        let mut config = crate::config::Config::parse(
-            "[component]\njid = \"mail.example.test\"\nsecret = \"s\"\n[mail]\ndomains = [\"example.test\"]\n",
-        )
-        .expect("config")
-        .http;
-        config.fetch_hosts = hosts.iter().map(|h| (*h).to_owned()).collect();
-        config.fetch_private = allow_private;
-        Fetcher::new(&config).expect("fetcher")
-    }
-
-    #[test]
-    fn private_addresses_are_forbidden() {
-        for ip in [
-            "127.0.0.1",
-            "10.1.2.3",
-            "172.16.0.1",
-            "192.168.1.1",
-            "169.254.169.254",
-            "100.64.0.1",
-            "0.0.0.0",
-            "::1",
-            "fe80::1",
-            "fd00::1",
-            "::ffff:127.0.0.1",
-        ] {
-            assert!(forbidden(ip.parse().expect("ip")), "{ip}");
-        }
-        for ip in ["93.184.216.34", "2606:2800:220:1::1"] {
-            assert!(!forbidden(ip.parse().expect("ip")), "{ip}");
-        }
-    }
-
-    #[test]
-    fn hosts_are_checked() {
-        let default = fetcher(&[], false);
-        let url = |u: &str| Url::parse(u).expect("url");
-        let upload = ["upload.example.test".to_owned()];
-        assert_eq!(
-            default.allowed(&url("https://upload.example.test/f/a.png"), &upload),
-            Ok(())
-        );
-        assert!(default
-            .allowed(&url("https://example.test/a.png"), &upload)
-            .is_err());
-        assert!(default
-            .allowed(&url("https://evil.test/a.png"), &upload)
-            .is_err());
-        assert!(default
-            .allowed(&url("https://upload.example.test/a.png"), &[])
-            .is_err());
-        assert!(default
-            .allowed(&url("file:///etc/passwd"), &upload)
-            .is_err());
-        let listed = fetcher(&["127.0.0.1"], false);
-        assert!(matches!(
-            listed.allowed(&url("http://127.0.0.1:8080/a"), &[]),
-            Err(FetchError::NotAllowed(_))
-        ));
-        let private = fetcher(&["127.0.0.1"], true);
-        assert_eq!(
-            private.allowed(&url("http://127.0.0.1:8080/a"), &[]),
-            Ok(())
-        );
-        assert_eq!(percent_decode("a%20b%C3%A9.pdf"), "a bé.pdf");
-    }
-}
+mod tests;
