@@ -47,11 +47,9 @@ def test_the_next_mx_after_a_temporary_reply(tmp_path, stage, reply):
 
         async def scenario():
             alice = await registered_client(gateway)
-            started = time.monotonic()
             alice.send(escaped("bob@two.test"), "The first MX is busy.", subject="Failover")
             assert await wait_until(lambda: second.received, timeout=20), gateway.facteur.log_tail()
-            # In the same attempt, not after a retry interval.
-            assert time.monotonic() - started < 5
+            # In the same attempt: a retry would have asked the first again.
             assert first.attempts == 1
             assert second.received[0]["rcpt_tos"] == ["bob@two.test"]
             assert second.received[0]["message"]["Subject"] == "Failover"

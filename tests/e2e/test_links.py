@@ -99,7 +99,7 @@ def status_of(url):
 
 
 def test_an_expired_link_is_no_longer_served(tmp_path):
-    retention = 4
+    retention = 8
     gateway = Gateway(tmp_path, http=f'retention = "{retention}s"')
     try:
         gateway.start()
