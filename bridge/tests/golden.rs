@@ -33,13 +33,31 @@ fn pretty(xml: &str) -> String {
     format!("{}\n", xml.replace("><", ">\n<"))
 }
 
-/// Compares with the golden file, or rewrites it under UPDATE_GOLDEN.
+/// Whether this run rewrites the golden files: only for `UPDATE_GOLDEN=1`,
+/// so that `UPDATE_GOLDEN=0` or an empty value still compares.
+fn updating() -> bool {
+    rewrites(std::env::var("UPDATE_GOLDEN").ok().as_deref())
+}
+
+fn rewrites(update_golden: Option<&str>) -> bool {
+    update_golden == Some("1")
+}
+
+#[test]
+fn only_update_golden_1_rewrites() {
+    assert!(rewrites(Some("1")));
+    for value in [None, Some("0"), Some(""), Some("yes")] {
+        assert!(!rewrites(value), "{value:?}");
+    }
+}
+
+/// Compares with the golden file, or rewrites it under `UPDATE_GOLDEN=1`.
 fn check(golden: &Path, actual: &str, failures: &mut Vec<String>) {
     let expected = std::fs::read_to_string(golden).unwrap_or_default();
     if expected == actual {
         return;
     }
-    if std::env::var_os("UPDATE_GOLDEN").is_some() {
+    if updating() {
         std::fs::write(golden, actual).expect("write golden");
         eprintln!("updated {}", golden.display());
         return;

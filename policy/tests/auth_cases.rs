@@ -54,6 +54,8 @@ fn pairs(line: &str) -> impl Iterator<Item = (&str, &str)> {
         .map(|pair| pair.split_once('=').unwrap_or_else(|| panic!("{pair}")))
 }
 
+/// Reads one block; a case without `expect:` is an error naming the case,
+/// so that a typo cannot turn a case into no check at all.
 fn parse_case(block: &str) -> (String, AuthFacts, AuthRules, String) {
     let mut name = String::new();
     let mut facts = AuthFacts {
@@ -66,7 +68,7 @@ fn parse_case(block: &str) -> (String, AuthFacts, AuthRules, String) {
         arc_sealer: None,
     };
     let mut rules = AuthRules::default();
-    let mut expect = String::new();
+    let mut expect = None;
     for line in block.lines().filter(|l| !l.starts_with('#')) {
         let (key, value) = line.split_once(':').unwrap_or_else(|| panic!("{line}"));
         let value = value.trim();
@@ -91,7 +93,8 @@ fn parse_case(block: &str) -> (String, AuthFacts, AuthRules, String) {
                             facts.arc = match v {
                                 "pass" => Arc::Pass,
                                 "fail" => Arc::Fail,
-                                _ => Arc::None,
+                                "none" => Arc::None,
+                                other => panic!("arc={other}"),
                             }
                         }
                         "sealer" => facts.arc_sealer = Some(v.to_owned()),
@@ -110,10 +113,11 @@ fn parse_case(block: &str) -> (String, AuthFacts, AuthRules, String) {
                     }
                 }
             }
-            "expect" => expect = value.to_owned(),
+            "expect" => expect = Some(value.to_owned()),
             other => panic!("key {other}"),
         }
     }
+    let expect = expect.unwrap_or_else(|| panic!("case {name:?} has no expect: line"));
     (name, facts, rules, expect)
 }
 
@@ -135,10 +139,11 @@ fn every_case_of_the_fixture() {
     let text = std::fs::read_to_string(path).expect("auth.cases");
     let mut count = 0;
     let mut failures = Vec::new();
-    for block in text
-        .split("\n\n")
-        .filter(|b| b.lines().any(|l| l.starts_with("expect:")))
-    {
+    // Every block but one of comments only is a case.
+    for block in text.split("\n\n").filter(|b| {
+        b.lines()
+            .any(|l| !l.trim().is_empty() && !l.starts_with('#'))
+    }) {
         let (name, facts, rules, expect) = parse_case(block.trim());
         let got = shown(&auth_verdict(&facts, &rules));
         if got != expect {
@@ -159,4 +164,16 @@ fn reasons_name_the_domain() {
         AuthVerdict::Reject { reason, .. } => assert!(reason.contains("bank.test"), "{reason}"),
         other => panic!("{other:?}"),
     }
+}
+
+#[test]
+#[should_panic(expected = "case \"forgotten\" has no expect: line")]
+fn a_case_without_expect_is_an_error() {
+    parse_case("name: forgotten\nfacts: spf=pass dkim=pass dmarc=pass");
+}
+
+#[test]
+#[should_panic(expected = "arc=sealed")]
+fn an_unknown_arc_result_is_an_error() {
+    parse_case("name: typo\nfacts: spf=pass arc=sealed\nexpect: accept");
 }
