@@ -156,13 +156,18 @@ class Dns:
 
 class Relay:
     """An aiosmtpd server standing for the internet: keeps what it receives,
-    refuses any recipient named nobody@."""
+    refuses any recipient named nobody@. While `refusing`, it answers every
+    recipient with a 451 and records the attempt in `refused`: a relay that
+    is up and able to receive, yet takes nothing."""
 
     class Handler:
         def __init__(self, relay):
             self.relay = relay
 
         async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
+            if self.relay.refusing:
+                self.relay.refused.append({"mail_from": envelope.mail_from, "rcpt": address})
+                return "451 4.3.0 Try again later"
             if address.startswith("nobody@"):
                 return "550 5.1.1 <%s>: no such mailbox" % address
             envelope.rcpt_tos.append(address)
@@ -182,6 +187,8 @@ class Relay:
         self.host = host
         self.port = port or free_port()
         self.received = []
+        self.refusing = False
+        self.refused = []
         self.controller = None
 
     def start(self):
@@ -313,12 +320,24 @@ timeout = "2s"
             f.seek(self.log_offset)
             return f.read().decode(errors="replace")
 
-    def wait_log(self, needle, timeout=10.0):
-        """Waits for a line of the current run's log; blocking: call it
-        with asyncio.to_thread while a client is connected."""
+    def log_size(self):
+        """Where the log ends now: pass it as `since` to wait for a line
+        written after this moment only."""
+        return self.logfile.stat().st_size if self.logfile.exists() else 0
+
+    def wait_log(self, needle, timeout=10.0, since=None):
+        """Waits for a line of the current run's log, or of the log written
+        after the offset `since`; blocking: call it with asyncio.to_thread
+        while a client is connected."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if needle in self.log_since_start():
+            if since is None:
+                text = self.log_since_start()
+            else:
+                with open(self.logfile, "rb") as f:
+                    f.seek(since)
+                    text = f.read().decode(errors="replace")
+            if needle in text:
                 return
             time.sleep(0.1)
         raise TimeoutError(f"{needle!r} not in facteur's log")
