@@ -19,7 +19,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use tokio::sync::{mpsc, Notify};
+use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{error, info, warn};
@@ -255,7 +255,6 @@ async fn run(path: &std::path::Path) -> anyhow::Result<()> {
     let shutdown = CancellationToken::new();
     let tracker = TaskTracker::new();
 
-    let queued = Arc::new(Notify::new());
     let resolver = dns::resolver(&config.dns)?;
     let checker = config.auth.verify.then(|| {
         smtp::auth::Checker::new(
@@ -270,8 +269,8 @@ async fn run(path: &std::path::Path) -> anyhow::Result<()> {
         store.clone(),
         checker,
         return_paths.clone(),
+        &tracker,
     ));
-    let committed = reception.committed.clone();
     let tls = match &config.inbound.tls {
         Some(files) => Some(smtp::server::tls_acceptor(files)?),
         None => None,
@@ -297,7 +296,6 @@ async fn run(path: &std::path::Path) -> anyhow::Result<()> {
         upload_cache: Default::default(),
         name_cache: Default::default(),
         link: handle.clone(),
-        queued: queued.clone(),
         sender_mails: std::sync::Mutex::new(facteur_policy::limits::Limiter::new(
             config.limits.sender_mails,
         )),
@@ -321,16 +319,13 @@ async fn run(path: &std::path::Path) -> anyhow::Result<()> {
         store: store.clone(),
         files,
         link: handle,
-        committed,
-        queued: queued.clone(),
     };
     tracker.spawn(to_xmpp.run(shutdown.clone()));
     let to_mail = ToMail {
         config: config.clone(),
         store: store.clone(),
-        outcomes: store::OutcomeCommitter::outcomes(store.clone()),
+        outcomes: store::OutcomeCommitter::outcomes(store.clone(), &tracker),
         sender,
-        queued,
         return_paths,
     };
     tracker.spawn(to_mail.run(shutdown.clone()));
@@ -343,6 +338,9 @@ async fn run(path: &std::path::Path) -> anyhow::Result<()> {
             shutdown.clone(),
         ));
     }
+    // The listeners and their sessions hold the reception now; once the
+    // last is gone, its committing task ends and shutdown stops waiting.
+    drop(reception);
     info!(component = %config.component.jid, domains = ?config.mail.domains, "facteur started.");
 
     wait_for_signal().await?;

@@ -12,7 +12,7 @@ use facteur_policy::limits::{Decision, Limiter};
 use facteur_policy::relay::{sender_verdict, AddressFacts, SenderVerdict};
 use jid::BareJid;
 use rand::Rng;
-use tokio::sync::{mpsc, Notify};
+use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, warn};
 use xmpp_parsers::iq::Iq;
@@ -81,8 +81,6 @@ pub struct Intake {
     pub upload_cache: Mutex<HashMap<String, (Instant, Vec<String>)>>,
     pub name_cache: Mutex<HashMap<String, (Instant, Option<String>)>>,
     pub link: LinkHandle,
-    /// Woken when a mail is queued, for the SMTP delivery.
-    pub queued: Arc<Notify>,
     /// Mails per XMPP sender.
     pub sender_mails: Mutex<Limiter<BareJid>>,
 }
@@ -579,7 +577,6 @@ impl Intake {
                 for (p, id) in batch.iter().zip(ids) {
                     info!(queue_id = id, sender = %p.sender, rcpt = %p.rcpt, size = p.raw.len(), files = p.files, "Queued mail.");
                 }
-                self.queued.notify_one();
                 batch.iter().map(|p| receipt(&p.message)).collect()
             }
             Err(e) => {

@@ -1,7 +1,7 @@
 //! The two queue runners: stored inbound mail → stanzas to users
 //! (`to_xmpp`), queued outgoing mail → SMTP peers (`to_mail`). Each wakes
-//! when something is committed, when the next item is due, and at least
-//! every few seconds.
+//! when the store commits new work into its queue, when the next item is
+//! due, and at least every few seconds.
 
 mod reports;
 pub mod to_mail;
@@ -9,10 +9,7 @@ pub mod to_xmpp;
 
 use std::time::Duration;
 
-use facteur_bridge::{mailbox_to_jid, MailAddress};
-use jid::BareJid;
-
-use crate::store::{Millis, Notice};
+use crate::store::Millis;
 
 /// Longest sleep of a runner with nothing due.
 const MAX_SLEEP: Duration = Duration::from_secs(5);
@@ -23,26 +20,6 @@ fn sleep_until(next: Option<Millis>) -> Duration {
         Some(next) => next.since(Millis::now()).min(MAX_SLEEP),
         None => MAX_SLEEP,
     }
-}
-
-/// The notice that tells `sender` (a bare JID) that their mail to `rcpt`
-/// could not be delivered, in their conversation with `rcpt`.
-pub fn undelivered_notice(
-    gateway: &BareJid,
-    sender: &str,
-    rcpt: &str,
-    reason: &str,
-) -> anyhow::Result<Notice> {
-    let from = MailAddress::parse(rcpt)
-        .ok()
-        .and_then(|rcpt| mailbox_to_jid(&rcpt, gateway.domain()).ok())
-        .unwrap_or_else(|| gateway.clone());
-    Ok(Notice {
-        recipient: BareJid::new(sender)?,
-        from,
-        subject: "Undelivered mail".into(),
-        body: format!("Your mail to {rcpt} could not be delivered: {reason}"),
-    })
 }
 
 /// A jitter factor in [0, 1).

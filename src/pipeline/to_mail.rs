@@ -4,16 +4,16 @@
 use std::sync::Arc;
 
 use facteur_policy::retry::RetryDecision;
-use tokio::sync::{Notify, Semaphore};
+use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use super::{jitter, sleep_until, undelivered_notice};
+use super::{jitter, sleep_until};
 use crate::config::Config;
 use crate::return_path::ReturnPaths;
 use crate::smtp::client::{SendFailure, Sender};
-use crate::store::{MailOutcome, Millis, OutcomeCommitter, Store, ToMailItem};
+use crate::store::{MailOutcome, Millis, Notice, OutcomeCommitter, Store, ToMailItem};
 
 /// Deliveries in flight at once.
 const CONCURRENCY: usize = 16;
@@ -24,7 +24,6 @@ pub struct ToMail {
     pub store: Store,
     pub outcomes: OutcomeCommitter,
     pub sender: Arc<Sender>,
-    pub queued: Arc<Notify>,
     /// Envelope senders that match bounces to the queue.
     pub return_paths: ReturnPaths,
 }
@@ -47,7 +46,7 @@ impl ToMail {
             if due.is_empty() {
                 let next = this.store.next_to_mail().await.ok().flatten();
                 tokio::select! {
-                    () = this.queued.notified() => {}
+                    () = this.store.to_mail_committed() => {}
                     () = tokio::time::sleep(sleep_until(next)) => {}
                     () = shutdown.cancelled() => return,
                 }
@@ -138,7 +137,7 @@ impl ToMail {
         warn!(queue_id = item.id, rcpt = %item.rcpt, error = reason, "Mail failed.");
         let notice = match item.mail_from.is_empty() {
             true => None,
-            false => Some(undelivered_notice(
+            false => Some(Notice::undelivered(
                 &self.config.component.jid,
                 &item.sender,
                 &item.rcpt,

@@ -16,7 +16,6 @@ use facteur_bridge::to_xmpp::{
 };
 use facteur_bridge::{mailbox_to_jid, MailAddress};
 use jid::BareJid;
-use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 use xmpp_parsers::message::{Lang, Message, MessageType};
@@ -58,9 +57,6 @@ pub struct ToXmpp {
     pub store: Store,
     pub files: FileStore,
     pub link: LinkHandle,
-    pub committed: Arc<Notify>,
-    /// Woken when a delivery report is queued, for the SMTP delivery.
-    pub queued: Arc<Notify>,
 }
 
 impl ToXmpp {
@@ -90,7 +86,7 @@ impl ToXmpp {
             if due.is_empty() {
                 let next = self.store.next_to_xmpp().await.ok().flatten();
                 tokio::select! {
-                    () = self.committed.notified() => {}
+                    () = self.store.to_xmpp_committed() => {}
                     () = tokio::time::sleep(sleep_until(next)) => {}
                     _ = up.changed() => {}
                     () = shutdown.cancelled() => return,
@@ -195,7 +191,6 @@ impl ToXmpp {
             .await?;
         if let Some(report) = report {
             info!(delivery = item.id, to = %report.rcpt, status, "Delivery report queued.");
-            self.queued.notify_one();
         }
         Ok(())
     }

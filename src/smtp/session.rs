@@ -18,8 +18,8 @@ use jid::BareJid;
 use smtp_proto::request::receiver::DataReceiver;
 use smtp_proto::{EhloResponse, Error as ProtoError, Request};
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
-use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 use tracing::{debug, info, warn};
 
 use super::auth::Checker;
@@ -27,7 +27,6 @@ use super::reply::{
     auth_refusal, write, write_plain, BAD_SEQUENCE, NOT_IMPLEMENTED, OK, SYNTAX, TEMP_STORE,
 };
 use crate::config::Config;
-use crate::pipeline::undelivered_notice;
 use crate::return_path::ReturnPaths;
 use crate::store::{Committer, InboundMail, Store};
 
@@ -42,8 +41,6 @@ pub struct Reception {
     pub store: Store,
     /// Makes accepted mail durable, grouping concurrent commits.
     pub committer: Committer,
-    /// Woken when a mail is committed, for the delivery to XMPP.
-    pub committed: Arc<Notify>,
     /// SPF/DKIM/DMARC/ARC checks; none when `auth.verify` is off.
     pub checker: Option<Checker>,
     /// Mails per client IP address.
@@ -55,16 +52,17 @@ pub struct Reception {
 }
 
 impl Reception {
+    /// The committing task runs on `tasks` until the reception is gone.
     pub fn new(
         config: Arc<Config>,
         store: Store,
         checker: Option<Checker>,
         return_paths: ReturnPaths,
+        tasks: &TaskTracker,
     ) -> Reception {
         Reception {
             return_paths,
-            committer: Committer::inbound(store.clone()),
-            committed: Arc::new(Notify::new()),
+            committer: Committer::inbound(store.clone(), tasks),
             checker,
             client_mails: Mutex::new(Limiter::new(config.limits.client_mails)),
             client_connections: Mutex::new(Concurrency::new(config.limits.client_connections)),
@@ -566,7 +564,6 @@ impl<'a, S: AsyncRead + AsyncWrite + Unpin> Session<'a, S> {
         match self.reception.committer.commit(mail).await {
             Ok(id) => {
                 info!(mail_id = id, peer = %self.peer, mail_from = %mail_from, recipients, size, "Accepted mail.");
-                self.reception.committed.notify_one();
                 self.reply(OK, format!("Ok: queued as {id}"));
             }
             Err(error) => {
@@ -579,36 +576,27 @@ impl<'a, S: AsyncRead + AsyncWrite + Unpin> Session<'a, S> {
         }
     }
 
-    /// Records a bounce of mail facteur sent, and tells its XMPP sender.
-    /// Reports that are not failures (delays, successes, auto-replies to
-    /// the return path) are taken and dropped.
+    /// Hands a bounce of mail facteur sent to the outgoing queue, which
+    /// tells the XMPP sender. Reports that are not failures (delays,
+    /// successes, auto-replies to the return path) are taken and dropped.
     async fn bounced(&self, ids: &[i64], data: &[u8]) -> anyhow::Result<()> {
         let Some(bounce) = facteur_bridge::bounce::read_bounce(data).filter(|b| b.permanent) else {
             info!(peer = %self.peer, queue_ids = ?ids, "Report to a return path is no failure; dropped.");
             return Ok(());
         };
-        let reason = match &bounce.status {
-            Some(status) if !bounce.diagnostic.contains(status.as_str()) => {
-                format!("{status} {}", bounce.diagnostic)
-            }
-            _ => bounce.diagnostic.clone(),
-        };
+        let gateway = &self.config().component.jid;
         for &id in ids {
-            let Some(queued) = self.reception.store.queued_mail(id).await? else {
-                continue;
-            };
-            let notice = undelivered_notice(
-                &self.config().component.jid,
-                &queued.sender,
-                &queued.rcpt,
-                &reason,
-            )?;
-            let told = self
+            match self
                 .reception
                 .store
-                .mail_bounced(id, &reason, &notice)
-                .await?;
-            info!(queue_id = id, rcpt = %queued.rcpt, told, reason = %reason, "Bounce received.");
+                .mail_bounced(id, &bounce, gateway)
+                .await?
+            {
+                Some(told) => {
+                    info!(queue_id = id, rcpt = %told.rcpt, told = true, reason = %told.reason, "Bounce received.");
+                }
+                None => info!(queue_id = id, told = false, "Bounce received."),
+            }
         }
         Ok(())
     }

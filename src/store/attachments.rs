@@ -26,8 +26,11 @@ impl Store {
         let token = format!("{:032x}", rand::rng().random::<u128>());
         let mut tx = self.pool.begin().await.context("Starting transaction")?;
         sqlx::query(
-            "INSERT INTO attachments (token, mail_id, part_index, sha256, name, content_type, size, created_at) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (mail_id, part_index) DO NOTHING",
+            "
+            INSERT INTO attachments (token, mail_id, part_index, sha256, name, content_type, size, created_at)
+            VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+            ON CONFLICT (mail_id, part_index) DO NOTHING
+            ",
         )
         .bind(&token)
         .bind(mail_id)

@@ -7,6 +7,7 @@ use std::future::Future;
 use std::pin::Pin;
 
 use tokio::sync::{mpsc, oneshot};
+use tokio_util::task::TaskTracker;
 
 use super::{InboundMail, MailOutcome, Store};
 
@@ -37,10 +38,16 @@ impl<T, R> Clone for Grouped<T, R> {
 impl<T: Send + 'static, R: Send + 'static> Grouped<T, R> {
     /// Starts the committing task; `apply` writes a group in one
     /// transaction and returns one result per change, in order. The task
-    /// ends when every handle is gone.
-    fn start(store: Store, weight: fn(&T) -> usize, apply: Apply<T, R>) -> Self {
+    /// ends when every handle is gone, so that shutdown waits (on `tasks`)
+    /// for the changes already submitted.
+    fn start(
+        store: Store,
+        tasks: &TaskTracker,
+        weight: fn(&T) -> usize,
+        apply: Apply<T, R>,
+    ) -> Self {
         let (requests, mut incoming) = mpsc::channel::<(T, Reply<R>)>(1024);
-        tokio::spawn(async move {
+        tasks.spawn(async move {
             while let Some(first) = incoming.recv().await {
                 let mut bytes = weight(&first.0);
                 let mut group = vec![first];
@@ -91,9 +98,10 @@ impl<T: Send + 'static, R: Send + 'static> Grouped<T, R> {
 pub type Committer = Grouped<InboundMail, i64>;
 
 impl Committer {
-    pub fn inbound(store: Store) -> Committer {
+    pub fn inbound(store: Store, tasks: &TaskTracker) -> Committer {
         Grouped::start(
             store,
+            tasks,
             |mail| mail.raw.len(),
             Box::new(|store, mails| Box::pin(async move { store.accept_mails(&mails).await })),
         )
@@ -104,9 +112,10 @@ impl Committer {
 pub type OutcomeCommitter = Grouped<MailOutcome, ()>;
 
 impl OutcomeCommitter {
-    pub fn outcomes(store: Store) -> OutcomeCommitter {
+    pub fn outcomes(store: Store, tasks: &TaskTracker) -> OutcomeCommitter {
         Grouped::start(
             store,
+            tasks,
             |_| 0,
             Box::new(|store, outcomes| {
                 Box::pin(async move {
@@ -126,7 +135,8 @@ mod tests {
     #[tokio::test]
     async fn concurrent_mails_are_all_committed() {
         let (store, _dir) = scratch().await;
-        let committer = Committer::inbound(store.clone());
+        let tracker = TaskTracker::new();
+        let committer = Committer::inbound(store.clone(), &tracker);
         let mut tasks = Vec::new();
         for n in 0..100 {
             let committer = committer.clone();
@@ -158,5 +168,11 @@ mod tests {
                 .len(),
             100
         );
+        // The committing task ends with the last handle.
+        drop(committer);
+        tracker.close();
+        tokio::time::timeout(std::time::Duration::from_secs(5), tracker.wait())
+            .await
+            .expect("committing task ended");
     }
 }

@@ -44,8 +44,11 @@ pub(crate) async fn insert_message(
 ) -> anyhow::Result<()> {
     // Only the constant column list is formatted in.
     sqlx::query(sqlx::AssertSqlSafe(format!(
-        "INSERT INTO messages ({COLUMNS}, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?) \
-         ON CONFLICT (user_jid, message_id) DO NOTHING"
+        "
+        INSERT INTO messages ({COLUMNS}, created_at)
+        VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+        ON CONFLICT (user_jid, message_id) DO NOTHING
+        "
     )))
     .bind(message.user.as_str())
     .bind(&message.message_id)
@@ -81,7 +84,12 @@ impl Store {
     ) -> anyhow::Result<Option<MessageRecord>> {
         // `condition` is one of the constant strings of the callers below.
         let row = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "SELECT {COLUMNS} FROM messages WHERE user_jid = ? AND {condition} ORDER BY created_at DESC, rowid DESC LIMIT 1"
+            "
+            SELECT {COLUMNS} FROM messages
+            WHERE user_jid = ? AND {condition}
+            ORDER BY created_at DESC, rowid DESC
+            LIMIT 1
+            "
         )))
         .bind(user.as_str())
         .bind(value)

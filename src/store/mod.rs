@@ -1,26 +1,33 @@
-//! The durable store (sqlx, SQLite in WAL mode with synchronous commits):
-//! registered users, correspondents, and the two queues. Every state change
-//! of a queued item is one statement or one transaction.
+//! The durable store (sqlx, SQLite in WAL mode with synchronous commits),
+//! one file per table group: registered users, contacts, messages, shared
+//! attachments, secrets and the two queues. Every state change of a queued
+//! item is one statement or one transaction, and whoever commits new work
+//! into a queue wakes that queue's runner through the store.
 
 mod attachments;
-mod bounces;
 mod commit;
+mod contacts;
 mod messages;
-mod queue;
+mod secrets;
+mod to_mail;
+mod to_xmpp;
 mod users;
 
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
-use jid::BareJid;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::SqlitePool;
+use tokio::sync::Notify;
 
 pub use attachments::SharedRecord;
 pub use commit::{Committer, OutcomeCommitter};
+pub use contacts::Contact;
 pub use messages::MessageRecord;
-pub use queue::{InboundMail, MailOutcome, NewMail, Notice, ToMailItem, ToXmppBody, ToXmppItem};
+pub use to_mail::{MailOutcome, NewMail, ToMailItem};
+pub use to_xmpp::{InboundMail, Notice, ToXmppBody, ToXmppItem};
 
 /// Milliseconds since the Unix epoch, the store's clock unit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -56,33 +63,13 @@ pub struct UserOptions {
     pub xhtml_im: bool,
 }
 
-/// The address (original case) and display name behind an escaped JID,
-/// as last seen in mail.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Contact {
-    pub jid: BareJid,
-    pub address: String,
-    pub name: String,
-}
-
-pub(crate) async fn upsert_contact(
-    conn: &mut sqlx::SqliteConnection,
-    contact: &Contact,
-) -> anyhow::Result<()> {
-    sqlx::query(
-        "INSERT INTO contacts (jid, address, display_name, updated_at) VALUES (?, ?, ?, ?) \
-         ON CONFLICT (jid) DO UPDATE SET address = excluded.address, \
-         display_name = excluded.display_name, updated_at = excluded.updated_at \
-         WHERE address != excluded.address OR display_name != excluded.display_name",
-    )
-    .bind(contact.jid.as_str())
-    .bind(&contact.address)
-    .bind(&contact.name)
-    .bind(Millis::now().0)
-    .execute(conn)
-    .await
-    .with_context(|| format!("Remembering contact {}", contact.jid))?;
-    Ok(())
+/// One wake-up per queue. A `Notify` keeps one permit when its runner is
+/// not waiting yet, so work committed while the runner is busy is never
+/// missed.
+#[derive(Default)]
+struct Wake {
+    to_xmpp: Notify,
+    to_mail: Notify,
 }
 
 /// Handle on the database; cheap to clone.
@@ -90,6 +77,7 @@ pub(crate) async fn upsert_contact(
 pub struct Store {
     pool: SqlitePool,
     users: users::UserCache,
+    wake: Arc<Wake>,
 }
 
 impl Store {
@@ -115,6 +103,7 @@ impl Store {
         Ok(Store {
             pool,
             users: users::UserCache::default(),
+            wake: Arc::default(),
         })
     }
 
@@ -123,13 +112,32 @@ impl Store {
         self.pool.close().await;
     }
 
-    /// The mail address and display name last seen behind an escaped JID.
-    pub async fn contact(&self, jid: &BareJid) -> anyhow::Result<Option<(String, String)>> {
-        sqlx::query_as("SELECT address, display_name FROM contacts WHERE jid = ?")
-            .bind(jid.as_str())
-            .fetch_optional(&self.pool)
-            .await
-            .with_context(|| format!("Looking up contact {jid}"))
+    /// Resolves once new work has been committed into `to_xmpp` (at once
+    /// if some was while nobody waited).
+    pub async fn to_xmpp_committed(&self) {
+        self.wake.to_xmpp.notified().await;
+    }
+
+    /// Resolves once new work has been committed into `to_mail` (at once
+    /// if some was while nobody waited).
+    pub async fn to_mail_committed(&self) {
+        self.wake.to_mail.notified().await;
+    }
+
+    /// Counts items per queue and state, for tests and operators.
+    pub async fn queue_counts(&self) -> anyhow::Result<Vec<(String, String, i64)>> {
+        let rows: Vec<(String, String, i64)> = sqlx::query_as(
+            "
+            SELECT 'to_xmpp', state, COUNT(*) FROM to_xmpp GROUP BY state
+            UNION ALL
+            SELECT 'to_mail', state, COUNT(*) FROM to_mail GROUP BY state
+            ORDER BY 1, 2
+            ",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .context("Counting queues")?;
+        Ok(rows)
     }
 }
 

@@ -50,7 +50,11 @@ impl UserCache {
 impl Store {
     pub async fn register(&self, user: &BareJid) -> anyhow::Result<()> {
         sqlx::query(
-            "INSERT INTO users (jid, registered_at) VALUES (?, ?) ON CONFLICT (jid) DO NOTHING",
+            "
+            INSERT INTO users (jid, registered_at)
+            VALUES (?, ?)
+            ON CONFLICT (jid) DO NOTHING
+            ",
         )
         .bind(user.as_str())
         .bind(Millis::now().0)
@@ -94,8 +98,13 @@ impl Store {
     /// Registers a user (again) with these options.
     pub async fn register_with(&self, user: &BareJid, options: UserOptions) -> anyhow::Result<()> {
         sqlx::query(
-            "INSERT INTO users (jid, registered_at, oob_each_file, xhtml_im) VALUES (?, ?, ?, ?) \
-             ON CONFLICT (jid) DO UPDATE SET oob_each_file = excluded.oob_each_file, xhtml_im = excluded.xhtml_im",
+            "
+            INSERT INTO users (jid, registered_at, oob_each_file, xhtml_im)
+            VALUES (?, ?, ?, ?)
+            ON CONFLICT (jid) DO UPDATE SET
+                oob_each_file = excluded.oob_each_file,
+                xhtml_im = excluded.xhtml_im
+            ",
         )
         .bind(user.as_str())
         .bind(Millis::now().0)
@@ -145,6 +154,18 @@ mod tests {
         );
         assert!(store.unregister(&alice).await.expect("unregister"));
         assert!(!store.is_registered(&alice).await.expect("lookup"));
+    }
+
+    #[tokio::test]
+    async fn registering_twice_and_unregistering_twice() {
+        let (store, _dir) = scratch().await;
+        let alice = BareJid::new("alice@example.test").expect("jid");
+        assert!(!store.is_registered(&alice).await.expect("query"));
+        store.register(&alice).await.expect("register");
+        store.register(&alice).await.expect("register twice");
+        assert!(store.is_registered(&alice).await.expect("query"));
+        assert!(store.unregister(&alice).await.expect("unregister"));
+        assert!(!store.unregister(&alice).await.expect("unregister twice"));
     }
 
     #[tokio::test]

@@ -14,8 +14,6 @@ async fn runner(config: &str) -> (ToXmpp, tempfile::TempDir) {
         store,
         files: FileStore::new(&dir.path().join("files")),
         link,
-        committed: Arc::new(Notify::new()),
-        queued: Arc::new(Notify::new()),
     };
     (runner, dir)
 }

@@ -24,7 +24,13 @@ max_recipients = 2
 fn reception(config: &str, store: &Store) -> Arc<Reception> {
     let config = Arc::new(Config::parse(config).expect("config"));
     let return_paths = crate::return_path::ReturnPaths::new(b"test key");
-    Arc::new(Reception::new(config, store.clone(), None, return_paths))
+    Arc::new(Reception::new(
+        config,
+        store.clone(),
+        None,
+        return_paths,
+        &tokio_util::task::TaskTracker::new(),
+    ))
 }
 
 struct Client {

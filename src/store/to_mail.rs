@@ -1,0 +1,354 @@
+//! Mail owed to SMTP peers (`to_mail`): one row per outgoing message and
+//! recipient, what became of each delivery attempt, and the bounces that
+//! come back for it (RFC 3464). A failure tells the XMPP sender with a
+//! notice queued in the same transaction; every commit that adds a row to
+//! a queue wakes that queue's runner.
+
+use anyhow::Context;
+use facteur_bridge::bounce::Bounce;
+use facteur_bridge::{mailbox_to_jid, MailAddress};
+use jid::BareJid;
+use sqlx::Row;
+
+use super::messages::{insert_message, MessageRecord};
+use super::to_xmpp::{insert_notice, Notice};
+use super::{Millis, Store};
+
+/// Where a mail owed to a peer stands; stored as its lower-case name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, sqlx::Type)]
+#[sqlx(rename_all = "lowercase")]
+pub enum ToMailState {
+    /// Due at `next_attempt_at`.
+    Queued,
+    /// Accepted by the peer.
+    Sent,
+    /// Given up, refused, or bounced later; `last_error` says why.
+    Failed,
+}
+
+/// What became of one attempt to deliver a queued mail.
+#[derive(Debug, Clone)]
+pub enum MailOutcome {
+    Sent(i64),
+    Retry {
+        id: i64,
+        at: Millis,
+        error: String,
+    },
+    /// Given up; the notice goes to the sender (none for a delivery
+    /// status notification, which has no sender to tell).
+    Failed {
+        id: i64,
+        error: String,
+        notice: Option<Notice>,
+    },
+}
+
+/// An outgoing mail about to be queued.
+#[derive(Debug, Clone)]
+pub struct NewMail<'a> {
+    pub sender: &'a BareJid,
+    pub mail_from: &'a str,
+    pub rcpt: &'a str,
+    pub message_id: &'a str,
+    pub raw: &'a [u8],
+}
+
+/// One mail owed to an SMTP peer.
+#[derive(Debug, Clone)]
+pub struct ToMailItem {
+    pub id: i64,
+    pub sender: String,
+    pub mail_from: String,
+    pub rcpt: String,
+    pub message_id: String,
+    pub raw: Vec<u8>,
+    pub attempts: u32,
+    pub created_at: Millis,
+}
+
+/// A bounce that told a sender their mail failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Bounced {
+    pub rcpt: String,
+    pub reason: String,
+}
+
+impl Notice {
+    /// Tells `sender` (a bare JID) that their mail to `rcpt` could not be
+    /// delivered, in their conversation with `rcpt`.
+    pub fn undelivered(
+        gateway: &BareJid,
+        sender: &str,
+        rcpt: &str,
+        reason: &str,
+    ) -> anyhow::Result<Notice> {
+        let from = MailAddress::parse(rcpt)
+            .ok()
+            .and_then(|rcpt| mailbox_to_jid(&rcpt, gateway.domain()).ok())
+            .unwrap_or_else(|| gateway.clone());
+        Ok(Notice {
+            recipient: BareJid::new(sender).with_context(|| format!("Stored sender {sender}"))?,
+            from,
+            subject: "Undelivered mail".into(),
+            body: format!("Your mail to {rcpt} could not be delivered: {reason}"),
+        })
+    }
+}
+
+/// A bounce's reason in the sender's words: its status, unless the
+/// diagnostic quotes it already, then the diagnostic.
+fn bounce_reason(bounce: &Bounce) -> String {
+    match &bounce.status {
+        Some(status) if !bounce.diagnostic.contains(status.as_str()) => {
+            format!("{status} {}", bounce.diagnostic)
+        }
+        _ => bounce.diagnostic.clone(),
+    }
+}
+
+impl Store {
+    /// Queues an outgoing mail; it is due at once. The same mail queued
+    /// again (same sender, Message-ID and recipient) is not queued twice:
+    /// the first one's id comes back.
+    #[cfg(test)]
+    pub async fn queue_mail(
+        &self,
+        mail: &NewMail<'_>,
+        record: Option<&MessageRecord>,
+    ) -> anyhow::Result<i64> {
+        let ids = self.queue_mails(&[(mail.clone(), record)]).await?;
+        ids.first().copied().context("Queueing outgoing mail")
+    }
+
+    /// Queues several outgoing mails (see [`Store::queue_mail`]) in one
+    /// transaction.
+    pub async fn queue_mails(
+        &self,
+        mails: &[(NewMail<'_>, Option<&MessageRecord>)],
+    ) -> anyhow::Result<Vec<i64>> {
+        let now = Millis::now();
+        // An explicit transaction: with RETURNING in autocommit mode, SQLite
+        // reports a failed commit (a full disk) only when the statement is
+        // reset, after the id has been read, and sqlx would not tell.
+        let mut tx = self.pool.begin().await.context("Starting transaction")?;
+        let mut ids = Vec::with_capacity(mails.len());
+        let mut fresh = false;
+        for (mail, record) in mails {
+            let id = match insert_mail(&mut tx, mail, now).await? {
+                Some(id) => {
+                    fresh = true;
+                    id
+                }
+                None => sqlx::query_scalar(
+                    "SELECT id FROM to_mail WHERE sender = ? AND message_id = ? AND rcpt = ?",
+                )
+                .bind(mail.sender.as_str())
+                .bind(mail.message_id)
+                .bind(mail.rcpt)
+                .fetch_one(&mut *tx)
+                .await
+                .context("Finding the queued copy of an outgoing mail")?,
+            };
+            if let Some(record) = record {
+                insert_message(&mut tx, record).await?;
+            }
+            ids.push(id);
+        }
+        tx.commit().await.context("Committing outgoing mail")?;
+        if fresh {
+            self.wake.to_mail.notify_one();
+        }
+        Ok(ids)
+    }
+
+    /// Queued mail that is due, oldest first.
+    pub async fn due_to_mail(&self, now: Millis, limit: u32) -> anyhow::Result<Vec<ToMailItem>> {
+        let rows = sqlx::query(
+            "
+            SELECT id, sender, mail_from, rcpt, message_id, raw, attempts, created_at
+            FROM to_mail
+            WHERE state = ? AND next_attempt_at <= ?
+            ORDER BY id
+            LIMIT ?
+            ",
+        )
+        .bind(ToMailState::Queued)
+        .bind(now.0)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await
+        .context("Loading due outgoing mail")?;
+        rows.into_iter()
+            .map(|row| {
+                Ok(ToMailItem {
+                    id: row.try_get("id")?,
+                    sender: row.try_get("sender")?,
+                    mail_from: row.try_get("mail_from")?,
+                    rcpt: row.try_get("rcpt")?,
+                    message_id: row.try_get("message_id")?,
+                    raw: row.try_get("raw")?,
+                    attempts: u32::try_from(row.try_get::<i64, _>("attempts")?).unwrap_or(u32::MAX),
+                    created_at: Millis(row.try_get("created_at")?),
+                })
+            })
+            .collect()
+    }
+
+    /// When the next queued mail is due, if any.
+    pub async fn next_to_mail(&self) -> anyhow::Result<Option<Millis>> {
+        let next: Option<i64> =
+            sqlx::query_scalar("SELECT MIN(next_attempt_at) FROM to_mail WHERE state = ?")
+                .bind(ToMailState::Queued)
+                .fetch_one(&self.pool)
+                .await
+                .context("Finding the next due mail")?;
+        Ok(next.map(Millis))
+    }
+
+    /// Records what became of delivery attempts, in one transaction. A
+    /// failed mail's notice to its sender is queued in the same
+    /// transaction: the sender is told exactly once.
+    pub async fn apply_mail_outcomes(&self, outcomes: &[MailOutcome]) -> anyhow::Result<()> {
+        let now = Millis::now();
+        let mut tx = self.pool.begin().await.context("Starting transaction")?;
+        let mut noticed = false;
+        for outcome in outcomes {
+            match outcome {
+                MailOutcome::Sent(id) => {
+                    sqlx::query(
+                        "
+                        UPDATE to_mail
+                        SET state = ?, attempts = attempts + 1, last_error = '', updated_at = ?
+                        WHERE id = ?
+                        ",
+                    )
+                    .bind(ToMailState::Sent)
+                    .bind(now.0)
+                    .bind(id)
+                    .execute(&mut *tx)
+                    .await
+                    .with_context(|| format!("Marking mail {id} sent"))?;
+                }
+                MailOutcome::Retry { id, at, error } => {
+                    sqlx::query(
+                        "
+                        UPDATE to_mail
+                        SET attempts = attempts + 1, next_attempt_at = ?, last_error = ?, updated_at = ?
+                        WHERE id = ?
+                        ",
+                    )
+                    .bind(at.0)
+                    .bind(error)
+                    .bind(now.0)
+                    .bind(id)
+                    .execute(&mut *tx)
+                    .await
+                    .with_context(|| format!("Deferring mail {id}"))?;
+                }
+                MailOutcome::Failed { id, error, notice } => {
+                    sqlx::query(
+                        "
+                        UPDATE to_mail
+                        SET state = ?, attempts = attempts + 1, last_error = ?, updated_at = ?
+                        WHERE id = ? AND state = ?
+                        ",
+                    )
+                    .bind(ToMailState::Failed)
+                    .bind(error)
+                    .bind(now.0)
+                    .bind(id)
+                    .bind(ToMailState::Queued)
+                    .execute(&mut *tx)
+                    .await
+                    .with_context(|| format!("Failing mail {id}"))?;
+                    if let Some(notice) = notice {
+                        insert_notice(&mut tx, notice, now).await?;
+                        noticed = true;
+                    }
+                }
+            }
+        }
+        tx.commit().await.context("Committing delivery outcomes")?;
+        if noticed {
+            self.wake.to_xmpp.notify_one();
+        }
+        Ok(())
+    }
+
+    /// Records that mail `id` bounced (a permanent failure reported by
+    /// `bounce`) and queues the notice to its sender, from `gateway`'s
+    /// domain, in the same transaction. Nothing is done when the queue no
+    /// longer has the mail or it had failed already: a second bounce for
+    /// it tells the sender nothing new. Returns what the sender was told.
+    pub async fn mail_bounced(
+        &self,
+        id: i64,
+        bounce: &Bounce,
+        gateway: &BareJid,
+    ) -> anyhow::Result<Option<Bounced>> {
+        let reason = bounce_reason(bounce);
+        let now = Millis::now();
+        // Written first, read back with RETURNING: a read that became a
+        // write could meet a concurrent writer's newer snapshot.
+        let mut tx = self.pool.begin().await.context("Starting transaction")?;
+        let failed: Option<(String, String)> = sqlx::query_as(
+            "
+            UPDATE to_mail
+            SET state = ?, last_error = ?, updated_at = ?
+            WHERE id = ? AND state != ?
+            RETURNING sender, rcpt
+            ",
+        )
+        .bind(ToMailState::Failed)
+        .bind(&reason)
+        .bind(now.0)
+        .bind(id)
+        .bind(ToMailState::Failed)
+        .fetch_optional(&mut *tx)
+        .await
+        .with_context(|| format!("Recording the bounce of mail {id}"))?;
+        let Some((sender, rcpt)) = failed else {
+            return Ok(None);
+        };
+        let notice = Notice::undelivered(gateway, &sender, &rcpt, &reason)?;
+        insert_notice(&mut tx, &notice, now).await?;
+        tx.commit().await.context("Committing a bounce")?;
+        self.wake.to_xmpp.notify_one();
+        Ok(Some(Bounced { rcpt, reason }))
+    }
+}
+
+/// Queues one outgoing mail; `None` when the same mail (sender,
+/// Message-ID, recipient) is queued already. The caller wakes the runner
+/// once its transaction is committed.
+pub(super) async fn insert_mail(
+    tx: &mut sqlx::SqliteConnection,
+    mail: &NewMail<'_>,
+    now: Millis,
+) -> anyhow::Result<Option<i64>> {
+    sqlx::query_scalar(
+        "
+        INSERT INTO to_mail (sender, mail_from, rcpt, message_id, raw, state,
+                             next_attempt_at, created_at, updated_at)
+        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+        ON CONFLICT (sender, message_id, rcpt) DO NOTHING
+        RETURNING id
+        ",
+    )
+    .bind(mail.sender.as_str())
+    .bind(mail.mail_from)
+    .bind(mail.rcpt)
+    .bind(mail.message_id)
+    .bind(mail.raw)
+    .bind(ToMailState::Queued)
+    .bind(now.0)
+    .bind(now.0)
+    .bind(now.0)
+    .fetch_optional(tx)
+    .await
+    .context("Queueing outgoing mail")
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,179 @@
+//! The outgoing queue against a scratch store: queued once, failed once,
+//! bounced once, and the XMPP runner woken for every notice.
+
+use std::time::Duration;
+
+use super::*;
+use crate::store::{scratch, ToXmppBody};
+
+fn jid(s: &str) -> BareJid {
+    BareJid::new(s).expect("valid")
+}
+
+fn mail(sender: &BareJid) -> NewMail<'_> {
+    NewMail {
+        sender,
+        mail_from: "alice@example.test",
+        rcpt: "bob@example.net",
+        message_id: "m@x",
+        raw: b"raw",
+    }
+}
+
+fn bounce(status: &str, diagnostic: &str) -> Bounce {
+    Bounce {
+        recipient: Some("bob@example.net".into()),
+        status: Some(status.into()),
+        diagnostic: diagnostic.into(),
+        permanent: true,
+        original_message_id: None,
+    }
+}
+
+async fn woken(wait: impl std::future::Future<Output = ()>) -> bool {
+    tokio::time::timeout(Duration::from_secs(2), wait)
+        .await
+        .is_ok()
+}
+
+#[tokio::test]
+async fn failed_mail_queues_one_notice_and_wakes_the_xmpp_runner() {
+    let (store, _dir) = scratch().await;
+    let sender = jid("alice@example.test");
+    let id = store
+        .queue_mail(&mail(&sender), None)
+        .await
+        .expect("queued");
+    assert!(woken(store.to_mail_committed()).await);
+    let notice = Notice::undelivered(
+        &jid("mail.example.test"),
+        "alice@example.test",
+        "bob@example.net",
+        "550 no",
+    )
+    .expect("notice");
+    let failed = MailOutcome::Failed {
+        id,
+        error: "550 no".into(),
+        notice: Some(notice),
+    };
+    store.apply_mail_outcomes(&[failed]).await.expect("failed");
+    assert!(woken(store.to_xmpp_committed()).await);
+    assert!(store
+        .due_to_mail(Millis::now(), 10)
+        .await
+        .expect("due")
+        .is_empty());
+    let due = store.due_to_xmpp(Millis::now(), 10).await.expect("due");
+    assert_eq!(due.len(), 1);
+    let ToXmppBody::Notice(notice) = &due[0].body else {
+        panic!("not a notice: {:?}", due[0].body);
+    };
+    assert_eq!(notice.from, jid("bob\\40example.net@mail.example.test"));
+    assert_eq!(
+        notice.body,
+        "Your mail to bob@example.net could not be delivered: 550 no"
+    );
+}
+
+#[tokio::test]
+async fn the_same_stanza_is_queued_once() {
+    let (store, _dir) = scratch().await;
+    let sender = jid("alice@example.test");
+    let first = store
+        .queue_mail(&mail(&sender), None)
+        .await
+        .expect("queued");
+    assert!(woken(store.to_mail_committed()).await);
+    assert_eq!(
+        store
+            .queue_mail(&mail(&sender), None)
+            .await
+            .expect("queued again"),
+        first
+    );
+    assert!(
+        !woken(store.to_mail_committed()).await,
+        "nothing new to send"
+    );
+    let other = NewMail {
+        rcpt: "carol@example.net",
+        ..mail(&sender)
+    };
+    assert_ne!(store.queue_mail(&other, None).await.expect("queued"), first);
+    assert_eq!(
+        store
+            .due_to_mail(Millis::now(), 10)
+            .await
+            .expect("due")
+            .len(),
+        2
+    );
+}
+
+#[tokio::test]
+async fn a_bounce_tells_the_sender_once() {
+    let (store, _dir) = scratch().await;
+    let alice = jid("alice@example.test");
+    let gateway = jid("mail.example.test");
+    let id = store.queue_mail(&mail(&alice), None).await.expect("queued");
+    store
+        .apply_mail_outcomes(&[MailOutcome::Sent(id)])
+        .await
+        .expect("sent");
+    let bounce = bounce("5.1.1", "User unknown");
+    let told = store
+        .mail_bounced(id, &bounce, &gateway)
+        .await
+        .expect("first");
+    assert_eq!(
+        told,
+        Some(Bounced {
+            rcpt: "bob@example.net".into(),
+            reason: "5.1.1 User unknown".into()
+        })
+    );
+    assert!(woken(store.to_xmpp_committed()).await);
+    assert_eq!(
+        store
+            .mail_bounced(id, &bounce, &gateway)
+            .await
+            .expect("second"),
+        None
+    );
+    assert_eq!(
+        store
+            .mail_bounced(id + 100, &bounce, &gateway)
+            .await
+            .expect("unknown"),
+        None
+    );
+    let counts = store.queue_counts().await.expect("counts");
+    assert!(
+        counts.contains(&("to_mail".into(), "failed".into(), 1)),
+        "{counts:?}"
+    );
+    let due = store.due_to_xmpp(Millis::now(), 10).await.expect("due");
+    assert_eq!(due.len(), 1);
+    let ToXmppBody::Notice(notice) = &due[0].body else {
+        panic!("not a notice: {:?}", due[0].body);
+    };
+    assert_eq!(notice.recipient, alice);
+    assert_eq!(notice.subject, "Undelivered mail");
+    assert_eq!(
+        notice.body,
+        "Your mail to bob@example.net could not be delivered: 5.1.1 User unknown"
+    );
+}
+
+#[test]
+fn a_status_the_diagnostic_quotes_is_not_repeated() {
+    assert_eq!(
+        bounce_reason(&bounce("5.1.1", "550 5.1.1 User unknown")),
+        "550 5.1.1 User unknown"
+    );
+    assert_eq!(
+        bounce_reason(&bounce("5.2.2", "Mailbox full")),
+        "5.2.2 Mailbox full"
+    );
+}

@@ -1,0 +1,435 @@
+//! Stanzas owed to XMPP users (`to_xmpp`, with the inbound mail they carry
+//! in `inbound_mail`): one row per recipient of an accepted mail, and the
+//! gateway's notices. Every commit that adds a row wakes the runner.
+
+use anyhow::Context;
+use jid::BareJid;
+use sqlx::Row;
+
+use super::contacts::{upsert_contact, Contact};
+use super::messages::{insert_message, MessageRecord};
+use super::to_mail::{insert_mail, NewMail};
+use super::{Millis, Store};
+
+/// Where a stanza owed to a user stands; stored as its lower-case name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, sqlx::Type)]
+#[sqlx(rename_all = "lowercase")]
+pub enum ToXmppState {
+    /// Due at `next_attempt_at`.
+    Pending,
+    /// Confirmed by the XMPP server.
+    Delivered,
+    /// Given up; `last_error` says why.
+    Failed,
+}
+
+/// One stanza owed to an XMPP user.
+#[derive(Debug, Clone)]
+pub struct ToXmppItem {
+    pub id: i64,
+    pub recipient: String,
+    pub attempts: u32,
+    pub created_at: Millis,
+    pub body: ToXmppBody,
+}
+
+#[derive(Debug, Clone)]
+pub enum ToXmppBody {
+    /// An inbound mail, as received.
+    Mail {
+        mail_id: i64,
+        mail_from: String,
+        raw: Vec<u8>,
+        /// What the inbound checks found: `spf=… dkim=… dmarc=… arc=…`.
+        auth: String,
+        /// Why the user should distrust the sender, when they should.
+        warning: String,
+    },
+    /// A notice from the gateway.
+    Notice(Notice),
+}
+
+/// A message the gateway itself sends a user.
+#[derive(Debug, Clone)]
+pub struct Notice {
+    pub recipient: BareJid,
+    pub from: BareJid,
+    pub subject: String,
+    pub body: String,
+}
+
+/// An inbound mail about to be committed.
+#[derive(Debug, Clone, Default)]
+pub struct InboundMail {
+    pub mail_from: String,
+    pub client_ip: String,
+    pub raw: Vec<u8>,
+    pub recipients: Vec<BareJid>,
+    /// What the inbound checks found, for the stanza.
+    pub auth: String,
+    /// Why the user should distrust the sender; empty when nothing failed.
+    pub warning: String,
+}
+
+impl Store {
+    /// Commits inbound mails, each with one pending delivery per
+    /// recipient, in one transaction (one fsync for all). Returns their ids.
+    pub async fn accept_mails(&self, mails: &[InboundMail]) -> anyhow::Result<Vec<i64>> {
+        let now = Millis::now();
+        let mut tx = self.pool.begin().await.context("Starting transaction")?;
+        let mut ids = Vec::with_capacity(mails.len());
+        for mail in mails {
+            let mail_id: i64 = sqlx::query_scalar(
+                "
+                INSERT INTO inbound_mail (mail_from, client_ip, raw, received_at, auth, warning)
+                VALUES (?, ?, ?, ?, ?, ?)
+                RETURNING id
+                ",
+            )
+            .bind(&mail.mail_from)
+            .bind(&mail.client_ip)
+            .bind(&mail.raw)
+            .bind(now.0)
+            .bind(&mail.auth)
+            .bind(&mail.warning)
+            .fetch_one(&mut *tx)
+            .await
+            .context("Storing inbound mail")?;
+            for rcpt in &mail.recipients {
+                sqlx::query(
+                    "
+                    INSERT INTO to_xmpp (mail_id, recipient, state, next_attempt_at, created_at, updated_at)
+                    VALUES (?, ?, ?, ?, ?, ?)
+                    ",
+                )
+                .bind(mail_id)
+                .bind(rcpt.as_str())
+                .bind(ToXmppState::Pending)
+                .bind(now.0)
+                .bind(now.0)
+                .bind(now.0)
+                .execute(&mut *tx)
+                .await
+                .context("Queueing delivery to XMPP")?;
+            }
+            ids.push(mail_id);
+        }
+        tx.commit().await.context("Committing inbound mail")?;
+        if !ids.is_empty() {
+            self.wake.to_xmpp.notify_one();
+        }
+        Ok(ids)
+    }
+
+    /// Pending deliveries to XMPP users that are due, oldest first.
+    pub async fn due_to_xmpp(&self, now: Millis, limit: u32) -> anyhow::Result<Vec<ToXmppItem>> {
+        let rows = sqlx::query(
+            "
+            SELECT d.id, d.recipient, d.attempts, d.created_at, d.mail_id,
+                   d.notice_from, d.notice_subject, d.notice_body,
+                   m.mail_from, m.raw, m.auth, m.warning
+            FROM to_xmpp d LEFT JOIN inbound_mail m ON m.id = d.mail_id
+            WHERE d.state = ? AND d.next_attempt_at <= ?
+            ORDER BY d.id
+            LIMIT ?
+            ",
+        )
+        .bind(ToXmppState::Pending)
+        .bind(now.0)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await
+        .context("Loading due deliveries to XMPP")?;
+        let mut items = Vec::with_capacity(rows.len());
+        for row in rows {
+            let recipient: String = row.try_get("recipient")?;
+            let mail_id: Option<i64> = row.try_get("mail_id")?;
+            let body = match mail_id {
+                Some(mail_id) => ToXmppBody::Mail {
+                    mail_id,
+                    mail_from: row.try_get("mail_from")?,
+                    raw: row.try_get("raw")?,
+                    auth: row.try_get("auth")?,
+                    warning: row.try_get("warning")?,
+                },
+                None => {
+                    let from: String = row.try_get("notice_from")?;
+                    ToXmppBody::Notice(Notice {
+                        recipient: BareJid::new(&recipient)
+                            .with_context(|| format!("Stored recipient {recipient}"))?,
+                        from: BareJid::new(&from)
+                            .with_context(|| format!("Stored notice sender {from}"))?,
+                        subject: row.try_get("notice_subject")?,
+                        body: row.try_get("notice_body")?,
+                    })
+                }
+            };
+            items.push(ToXmppItem {
+                id: row.try_get("id")?,
+                recipient,
+                attempts: u32::try_from(row.try_get::<i64, _>("attempts")?).unwrap_or(u32::MAX),
+                created_at: Millis(row.try_get("created_at")?),
+                body,
+            });
+        }
+        Ok(items)
+    }
+
+    /// When the next pending delivery to XMPP is due, if any.
+    pub async fn next_to_xmpp(&self) -> anyhow::Result<Option<Millis>> {
+        let next: Option<i64> =
+            sqlx::query_scalar("SELECT MIN(next_attempt_at) FROM to_xmpp WHERE state = ?")
+                .bind(ToXmppState::Pending)
+                .fetch_one(&self.pool)
+                .await
+                .context("Finding the next due delivery to XMPP")?;
+        Ok(next.map(Millis))
+    }
+
+    /// Marks deliveries confirmed by the XMPP server, and remembers their
+    /// messages and senders, in one transaction.
+    pub async fn to_xmpp_delivered(
+        &self,
+        ids: &[i64],
+        messages: &[MessageRecord],
+        contacts: &[Contact],
+    ) -> anyhow::Result<()> {
+        if ids.is_empty() && messages.is_empty() && contacts.is_empty() {
+            return Ok(());
+        }
+        let now = Millis::now();
+        let mut tx = self.pool.begin().await.context("Starting transaction")?;
+        for id in ids {
+            sqlx::query(
+                "
+                UPDATE to_xmpp
+                SET state = ?, attempts = attempts + 1, last_error = '', updated_at = ?
+                WHERE id = ?
+                ",
+            )
+            .bind(ToXmppState::Delivered)
+            .bind(now.0)
+            .bind(id)
+            .execute(&mut *tx)
+            .await
+            .with_context(|| format!("Marking delivery {id} done"))?;
+        }
+        for message in messages {
+            insert_message(&mut tx, message).await?;
+        }
+        for contact in contacts {
+            upsert_contact(&mut tx, contact).await?;
+        }
+        tx.commit().await.context("Committing deliveries")?;
+        Ok(())
+    }
+
+    /// Counts a failed attempt and schedules the next one.
+    pub async fn to_xmpp_retry(&self, id: i64, at: Millis, error: &str) -> anyhow::Result<()> {
+        sqlx::query(
+            "
+            UPDATE to_xmpp
+            SET attempts = attempts + 1, next_attempt_at = ?, last_error = ?, updated_at = ?
+            WHERE id = ?
+            ",
+        )
+        .bind(at.0)
+        .bind(error)
+        .bind(Millis::now().0)
+        .bind(id)
+        .execute(&self.pool)
+        .await
+        .with_context(|| format!("Deferring delivery {id}"))?;
+        Ok(())
+    }
+
+    /// Gives a delivery up; `report`, a delivery status notification to
+    /// the mail's sender, is queued in the same transaction, so that it
+    /// goes out exactly once.
+    pub async fn to_xmpp_failed(
+        &self,
+        id: i64,
+        error: &str,
+        report: Option<&NewMail<'_>>,
+    ) -> anyhow::Result<()> {
+        let now = Millis::now();
+        let mut tx = self.pool.begin().await.context("Starting transaction")?;
+        let failed = sqlx::query(
+            "
+            UPDATE to_xmpp
+            SET state = ?, attempts = attempts + 1, last_error = ?, updated_at = ?
+            WHERE id = ? AND state = ?
+            ",
+        )
+        .bind(ToXmppState::Failed)
+        .bind(error)
+        .bind(now.0)
+        .bind(id)
+        .bind(ToXmppState::Pending)
+        .execute(&mut *tx)
+        .await
+        .with_context(|| format!("Failing delivery {id}"))?;
+        let mut queued = false;
+        if let (1, Some(report)) = (failed.rows_affected(), report) {
+            queued = insert_mail(&mut tx, report, now).await?.is_some();
+        }
+        tx.commit()
+            .await
+            .with_context(|| format!("Committing the failure of delivery {id}"))?;
+        if queued {
+            self.wake.to_mail.notify_one();
+        }
+        Ok(())
+    }
+}
+
+/// Queues a notice of the gateway's to a user. The caller wakes the
+/// runner once its transaction is committed.
+pub(super) async fn insert_notice(
+    tx: &mut sqlx::SqliteConnection,
+    notice: &Notice,
+    now: Millis,
+) -> anyhow::Result<()> {
+    sqlx::query(
+        "
+        INSERT INTO to_xmpp (recipient, notice_from, notice_subject, notice_body, state,
+                             next_attempt_at, created_at, updated_at)
+        VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+        ",
+    )
+    .bind(notice.recipient.as_str())
+    .bind(notice.from.as_str())
+    .bind(&notice.subject)
+    .bind(&notice.body)
+    .bind(ToXmppState::Pending)
+    .bind(now.0)
+    .bind(now.0)
+    .bind(now.0)
+    .execute(tx)
+    .await
+    .context("Queueing notice")?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::store::scratch;
+
+    fn jid(s: &str) -> BareJid {
+        BareJid::new(s).expect("valid")
+    }
+
+    fn mail_to(recipients: &[&str]) -> InboundMail {
+        InboundMail {
+            mail_from: "bob@example.net".into(),
+            client_ip: "127.0.0.1".into(),
+            raw: b"Subject: x\r\n\r\nhi\r\n".to_vec(),
+            recipients: recipients.iter().map(|r| jid(r)).collect(),
+            ..InboundMail::default()
+        }
+    }
+
+    #[tokio::test]
+    async fn inbound_mail_waits_until_delivered() {
+        let (store, _dir) = scratch().await;
+        let mail = mail_to(&["alice@example.test", "carol@example.test"]);
+        let ids = store
+            .accept_mails(&[mail.clone(), mail])
+            .await
+            .expect("accepted");
+        assert_eq!(ids.len(), 2);
+        let due = store.due_to_xmpp(Millis::now(), 10).await.expect("due");
+        assert_eq!(due.len(), 4);
+        store
+            .to_xmpp_delivered(&[due[2].id, due[3].id], &[], &[])
+            .await
+            .expect("delivered");
+        store
+            .to_xmpp_delivered(&[due[0].id], &[], &[])
+            .await
+            .expect("delivered");
+        store
+            .to_xmpp_retry(
+                due[1].id,
+                Millis::now().after(Duration::from_secs(60)),
+                "wait",
+            )
+            .await
+            .expect("retry");
+        assert!(store
+            .due_to_xmpp(Millis::now(), 10)
+            .await
+            .expect("due")
+            .is_empty());
+        let next = store
+            .next_to_xmpp()
+            .await
+            .expect("next")
+            .expect("one pending");
+        assert!(next > Millis::now());
+        let counts = store.queue_counts().await.expect("counts");
+        assert_eq!(
+            counts,
+            [
+                ("to_xmpp".into(), "delivered".into(), 3),
+                ("to_xmpp".into(), "pending".into(), 1)
+            ]
+        );
+    }
+
+    #[tokio::test]
+    async fn accepted_mail_wakes_the_runner() {
+        let (store, _dir) = scratch().await;
+        let woken = tokio::time::timeout(Duration::from_millis(50), store.to_xmpp_committed());
+        assert!(woken.await.is_err(), "nothing was committed yet");
+        store
+            .accept_mails(&[mail_to(&["alice@example.test"])])
+            .await
+            .expect("accepted");
+        // Committed before anyone waited: the wake-up is kept.
+        tokio::time::timeout(Duration::from_secs(5), store.to_xmpp_committed())
+            .await
+            .expect("woken");
+    }
+
+    #[tokio::test]
+    async fn a_failed_delivery_queues_its_report_once_and_wakes_the_mail_runner() {
+        let (store, _dir) = scratch().await;
+        store
+            .accept_mails(&[mail_to(&["alice@example.test"])])
+            .await
+            .expect("accepted");
+        let due = store.due_to_xmpp(Millis::now(), 10).await.expect("due");
+        let gateway = jid("mail.example.test");
+        let report = NewMail {
+            sender: &gateway,
+            mail_from: "",
+            rcpt: "bob@example.net",
+            message_id: "report-1@mx.example.test",
+            raw: b"report",
+        };
+        store
+            .to_xmpp_failed(due[0].id, "gone", Some(&report))
+            .await
+            .expect("failed");
+        tokio::time::timeout(Duration::from_secs(5), store.to_mail_committed())
+            .await
+            .expect("woken");
+        store
+            .to_xmpp_failed(due[0].id, "gone", Some(&report))
+            .await
+            .expect("failed again");
+        let counts = store.queue_counts().await.expect("counts");
+        assert!(
+            counts.contains(&("to_mail".into(), "queued".into(), 1)),
+            "{counts:?}"
+        );
+        assert!(
+            counts.contains(&("to_xmpp".into(), "failed".into(), 1)),
+            "{counts:?}"
+        );
+    }
+}
