@@ -308,6 +308,15 @@ async fn run(path: &std::path::Path) -> anyhow::Result<()> {
         config.http.retention,
         shutdown.clone(),
     ));
+    tracker.spawn(store::sweep::run(
+        store.clone(),
+        store::sweep::Retention {
+            keep_finished: config.store.keep_finished,
+            keep_threads: config.store.keep_threads,
+        },
+        config.store.sweep_interval,
+        shutdown.clone(),
+    ));
     tracker.spawn(http::expire(
         config.clone(),
         store.clone(),

@@ -1,5 +1,8 @@
 //! The `[store]` section: where the durable queues, users and thread
-//! metadata are kept (SQLite).
+//! metadata are kept (SQLite), how long finished work is kept, and how
+//! long an idle queue runner sleeps.
+
+use std::time::Duration;
 
 use serde::Deserialize;
 
@@ -9,18 +12,35 @@ use super::Problems;
 #[derive(Debug, Clone)]
 pub struct StoreConfig {
     pub url: String,
+    /// Longest sleep of a queue runner with nothing due; work committed
+    /// into its queue wakes it at once.
+    pub poll_interval: Duration,
+    /// How long delivered, sent and failed queue items are kept.
+    pub keep_finished: Duration,
+    /// How long thread metadata (`messages`) is kept.
+    pub keep_threads: Duration,
+    /// How often the store deletes what it no longer keeps.
+    pub sweep_interval: Duration,
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub(super) struct RawStore {
     url: String,
+    poll_interval: String,
+    keep_finished: String,
+    keep_threads: String,
+    sweep_interval: String,
 }
 
 impl Default for RawStore {
     fn default() -> Self {
         RawStore {
             url: "sqlite:///var/lib/facteur/facteur.db".into(),
+            poll_interval: "5s".into(),
+            keep_finished: "7d".into(),
+            keep_threads: "365d".into(),
+            sweep_interval: "1h".into(),
         }
     }
 }
@@ -33,6 +53,12 @@ impl RawStore {
                 "only sqlite: URLs are supported, e.g. sqlite:///var/lib/facteur/facteur.db",
             );
         }
-        StoreConfig { url: self.url }
+        StoreConfig {
+            poll_interval: p.duration("store.poll_interval", &self.poll_interval),
+            keep_finished: p.duration("store.keep_finished", &self.keep_finished),
+            keep_threads: p.duration("store.keep_threads", &self.keep_threads),
+            sweep_interval: p.duration("store.sweep_interval", &self.sweep_interval),
+            url: self.url,
+        }
     }
 }

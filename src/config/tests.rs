@@ -50,6 +50,7 @@ fn all_problems_are_reported_at_once() {
         relay = "smarthost"
         [store]
         url = "mysql://x"
+        keep_finished = "a week"
     "#;
     let errors = Config::parse(text).expect_err("invalid").0;
     for key in [
@@ -61,6 +62,7 @@ fn all_problems_are_reported_at_once() {
         "inbound.idle_timeout",
         "outbound.relay",
         "store.url",
+        "store.keep_finished",
     ] {
         assert!(
             errors.iter().any(|e| e.starts_with(key)),

@@ -1,7 +1,7 @@
 //! The two queue runners: stored inbound mail → stanzas to users
 //! (`to_xmpp`), queued outgoing mail → SMTP peers (`to_mail`). Each wakes
 //! when the store commits new work into its queue, when the next item is
-//! due, and at least every few seconds.
+//! due, and at least every `[store] poll_interval`.
 
 mod reports;
 pub mod to_mail;
@@ -11,14 +11,12 @@ use std::time::Duration;
 
 use crate::store::Millis;
 
-/// Longest sleep of a runner with nothing due.
-const MAX_SLEEP: Duration = Duration::from_secs(5);
-
-/// How long to sleep until `next` is due, capped.
-fn sleep_until(next: Option<Millis>) -> Duration {
+/// How long to sleep until `next` is due, at most `poll` (the longest
+/// sleep of a runner with nothing due).
+fn sleep_until(next: Option<Millis>, poll: Duration) -> Duration {
     match next {
-        Some(next) => next.since(Millis::now()).min(MAX_SLEEP),
-        None => MAX_SLEEP,
+        Some(next) => next.since(Millis::now()).min(poll),
+        None => poll,
     }
 }
 

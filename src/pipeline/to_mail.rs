@@ -47,7 +47,7 @@ impl ToMail {
                 let next = this.store.next_to_mail().await.ok().flatten();
                 tokio::select! {
                     () = this.store.to_mail_committed() => {}
-                    () = tokio::time::sleep(sleep_until(next)) => {}
+                    () = tokio::time::sleep(sleep_until(next, this.config.store.poll_interval)) => {}
                     () = shutdown.cancelled() => return,
                 }
                 continue;

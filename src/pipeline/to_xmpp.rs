@@ -87,7 +87,7 @@ impl ToXmpp {
                 let next = self.store.next_to_xmpp().await.ok().flatten();
                 tokio::select! {
                     () = self.store.to_xmpp_committed() => {}
-                    () = tokio::time::sleep(sleep_until(next)) => {}
+                    () = tokio::time::sleep(sleep_until(next, self.config.store.poll_interval)) => {}
                     _ = up.changed() => {}
                     () = shutdown.cancelled() => return,
                 }

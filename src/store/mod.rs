@@ -9,6 +9,7 @@ mod commit;
 mod contacts;
 mod messages;
 mod secrets;
+pub mod sweep;
 mod to_mail;
 mod to_xmpp;
 mod users;
@@ -45,6 +46,13 @@ impl Millis {
         Millis(
             self.0
                 .saturating_add(i64::try_from(wait.as_millis()).unwrap_or(i64::MAX)),
+        )
+    }
+
+    pub fn before(self, wait: Duration) -> Millis {
+        Millis(
+            self.0
+                .saturating_sub(i64::try_from(wait.as_millis()).unwrap_or(i64::MAX)),
         )
     }
 

@@ -211,11 +211,11 @@ LIMITS = {"sender_mails_per_hour": 1000000, "client_connections": 5000,
 class Facteur:
     """facteur with a generated config: `relay` is an aiosmtpd Relay, or
     None for delivery to MX hosts on `mx_port`; `dns` the Dns it asks;
-    `mail`, `outbound` and `http` add lines to their sections."""
+    `mail`, `outbound`, `http` and `store` add lines to their sections."""
 
     def __init__(self, workdir, prosody, relay, dns, store_dir=None, fetch_hosts=(), extra="",
                  limits=None, auth="", mx_port=25, mail="", outbound="", http="",
-                 fetch_private=True, **inbound):
+                 fetch_private=True, store="", **inbound):
         self.dir = Path(workdir) / "facteur"
         self.dir.mkdir(parents=True, exist_ok=True)
         store_dir = Path(store_dir or self.dir)
@@ -261,6 +261,7 @@ fetch_private = {str(fetch_private).lower()}
 {http}
 [store]
 url = "sqlite://{store_dir}/facteur.db"
+{store}
 [dns]
 nameservers = ["{dns.address}"]
 timeout = "2s"

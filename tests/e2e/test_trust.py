@@ -329,6 +329,37 @@ def test_a_bounce_reaches_the_xmpp_sender_once(gateway):
     run(scenario())
 
 
+def test_notices_reach_the_sender_without_waiting_for_the_idle_poll(tmp_path):
+    # The runners poll only every ten minutes: a relay's refusal and a
+    # later bounce still reach alice at once, since whoever commits a
+    # notice wakes the runner that delivers it.
+    gateway = Gateway(tmp_path, store='poll_interval = "10m"')
+    try:
+        gateway.start()
+
+        async def scenario():
+            alice = await registered_client(gateway)
+            alice.send(escaped("nobody@example.net"), "Is anyone there?", subject="Refused")
+            refused = await alice.wait_for(
+                lambda m: m["subject"] == "Undelivered mail"
+                and m["from"] == escaped("nobody@example.net"), timeout=20)
+            assert "550" in refused["body"] and "no such mailbox" in refused["body"], refused
+
+            alice.send(escaped("bob@example.net"), "Are you there?", subject="Plans")
+            assert await wait_until(lambda: gateway.relay.received, timeout=20)
+            return_path = gateway.relay.received[0]["mail_from"]
+            report = delivery_status_notification(return_path, "bob@example.net")
+            assert send_mail(gateway.facteur.smtp_port, "", [return_path], report)[0] == 250
+            bounced = await alice.wait_for(
+                lambda m: m["subject"] == "Undelivered mail"
+                and m["from"] == escaped("bob@example.net"), timeout=20)
+            assert "5.1.1" in bounced["body"] and "User unknown" in bounced["body"], bounced
+            await alice.disconnect()
+        run(scenario())
+    finally:
+        gateway.stop()
+
+
 def test_mail_accepted_but_undeliverable_gets_one_report(trusting):
     # carol has mail at the gateway but no account on the XMPP server,
     # which refuses the stanza: the vouched-for sender gets a report.

@@ -1,0 +1,183 @@
+//! The store forgets what nothing needs any more: finished queue items
+//! once operators had `keep_finished` to inspect them, inbound mail (the
+//! raw bytes) once no delivery is pending and no attachment link leads
+//! into it, and thread metadata after `keep_threads`. Rows go in small
+//! transactions, so that accepting mail never waits long behind a sweep.
+
+use std::time::Duration;
+
+use anyhow::Context;
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+use super::to_mail::ToMailState;
+use super::to_xmpp::ToXmppState;
+use super::{Millis, Store};
+
+/// Rows deleted per transaction.
+const BATCH: i64 = 500;
+
+/// How long each kind of row is kept.
+#[derive(Debug, Clone, Copy)]
+pub struct Retention {
+    /// Delivered, sent and failed queue items, after their last change.
+    pub keep_finished: Duration,
+    /// Thread metadata (`messages`), after it was recorded.
+    pub keep_threads: Duration,
+}
+
+/// How many rows a sweep deleted, per table.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Swept {
+    pub to_xmpp: u64,
+    pub to_mail: u64,
+    pub inbound_mail: u64,
+    pub messages: u64,
+}
+
+impl Swept {
+    fn total(&self) -> u64 {
+        self.to_xmpp + self.to_mail + self.inbound_mail + self.messages
+    }
+}
+
+impl Store {
+    /// Deletes what `retention` no longer keeps at `now`, batch by batch,
+    /// until nothing is left to delete or `stop` is cancelled.
+    pub async fn sweep(
+        &self,
+        now: Millis,
+        retention: &Retention,
+        stop: &CancellationToken,
+    ) -> anyhow::Result<Swept> {
+        let finished = now.before(retention.keep_finished).0;
+        let threads = now.before(retention.keep_threads).0;
+        // The newest row of a queue table is never deleted: SQLite would
+        // give its id to the next row, and ids are known outside (return
+        // paths carry them, bounces come back with them).
+        let swept = Swept {
+            to_xmpp: self
+                .delete_batches(
+                    "to_xmpp",
+                    "
+                    DELETE FROM to_xmpp WHERE id IN (
+                        SELECT id FROM to_xmpp
+                        WHERE state IN (?, ?) AND updated_at < ?
+                          AND id < (SELECT MAX(id) FROM to_xmpp)
+                        LIMIT ?)
+                    ",
+                    |query| {
+                        query
+                            .bind(ToXmppState::Delivered)
+                            .bind(ToXmppState::Failed)
+                            .bind(finished)
+                    },
+                    stop,
+                )
+                .await?,
+            to_mail: self
+                .delete_batches(
+                    "to_mail",
+                    "
+                    DELETE FROM to_mail WHERE id IN (
+                        SELECT id FROM to_mail
+                        WHERE state IN (?, ?) AND updated_at < ?
+                          AND id < (SELECT MAX(id) FROM to_mail)
+                        LIMIT ?)
+                    ",
+                    |query| {
+                        query
+                            .bind(ToMailState::Sent)
+                            .bind(ToMailState::Failed)
+                            .bind(finished)
+                    },
+                    stop,
+                )
+                .await?,
+            // Any link row keeps the mail, expired or not: the link's
+            // (mail_id, part_index) must not meet a later mail's.
+            inbound_mail: self
+                .delete_batches(
+                    "inbound_mail",
+                    "
+                    DELETE FROM inbound_mail WHERE id IN (
+                        SELECT m.id FROM inbound_mail m
+                        WHERE NOT EXISTS (SELECT 1 FROM to_xmpp d WHERE d.mail_id = m.id)
+                          AND NOT EXISTS (SELECT 1 FROM attachments a WHERE a.mail_id = m.id)
+                          AND m.id < (SELECT MAX(id) FROM inbound_mail)
+                        LIMIT ?)
+                    ",
+                    |query| query,
+                    stop,
+                )
+                .await?,
+            messages: self
+                .delete_batches(
+                    "messages",
+                    "
+                    DELETE FROM messages WHERE rowid IN (
+                        SELECT rowid FROM messages WHERE created_at < ? LIMIT ?)
+                    ",
+                    |query| query.bind(threads),
+                    stop,
+                )
+                .await?,
+        };
+        Ok(swept)
+    }
+
+    /// Runs `sql` (its last parameter the batch size) until it deletes
+    /// less than a batch; each run is its own transaction.
+    async fn delete_batches<'q>(
+        &self,
+        table: &str,
+        sql: &'static str,
+        bind: impl Fn(
+            sqlx::query::Query<'q, sqlx::Sqlite, sqlx::sqlite::SqliteArguments>,
+        ) -> sqlx::query::Query<'q, sqlx::Sqlite, sqlx::sqlite::SqliteArguments>,
+        stop: &CancellationToken,
+    ) -> anyhow::Result<u64> {
+        let mut deleted = 0;
+        while !stop.is_cancelled() {
+            let done = bind(sqlx::query(sql))
+                .bind(BATCH)
+                .execute(&self.pool)
+                .await
+                .with_context(|| format!("Sweeping {table}"))?;
+            deleted += done.rows_affected();
+            if done.rows_affected() < BATCH.unsigned_abs() {
+                break;
+            }
+            // Between two batches, others get the write lock.
+            tokio::task::yield_now().await;
+        }
+        Ok(deleted)
+    }
+}
+
+/// Sweeps the store every `every` until `shutdown`; the first sweep runs
+/// at start.
+pub async fn run(store: Store, retention: Retention, every: Duration, shutdown: CancellationToken) {
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            () = shutdown.cancelled() => return,
+        }
+        match store.sweep(Millis::now(), &retention, &shutdown).await {
+            Ok(swept) if swept.total() > 0 => info!(
+                to_xmpp = swept.to_xmpp,
+                to_mail = swept.to_mail,
+                inbound_mail = swept.inbound_mail,
+                messages = swept.messages,
+                "Store swept."
+            ),
+            Ok(_) => {}
+            Err(e) => warn!(error = format!("{e:#}"), "Sweeping the store failed."),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;
