@@ -18,7 +18,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "e2e"))
 from peers import (DOMAIN, ROOT, USERS, Client, Gateway, escaped, free_port,  # noqa: E402
-                   stop_process, wait_port)
+                   registered_client, stop_process, wait_port)
 
 # Measured as run in production: info, not the tests' debug log.
 os.environ.setdefault("RUST_LOG", "info")
@@ -222,6 +222,61 @@ async def outbound_runs(gateway, senders, receiver, results, per_client, folder)
         print(f"outbound x{n_clients}: {rate:.0f}/s (Prosody {prosody_rate:.0f}/s)", flush=True)
 
 
+def store_bytes(folder):
+    """The store on disk: (pages in use, files): the database's pages that
+    hold rows (free pages are reused), and the database and write-ahead
+    log files as they stand."""
+    db = sqlite3.connect(f"file:{folder}/facteur.db?mode=ro", uri=True)
+    try:
+        page_size, = db.execute("PRAGMA page_size").fetchone()
+        pages, = db.execute("PRAGMA page_count").fetchone()
+        free, = db.execute("PRAGMA freelist_count").fetchone()
+    finally:
+        db.close()
+    files = sum(path.stat().st_size for path in Path(folder).glob("facteur.db*"))
+    return (pages - free) * page_size, files
+
+
+async def swept(gateway, timeout=60):
+    """Waits for the sweep: it keeps only the newest delivered row."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if gateway.facteur.queue().get(("to_xmpp", "delivered"), 0) <= 1:
+            return
+        await asyncio.sleep(0.5)
+
+
+async def steady_store(work, results):
+    """The store's size on disk under steady load, with finished items kept
+    one second: after 2N mails it should hold what it held after N, the
+    pages of swept rows being reused."""
+    count = max(100, int(1000 * SCALE))
+    gateway = Gateway(work, store='keep_finished = "1s"\nsweep_interval = "1s"')
+    alice = None
+    try:
+        gateway.start()
+        alice = await registered_client(gateway)
+        sizes = []
+        for _ in range(2):
+            before = len(alice.messages)
+            await asyncio.to_thread(timed, smtp_source(gateway.facteur.smtp_port, 10, count, 4096))
+            await wait_count(lambda: len(alice.messages) - before, count, 300)
+            await swept(gateway)
+            sizes.append(store_bytes(gateway.facteur.dir))
+        (used_n, files_n), (used_2n, files_2n) = sizes
+        results["store"] = {"mails_per_step": count, "used_after_n_mb": round(used_n / 2**20, 2),
+                            "used_after_2n_mb": round(used_2n / 2**20, 2),
+                            "files_after_n_mb": round(files_n / 2**20, 2),
+                            "files_after_2n_mb": round(files_2n / 2**20, 2),
+                            "kept_bytes_per_mail": round((used_2n - used_n) / count)}
+        print(f"store after {count} mails: {used_n / 2**20:.1f} MB used, "
+              f"after {2 * count}: {used_2n / 2**20:.1f} MB used", flush=True)
+    finally:
+        if alice is not None:
+            await alice.disconnect()
+        gateway.stop()
+
+
 def criterion_figures(path):
     figures = {}
     text = Path(path).read_text(errors="replace") if path and Path(path).exists() else ""
@@ -304,6 +359,7 @@ async def main(criterion_output):
             except Exception:
                 pass
         gateway.stop()
+    await steady_store(work / "steady", results)
 
     report(results)
 
@@ -327,6 +383,13 @@ def report(results):
                      f"{r['stored']}/{r['stanzas']} | {r['rss_peak_mb']} |")
     lines += ["", "## Memory", "", "| measure | value |", "|---|---|"]
     lines += [f"| {k} | {v} |" for k, v in results["memory"].items()]
+    if "store" in results:
+        st = results["store"]
+        lines += ["", "## Store size under steady load (finished items kept 1 s, 4 KB mails)", "",
+                  "| mails | pages in use MB | database + WAL files MB |", "|---|---|---|",
+                  f"| {st['mails_per_step']} | {st['used_after_n_mb']} | {st['files_after_n_mb']} |",
+                  f"| {2 * st['mails_per_step']} | {st['used_after_2n_mb']} | {st['files_after_2n_mb']} |",
+                  "", f"Kept per mail (thread metadata): {st['kept_bytes_per_mail']} bytes"]
     lines += ["", "## Translation core (criterion, MiB/s)", "", "| bench | MiB/s |", "|---|---|"]
     lines += [f"| {k} | {v} |" for k, v in results["translation_mib_per_s"].items()]
     key = next((r for r in results["inbound"] if r["size"] == "4KB" and r["sessions"] == 10), None)
@@ -340,6 +403,8 @@ def report(results):
         ("p99 latency < 50 ms at half the sustained rate (10 clients, 4 KB)",
          bool(half) and half[0]["latency_p99_ms"] < 50),
         ("idle RSS < 30 MB", results["memory"].get("idle_rss_mb", 1e9) < 30),
+        ("store flat under steady load: < 1 KB kept per 4 KB mail",
+         results.get("store", {}).get("kept_bytes_per_mail", 1e9) < 1024),
     ]
     lines += ["", "## Targets", ""] + [f"- {name}: {'met' if ok else 'not met'}" for name, ok in targets]
     results["targets"] = {name: ok for name, ok in targets}
