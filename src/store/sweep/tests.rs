@@ -172,7 +172,7 @@ async fn thread_metadata_has_its_own_retention() {
 }
 
 #[tokio::test]
-async fn a_sweep_goes_in_batches_and_stops_when_told() {
+async fn a_sweep_goes_on_past_one_batch_and_stops_when_told() {
     let (store, _dir) = scratch().await;
     let mail = InboundMail {
         mail_from: "bob@example.net".into(),
