@@ -7,9 +7,16 @@
 //! order, so by then it has routed (or bounced) everything sent before.
 
 mod acks;
+mod answers;
 pub mod intake;
-pub mod router;
+mod lookups;
+mod outgoing;
+mod registration;
+mod reply;
 mod stream;
+#[cfg(test)]
+mod tests;
+mod vcard;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -32,6 +39,9 @@ use crate::config::Config;
 use acks::Acks;
 pub use acks::Refusal;
 use stream::{LinkStream, LoginError};
+
+/// Commands taken, at most, per write to the stream.
+const COMMAND_BATCH: usize = 256;
 
 /// What the rest of the daemon asks of the link.
 enum Command {
@@ -215,6 +225,7 @@ impl Link {
         let mut requests: HashMap<String, oneshot::Sender<Iq>> = HashMap::new();
         let mut tick = tokio::time::interval(interval);
         tick.reset();
+        let mut batch = Vec::with_capacity(COMMAND_BATCH);
         loop {
             let mut outgoing: Vec<Stanza> = Vec::new();
             tokio::select! {
@@ -233,7 +244,7 @@ impl Link {
                     // One bad stanza must not cost the link: answer it, go on.
                     Some(Ok(FallibleStreamElement::Err(StreamElementError::InvalidStanza { name, header, error, .. }))) => {
                         info!(from = ?header.from, kind = %name, error = %error, "Invalid stanza received.");
-                        outgoing.extend(router::invalid_stanza(&name.to_string(), &header, &error.to_string()));
+                        outgoing.extend(reply::invalid_stanza(&name.to_string(), &header, &error.to_string()));
                     }
                     Some(Ok(FallibleStreamElement::Err(e))) => info!(error = %e, "Invalid element received."),
                     Some(Err(ReadError::ParseError(e))) => info!(error = %e, "Unparsable element received."),
@@ -243,17 +254,12 @@ impl Link {
                         return SessionEnd::Lost("closed by the server".into());
                     }
                 },
-                command = self.commands.recv() => {
-                    let Some(command) = command else { return SessionEnd::Shutdown };
-                    // Take what else is waiting, to confirm it all with one ping.
-                    let mut batch = vec![command];
-                    while batch.len() < 256 {
-                        match self.commands.try_recv() {
-                            Ok(more) => batch.push(more),
-                            Err(_) => break,
-                        }
+                // Take what else is waiting, to confirm it all with one ping.
+                taken = self.commands.recv_many(&mut batch, COMMAND_BATCH) => {
+                    if taken == 0 {
+                        return SessionEnd::Shutdown;
                     }
-                    for command in batch {
+                    for command in batch.drain(..) {
                         match command {
                             Command::Deliver { message, done } => {
                                 let id = message.id.as_ref().map(|id| id.0.clone()).unwrap_or_default();
@@ -313,9 +319,9 @@ impl Link {
                     None => debug!(id, "IQ answer matches nothing sent."),
                 }
             }
-            Stanza::Iq(iq) => match router::answer_iq(&self.config, iq) {
-                router::IqRoute::Reply(reply) => outgoing.push(reply.into()),
-                router::IqRoute::Intake(iq) => self.to_intake(Stanza::Iq(iq), outgoing),
+            Stanza::Iq(iq) => match answers::answer_iq(&self.config, iq) {
+                answers::IqRoute::Reply(reply) => outgoing.push(reply.into()),
+                answers::IqRoute::Intake(iq) => self.to_intake(Stanza::Iq(iq), outgoing),
             },
             Stanza::Message(message) if message.type_ == MessageType::Error => {
                 let id = message
@@ -330,7 +336,7 @@ impl Link {
             }
             Stanza::Message(message) => self.to_intake(Stanza::Message(message), outgoing),
             Stanza::Presence(presence) => {
-                if let Some(reply) = router::answer_presence(&self.config, presence) {
+                if let Some(reply) = answers::answer_presence(&self.config, presence) {
                     outgoing.push(reply.into());
                 }
             }
@@ -345,7 +351,7 @@ impl Link {
             Err(mpsc::error::TrySendError::Full(stanza))
             | Err(mpsc::error::TrySendError::Closed(stanza)) => {
                 warn!("Intake queue full; asking the sender to retry.");
-                if let Some(reply) = router::busy(stanza) {
+                if let Some(reply) = reply::busy(stanza) {
                     outgoing.push(reply);
                 }
             }
@@ -363,22 +369,4 @@ fn reconnect_wait(failures: u32, max: Duration, jitter: f64) -> Duration {
     };
     let base = schedule.backoff(failures);
     base.mul_f64(1.0 - 0.25 * jitter.clamp(0.0, 1.0))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn reconnect_waits_grow_to_the_cap() {
-        let max = Duration::from_secs(60);
-        assert_eq!(reconnect_wait(1, max, 0.0), Duration::from_secs(1));
-        assert_eq!(reconnect_wait(3, max, 0.0), Duration::from_secs(4));
-        assert_eq!(reconnect_wait(30, max, 0.0), max);
-        assert!(reconnect_wait(30, max, 0.99) >= max.mul_f64(0.75));
-        assert_eq!(
-            reconnect_wait(5, Duration::from_millis(500), 0.0),
-            Duration::from_millis(500)
-        );
-    }
 }
