@@ -22,14 +22,17 @@ pub const NS_GATEWAY: &str = "jabber:iq:gateway";
 /// XEP-0106's feature, which `xmpp_parsers::ns` does not name.
 pub const NS_JID_ESCAPING: &str = "jid\\20escaping";
 
-/// Features announced in disco#info: what is implemented.
-const FEATURES: [&str; 7] = [
+/// Features announced in disco#info: what is implemented, including the
+/// vCards it answers (XEP-0054) and the receipts it sends (XEP-0184).
+const FEATURES: [&str; 9] = [
     ns::DISCO_INFO,
     ns::DISCO_ITEMS,
     NS_GATEWAY,
     NS_JID_ESCAPING,
     ns::PING,
+    ns::RECEIPTS,
     ns::REGISTER,
+    ns::VCARD,
     ns::VERSION,
 ];
 
@@ -216,6 +219,13 @@ mod tests {
             );
         }
         assert!(xml.contains("to='alice@example.test/phone'"), "{xml}");
+        // It answers vCards and sends receipts, so it says so.
+        for feature in ["vcard-temp", "urn:xmpp:receipts"] {
+            assert!(
+                xml.contains(&format!("<feature var='{feature}'/>")),
+                "{feature} in {xml}"
+            );
+        }
     }
 
     #[test]
