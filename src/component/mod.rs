@@ -64,7 +64,7 @@ pub struct LinkHandle {
 }
 
 /// Why a delivery has no answer.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum Undelivered {
     /// The server refused the stanza.
     Refused(Refusal),
@@ -331,7 +331,7 @@ impl Link {
                     .unwrap_or_default();
                 let refusal = Refusal::from_error_message(&message);
                 if !acks.refused(id, refusal.clone()) {
-                    debug!(id, error = %refusal.text, "Error for a message no longer tracked.");
+                    debug!(id, error = %refusal, "Error for a message no longer tracked.");
                 }
             }
             Stanza::Message(message) => self.to_intake(Stanza::Message(message), outgoing),
