@@ -5,6 +5,12 @@
 //! A stanza handed to the server counts as delivered only once a later IQ
 //! on the same stream has been answered: the server handles a stream in
 //! order, so by then it has routed (or bounced) everything sent before.
+//!
+//! What comes in over the link is answered at once when it needs no store
+//! (`answers`), else handed to the `intake`, which keeps one file per
+//! protocol role: `registration`, `vcard`, `outgoing` mail and the
+//! `lookups` it makes at users' servers. Stanza errors are built in
+//! `reply`. A new role gets a file of its own beside these.
 
 mod acks;
 mod answers;
