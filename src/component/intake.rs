@@ -15,7 +15,7 @@ use tokio_util::task::TaskTracker;
 use xmpp_parsers::stanza::Stanza;
 
 use super::lookups::Lookups;
-use super::outgoing::{Intaken, Outgoing};
+use super::outgoing::{Intaken, Outgoing, Prepared};
 use super::{registration, vcard, LinkHandle};
 use crate::config::Config;
 use crate::dkim::Signers;
@@ -30,6 +30,8 @@ pub struct Intake {
     store: Store,
     link: LinkHandle,
     outgoing: Arc<Outgoing>,
+    /// Mails prepared beside the loop, to be queued by it.
+    prepared: mpsc::Receiver<Prepared>,
 }
 
 impl Intake {
@@ -45,6 +47,7 @@ impl Intake {
         tracker: TaskTracker,
     ) -> Intake {
         let lookups = Lookups::new(config.component.jid.clone().into(), link.clone());
+        let (ready, prepared) = mpsc::channel(BATCH * 4);
         let outgoing = Outgoing {
             sender_mails: Mutex::new(Limiter::new(config.limits.sender_mails)),
             config: config.clone(),
@@ -55,27 +58,31 @@ impl Intake {
             link: link.clone(),
             queued,
             tracker,
+            ready,
         };
         Intake {
             config,
             store,
             link,
             outgoing: Arc::new(outgoing),
+            prepared,
         }
     }
 
-    pub async fn run(self, mut stanzas: mpsc::Receiver<Stanza>, shutdown: CancellationToken) {
+    pub async fn run(mut self, mut stanzas: mpsc::Receiver<Stanza>, shutdown: CancellationToken) {
         let mut batch = Vec::with_capacity(BATCH);
+        let mut ready = Vec::with_capacity(BATCH);
         loop {
             // What is waiting is queued in one transaction.
-            let taken = tokio::select! {
-                taken = stanzas.recv_many(&mut batch, BATCH) => taken,
-                () = shutdown.cancelled() => return,
+            let open = tokio::select! {
+                taken = stanzas.recv_many(&mut batch, BATCH) => taken > 0,
+                // Never closed: `outgoing` holds a sender.
+                _ = self.prepared.recv_many(&mut ready, BATCH) => true,
+                () = shutdown.cancelled() => false,
             };
-            if taken == 0 {
-                return;
+            if !open {
+                return self.finish(ready).await;
             }
-            let mut ready = Vec::new();
             for stanza in batch.drain(..) {
                 let reply = match stanza {
                     Stanza::Iq(iq) if vcard::is_request(&iq) => Some(Stanza::Iq(
@@ -97,9 +104,23 @@ impl Intake {
                     self.link.send(reply).await;
                 }
             }
-            for reply in self.outgoing.queue(ready).await.into_iter().flatten() {
-                self.link.send(reply).await;
-            }
+            self.queue(std::mem::take(&mut ready)).await;
         }
+    }
+
+    async fn queue(&self, ready: Vec<Prepared>) {
+        for reply in self.outgoing.queue(ready).await.into_iter().flatten() {
+            self.link.send(reply).await;
+        }
+    }
+
+    /// Queues the mails prepared beside the loop that it has not taken
+    /// yet; tasks still preparing one queue it themselves.
+    async fn finish(mut self, mut ready: Vec<Prepared>) {
+        self.prepared.close();
+        while let Ok(prepared) = self.prepared.try_recv() {
+            ready.push(prepared);
+        }
+        self.queue(ready).await;
     }
 }

@@ -6,7 +6,8 @@
 //! files, is built at once and queued with others in one transaction.
 //! Anything that has to wait on another server (fetching shared files,
 //! looking up the display name) waits in a task of its own beside the
-//! intake loop, and the mail goes out with what is known by then.
+//! intake loop, and the mail goes out with what is known by then: the task
+//! hands it back to the loop, to be queued with the next batch.
 
 use std::sync::{Arc, Mutex};
 
@@ -15,7 +16,7 @@ use facteur_bridge::to_mail::{stanza_parts, to_rfc5322, OutgoingFile, OutgoingMa
 use facteur_policy::limits::Limiter;
 use jid::BareJid;
 use rand::Rng;
-use tokio::sync::Notify;
+use tokio::sync::{mpsc, Notify};
 use tokio_util::task::TaskTracker;
 use tracing::{debug, error, info, warn};
 use xmpp_parsers::message::{Message, MessageType};
@@ -78,6 +79,8 @@ pub struct Outgoing {
     pub sender_mails: Mutex<Limiter<BareJid>>,
     /// Where the tasks that wait on other servers run.
     pub tracker: TaskTracker,
+    /// Where those tasks hand back the mails they prepared.
+    pub ready: mpsc::Sender<Prepared>,
 }
 
 impl Outgoing {
@@ -119,7 +122,11 @@ impl Outgoing {
                 .prepare(message, parts, sending, files, from_name)
                 .await
             {
-                Ok(prepared) => this.queue(vec![prepared]).await,
+                // Back to the loop, to be queued with others.
+                Ok(prepared) => match this.ready.send(prepared).await {
+                    Ok(()) => Vec::new(),
+                    Err(mpsc::error::SendError(prepared)) => this.queue(vec![prepared]).await,
+                },
                 Err(refusal) => vec![Some(refusal)],
             };
             for reply in replies.into_iter().flatten() {
