@@ -288,18 +288,14 @@ async fn run(path: &std::path::Path) -> anyhow::Result<()> {
     let (link, handle) = Link::new(config.clone(), intake_tx);
     tracker.spawn(link.run(shutdown.clone()));
     let signers = Arc::new(dkim::Signers::load(&config.dkim)?);
-    let intake = Intake {
+    let intake = Intake::new(
+        config.clone(),
+        store.clone(),
+        handle.clone(),
         signers,
-        config: config.clone(),
-        store: store.clone(),
-        fetcher: fetch::Fetcher::new(&config.http).context("Setting up file fetching")?,
-        upload_cache: Default::default(),
-        name_cache: Default::default(),
-        link: handle.clone(),
-        sender_mails: std::sync::Mutex::new(facteur_policy::limits::Limiter::new(
-            config.limits.sender_mails,
-        )),
-    };
+        fetch::Fetcher::new(&config.http).context("Setting up file fetching")?,
+        tracker.clone(),
+    );
     tracker.spawn(intake.run(intake_rx, shutdown.clone()));
     tracker.spawn(http::run(
         http_listener,

@@ -2,20 +2,23 @@
 //! before a ping is confirmed by the ping's answer, unless an error for it
 //! came back first.
 
+use std::fmt;
 use std::time::{Duration, Instant};
 
 use tokio::sync::oneshot;
 use xmpp_parsers::message::Message;
 use xmpp_parsers::minidom::Element;
-use xmpp_parsers::stanza_error::{ErrorType, StanzaError};
+use xmpp_parsers::stanza_error::{DefinedCondition, ErrorType, StanzaError};
 
 /// The server's refusal of a stanza.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Refusal {
     /// Not of type `wait`: sending again will not help.
     pub permanent: bool,
-    /// The condition and text, for logs and notices.
-    pub text: String,
+    /// What went wrong (RFC 6120 §8.3.3).
+    pub condition: DefinedCondition,
+    /// The server's explanation, if it gave one.
+    pub text: Option<String>,
 }
 
 impl Refusal {
@@ -29,27 +32,35 @@ impl Refusal {
             Some(error) => Refusal::from_stanza_error(&error),
             None => Refusal {
                 permanent: true,
-                text: "error without a condition".into(),
+                condition: DefinedCondition::UndefinedCondition,
+                text: Some("error without a condition".into()),
             },
         }
     }
 
     pub fn from_stanza_error(error: &StanzaError) -> Refusal {
-        let element = Element::from(error.clone());
-        let condition = element
-            .children()
-            .find(|c| c.name() != "text")
-            .map(|c| c.name().to_owned())
-            .unwrap_or_else(|| "undefined-condition".into());
-        let text = match error.texts.values().next() {
-            Some(text) => format!("{condition}: {text}"),
-            None => condition,
-        };
         Refusal {
             permanent: error.type_ != ErrorType::Wait,
-            text,
+            condition: error.defined_condition.clone(),
+            text: error.texts.values().next().cloned(),
         }
     }
+}
+
+/// `condition: text`, for logs and notices.
+impl fmt::Display for Refusal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&condition_name(&self.condition))?;
+        match &self.text {
+            Some(text) => write!(f, ": {text}"),
+            None => Ok(()),
+        }
+    }
+}
+
+/// The name of a condition as on the wire (`item-not-found`).
+fn condition_name(condition: &DefinedCondition) -> String {
+    Element::from(condition.clone()).name().to_owned()
 }
 
 struct Pending {
@@ -163,7 +174,8 @@ mod tests {
         );
         let refusal = Refusal {
             permanent: true,
-            text: "service-unavailable".into(),
+            condition: DefinedCondition::ServiceUnavailable,
+            text: None,
         };
         assert!(acks.refused("m1", refusal.clone()));
         assert!(!acks.answered("other"));
@@ -173,6 +185,32 @@ mod tests {
         let ping2 = acks.ping_to_send(Instant::now()).expect("next ping");
         assert!(acks.answered(&ping2));
         assert_eq!(rx2.try_recv().expect("resolved"), Ok(()));
+    }
+
+    #[test]
+    fn a_refusal_reads_condition_then_text() {
+        let error = StanzaError::new(
+            ErrorType::Cancel,
+            DefinedCondition::ItemNotFound,
+            "en",
+            "no such user",
+        );
+        let refusal = Refusal::from_stanza_error(&error);
+        assert!(refusal.permanent);
+        assert_eq!(refusal.condition, DefinedCondition::ItemNotFound);
+        assert_eq!(refusal.to_string(), "item-not-found: no such user");
+        let mut bare = StanzaError::new(
+            ErrorType::Wait,
+            DefinedCondition::ResourceConstraint,
+            "en",
+            "",
+        );
+        bare.texts.clear();
+        let refusal = Refusal::from_stanza_error(&bare);
+        assert!(!refusal.permanent);
+        assert_eq!(refusal.to_string(), "resource-constraint");
+        let gone = DefinedCondition::Gone { new_address: None };
+        assert_eq!(condition_name(&gone), "gone");
     }
 
     #[test]

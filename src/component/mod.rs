@@ -5,11 +5,24 @@
 //! A stanza handed to the server counts as delivered only once a later IQ
 //! on the same stream has been answered: the server handles a stream in
 //! order, so by then it has routed (or bounced) everything sent before.
+//!
+//! What comes in over the link is answered at once when it needs no store
+//! (`answers`), else handed to the `intake`, which keeps one file per
+//! protocol role: `registration`, `vcard`, `outgoing` mail and the
+//! `lookups` it makes at users' servers. Stanza errors are built in
+//! `reply`. A new role gets a file of its own beside these.
 
 mod acks;
+mod answers;
 pub mod intake;
-pub mod router;
+mod lookups;
+mod outgoing;
+mod registration;
+mod reply;
 mod stream;
+#[cfg(test)]
+mod tests;
+mod vcard;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -33,6 +46,9 @@ use acks::Acks;
 pub use acks::Refusal;
 use stream::{LinkStream, LoginError};
 
+/// Commands taken, at most, per write to the stream.
+const COMMAND_BATCH: usize = 256;
+
 /// What the rest of the daemon asks of the link.
 enum Command {
     /// Send a message and report once the server has surely handled it.
@@ -54,7 +70,7 @@ pub struct LinkHandle {
 }
 
 /// Why a delivery has no answer.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum Undelivered {
     /// The server refused the stanza.
     Refused(Refusal),
@@ -215,6 +231,7 @@ impl Link {
         let mut requests: HashMap<String, oneshot::Sender<Iq>> = HashMap::new();
         let mut tick = tokio::time::interval(interval);
         tick.reset();
+        let mut batch = Vec::with_capacity(COMMAND_BATCH);
         loop {
             let mut outgoing: Vec<Stanza> = Vec::new();
             tokio::select! {
@@ -233,7 +250,7 @@ impl Link {
                     // One bad stanza must not cost the link: answer it, go on.
                     Some(Ok(FallibleStreamElement::Err(StreamElementError::InvalidStanza { name, header, error, .. }))) => {
                         info!(from = ?header.from, kind = %name, error = %error, "Invalid stanza received.");
-                        outgoing.extend(router::invalid_stanza(&name.to_string(), &header, &error.to_string()));
+                        outgoing.extend(reply::invalid_stanza(&name.to_string(), &header, &error.to_string()));
                     }
                     Some(Ok(FallibleStreamElement::Err(e))) => info!(error = %e, "Invalid element received."),
                     Some(Err(ReadError::ParseError(e))) => info!(error = %e, "Unparsable element received."),
@@ -243,17 +260,12 @@ impl Link {
                         return SessionEnd::Lost("closed by the server".into());
                     }
                 },
-                command = self.commands.recv() => {
-                    let Some(command) = command else { return SessionEnd::Shutdown };
-                    // Take what else is waiting, to confirm it all with one ping.
-                    let mut batch = vec![command];
-                    while batch.len() < 256 {
-                        match self.commands.try_recv() {
-                            Ok(more) => batch.push(more),
-                            Err(_) => break,
-                        }
+                // Take what else is waiting, to confirm it all with one ping.
+                taken = self.commands.recv_many(&mut batch, COMMAND_BATCH) => {
+                    if taken == 0 {
+                        return SessionEnd::Shutdown;
                     }
-                    for command in batch {
+                    for command in batch.drain(..) {
                         match command {
                             Command::Deliver { message, done } => {
                                 let id = message.id.as_ref().map(|id| id.0.clone()).unwrap_or_default();
@@ -313,9 +325,9 @@ impl Link {
                     None => debug!(id, "IQ answer matches nothing sent."),
                 }
             }
-            Stanza::Iq(iq) => match router::answer_iq(&self.config, iq) {
-                router::IqRoute::Reply(reply) => outgoing.push(reply.into()),
-                router::IqRoute::Intake(iq) => self.to_intake(Stanza::Iq(iq), outgoing),
+            Stanza::Iq(iq) => match answers::answer_iq(&self.config, iq) {
+                answers::IqRoute::Reply(reply) => outgoing.push(reply.into()),
+                answers::IqRoute::Intake(iq) => self.to_intake(Stanza::Iq(iq), outgoing),
             },
             Stanza::Message(message) if message.type_ == MessageType::Error => {
                 let id = message
@@ -325,12 +337,12 @@ impl Link {
                     .unwrap_or_default();
                 let refusal = Refusal::from_error_message(&message);
                 if !acks.refused(id, refusal.clone()) {
-                    debug!(id, error = %refusal.text, "Error for a message no longer tracked.");
+                    debug!(id, error = %refusal, "Error for a message no longer tracked.");
                 }
             }
             Stanza::Message(message) => self.to_intake(Stanza::Message(message), outgoing),
             Stanza::Presence(presence) => {
-                if let Some(reply) = router::answer_presence(&self.config, presence) {
+                if let Some(reply) = answers::answer_presence(&self.config, presence) {
                     outgoing.push(reply.into());
                 }
             }
@@ -345,7 +357,7 @@ impl Link {
             Err(mpsc::error::TrySendError::Full(stanza))
             | Err(mpsc::error::TrySendError::Closed(stanza)) => {
                 warn!("Intake queue full; asking the sender to retry.");
-                if let Some(reply) = router::busy(stanza) {
+                if let Some(reply) = reply::busy(stanza) {
                     outgoing.push(reply);
                 }
             }
@@ -363,22 +375,4 @@ fn reconnect_wait(failures: u32, max: Duration, jitter: f64) -> Duration {
     };
     let base = schedule.backoff(failures);
     base.mul_f64(1.0 - 0.25 * jitter.clamp(0.0, 1.0))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn reconnect_waits_grow_to_the_cap() {
-        let max = Duration::from_secs(60);
-        assert_eq!(reconnect_wait(1, max, 0.0), Duration::from_secs(1));
-        assert_eq!(reconnect_wait(3, max, 0.0), Duration::from_secs(4));
-        assert_eq!(reconnect_wait(30, max, 0.0), max);
-        assert!(reconnect_wait(30, max, 0.99) >= max.mul_f64(0.75));
-        assert_eq!(
-            reconnect_wait(5, Duration::from_millis(500), 0.0),
-            Duration::from_millis(500)
-        );
-    }
 }

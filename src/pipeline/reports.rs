@@ -8,6 +8,7 @@
 
 use facteur_bridge::bounce::{failure_report, FailureReport};
 use tracing::warn;
+use xmpp_parsers::stanza_error::DefinedCondition;
 
 use crate::config::Config;
 use crate::store::{Millis, ToXmppBody, ToXmppItem};
@@ -19,13 +20,13 @@ pub struct Report {
     pub raw: Vec<u8>,
 }
 
-/// The RFC 3463 status for an XMPP server's refusal (`condition: text`).
-pub fn status_for_refusal(refusal: &str) -> &'static str {
-    let condition = refusal.split(':').next().unwrap_or_default();
+/// The RFC 3463 status for an XMPP server's refusal.
+pub fn status_for_refusal(condition: &DefinedCondition) -> &'static str {
+    use DefinedCondition::*;
     match condition {
-        "item-not-found" | "service-unavailable" | "recipient-unavailable" | "gone" => "5.1.1",
-        "forbidden" | "not-allowed" | "not-authorized" | "policy-violation" => "5.7.1",
-        "resource-constraint" => "5.2.2",
+        ItemNotFound | ServiceUnavailable | RecipientUnavailable | Gone { .. } => "5.1.1",
+        Forbidden | NotAllowed | NotAuthorized | PolicyViolation => "5.7.1",
+        ResourceConstraint => "5.2.2",
         _ => "5.0.0",
     }
 }
@@ -88,9 +89,12 @@ mod tests {
 
     #[test]
     fn refusals_map_to_statuses() {
-        assert_eq!(status_for_refusal("service-unavailable"), "5.1.1");
-        assert_eq!(status_for_refusal("item-not-found: no such user"), "5.1.1");
-        assert_eq!(status_for_refusal("forbidden: blocked"), "5.7.1");
-        assert_eq!(status_for_refusal("bad-request"), "5.0.0");
+        use DefinedCondition::*;
+        assert_eq!(status_for_refusal(&ServiceUnavailable), "5.1.1");
+        assert_eq!(status_for_refusal(&ItemNotFound), "5.1.1");
+        assert_eq!(status_for_refusal(&Gone { new_address: None }), "5.1.1");
+        assert_eq!(status_for_refusal(&Forbidden), "5.7.1");
+        assert_eq!(status_for_refusal(&ResourceConstraint), "5.2.2");
+        assert_eq!(status_for_refusal(&BadRequest), "5.0.0");
     }
 }

@@ -139,11 +139,13 @@ impl ToXmpp {
                     Ok(())
                 }
                 Ok(Err(Undelivered::Refused(refusal))) if refusal.permanent => {
-                    warn!(delivery = item.id, to = %item.recipient, error = %refusal.text, "XMPP server refused the message.");
-                    let status = status_for_refusal(&refusal.text);
-                    self.give_up(&item, &refusal.text, status).await
+                    warn!(delivery = item.id, to = %item.recipient, error = %refusal, "XMPP server refused the message.");
+                    let status = status_for_refusal(&refusal.condition);
+                    self.give_up(&item, &refusal.to_string(), status).await
                 }
-                Ok(Err(Undelivered::Refused(refusal))) => self.retry(&item, &refusal.text).await,
+                Ok(Err(Undelivered::Refused(refusal))) => {
+                    self.retry(&item, &refusal.to_string()).await
+                }
                 // Not the item's fault: it is due again as soon as the link is back.
                 Ok(Err(Undelivered::LinkLost)) | Err(_) => {
                     debug!(

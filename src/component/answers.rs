@@ -1,146 +1,90 @@
 //! Answers to what needs no store: service discovery (XEP-0030), the
 //! gateway prompt (XEP-0100 `jabber:iq:gateway`), ping (XEP-0199),
 //! version (XEP-0092), presence subscriptions to mail contacts. Anything
-//! else gets an error, never silence.
+//! else gets an error, never silence; what needs the store goes to the
+//! intake.
 
 use facteur_bridge::{mailbox_to_jid, MailAddress};
-use tokio_xmpp::xmlstream::RawStanzaHeader;
-use xmpp_parsers::disco::{DiscoInfoResult, Identity};
+use xmpp_parsers::disco::{DiscoInfoResult, DiscoItemsResult, Identity};
 use xmpp_parsers::iq::Iq;
 use xmpp_parsers::jid::Jid;
-use xmpp_parsers::message::{Message, MessageType};
 use xmpp_parsers::minidom::Element;
+use xmpp_parsers::ns;
 use xmpp_parsers::presence::{Presence, Type as PresenceType};
-use xmpp_parsers::stanza::Stanza;
-use xmpp_parsers::stanza_error::{DefinedCondition, ErrorType, StanzaError};
+use xmpp_parsers::stanza_error::{DefinedCondition, ErrorType};
+use xmpp_parsers::version::VersionResult;
 
+use super::reply::{self, error, result, Fault};
 use crate::config::Config;
 
-pub const NS_DISCO_INFO: &str = "http://jabber.org/protocol/disco#info";
-pub const NS_DISCO_ITEMS: &str = "http://jabber.org/protocol/disco#items";
-pub const NS_REGISTER: &str = "jabber:iq:register";
+/// XEP-0100's namespace, which `xmpp_parsers::ns` does not name.
 pub const NS_GATEWAY: &str = "jabber:iq:gateway";
-pub const NS_PING: &str = "urn:xmpp:ping";
-pub const NS_VERSION: &str = "jabber:iq:version";
+/// XEP-0106's feature, which `xmpp_parsers::ns` does not name.
 pub const NS_JID_ESCAPING: &str = "jid\\20escaping";
-pub const NS_VCARD: &str = "vcard-temp";
 
-/// Features announced in disco#info: what is implemented.
-const FEATURES: [&str; 7] = [
-    NS_DISCO_INFO,
-    NS_DISCO_ITEMS,
+/// Features announced in disco#info: what is implemented, including the
+/// vCards it answers (XEP-0054) and the receipts it sends (XEP-0184).
+const FEATURES: [&str; 9] = [
+    ns::DISCO_INFO,
+    ns::DISCO_ITEMS,
     NS_GATEWAY,
     NS_JID_ESCAPING,
-    NS_PING,
-    NS_REGISTER,
-    NS_VERSION,
+    ns::PING,
+    ns::RECEIPTS,
+    ns::REGISTER,
+    ns::VCARD,
+    ns::VERSION,
 ];
 
+/// Where an IQ request goes.
 pub enum IqRoute {
     Reply(Iq),
-    /// Needs the store: registration.
+    /// Needs the store: registration and contacts' vCards.
     Intake(Iq),
 }
 
-/// A result IQ answering `iq`.
-pub fn result(iq: &Iq, payload: Option<Element>) -> Iq {
-    Iq::Result {
-        from: iq.to().cloned(),
-        to: iq.from().cloned(),
-        id: iq.id().to_owned(),
-        payload,
-    }
-}
-
-/// An error IQ answering `iq`.
-pub fn error(iq: &Iq, type_: ErrorType, condition: DefinedCondition, text: &str) -> Iq {
-    Iq::Error {
-        from: iq.to().cloned(),
-        to: iq.from().cloned(),
-        id: iq.id().to_owned(),
-        error: StanzaError::new(type_, condition, "en", text),
-        payload: None,
-    }
-}
-
-/// An error message answering `message`.
-pub fn message_error(
-    message: &Message,
-    type_: ErrorType,
-    condition: DefinedCondition,
-    text: &str,
-) -> Message {
-    let mut reply = Message::new_with_type(MessageType::Error, message.from.clone());
-    reply.from = message.to.clone();
-    reply.id = message.id.clone();
-    reply
-        .payloads
-        .push(StanzaError::new(type_, condition, "en", text).into());
-    reply
-}
-
+/// Answers `iq`, or routes it to the intake when it needs the store.
 pub fn answer_iq(config: &Config, iq: Iq) -> IqRoute {
     let (payload, is_get) = match &iq {
         Iq::Get { payload, .. } => (payload, true),
         Iq::Set { payload, .. } => (payload, false),
-        _ => {
-            return IqRoute::Reply(error(
-                &iq,
-                ErrorType::Cancel,
-                DefinedCondition::BadRequest,
-                "not a request",
-            ))
-        }
+        _ => return IqRoute::Reply(error(&iq, reply::NOT_A_REQUEST)),
     };
     let to_component = iq.to().is_none_or(|to| to.node().is_none());
-    let ns = payload.ns();
-    let reply = match (ns.as_str(), payload.name(), is_get, to_component) {
-        (NS_REGISTER, "query", _, true) | (NS_VCARD, "vCard", true, false) => {
+    let namespace = payload.ns();
+    let reply = match (namespace.as_str(), payload.name(), is_get, to_component) {
+        (ns::REGISTER, "query", _, true) | (ns::VCARD, "vCard", true, false) => {
             return IqRoute::Intake(iq)
         }
-        (NS_DISCO_INFO, "query", true, true) => result(
+        (ns::DISCO_INFO, "query", true, true) => result(
+            &iq,
+            Some(disco_info("gateway", "Mail gateway", &FEATURES).into()),
+        ),
+        (ns::DISCO_INFO, "query", true, false) => result(
+            &iq,
+            Some(disco_info("client", "Mail contact", &[ns::DISCO_INFO, ns::VCARD]).into()),
+        ),
+        (ns::DISCO_ITEMS, "query", true, _) => result(
             &iq,
             Some(
-                DiscoInfoResult {
+                DiscoItemsResult {
                     node: None,
-                    identities: vec![Identity::new("gateway", "smtp", "en", "Mail gateway")],
-                    features: FEATURES.iter().map(|f| (*f).to_owned()).collect(),
-                    extensions: Vec::new(),
+                    items: Vec::new(),
+                    rsm: None,
                 }
                 .into(),
             ),
         ),
-        (NS_DISCO_INFO, "query", true, false) => result(
+        (ns::PING, "ping", true, _) => result(&iq, None),
+        (ns::VERSION, "query", true, true) => result(
             &iq,
             Some(
-                DiscoInfoResult {
-                    node: None,
-                    identities: vec![Identity::new("client", "smtp", "en", "Mail contact")],
-                    features: [NS_DISCO_INFO.to_owned(), NS_VCARD.to_owned()].into(),
-                    extensions: Vec::new(),
+                VersionResult {
+                    name: "facteur".into(),
+                    version: env!("CARGO_PKG_VERSION").into(),
+                    os: None,
                 }
                 .into(),
-            ),
-        ),
-        (NS_DISCO_ITEMS, "query", true, _) => {
-            result(&iq, Some(Element::builder("query", NS_DISCO_ITEMS).build()))
-        }
-        (NS_PING, "ping", true, _) => result(&iq, None),
-        (NS_VERSION, "query", true, true) => result(
-            &iq,
-            Some(
-                Element::builder("query", NS_VERSION)
-                    .append(
-                        Element::builder("name", NS_VERSION)
-                            .append("facteur")
-                            .build(),
-                    )
-                    .append(
-                        Element::builder("version", NS_VERSION)
-                            .append(env!("CARGO_PKG_VERSION"))
-                            .build(),
-                    )
-                    .build(),
             ),
         ),
         (NS_GATEWAY, "query", true, true) => result(
@@ -161,14 +105,20 @@ pub fn answer_iq(config: &Config, iq: Iq) -> IqRoute {
             ),
         ),
         (NS_GATEWAY, "query", false, true) => gateway_set(config, &iq, payload),
-        _ => error(
-            &iq,
-            ErrorType::Cancel,
-            DefinedCondition::ServiceUnavailable,
-            "not supported by this gateway",
-        ),
+        _ => error(&iq, reply::UNSUPPORTED),
     };
     IqRoute::Reply(reply)
+}
+
+/// The disco#info of the gateway or of a contact: one identity of type
+/// `smtp`.
+fn disco_info(category: &str, name: &str, features: &[&str]) -> DiscoInfoResult {
+    DiscoInfoResult {
+        node: None,
+        identities: vec![Identity::new(category, "smtp", "en", name)],
+        features: features.iter().map(|f| (*f).to_owned()).collect(),
+        extensions: Vec::new(),
+    }
 }
 
 /// XEP-0100 §6.3: the JID for an address the user typed.
@@ -198,9 +148,7 @@ fn gateway_set(config: &Config, iq: &Iq, payload: &Element) -> Iq {
         ),
         Err(reason) => error(
             iq,
-            ErrorType::Modify,
-            DefinedCondition::NotAcceptable,
-            &reason,
+            Fault::with_text(ErrorType::Modify, DefinedCondition::NotAcceptable, reason),
         ),
     }
 }
@@ -223,66 +171,6 @@ pub fn answer_presence(config: &Config, presence: Presence) -> Option<Presence> 
             .with_from(Jid::from(to.to_bare()))
             .with_to(Jid::from(from.to_bare())),
     )
-}
-
-/// The answer to a stanza that could not be parsed: `bad-request` to its
-/// sender, unless it was itself an error or a result (never answer those).
-pub fn invalid_stanza(kind: &str, header: &RawStanzaHeader, reason: &str) -> Option<Stanza> {
-    let from = header.to.as_deref().and_then(|j| Jid::new(j).ok());
-    let to = Some(Jid::new(header.from.as_deref()?).ok()?);
-    let type_ = header.type_.as_deref().unwrap_or_default();
-    let error = StanzaError::new(
-        ErrorType::Modify,
-        DefinedCondition::BadRequest,
-        "en",
-        reason,
-    );
-    match kind {
-        "iq" if type_ == "get" || type_ == "set" => Some(
-            Iq::Error {
-                from,
-                to,
-                id: header.id.clone()?,
-                error,
-                payload: None,
-            }
-            .into(),
-        ),
-        "message" if type_ != "error" => {
-            let mut reply = Message::new_with_type(MessageType::Error, to);
-            reply.from = from;
-            reply.id = header.id.clone().map(xmpp_parsers::message::Id);
-            reply.payloads.push(error.into());
-            Some(reply.into())
-        }
-        _ => None,
-    }
-}
-
-/// The `wait` answer for a stanza the intake cannot take now.
-pub fn busy(stanza: Stanza) -> Option<Stanza> {
-    let text = "the gateway is busy, try again shortly";
-    match stanza {
-        Stanza::Iq(iq) => Some(
-            error(
-                &iq,
-                ErrorType::Wait,
-                DefinedCondition::ResourceConstraint,
-                text,
-            )
-            .into(),
-        ),
-        Stanza::Message(m) if m.type_ != MessageType::Error => Some(
-            message_error(
-                &m,
-                ErrorType::Wait,
-                DefinedCondition::ResourceConstraint,
-                text,
-            )
-            .into(),
-        ),
-        _ => None,
-    }
 }
 
 #[cfg(test)]
@@ -316,7 +204,7 @@ mod tests {
             &config(),
             get(
                 "mail.example.test",
-                Element::builder("query", NS_DISCO_INFO).build(),
+                Element::builder("query", ns::DISCO_INFO).build(),
             ),
         ));
         assert!(xml.contains("type='result'"), "{xml}");
@@ -331,6 +219,39 @@ mod tests {
             );
         }
         assert!(xml.contains("to='alice@example.test/phone'"), "{xml}");
+        // It answers vCards and sends receipts, so it says so.
+        for feature in ["vcard-temp", "urn:xmpp:receipts"] {
+            assert!(
+                xml.contains(&format!("<feature var='{feature}'/>")),
+                "{feature} in {xml}"
+            );
+        }
+    }
+
+    #[test]
+    fn version_and_items_answer_in_their_namespaces() {
+        let xml = reply_xml(answer_iq(
+            &config(),
+            get(
+                "mail.example.test",
+                Element::builder("query", ns::VERSION).build(),
+            ),
+        ));
+        assert!(
+            xml.contains("<query xmlns='jabber:iq:version'><name>facteur</name><version>"),
+            "{xml}"
+        );
+        let xml = reply_xml(answer_iq(
+            &config(),
+            get(
+                "mail.example.test",
+                Element::builder("query", ns::DISCO_ITEMS).build(),
+            ),
+        ));
+        assert!(
+            xml.contains("<query xmlns='http://jabber.org/protocol/disco#items'/>"),
+            "{xml}"
+        );
     }
 
     #[test]
@@ -393,7 +314,7 @@ mod tests {
             &config(),
             get(
                 "mail.example.test",
-                Element::builder("query", NS_REGISTER).build(),
+                Element::builder("query", ns::REGISTER).build(),
             ),
         );
         assert!(matches!(route, IqRoute::Intake(_)));

@@ -1,0 +1,346 @@
+//! Chat messages to mail contacts become queued outgoing mail: checked
+//! (sender, recipient, rate), built as RFC 5322 mail, DKIM-signed, and
+//! queued; the sender gets an error, or the XEP-0184 receipt once queued.
+//!
+//! A message whose sender's display name is known, and which shares no
+//! files, is built at once and queued with others in one transaction.
+//! Anything that has to wait on another server (fetching shared files,
+//! looking up the display name) waits in a task of its own beside the
+//! intake loop, and the mail goes out with what is known by then: the task
+//! hands it back to the loop, to be queued with the next batch.
+
+use std::sync::{Arc, Mutex};
+
+use facteur_bridge::threading::{message_id_for_stanza, references_for_reply, thread_for};
+use facteur_bridge::to_mail::{stanza_parts, to_rfc5322, OutgoingFile, OutgoingMail, StanzaParts};
+use facteur_policy::limits::Limiter;
+use jid::BareJid;
+use rand::Rng;
+use tokio::sync::mpsc;
+use tokio_util::task::TaskTracker;
+use tracing::{debug, error, info, warn};
+use xmpp_parsers::message::{Message, MessageType};
+use xmpp_parsers::ns;
+use xmpp_parsers::receipts::Received;
+use xmpp_parsers::stanza_error::{DefinedCondition, ErrorType};
+
+use super::lookups::Lookups;
+use super::reply::{self, message_error, Fault};
+use super::LinkHandle;
+use crate::config::Config;
+use crate::dkim::Signers;
+use crate::fetch::Fetcher;
+use crate::store::{MessageRecord, Millis, NewMail, Store};
+
+mod check;
+
+pub use check::Sending;
+
+/// What an incoming message leads to now.
+// One per stanza and short-lived: the size difference does not matter.
+#[allow(clippy::large_enum_variant)]
+pub enum Intaken {
+    /// An answer (or none): refused, ignored, or left to a task.
+    Answer(Option<Message>),
+    /// A mail ready to be queued with others.
+    Ready(Prepared),
+}
+
+/// A mail built from a stanza, ready to be queued.
+pub struct Prepared {
+    message: Message,
+    sender: BareJid,
+    mail_from: String,
+    rcpt: String,
+    message_id: String,
+    raw: Vec<u8>,
+    record: MessageRecord,
+    files: usize,
+}
+
+/// A fetched shared file, named.
+struct Fetched {
+    name: String,
+    content_type: String,
+    data: Vec<u8>,
+}
+
+/// Everything outgoing mail needs.
+pub struct Outgoing {
+    pub config: Arc<Config>,
+    pub store: Store,
+    pub signers: Arc<Signers>,
+    pub fetcher: Fetcher,
+    pub lookups: Lookups,
+    pub link: LinkHandle,
+    /// Mails per XMPP sender.
+    pub sender_mails: Mutex<Limiter<BareJid>>,
+    /// Where the tasks that wait on other servers run.
+    pub tracker: TaskTracker,
+    /// Where those tasks hand back the mails they prepared.
+    pub ready: mpsc::Sender<Prepared>,
+}
+
+impl Outgoing {
+    /// A message to a mail contact: checked, then built now or in a task
+    /// of its own. Returns the answer to send back now, if any.
+    pub async fn message(self: &Arc<Self>, message: Message) -> Intaken {
+        if matches!(message.type_, MessageType::Error | MessageType::Headline) {
+            return Intaken::Answer(None);
+        }
+        let parts = stanza_parts(&message);
+        // Chat states, receipts and the like carry nothing to mail.
+        if parts.body.trim().is_empty() && parts.shared.is_empty() {
+            return Intaken::Answer(None);
+        }
+        let sending = match self.check(&message).await {
+            Ok(sending) => sending,
+            Err(refusal) => return Intaken::Answer(Some(refusal)),
+        };
+        if parts.shared.is_empty() {
+            if let Some(from_name) = self.lookups.known_name(&sending.sender) {
+                return match self
+                    .prepare(message, parts, sending, Vec::new(), from_name)
+                    .await
+                {
+                    Ok(prepared) => Intaken::Ready(prepared),
+                    Err(refusal) => Intaken::Answer(Some(refusal)),
+                };
+            }
+        }
+        let this = self.clone();
+        self.tracker.spawn(async move {
+            let mut parts = parts;
+            let shared = std::mem::take(&mut parts.shared);
+            let (files, from_name) = tokio::join!(
+                this.fetch(&sending.sender, shared, &mut parts.body),
+                this.lookups.display_name(&sending.sender),
+            );
+            let replies = match this
+                .prepare(message, parts, sending, files, from_name)
+                .await
+            {
+                // Back to the loop, to be queued with others.
+                Ok(prepared) => match this.ready.send(prepared).await {
+                    Ok(()) => Vec::new(),
+                    Err(mpsc::error::SendError(prepared)) => this.queue(vec![prepared]).await,
+                },
+                Err(refusal) => vec![Some(refusal)],
+            };
+            for reply in replies.into_iter().flatten() {
+                this.link.send(reply).await;
+            }
+        });
+        Intaken::Answer(None)
+    }
+
+    /// Fetches the shared files; those that cannot be fetched stay links,
+    /// added to `body`.
+    async fn fetch(
+        &self,
+        sender: &BareJid,
+        shared: Vec<facteur_bridge::to_mail::SharedUrl>,
+        body: &mut String,
+    ) -> Vec<Fetched> {
+        if shared.is_empty() {
+            return Vec::new();
+        }
+        let upload_hosts = match self.fetcher.has_host_list() {
+            true => Vec::new(),
+            false => self.lookups.upload_hosts(sender.domain().as_str()).await,
+        };
+        let mut files = Vec::new();
+        for shared in shared {
+            match self.fetcher.fetch(&shared.url, &upload_hosts).await {
+                Ok(fetched) => files.push(Fetched {
+                    name: shared
+                        .name
+                        .clone()
+                        .filter(|n| !n.is_empty())
+                        .unwrap_or(fetched.name),
+                    content_type: shared.content_type.clone().unwrap_or(fetched.content_type),
+                    data: fetched.data,
+                }),
+                Err(reason) => {
+                    info!(url = %shared.url, reason = ?reason, "Shared file stays a link.");
+                    if !body.is_empty() {
+                        body.push('\n');
+                    }
+                    body.push_str(&shared.url);
+                }
+            }
+        }
+        files
+    }
+
+    /// Builds the mail, and what threads its answer.
+    async fn prepare(
+        &self,
+        message: Message,
+        parts: StanzaParts,
+        sending: Sending,
+        files: Vec<Fetched>,
+        from_name: Option<String>,
+    ) -> Result<Prepared, Message> {
+        let Sending {
+            sender,
+            to,
+            from,
+            rcpt,
+        } = sending;
+        let gateway = self.config.component.jid.domain();
+        // A client that sends the stanza again (same origin-id or id) makes
+        // the same mail, queued once.
+        let message_id = match &parts.stanza_id {
+            Some(id) => message_id_for_stanza(&sender, id, gateway.as_str()),
+            None => format!("{:032x}@{}", rand::rng().random::<u128>(), gateway),
+        };
+        let parent = self.parent(&sender, &parts).await;
+        let references = parent
+            .as_ref()
+            .map(|p| references_for_reply(&p.message_id, &p.references))
+            .unwrap_or_default();
+        let attached: Vec<OutgoingFile<'_>> = files
+            .iter()
+            .map(|f| OutgoingFile {
+                name: &f.name,
+                content_type: &f.content_type,
+                data: &f.data,
+            })
+            .collect();
+        let outgoing = OutgoingMail {
+            from: &from,
+            from_name: from_name.as_deref(),
+            to: &rcpt,
+            subject: parts.subject.as_deref(),
+            body: &parts.body,
+            message_id: &message_id,
+            in_reply_to: parent.as_ref().map(|p| p.message_id.as_str()),
+            references: &references,
+            html: parts.html.as_deref(),
+            styled: parts.styled,
+            files: &attached,
+            jabber_id: self
+                .config
+                .outbound
+                .jabber_id_header
+                .then_some(sender.as_str()),
+            date: Millis::now().0 / 1000,
+        };
+        let raw = to_rfc5322(&outgoing).map_err(|e| {
+            message_error(
+                &message,
+                Fault::with_text(
+                    ErrorType::Modify,
+                    DefinedCondition::BadRequest,
+                    e.to_string(),
+                ),
+            )
+        })?;
+        let raw = self.signers.sign(from.domain(), raw).map_err(|e| {
+            error!(error = format!("{e:#}"), "DKIM signing failed.");
+            message_error(
+                &message,
+                Fault::new(
+                    ErrorType::Wait,
+                    DefinedCondition::InternalServerError,
+                    "the mail could not be signed",
+                ),
+            )
+        })?;
+        let thread = parts
+            .thread
+            .clone()
+            .or_else(|| parent.as_ref().map(|p| p.thread.clone()))
+            .or_else(|| thread_for(Some(&message_id), &[], &references))
+            .unwrap_or_default();
+        let record = MessageRecord {
+            user: sender.clone(),
+            message_id: message_id.clone(),
+            peer: to,
+            stanza_id: parts.stanza_id.clone().unwrap_or_default(),
+            author: sender.clone(),
+            thread,
+            references,
+        };
+        Ok(Prepared {
+            message,
+            sender,
+            mail_from: from.to_string(),
+            rcpt: rcpt.to_string(),
+            message_id,
+            raw,
+            record,
+            files: files.len(),
+        })
+    }
+
+    /// Queues prepared mails in one transaction; the answer to each
+    /// stanza: its receipt if asked for, or a `wait` error.
+    pub async fn queue(&self, batch: Vec<Prepared>) -> Vec<Option<Message>> {
+        if batch.is_empty() {
+            return Vec::new();
+        }
+        let mails: Vec<(NewMail<'_>, Option<&MessageRecord>)> = batch
+            .iter()
+            .map(|p| {
+                let mail = NewMail {
+                    sender: &p.sender,
+                    mail_from: &p.mail_from,
+                    rcpt: &p.rcpt,
+                    message_id: &p.message_id,
+                    raw: &p.raw,
+                };
+                (mail, Some(&p.record))
+            })
+            .collect();
+        match self.store.queue_mails(&mails).await {
+            Ok(ids) => {
+                for (p, id) in batch.iter().zip(ids) {
+                    info!(queue_id = id, sender = %p.sender, rcpt = %p.rcpt, size = p.raw.len(), files = p.files, "Queued mail.");
+                }
+                batch.iter().map(|p| receipt(&p.message)).collect()
+            }
+            Err(e) => {
+                warn!(
+                    error = format!("{e:#}"),
+                    "Store unavailable for outgoing messages."
+                );
+                batch
+                    .iter()
+                    .map(|p| Some(message_error(&p.message, reply::NOT_QUEUED)))
+                    .collect()
+            }
+        }
+    }
+
+    /// The message this stanza answers: the one its XEP-0461 `<reply>`
+    /// names, else the latest of its `<thread>`.
+    async fn parent(&self, sender: &BareJid, parts: &StanzaParts) -> Option<MessageRecord> {
+        let found = match (&parts.reply_id, &parts.thread) {
+            (Some(id), _) => self.store.message_by_stanza_id(sender, id).await,
+            (None, Some(thread)) => self.store.latest_in_thread(sender, thread).await,
+            (None, None) => Ok(None),
+        };
+        found.unwrap_or_else(|e| {
+            debug!(error = format!("{e:#}"), "Parent not looked up.");
+            None
+        })
+    }
+}
+
+/// The XEP-0184 receipt for `message`, if it asked for one.
+fn receipt(message: &Message) -> Option<Message> {
+    let asked = message
+        .payloads
+        .iter()
+        .any(|p| p.is("request", ns::RECEIPTS));
+    let id = message.id.as_ref()?.0.clone();
+    if !asked {
+        return None;
+    }
+    let mut reply = Message::new_with_type(MessageType::Normal, message.from.clone());
+    reply.from = message.to.clone();
+    reply.payloads.push(Received { id }.into());
+    Some(reply)
+}

@@ -1,0 +1,163 @@
+//! XEP-0077 in-band registration at the component (get, set, and set with
+//! `<remove/>`), with the per-user options as an XEP-0004 form inside the
+//! query.
+
+use jid::BareJid;
+use tracing::{info, warn};
+use xmpp_parsers::iq::Iq;
+use xmpp_parsers::minidom::rxml::xml_ncname;
+use xmpp_parsers::minidom::Element;
+use xmpp_parsers::ns;
+use xmpp_parsers::stanza_error::{DefinedCondition, ErrorType};
+
+use super::reply::{self, error, result, Fault};
+use crate::config::Config;
+use crate::store::{Store, UserOptions};
+
+/// The answer to a registration request from a user.
+pub async fn answer(config: &Config, store: &Store, iq: Iq) -> Iq {
+    let Some(user) = iq.from().map(|j| j.to_bare()) else {
+        return error(&iq, reply::NO_SENDER);
+    };
+    if !config.mail.serves(user.domain().as_str()) {
+        let text = format!(
+            "only users of {} can register here",
+            config.mail.domains.join(", ")
+        );
+        return error(
+            &iq,
+            Fault::with_text(ErrorType::Cancel, DefinedCondition::NotAllowed, text),
+        );
+    }
+    let outcome = match &iq {
+        Iq::Get { .. } => store
+            .user_options(&user)
+            .await
+            .map(|options| Some(query(config, &user, options))),
+        Iq::Set { payload, .. } if payload.has_child("remove", ns::REGISTER) => {
+            store.unregister(&user).await.map(|was| {
+                info!(user = %user, was_registered = was, "Unregistered.");
+                None
+            })
+        }
+        Iq::Set { payload, .. } => {
+            let options = submitted_options(payload);
+            store.register_with(&user, options).await.map(|()| {
+                info!(user = %user, oob_each_file = options.oob_each_file, xhtml_im = options.xhtml_im, "Registered.");
+                None
+            })
+        }
+        _ => return error(&iq, reply::NOT_A_REQUEST),
+    };
+    match outcome {
+        Ok(payload) => result(&iq, payload),
+        Err(e) => {
+            warn!(
+                error = format!("{e:#}"),
+                "Store unavailable for registration."
+            );
+            error(&iq, reply::TRY_LATER)
+        }
+    }
+}
+
+/// The registration query for `user`: instructions, the options form, and
+/// whether the user is registered already.
+fn query(config: &Config, user: &BareJid, options: Option<UserOptions>) -> Element {
+    let mut query = Element::builder("query", ns::REGISTER)
+        .append(
+            Element::builder("instructions", ns::REGISTER)
+                .append(format!(
+                    "Register to get mail at {user} and to write to any e-mail address through {}.",
+                    config.component.jid
+                ))
+                .build(),
+        )
+        .append(
+            Element::builder("username", ns::REGISTER)
+                .append(user.node().map(|n| n.as_str()).unwrap_or_default())
+                .build(),
+        )
+        .append(options_form(options.unwrap_or_default()));
+    if options.is_some() {
+        query = query.append(Element::builder("registered", ns::REGISTER).build());
+    }
+    query.build()
+}
+
+/// The XEP-0004 form of the per-user options, inside the XEP-0077 query.
+fn options_form(options: UserOptions) -> Element {
+    let field = |var: &str, kind: &str, label: Option<&str>, value: &str| {
+        let mut field = Element::builder("field", ns::DATA_FORMS)
+            .attr(xml_ncname!("var").into(), var)
+            .attr(xml_ncname!("type").into(), kind);
+        if let Some(label) = label {
+            field = field.attr(xml_ncname!("label").into(), label);
+        }
+        field
+            .append(
+                Element::builder("value", ns::DATA_FORMS)
+                    .append(value)
+                    .build(),
+            )
+            .build()
+    };
+    let flag = |on: bool| if on { "1" } else { "0" };
+    Element::builder("x", ns::DATA_FORMS)
+        .attr(xml_ncname!("type").into(), "form")
+        .append(Element::builder("title", ns::DATA_FORMS).append("Mail options").build())
+        .append(field("FORM_TYPE", "hidden", None, ns::REGISTER))
+        .append(field(
+            "oob_each_file",
+            "boolean",
+            Some("Send each attachment again as a message of its own (for clients that show one file per message)"),
+            flag(options.oob_each_file),
+        ))
+        .append(field(
+            "xhtml_im",
+            "boolean",
+            Some("Also send formatted mail as XHTML-IM (for older clients)"),
+            flag(options.xhtml_im),
+        ))
+        .build()
+}
+
+/// The options of a submitted registration form; defaults without one.
+fn submitted_options(query: &Element) -> UserOptions {
+    let Some(form) = query.get_child("x", ns::DATA_FORMS) else {
+        return UserOptions::default();
+    };
+    let value = |var: &str| {
+        form.children()
+            .find(|f| f.is("field", ns::DATA_FORMS) && f.attr("var") == Some(var))
+            .and_then(|f| f.get_child("value", ns::DATA_FORMS))
+            .is_some_and(|v| matches!(v.text().trim(), "1" | "true"))
+    };
+    UserOptions {
+        oob_each_file: value("oob_each_file"),
+        xhtml_im: value("xhtml_im"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_options_form_round_trips() {
+        let options = UserOptions {
+            oob_each_file: true,
+            xhtml_im: false,
+        };
+        let mut form = options_form(options);
+        form.set_attr(
+            xmpp_parsers::minidom::rxml::Namespace::NONE,
+            xml_ncname!("type").into(),
+            "submit",
+        );
+        let query = Element::builder("query", ns::REGISTER).append(form).build();
+        assert_eq!(submitted_options(&query), options);
+        let empty = Element::builder("query", ns::REGISTER).build();
+        assert_eq!(submitted_options(&empty), UserOptions::default());
+    }
+}
