@@ -257,8 +257,8 @@ async fn run(path: &std::path::Path) -> anyhow::Result<()> {
 
     let queued = Arc::new(Notify::new());
     let resolver = dns::resolver(&config.dns)?;
-    let checker = config.auth.verify.then(|| {
-        smtp::auth::Checker::new(
+    let verifier = config.auth.verify.then(|| {
+        smtp::verify::Verifier::new(
             resolver.clone(),
             &config.inbound.hostname,
             config.auth.rules.clone(),
@@ -268,7 +268,7 @@ async fn run(path: &std::path::Path) -> anyhow::Result<()> {
     let reception = Arc::new(Reception::new(
         config.clone(),
         store.clone(),
-        checker,
+        verifier,
         return_paths.clone(),
     ));
     let committed = reception.committed.clone();

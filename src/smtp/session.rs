@@ -22,8 +22,8 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
-use super::auth::Checker;
 use super::reply::{self, Reply};
+use super::verify::Verifier;
 use crate::config::Config;
 use crate::pipeline::undelivered_notice;
 use crate::return_path::ReturnPaths;
@@ -42,8 +42,8 @@ pub struct Reception {
     pub committer: Committer,
     /// Woken when a mail is committed, for the delivery to XMPP.
     pub committed: Arc<Notify>,
-    /// SPF/DKIM/DMARC/ARC checks; none when `auth.verify` is off.
-    pub checker: Option<Checker>,
+    /// SPF/DKIM/DMARC/ARC verification; none when `auth.verify` is off.
+    pub verifier: Option<Verifier>,
     /// Mails per client IP address.
     pub client_mails: Mutex<Limiter<IpAddr>>,
     /// Connections per client IP address.
@@ -56,14 +56,14 @@ impl Reception {
     pub fn new(
         config: Arc<Config>,
         store: Store,
-        checker: Option<Checker>,
+        verifier: Option<Verifier>,
         return_paths: ReturnPaths,
     ) -> Reception {
         Reception {
             return_paths,
             committer: Committer::inbound(store.clone()),
             committed: Arc::new(Notify::new()),
-            checker,
+            verifier,
             client_mails: Mutex::new(Limiter::new(config.limits.client_mails)),
             client_connections: Mutex::new(Concurrency::new(config.limits.client_connections)),
             config,
@@ -494,21 +494,23 @@ impl<'a, S: AsyncRead + AsyncWrite + Unpin> Session<'a, S> {
             return;
         }
         let mail_from = tx.mail_from.unwrap_or_default();
-        let (auth_header, auth, warning) = match &self.reception.checker {
-            Some(checker) => {
+        let (auth_header, auth, warning) = match &self.reception.verifier {
+            Some(verifier) => {
                 let helo = self.helo.as_deref().unwrap_or_default();
-                let checked = checker.check(&data, self.peer.ip(), helo, &mail_from).await;
-                debug!(auth = %checked.summary, "Checked.");
-                let warning = match checked.verdict {
+                let verified = verifier
+                    .verify(&data, self.peer.ip(), helo, &mail_from)
+                    .await;
+                debug!(auth = %verified.summary, "Checked.");
+                let warning = match verified.verdict {
                     AuthVerdict::Accept => String::new(),
                     AuthVerdict::Mark { reason, .. } => reason,
                     AuthVerdict::Reject { failed, reason } => {
-                        info!(peer = %self.peer, mail_from = %mail_from, auth = %checked.summary, reason = %reason, "Refused mail that failed authentication.");
+                        info!(peer = %self.peer, mail_from = %mail_from, auth = %verified.summary, reason = %reason, "Refused mail that failed authentication.");
                         self.reply(reply::auth_refusal(failed, &reason));
                         return;
                     }
                 };
-                (checked.header, checked.summary, warning)
+                (verified.header, verified.summary, warning)
             }
             None => (String::new(), String::new(), String::new()),
         };
