@@ -308,6 +308,7 @@ async fn run(path: &std::path::Path) -> anyhow::Result<()> {
         store.clone(),
         files.clone(),
         config.http.retention,
+        handle.watch(),
         shutdown.clone(),
     ));
     tracker.spawn(http::expire(

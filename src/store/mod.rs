@@ -5,6 +5,7 @@
 mod attachments;
 mod bounces;
 mod commit;
+mod health;
 mod messages;
 mod queue;
 mod users;
