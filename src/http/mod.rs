@@ -52,7 +52,7 @@ pub fn router(
             files,
             retention,
         })
-        .merge(health::router(Health { store, link_up }))
+        .merge(health::router(Health::new(store, link_up)))
 }
 
 fn inline(content_type: &str) -> bool {
