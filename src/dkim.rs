@@ -147,16 +147,50 @@ pub fn keygen(domain: &str, selector: &str, algorithm: &str, out: &Path) -> anyh
         file.write_all(pem(label, pair.private_key()).as_bytes())
             .with_context(|| format!("Writing {}", out.display()))?;
     }
-    Ok(format!(
-        "{selector}._domainkey.{domain}. IN TXT \"v=DKIM1; k={k}; p={}\"",
-        pair.encoded_public_key()
+    Ok(txt_record(
+        &format!("{selector}._domainkey.{domain}."),
+        &format!("v=DKIM1; k={k}; "),
+        &format!("p={}", pair.encoded_public_key()),
     ))
+}
+
+/// Longest piece of a TXT record's text in one string: a DNS
+/// character-string holds at most 255 octets (RFC 1035 §3.3), and zone
+/// files (BIND, NSD) refuse longer ones.
+const TXT_PIECE: usize = 250;
+
+/// A zone-file TXT record, on one line: the tags, then the key split into
+/// strings of at most `TXT_PIECE` characters, inside parentheses as
+/// `opendkim-genkey` prints them. Verifiers join the strings with nothing
+/// between them (RFC 6376 §3.6.2.2).
+fn txt_record(name: &str, tags: &str, key: &str) -> String {
+    let mut record = format!("{name} IN TXT ( \"{tags}\"");
+    // Base64 is ASCII, so byte chunks are whole characters.
+    for piece in key.as_bytes().chunks(TXT_PIECE) {
+        record.push_str(" \"");
+        record.push_str(&String::from_utf8_lossy(piece));
+        record.push('"');
+    }
+    record.push_str(" )");
+    record
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::config::DkimKey;
+
+    #[test]
+    fn long_keys_are_split_into_strings_a_zone_file_holds() {
+        let key = format!("p={}", "A".repeat(390));
+        let record = txt_record("s._domainkey.example.test.", "v=DKIM1; k=rsa; ", &key);
+        let strings: Vec<&str> = record.split('"').skip(1).step_by(2).collect();
+        assert_eq!(strings.len(), 3, "{record}");
+        assert!(strings.iter().all(|s| s.len() <= 255), "{record}");
+        assert_eq!(strings.concat(), format!("v=DKIM1; k=rsa; {key}"));
+        assert!(record.starts_with("s._domainkey.example.test. IN TXT ( \"v=DKIM1; k=rsa; \" \"p="));
+        assert!(!record.contains('\n'), "one line: {record}");
+    }
 
     #[test]
     fn generated_keys_sign() {
@@ -166,10 +200,11 @@ mod tests {
             let record = keygen("example.test", "s1", algorithm, &key_file).expect("keygen");
             assert!(
                 record.starts_with(&format!(
-                    "s1._domainkey.example.test. IN TXT \"v=DKIM1; k={algorithm}; p="
+                    "s1._domainkey.example.test. IN TXT ( \"v=DKIM1; k={algorithm}; \" \"p="
                 )),
                 "{record}"
             );
+            assert!(record.ends_with("\" )"), "{record}");
             assert!(
                 keygen("example.test", "s1", algorithm, &key_file).is_err(),
                 "never overwrites"

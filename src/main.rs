@@ -256,8 +256,8 @@ async fn run(path: &std::path::Path) -> anyhow::Result<()> {
     let tracker = TaskTracker::new();
 
     let resolver = dns::resolver(&config.dns)?;
-    let checker = config.auth.verify.then(|| {
-        smtp::auth::Checker::new(
+    let verifier = config.auth.verify.then(|| {
+        smtp::verify::Verifier::new(
             resolver.clone(),
             &config.inbound.hostname,
             config.auth.rules.clone(),
@@ -267,7 +267,7 @@ async fn run(path: &std::path::Path) -> anyhow::Result<()> {
     let reception = Arc::new(Reception::new(
         config.clone(),
         store.clone(),
-        checker,
+        verifier,
         return_paths.clone(),
         &tracker,
     ));
@@ -302,6 +302,7 @@ async fn run(path: &std::path::Path) -> anyhow::Result<()> {
         store.clone(),
         files.clone(),
         config.http.retention,
+        handle.watch(),
         shutdown.clone(),
     ));
     tracker.spawn(store::sweep::run(

@@ -182,3 +182,62 @@ fn users_are_managed_from_the_command_line() {
     );
     assert_eq!(users(&["list"]).1, "");
 }
+
+/// `dkim keygen` prints a record a zone file can hold: BIND's
+/// `named-checkzone` (Debian bind9-utils) loads a zone holding it, and
+/// the strings it loaded join to the DKIM tags.
+#[test]
+fn dkim_records_load_in_a_zone_file() {
+    for algorithm in ["rsa", "ed25519"] {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let out = facteur()
+            .args(["dkim", "keygen", "--domain", "example.test"])
+            .args(["--selector", "s1", "--algorithm", algorithm, "--out"])
+            .arg(dir.path().join("key.pem"))
+            .output()
+            .expect("runs");
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "{stdout}");
+        let (_, record) = stdout
+            .split_once("Publish this record:\n")
+            .expect("a record");
+        let zone = dir.path().join("example.test.zone");
+        std::fs::write(
+            &zone,
+            format!(
+                "$TTL 3600\n\
+                 @ IN SOA ns.example.test. hostmaster.example.test. 1 3600 600 86400 300\n\
+                 @ IN NS ns.example.test.\n\
+                 ns IN A 192.0.2.1\n\
+                 {record}"
+            ),
+        )
+        .expect("write");
+        let check = Command::new("named-checkzone")
+            .args(["-D", "-o", "-", "example.test"])
+            .arg(&zone)
+            .output()
+            .expect("named-checkzone (bind9-utils) runs");
+        let dumped = String::from_utf8_lossy(&check.stdout);
+        assert!(
+            check.status.success(),
+            "{algorithm}: {dumped}{}\n{record}",
+            String::from_utf8_lossy(&check.stderr)
+        );
+        let loaded = dumped
+            .lines()
+            .find(|line| line.starts_with("s1._domainkey.example.test.") && line.contains("TXT"))
+            .expect("the DKIM record in the loaded zone");
+        let text: String = loaded.split('"').skip(1).step_by(2).collect();
+        let key = text
+            .strip_prefix(&format!("v=DKIM1; k={algorithm}; p="))
+            .unwrap_or_else(|| panic!("{loaded}"));
+        assert!(
+            key.len() > 40
+                && key
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"+/=".contains(&b)),
+            "{loaded}"
+        );
+    }
+}

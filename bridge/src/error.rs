@@ -26,14 +26,3 @@ pub enum Error {
     #[error("the stanza has no body to send")]
     EmptyStanza,
 }
-
-impl Error {
-    /// Whether retrying the same input can never succeed.
-    ///
-    /// Every error of this pure layer is about the input itself, so all are
-    /// permanent; the method exists so that the daemon's one mapping to SMTP
-    /// codes and stanza errors does not have to know that.
-    pub fn is_permanent(&self) -> bool {
-        true
-    }
-}

@@ -1,4 +1,5 @@
-//! facteur's HTTP server (axum): attachment links and `/health`.
+//! facteur's HTTP server (axum): attachment links, and `/health` (in
+//! `health`).
 //!
 //! A link is `/files/TOKEN/NAME`: the token is random and unguessable, the
 //! name is only for the user. Every answer says `nosniff` and carries a
@@ -7,6 +8,7 @@
 //! text are shown inline, everything else is a download.
 
 pub mod files;
+mod health;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,6 +20,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
 use tokio::net::TcpListener;
+use tokio::sync::watch;
 use tokio_util::io::ReaderStream;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
@@ -25,6 +28,7 @@ use tracing::{info, warn};
 use crate::config::Config;
 use crate::store::{Millis, Store};
 use files::FileStore;
+use health::Health;
 
 #[derive(Clone)]
 struct Served {
@@ -34,15 +38,21 @@ struct Served {
     retention: Duration,
 }
 
-pub fn router(store: Store, files: FileStore, retention: Duration) -> Router {
+/// `link_up` tells whether the component link is up, for `/health`.
+pub fn router(
+    store: Store,
+    files: FileStore,
+    retention: Duration,
+    link_up: watch::Receiver<bool>,
+) -> Router {
     Router::new()
-        .route("/health", get(|| async { "ok\n" }))
         .route("/files/{token}/{name}", get(serve_file))
         .with_state(Served {
-            store,
+            store: store.clone(),
             files,
             retention,
         })
+        .merge(health::router(Health::new(store, link_up)))
 }
 
 fn inline(content_type: &str) -> bool {
@@ -156,9 +166,10 @@ pub async fn run(
     store: Store,
     files: FileStore,
     retention: Duration,
+    link_up: watch::Receiver<bool>,
     shutdown: CancellationToken,
 ) {
-    let app = router(store, files, retention);
+    let app = router(store, files, retention, link_up);
     let served = axum::serve(listener, app)
         .with_graceful_shutdown(async move { shutdown.cancelled().await })
         .await;

@@ -16,6 +16,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{info, warn, Instrument};
 
+use super::reply::{self, Reply};
 use super::session::{serve, Reception};
 use crate::config::TlsFiles;
 
@@ -89,9 +90,9 @@ impl Drop for ClientSlot {
 }
 
 /// Refuses a connection with a 421 reply, without blocking the listener.
-fn refuse(tracker: &TaskTracker, mut stream: tokio::net::TcpStream, reply: &'static [u8]) {
+fn refuse(tracker: &TaskTracker, mut stream: tokio::net::TcpStream, reply: Reply) {
     tracker.spawn(async move {
-        let _ = stream.write_all(reply).await;
+        let _ = stream.write_all(&reply.to_bytes()).await;
         let _ = stream.shutdown().await;
     });
 }
@@ -121,20 +122,12 @@ pub async fn run(
         };
         let Ok(permit) = limit.clone().try_acquire_owned() else {
             info!(peer = %peer, "Too many SMTP connections; refusing one.");
-            refuse(
-                &tracker,
-                stream,
-                b"421 4.7.0 Too many connections, try again later\r\n",
-            );
+            refuse(&tracker, stream, reply::TOO_MANY_CONNECTIONS);
             continue;
         };
         let Some(slot) = ClientSlot::take(&reception, peer.ip()) else {
             info!(peer = %peer, "Too many SMTP connections from one address; refusing one.");
-            refuse(
-                &tracker,
-                stream,
-                b"421 4.7.0 Too many connections from your address, try again later\r\n",
-            );
+            refuse(&tracker, stream, reply::TOO_MANY_FROM_CLIENT);
             continue;
         };
         let _ = stream.set_nodelay(true);

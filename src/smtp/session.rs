@@ -22,10 +22,8 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, info, warn};
 
-use super::auth::Checker;
-use super::reply::{
-    auth_refusal, write, write_plain, BAD_SEQUENCE, NOT_IMPLEMENTED, OK, SYNTAX, TEMP_STORE,
-};
+use super::reply::{self, Reply};
+use super::verify::Verifier;
 use crate::config::Config;
 use crate::return_path::ReturnPaths;
 use crate::store::{Committer, InboundMail, Store};
@@ -41,8 +39,8 @@ pub struct Reception {
     pub store: Store,
     /// Makes accepted mail durable, grouping concurrent commits.
     pub committer: Committer,
-    /// SPF/DKIM/DMARC/ARC checks; none when `auth.verify` is off.
-    pub checker: Option<Checker>,
+    /// SPF/DKIM/DMARC/ARC verification; none when `auth.verify` is off.
+    pub verifier: Option<Verifier>,
     /// Mails per client IP address.
     pub client_mails: Mutex<Limiter<IpAddr>>,
     /// Connections per client IP address.
@@ -56,14 +54,14 @@ impl Reception {
     pub fn new(
         config: Arc<Config>,
         store: Store,
-        checker: Option<Checker>,
+        verifier: Option<Verifier>,
         return_paths: ReturnPaths,
         tasks: &TaskTracker,
     ) -> Reception {
         Reception {
             return_paths,
             committer: Committer::inbound(store.clone(), tasks),
-            checker,
+            verifier,
             client_mails: Mutex::new(Limiter::new(config.limits.client_mails)),
             client_connections: Mutex::new(Concurrency::new(config.limits.client_connections)),
             config,
@@ -142,8 +140,8 @@ impl<'a, S: AsyncRead + AsyncWrite + Unpin> Session<'a, S> {
         &self.reception.config
     }
 
-    fn reply(&mut self, (code, status): (u16, (u8, u8, u8)), text: impl std::fmt::Display) {
-        write(&mut self.out, code, status, text);
+    fn reply<T: std::fmt::Display>(&mut self, reply: Reply<T>) {
+        reply.write(&mut self.out);
     }
 
     async fn flush(&mut self) -> std::io::Result<()> {
@@ -163,8 +161,8 @@ impl<'a, S: AsyncRead + AsyncWrite + Unpin> Session<'a, S> {
         shutdown: &CancellationToken,
     ) -> std::io::Result<Ended<S>> {
         if greet {
-            let text = format!("{} ESMTP facteur", self.config().inbound.hostname);
-            write_plain(&mut self.out, 220, text);
+            let greeting = reply::greeting(&self.config().inbound.hostname);
+            self.reply(greeting);
             self.flush().await?;
         }
         let idle = self.config().inbound.idle_timeout;
@@ -175,7 +173,7 @@ impl<'a, S: AsyncRead + AsyncWrite + Unpin> Session<'a, S> {
             let line = tokio::select! {
                 line = tokio::time::timeout(idle, self.read_line()) => line,
                 () = shutdown.cancelled() => {
-                    self.reply((421, (4, 3, 2)), "Service shutting down, try again later");
+                    self.reply(reply::SHUTTING_DOWN);
                     self.flush().await?;
                     return Ok(Ended::Closed);
                 }
@@ -190,7 +188,7 @@ impl<'a, S: AsyncRead + AsyncWrite + Unpin> Session<'a, S> {
             let line = match line {
                 Line::Eof => return Ok(Ended::Closed),
                 Line::TooLong => {
-                    self.reply((500, (5, 5, 6)), "Line too long");
+                    self.reply(reply::LINE_TOO_LONG);
                     if self.count_error() {
                         return self.too_many_errors().await;
                     }
@@ -201,17 +199,17 @@ impl<'a, S: AsyncRead + AsyncWrite + Unpin> Session<'a, S> {
             let request = Request::parse(&mut line.iter()).map(Request::into_owned);
             match request {
                 Ok(Request::Quit) => {
-                    self.reply((221, (2, 0, 0)), "Bye");
+                    self.reply(reply::BYE);
                     self.flush().await?;
                     return Ok(Ended::Closed);
                 }
                 Ok(Request::StartTls) => {
                     if self.tls_active {
-                        self.reply(BAD_SEQUENCE, "TLS already active");
+                        self.reply(reply::TLS_ALREADY_ACTIVE);
                     } else if !self.tls_available {
-                        self.reply(NOT_IMPLEMENTED, "STARTTLS not available");
+                        self.reply(reply::TLS_NOT_AVAILABLE);
                     } else {
-                        self.reply((220, (2, 0, 0)), "Ready to start TLS");
+                        self.reply(reply::READY_FOR_TLS);
                         self.flush().await?;
                         let progress = Progress {
                             errors: self.errors,
@@ -238,11 +236,8 @@ impl<'a, S: AsyncRead + AsyncWrite + Unpin> Session<'a, S> {
 
     /// Says why the connection closes: too slow (RFC 5321 §4.5.3.2).
     async fn timed_out(&mut self) -> std::io::Result<()> {
-        let text = format!(
-            "{} Timeout, closing connection",
-            self.config().inbound.hostname
-        );
-        self.reply((421, (4, 4, 2)), text);
+        let timed_out = reply::timed_out(&self.config().inbound.hostname);
+        self.reply(timed_out);
         self.flush().await
     }
 
@@ -252,7 +247,7 @@ impl<'a, S: AsyncRead + AsyncWrite + Unpin> Session<'a, S> {
     }
 
     async fn too_many_errors(mut self) -> std::io::Result<Ended<S>> {
-        self.reply((421, (4, 7, 0)), "Too many errors, closing connection");
+        self.reply(reply::TOO_MANY_ERRORS);
         self.flush().await?;
         Ok(Ended::Closed)
     }
@@ -291,25 +286,17 @@ impl<'a, S: AsyncRead + AsyncWrite + Unpin> Session<'a, S> {
 
     fn protocol_error(&mut self, error: ProtoError) {
         match error {
-            ProtoError::UnknownCommand => self.reply(SYNTAX, "Syntax error, command unrecognized"),
-            ProtoError::InvalidSenderAddress => {
-                self.reply((501, (5, 1, 7)), "Bad sender address syntax")
-            }
-            ProtoError::InvalidRecipientAddress => {
-                self.reply((501, (5, 1, 3)), "Bad recipient address syntax")
-            }
-            ProtoError::SyntaxError { syntax } => {
-                self.reply((501, (5, 5, 4)), format!("Syntax: {syntax}"))
-            }
-            ProtoError::InvalidParameter { param } => {
-                self.reply((501, (5, 5, 4)), format!("Invalid parameter {param}"))
-            }
+            ProtoError::UnknownCommand => self.reply(reply::UNKNOWN_COMMAND),
+            ProtoError::InvalidSenderAddress => self.reply(reply::BAD_SENDER),
+            ProtoError::InvalidRecipientAddress => self.reply(reply::BAD_RECIPIENT),
+            ProtoError::SyntaxError { syntax } => self.reply(reply::bad_syntax(syntax)),
+            ProtoError::InvalidParameter { param } => self.reply(reply::invalid_parameter(param)),
             ProtoError::UnsupportedParameter { param } => {
-                self.reply((555, (5, 5, 4)), format!("Unsupported parameter {param}"))
+                self.reply(reply::unsupported_parameter(param))
             }
-            ProtoError::ResponseTooLong => self.reply((500, (5, 5, 6)), "Line too long"),
+            ProtoError::ResponseTooLong => self.reply(reply::LINE_TOO_LONG),
             ProtoError::NeedsMoreData { .. } | ProtoError::InvalidResponse { .. } => {
-                self.reply(SYNTAX, "Syntax error")
+                self.reply(reply::SYNTAX_ERROR)
             }
         }
     }
@@ -338,68 +325,58 @@ impl<'a, S: AsyncRead + AsyncWrite + Unpin> Session<'a, S> {
                 self.helo = Some(host);
                 self.extended = false;
                 self.tx = Transaction::default();
-                let text = self.config().inbound.hostname.clone();
-                write_plain(&mut self.out, 250, text);
+                let helo = reply::helo(&self.config().inbound.hostname);
+                self.reply(helo);
             }
             Request::Mail { from } => {
                 if self.helo.is_none() {
-                    self.reply(BAD_SEQUENCE, "Send EHLO or HELO first");
+                    self.reply(reply::HELO_FIRST);
                 } else if self.tx.mail_from.is_some() {
-                    self.reply(BAD_SEQUENCE, "Sender already given");
+                    self.reply(reply::SENDER_ALREADY_GIVEN);
                 } else if from.size > self.config().inbound.max_message_size {
-                    self.reply(
-                        (552, (5, 3, 4)),
-                        "Message size exceeds fixed maximum message size",
-                    );
+                    self.reply(reply::TOO_BIG);
                 } else if !from.address.is_empty() && MailAddress::parse(&from.address).is_err() {
-                    self.reply((501, (5, 1, 7)), "Bad sender address syntax");
+                    self.reply(reply::BAD_SENDER);
                 } else if let Decision::Deny { retry_after } = self.count_mail() {
                     info!(peer = %self.peer, "Client over its mail rate.");
-                    self.reply(
-                        (450, (4, 7, 1)),
-                        format!(
-                            "Too much mail from {}, try again in {} s",
-                            self.peer.ip(),
-                            retry_after.as_secs().max(1)
-                        ),
-                    );
+                    self.reply(reply::rate_limited(
+                        self.peer.ip(),
+                        retry_after.as_secs().max(1),
+                    ));
                 } else {
                     debug!(mail_from = %from.address, "MAIL FROM.");
                     self.tx.mail_from = Some(from.address);
-                    self.reply((250, (2, 1, 0)), "Sender ok");
+                    self.reply(reply::SENDER_OK);
                 }
             }
             Request::Rcpt { to } => self.rcpt(&to.address).await,
             Request::Rset => {
                 self.tx = Transaction::default();
-                self.reply(OK, "Ok");
+                self.reply(reply::OK);
             }
-            Request::Noop { .. } => self.reply(OK, "Ok"),
-            Request::Vrfy { .. } => self.reply(
-                (252, (2, 1, 5)),
-                "Cannot VRFY user, but will accept message and attempt delivery",
-            ),
-            Request::Help { .. } => self.reply((214, (2, 0, 0)), "See RFC 5321"),
+            Request::Noop { .. } => self.reply(reply::OK),
+            Request::Vrfy { .. } => self.reply(reply::CANNOT_VRFY),
+            Request::Help { .. } => self.reply(reply::HELP),
             Request::Expn { .. }
             | Request::Auth { .. }
             | Request::Etrn { .. }
             | Request::Atrn { .. }
             | Request::Burl { .. }
-            | Request::Bdat { .. } => self.reply(NOT_IMPLEMENTED, "Command not implemented"),
+            | Request::Bdat { .. } => self.reply(reply::NOT_IMPLEMENTED),
             Request::Quit | Request::StartTls | Request::Data => {}
         }
     }
 
     async fn rcpt(&mut self, address: &str) {
         if self.tx.mail_from.is_none() {
-            return self.reply(BAD_SEQUENCE, "Need MAIL before RCPT");
+            return self.reply(reply::MAIL_BEFORE_RCPT);
         }
         if self.tx.recipients.len() + self.tx.bounces.len() >= self.config().inbound.max_recipients
         {
-            return self.reply((452, (4, 5, 3)), "Too many recipients");
+            return self.reply(reply::TOO_MANY_RECIPIENTS);
         }
         let Ok(mailbox) = MailAddress::parse(address) else {
-            return self.reply((501, (5, 1, 3)), "Bad recipient address syntax");
+            return self.reply(reply::BAD_RECIPIENT);
         };
         let domain_served = self.config().mail.serves(mailbox.domain());
         if let Some(id) = domain_served
@@ -409,7 +386,7 @@ impl<'a, S: AsyncRead + AsyncWrite + Unpin> Session<'a, S> {
             if !self.tx.bounces.contains(&id) {
                 self.tx.bounces.push(id);
             }
-            return self.reply((250, (2, 1, 5)), "Recipient ok");
+            return self.reply(reply::RECIPIENT_OK);
         }
         let jid = BareJid::new(&mailbox.to_string()).ok();
         let registered = match (&jid, domain_served) {
@@ -417,7 +394,7 @@ impl<'a, S: AsyncRead + AsyncWrite + Unpin> Session<'a, S> {
                 Ok(known) => known,
                 Err(error) => {
                     warn!(error = format!("{error:#}"), "Store unavailable at RCPT.");
-                    return self.reply(TEMP_STORE, "Temporary failure, try again later");
+                    return self.reply(reply::STORE_UNAVAILABLE);
                 }
             },
             _ => false,
@@ -431,26 +408,24 @@ impl<'a, S: AsyncRead + AsyncWrite + Unpin> Session<'a, S> {
                 if !self.tx.recipients.contains(&jid) {
                     self.tx.recipients.push(jid);
                 }
-                self.reply((250, (2, 1, 5)), "Recipient ok");
+                self.reply(reply::RECIPIENT_OK);
             }
-            (RcptVerdict::RelayDenied, _) => self.reply((550, (5, 7, 1)), "Relaying denied"),
-            (RcptVerdict::UnknownUser | RcptVerdict::Accept, _) => {
-                self.reply((550, (5, 1, 1)), "No such user here")
-            }
+            (RcptVerdict::RelayDenied, _) => self.reply(reply::RELAY_DENIED),
+            (RcptVerdict::UnknownUser | RcptVerdict::Accept, _) => self.reply(reply::NO_SUCH_USER),
         }
     }
 
     /// Handles DATA; returns false when the connection must close.
     async fn data(&mut self) -> std::io::Result<bool> {
         if self.tx.mail_from.is_none() {
-            self.reply(BAD_SEQUENCE, "Need MAIL before DATA");
+            self.reply(reply::MAIL_BEFORE_DATA);
             return Ok(true);
         }
         if self.tx.recipients.is_empty() && self.tx.bounces.is_empty() {
-            self.reply((554, (5, 5, 1)), "No valid recipients");
+            self.reply(reply::NO_VALID_RECIPIENTS);
             return Ok(true);
         }
-        self.reply((354, (2, 0, 0)), "End data with <CR><LF>.<CR><LF>");
+        self.reply(reply::START_DATA);
         self.flush().await?;
 
         let max = self.config().inbound.max_message_size;
@@ -488,10 +463,7 @@ impl<'a, S: AsyncRead + AsyncWrite + Unpin> Session<'a, S> {
         let tx = std::mem::take(&mut self.tx);
         if size > max {
             info!(peer = %self.peer, size, max, "Refused oversized mail.");
-            self.reply(
-                (552, (5, 3, 4)),
-                "Message size exceeds fixed maximum message size",
-            );
+            self.reply(reply::TOO_BIG);
             return Ok(true);
         }
         self.commit(tx, data).await;
@@ -516,25 +488,27 @@ impl<'a, S: AsyncRead + AsyncWrite + Unpin> Session<'a, S> {
 
     async fn commit(&mut self, tx: Transaction, data: Vec<u8>) {
         if facteur_bridge::to_xmpp::read_mail(&data).is_err() {
-            self.reply((550, (5, 6, 0)), "Message cannot be parsed as mail");
+            self.reply(reply::UNPARSABLE);
             return;
         }
         let mail_from = tx.mail_from.unwrap_or_default();
-        let (auth_header, auth, warning) = match &self.reception.checker {
-            Some(checker) => {
+        let (auth_header, auth, warning) = match &self.reception.verifier {
+            Some(verifier) => {
                 let helo = self.helo.as_deref().unwrap_or_default();
-                let checked = checker.check(&data, self.peer.ip(), helo, &mail_from).await;
-                debug!(auth = %checked.summary, "Checked.");
-                let warning = match checked.verdict {
+                let verified = verifier
+                    .verify(&data, self.peer.ip(), helo, &mail_from)
+                    .await;
+                debug!(auth = %verified.summary, "Checked.");
+                let warning = match verified.verdict {
                     AuthVerdict::Accept => String::new(),
                     AuthVerdict::Mark { reason, .. } => reason,
                     AuthVerdict::Reject { failed, reason } => {
-                        info!(peer = %self.peer, mail_from = %mail_from, auth = %checked.summary, reason = %reason, "Refused mail that failed authentication.");
-                        self.reply(auth_refusal(failed), format!("Refused: {reason}"));
+                        info!(peer = %self.peer, mail_from = %mail_from, auth = %verified.summary, reason = %reason, "Refused mail that failed authentication.");
+                        self.reply(reply::auth_refusal(failed, &reason));
                         return;
                     }
                 };
-                (checked.header, checked.summary, warning)
+                (verified.header, verified.summary, warning)
             }
             None => (String::new(), String::new(), String::new()),
         };
@@ -544,10 +518,10 @@ impl<'a, S: AsyncRead + AsyncWrite + Unpin> Session<'a, S> {
                     error = format!("{error:#}"),
                     "Store unavailable at end of DATA."
                 );
-                return self.reply(TEMP_STORE, "Temporary storage failure, try again later");
+                return self.reply(reply::STORAGE_FAILED);
             }
             if tx.recipients.is_empty() {
-                return self.reply(OK, "Ok: report received");
+                return self.reply(reply::REPORT_RECEIVED);
             }
         }
         let raw = self.with_trace(&auth_header, &data, &tx.recipients);
@@ -564,14 +538,14 @@ impl<'a, S: AsyncRead + AsyncWrite + Unpin> Session<'a, S> {
         match self.reception.committer.commit(mail).await {
             Ok(id) => {
                 info!(mail_id = id, peer = %self.peer, mail_from = %mail_from, recipients, size, "Accepted mail.");
-                self.reply(OK, format!("Ok: queued as {id}"));
+                self.reply(reply::queued(id));
             }
             Err(error) => {
                 warn!(
                     error = format!("{error:#}"),
                     "Store unavailable at end of DATA."
                 );
-                self.reply(TEMP_STORE, "Temporary storage failure, try again later");
+                self.reply(reply::STORAGE_FAILED);
             }
         }
     }

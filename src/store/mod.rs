@@ -7,6 +7,7 @@
 mod attachments;
 mod commit;
 mod contacts;
+mod health;
 mod messages;
 mod secrets;
 pub mod sweep;

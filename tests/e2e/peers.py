@@ -55,6 +55,13 @@ def stop_process(proc, sig=signal.SIGTERM, timeout=10.0):
         proc.wait(5)
 
 
+def dkim_record(keygen_output):
+    """(name, text) of the record `facteur dkim keygen` printed last: the
+    text is its quoted strings joined, as a verifier reads it."""
+    name, strings = keygen_output.strip().splitlines()[-1].split(" IN TXT ")
+    return name.rstrip("."), "".join(strings.split('"')[1::2])
+
+
 def escaped(address):
     """The JID of a mail address at the gateway (XEP-0106)."""
     return address.replace("\\", "\\5c").replace("@", "\\40") + "@" + GATEWAY

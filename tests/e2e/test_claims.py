@@ -17,8 +17,8 @@ from email.message import EmailMessage
 import pytest
 import slixmpp
 
-from peers import (GATEWAY, Client, Gateway, escaped, registered_client, run, send_mail,
-                   wait_until)
+from peers import (GATEWAY, Client, Gateway, dkim_record, escaped, registered_client, run,
+                   send_mail, wait_until)
 from test_trust import BINARY, mail
 
 
@@ -100,8 +100,8 @@ def arc_gateway(tmp_path, trusted):
     key = tmp_path / "lists.pem"
     out = subprocess.run([BINARY, "dkim", "keygen", "--domain", "lists.test", "--selector", "arc",
                           "--out", str(key)], capture_output=True, text=True, check=True).stdout
-    name, value = out.strip().splitlines()[-1].split(" IN TXT ")
-    records = dict(ARC_RECORDS, **{name.rstrip("."): value.strip('"')})
+    name, value = dkim_record(out)
+    records = dict(ARC_RECORDS, **{name: value})
     sealers = '["lists.test"]' if trusted else "[]"
     gateway = Gateway(tmp_path, dns={"txt": records}, auth=f"trusted_arc_sealers = {sealers}")
     return gateway, key.read_bytes()

@@ -11,8 +11,8 @@ import time
 import pytest
 import slixmpp
 
-from peers import (GATEWAY, ROOT, Client, Gateway, escaped, mail_parser_malformed, rcpt_reply,
-                   registered_client, run, send_mail, wait_until)
+from peers import (GATEWAY, ROOT, Client, Gateway, dkim_record, escaped, mail_parser_malformed,
+                   rcpt_reply, registered_client, run, send_mail, wait_until)
 
 UTF8_MAIL = (
     "From: Bob Example <bob@example.net>\r\n"
@@ -476,9 +476,8 @@ def test_dkim_signatures_verify_with_an_independent_verifier(tmp_path, algorithm
         key = tmp_path / f"{algorithm}.pem"
         out = sp.run([binary, "dkim", "keygen", "--domain", domain, "--selector", f"s-{algorithm}",
                       "--algorithm", algorithm, "--out", str(key)], capture_output=True, text=True, check=True).stdout
-        record = out.strip().splitlines()[-1]
-        name, value = record.split(" IN TXT ")
-        records[name.rstrip(".")] = value.strip('"')
+        name, value = dkim_record(out)
+        records[name] = value
         extra += f'[dkim."{domain}"]\nselector = "s-{algorithm}"\nkey_file = "{key}"\n'
     gateway = Gateway(tmp_path / "gw", extra=extra, dns={"txt": records})
     dns_server = gateway.dns

@@ -12,8 +12,8 @@ import time
 
 import pytest
 
-from peers import (ROOT, Gateway, Relay, escaped, registered_client, run, send_mail,
-                   wait_until)
+from peers import (ROOT, Gateway, Relay, dkim_record, escaped, registered_client, run,
+                   send_mail, wait_until)
 
 BINARY = os.environ.get("FACTEUR_BIN", str(ROOT / "target" / "debug" / "facteur"))
 
@@ -52,9 +52,9 @@ def trusting(tmp_path):
     key = tmp_path / "good.pem"
     out = subprocess.run([BINARY, "dkim", "keygen", "--domain", "good.test", "--selector", "s1",
                           "--out", str(key)], capture_output=True, text=True, check=True).stdout
-    name, value = out.strip().splitlines()[-1].split(" IN TXT ")
+    name, value = dkim_record(out)
     records = dict(RECORDS)
-    records[name.rstrip(".")] = value.strip('"')
+    records[name] = value
     gateway = Gateway(tmp_path, dns={"txt": records})
     gateway.dkim_key = key.read_bytes()
     try:

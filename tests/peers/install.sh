@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs the real peers the end-to-end tests drive (Debian 12, as root):
 # Prosody, Postfix's smtp-sink/smtp-source, swaks, go-sendxmpp, Dovecot,
+# BIND's named-checkzone,
 # a Python venv with slixmpp, aiosmtpd and pytest, and cargo-fuzz.
 # Usage: tests/peers/install.sh [VENV]   (default: target/peers-venv)
 set -euo pipefail
@@ -16,7 +17,8 @@ apt-get install -y -q --no-install-recommends -o DPkg::Lock::Timeout=300 \
   swaks libnet-ssleay-perl libio-socket-ssl-perl \
   postfix \
   dovecot-imapd dovecot-lmtpd \
-  dnsmasq-base openssl iproute2 ca-certificates
+  dnsmasq-base openssl iproute2 ca-certificates \
+  bind9-utils
 # cargo-fuzz, for the fuzzing run of tests/run.
 if [ "$(cargo fuzz --version 2>/dev/null)" != "cargo-fuzz 0.13.2" ]; then
   cargo install cargo-fuzz --version 0.13.2 --locked

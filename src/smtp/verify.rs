@@ -1,4 +1,4 @@
-//! Inbound mail authentication with mail-auth: SPF (RFC 7208) of the MAIL
+//! Verification of inbound mail with mail-auth: SPF (RFC 7208) of the MAIL
 //! FROM domain (of the HELO name for the null sender), DKIM (RFC 6376),
 //! ARC (RFC 8617) and DMARC (RFC 7489) of the From domain. The results
 //! become an `Authentication-Results` header (RFC 8601), a summary for the
@@ -16,9 +16,9 @@ use mail_auth::{
     SpfResult,
 };
 
-/// What the checks found about one mail.
+/// What verification found about one mail.
 #[derive(Debug, Clone)]
-pub struct Checked {
+pub struct Verified {
     /// The policy's decision.
     pub verdict: AuthVerdict,
     /// `Authentication-Results: …` with its CRLF, to prepend to the mail.
@@ -27,16 +27,16 @@ pub struct Checked {
     pub summary: String,
 }
 
-/// Checks inbound mail against the sender's DNS records.
-pub struct Checker {
+/// Verifies inbound mail against the sender's DNS records.
+pub struct Verifier {
     authenticator: MessageAuthenticator,
     hostname: String,
     rules: AuthRules,
 }
 
-impl Checker {
-    pub fn new(resolver: TokioResolver, hostname: &str, rules: AuthRules) -> Checker {
-        Checker {
+impl Verifier {
+    pub fn new(resolver: TokioResolver, hostname: &str, rules: AuthRules) -> Verifier {
+        Verifier {
             authenticator: MessageAuthenticator(resolver),
             hostname: hostname.to_owned(),
             rules,
@@ -45,7 +45,7 @@ impl Checker {
 
     /// Runs every check on `raw` (the mail as received, without facteur's
     /// own headers).
-    pub async fn check(&self, raw: &[u8], ip: IpAddr, helo: &str, mail_from: &str) -> Checked {
+    pub async fn verify(&self, raw: &[u8], ip: IpAddr, helo: &str, mail_from: &str) -> Verified {
         // RFC 7208 §2.3 and §2.4: the HELO identity, then MAIL FROM (the
         // HELO identity again for the null sender).
         let helo_spf = self
@@ -98,7 +98,7 @@ impl Checker {
                 arc: auth::Arc::None,
                 arc_sealer: None,
             };
-            return Checked {
+            return Verified {
                 verdict: auth_verdict(&facts, &self.rules),
                 header: format!("Authentication-Results: {results}\r\n"),
                 summary: summary(&facts),
@@ -154,7 +154,7 @@ impl Checker {
             arc: arc_fact,
             arc_sealer,
         };
-        Checked {
+        Verified {
             verdict: auth_verdict(&facts, &self.rules),
             header: format!("Authentication-Results: {results}\r\n"),
             summary: summary(&facts),
