@@ -35,7 +35,7 @@ use crate::store::{
 const CONFIRM_TIMEOUT: Duration = Duration::from_secs(60);
 const BATCH: u32 = 128;
 
-/// A stanza, and what to remember once it is delivered.
+/// A stanza, and what threads the answers to it.
 struct Made {
     message: Message,
     /// Sent right after the message, on the same stream.
@@ -98,44 +98,56 @@ impl ToXmpp {
     }
 
     async fn deliver_batch(&self, items: Vec<ToXmppItem>) {
-        let mut waiting = Vec::with_capacity(items.len());
+        let mut ready = Vec::with_capacity(items.len());
         for item in items {
-            let made = match self.stanza(&item).await {
-                Ok(made) => made,
+            match self.stanza(&item).await {
+                Ok(made) => ready.push((item, made)),
                 Err(Unmade::Never(reason)) => {
                     warn!(delivery = item.id, reason, "Cannot deliver to XMPP.");
                     if let Err(e) = self.give_up(&item, &reason, "5.6.0").await {
                         warn!(error = format!("{e:#}"), "Store unavailable.");
                     }
-                    continue;
                 }
                 Err(Unmade::NotNow(reason)) => {
                     warn!(delivery = item.id, reason, "Cannot deliver to XMPP now.");
                     if let Err(e) = self.retry(&item, &reason).await {
                         warn!(error = format!("{e:#}"), "Store unavailable.");
                     }
-                    continue;
                 }
-            };
+            }
+        }
+        // What threads an answer is remembered before the stanza leaves: a
+        // user can answer before the server has confirmed the batch, and
+        // the answer must still find the mail it replies to.
+        let mut records = Vec::new();
+        let mut contacts: Vec<Contact> = Vec::new();
+        for (_, made) in &mut ready {
+            records.extend(made.record.take());
+            if let Some(contact) = made.contact.take().filter(|c| !contacts.contains(c)) {
+                contacts.push(contact);
+            }
+        }
+        if let Err(e) = self.store.remember_messages(&records, &contacts).await {
+            warn!(
+                error = format!("{e:#}"),
+                "Store unavailable; answers to this batch may not thread."
+            );
+        }
+        let mut waiting = Vec::with_capacity(ready.len());
+        for (item, made) in ready {
             let confirmation = self.link.deliver(made.message).await;
             for followup in made.followups {
                 self.link.send(followup).await;
             }
-            waiting.push((item, confirmation, made.record, made.contact));
+            waiting.push((item, confirmation));
         }
         let mut delivered = Vec::with_capacity(waiting.len());
-        let mut records = Vec::new();
-        let mut contacts: Vec<Contact> = Vec::new();
-        for (item, confirmation, record, contact) in waiting {
+        for (item, confirmation) in waiting {
             let outcome = tokio::time::timeout(CONFIRM_TIMEOUT, confirmation).await;
             let stored = match outcome {
                 Ok(Ok(())) => {
                     info!(delivery = item.id, to = %item.recipient, "Delivered to XMPP.");
                     delivered.push(item.id);
-                    records.extend(record);
-                    if let Some(contact) = contact.filter(|c| !contacts.contains(c)) {
-                        contacts.push(contact);
-                    }
                     Ok(())
                 }
                 Ok(Err(Undelivered::Refused(refusal))) if refusal.permanent => {
@@ -165,11 +177,7 @@ impl ToXmpp {
         }
         // One commit for the batch: a crash before it repeats the batch,
         // with the same stanza ids.
-        if let Err(e) = self
-            .store
-            .to_xmpp_delivered(&delivered, &records, &contacts)
-            .await
-        {
+        if let Err(e) = self.store.to_xmpp_delivered(&delivered, &[], &[]).await {
             warn!(
                 error = format!("{e:#}"),
                 count = delivered.len(),

@@ -247,7 +247,7 @@ impl Store {
                     .with_context(|| format!("Deferring mail {id}"))?;
                 }
                 MailOutcome::Failed { id, error, notice } => {
-                    sqlx::query(
+                    let failed = sqlx::query(
                         "
                         UPDATE to_mail
                         SET state = ?, attempts = attempts + 1, last_error = ?, updated_at = ?
@@ -262,7 +262,9 @@ impl Store {
                     .execute(&mut *tx)
                     .await
                     .with_context(|| format!("Failing mail {id}"))?;
-                    if let Some(notice) = notice {
+                    // A mail no longer queued (a bounce failed it first)
+                    // has told its sender already.
+                    if let (1, Some(notice)) = (failed.rows_affected(), notice) {
                         insert_notice(&mut tx, notice, now).await?;
                         noticed = true;
                     }

@@ -224,6 +224,16 @@ impl Store {
         Ok(())
     }
 
+    /// Remembers the messages of a batch and their senders before the
+    /// batch is sent, so that a quick answer finds what it replies to.
+    pub async fn remember_messages(
+        &self,
+        messages: &[MessageRecord],
+        contacts: &[Contact],
+    ) -> anyhow::Result<()> {
+        self.to_xmpp_delivered(&[], messages, contacts).await
+    }
+
     /// Counts a failed attempt and schedules the next one.
     pub async fn to_xmpp_retry(&self, id: i64, at: Millis, error: &str) -> anyhow::Result<()> {
         sqlx::query(

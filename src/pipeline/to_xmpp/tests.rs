@@ -1,4 +1,5 @@
-//! The retry of deliveries to XMPP follows `[xmpp]`, not `[outbound]`.
+//! The retry of deliveries to XMPP follows `[xmpp]`, not `[outbound]`;
+//! what threads an answer is stored before the stanza leaves.
 
 use super::*;
 use crate::store::{scratch, InboundMail};
@@ -56,4 +57,45 @@ async fn a_refused_stanza_waits_as_xmpp_retry_keys_say() {
         wait >= Duration::from_secs(10) && wait <= Duration::from_secs(12),
         "{wait:?}"
     );
+}
+
+#[tokio::test]
+async fn an_answer_finds_its_mail_before_the_server_confirms_it() {
+    let (runner, _dir) = runner(
+        "[component]\njid = \"mail.example.test\"\nsecret = \"s\"\n\
+         [mail]\ndomains = [\"example.test\"]\n",
+    )
+    .await;
+    let alice = BareJid::new("alice@example.test").expect("jid");
+    let mail = InboundMail {
+        mail_from: "bob@example.net".into(),
+        raw: b"From: bob@example.net\r\nMessage-ID: <m1@example.net>\r\nSubject: x\r\n\r\nhi\r\n"
+            .to_vec(),
+        recipients: vec![alice.clone()],
+        ..InboundMail::default()
+    };
+    runner.store.accept_mails(&[mail]).await.expect("accepted");
+    let due = runner
+        .store
+        .due_to_xmpp(Millis::now(), 10)
+        .await
+        .expect("due");
+    let store = runner.store.clone();
+    // The link never runs: the server never confirms the stanza.
+    let batch = tokio::spawn(async move { runner.deliver_batch(due).await });
+    let stanza_id = stanza_id_for_mail("m1@example.net");
+    let mut found = None;
+    for _ in 0..100 {
+        found = store
+            .message_by_stanza_id(&alice, &stanza_id)
+            .await
+            .expect("store");
+        if found.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    batch.abort();
+    let found = found.expect("the mail is known before the server confirms it");
+    assert_eq!(found.message_id, "m1@example.net");
 }

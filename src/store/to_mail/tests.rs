@@ -57,7 +57,10 @@ async fn failed_mail_queues_one_notice_and_wakes_the_xmpp_runner() {
         error: "550 no".into(),
         notice: Some(notice),
     };
-    store.apply_mail_outcomes(&[failed]).await.expect("failed");
+    store
+        .apply_mail_outcomes(std::slice::from_ref(&failed))
+        .await
+        .expect("failed");
     assert!(woken(store.to_xmpp_committed()).await);
     assert!(store
         .due_to_mail(Millis::now(), 10)
@@ -73,6 +76,16 @@ async fn failed_mail_queues_one_notice_and_wakes_the_xmpp_runner() {
     assert_eq!(
         notice.body,
         "Your mail to bob@example.net could not be delivered: 550 no"
+    );
+    // The same outcome again (a mail failed already) tells no one twice.
+    store.apply_mail_outcomes(&[failed]).await.expect("again");
+    assert_eq!(
+        store
+            .due_to_xmpp(Millis::now(), 10)
+            .await
+            .expect("due")
+            .len(),
+        1
     );
 }
 
