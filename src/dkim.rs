@@ -147,11 +147,55 @@ pub fn keygen(domain: &str, selector: &str, algorithm: &str, out: &Path) -> anyh
         file.write_all(pem(label, pair.private_key()).as_bytes())
             .with_context(|| format!("Writing {}", out.display()))?;
     }
+    // RFC 8463 publishes the raw Ed25519 key; for RSA, verifiers built on
+    // OpenSSL (OpenDKIM, Mail::DKIM) read `p=` as a SubjectPublicKeyInfo
+    // (RFC 6376 erratum 3017), which is what opendkim-genkey publishes.
+    let public = match k {
+        "rsa" => rsa_spki(pair.public_key()),
+        _ => pair.public_key().to_vec(),
+    };
     Ok(txt_record(
         &format!("{selector}._domainkey.{domain}."),
         &format!("v=DKIM1; k={k}; "),
-        &format!("p={}", pair.encoded_public_key()),
+        &format!(
+            "p={}",
+            base64::engine::general_purpose::STANDARD.encode(public)
+        ),
     ))
+}
+
+/// A PKCS#1 RSAPublicKey (DER) inside a SubjectPublicKeyInfo (RFC 5280
+/// §4.1.2.7) with the rsaEncryption algorithm (RFC 8017 Appendix A.1).
+fn rsa_spki(pkcs1: &[u8]) -> Vec<u8> {
+    /// SEQUENCE { OID 1.2.840.113549.1.1.1, NULL }
+    const RSA_ENCRYPTION: [u8; 15] = [
+        0x30, 0x0d, 0x06, 0x09, 0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x01, 0x05, 0x00,
+    ];
+    // A BIT STRING opens with the count of unused bits: none.
+    let mut bits = vec![0x00];
+    bits.extend_from_slice(pkcs1);
+    let mut body = RSA_ENCRYPTION.to_vec();
+    body.extend(der(0x03, &bits));
+    der(0x30, &body)
+}
+
+/// One DER element: tag, definite length, contents.
+fn der(tag: u8, contents: &[u8]) -> Vec<u8> {
+    let len = contents.len();
+    let mut out = vec![tag];
+    if len < 0x80 {
+        out.push(len as u8);
+    } else {
+        let octets: Vec<u8> = len
+            .to_be_bytes()
+            .into_iter()
+            .skip_while(|b| *b == 0)
+            .collect();
+        out.push(0x80 | octets.len() as u8);
+        out.extend(octets);
+    }
+    out.extend_from_slice(contents);
+    out
 }
 
 /// Longest piece of a TXT record's text in one string: a DNS

@@ -239,5 +239,49 @@ fn dkim_records_load_in_a_zone_file() {
                     .all(|b| b.is_ascii_alphanumeric() || b"+/=".contains(&b)),
             "{loaded}"
         );
+        if algorithm == "rsa" {
+            // Verifiers built on OpenSSL (OpenDKIM, Mail::DKIM) read the
+            // key as a SubjectPublicKeyInfo (d2i_PUBKEY).
+            let der = dir.path().join("p.der");
+            let decoded = Command::new("base64")
+                .arg("-d")
+                .stdin(std::process::Stdio::piped())
+                .stdout(std::process::Stdio::piped())
+                .spawn()
+                .and_then(|mut child| {
+                    use std::io::Write;
+                    child
+                        .stdin
+                        .take()
+                        .map(|mut stdin| stdin.write_all(key.as_bytes()))
+                        .transpose()?;
+                    child.wait_with_output()
+                })
+                .expect("base64 runs");
+            std::fs::write(&der, &decoded.stdout).expect("write");
+            let read = Command::new("openssl")
+                .args(["pkey", "-pubin", "-inform", "DER", "-noout", "-text", "-in"])
+                .arg(&der)
+                .output()
+                .expect("openssl runs");
+            let text = String::from_utf8_lossy(&read.stdout);
+            assert!(
+                read.status.success() && text.contains("Public-Key: (2048 bit)"),
+                "{text}{}",
+                String::from_utf8_lossy(&read.stderr)
+            );
+            // `openssl pkey` also takes a bare PKCS#1 key; d2i_PUBKEY does
+            // not: the outer structure must name the algorithm.
+            let parsed = Command::new("openssl")
+                .args(["asn1parse", "-inform", "DER", "-in"])
+                .arg(&der)
+                .output()
+                .expect("openssl runs");
+            let structure = String::from_utf8_lossy(&parsed.stdout);
+            assert!(
+                structure.contains(":rsaEncryption") && structure.contains("BIT STRING"),
+                "{structure}"
+            );
+        }
     }
 }
