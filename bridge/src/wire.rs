@@ -1,7 +1,7 @@
 //! The elements facteur adds to a message stanza: `<mail
-//! xmlns='urn:xmpp:mail:0'>` (facteur's own, provisional namespace; its
-//! shape is listed in SUPPORTED.md), XEP-0359 origin-id, XEP-0461 reply,
-//! XEP-0033 addresses, XEP-0131 headers.
+//! xmlns='urn:xmpp:mail:0'>` (facteur's own, provisional namespace,
+//! specified in `doc/xmpp-mail.md` §6), XEP-0359 origin-id, XEP-0461
+//! reply, XEP-0033 addresses, XEP-0131 headers.
 
 use jid::Jid;
 use xmpp_parsers::minidom::rxml::xml_ncname;
