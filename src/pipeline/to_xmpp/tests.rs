@@ -19,6 +19,22 @@ async fn runner(config: &str) -> (ToXmpp, tempfile::TempDir) {
     (runner, dir)
 }
 
+/// Accepts one mail from bob to alice; its delivery, now due.
+async fn accepted(runner: &ToXmpp, raw: &[u8]) -> Vec<ToXmppItem> {
+    let mail = InboundMail {
+        mail_from: "bob@example.net".into(),
+        raw: raw.to_vec(),
+        recipients: vec![BareJid::new("alice@example.test").expect("jid")],
+        ..InboundMail::default()
+    };
+    runner.store.accept_mails(&[mail]).await.expect("accepted");
+    runner
+        .store
+        .due_to_xmpp(Millis::now(), 10)
+        .await
+        .expect("due")
+}
+
 #[tokio::test]
 async fn a_refused_stanza_waits_as_xmpp_retry_keys_say() {
     let (runner, _dir) = runner(
@@ -28,18 +44,7 @@ async fn a_refused_stanza_waits_as_xmpp_retry_keys_say() {
          [xmpp]\nretry_initial = \"10s\"\nretry_max = \"10s\"\n",
     )
     .await;
-    let mail = InboundMail {
-        mail_from: "bob@example.net".into(),
-        raw: b"Subject: x\r\n\r\nhi\r\n".to_vec(),
-        recipients: vec![BareJid::new("alice@example.test").expect("jid")],
-        ..InboundMail::default()
-    };
-    runner.store.accept_mails(&[mail]).await.expect("accepted");
-    let due = runner
-        .store
-        .due_to_xmpp(Millis::now(), 10)
-        .await
-        .expect("due");
+    let due = accepted(&runner, b"Subject: x\r\n\r\nhi\r\n").await;
     let before = Millis::now();
     runner
         .retry(&due[0], "resource-constraint")
@@ -67,19 +72,11 @@ async fn an_answer_finds_its_mail_before_the_server_confirms_it() {
     )
     .await;
     let alice = BareJid::new("alice@example.test").expect("jid");
-    let mail = InboundMail {
-        mail_from: "bob@example.net".into(),
-        raw: b"From: bob@example.net\r\nMessage-ID: <m1@example.net>\r\nSubject: x\r\n\r\nhi\r\n"
-            .to_vec(),
-        recipients: vec![alice.clone()],
-        ..InboundMail::default()
-    };
-    runner.store.accept_mails(&[mail]).await.expect("accepted");
-    let due = runner
-        .store
-        .due_to_xmpp(Millis::now(), 10)
-        .await
-        .expect("due");
+    let due = accepted(
+        &runner,
+        b"From: bob@example.net\r\nMessage-ID: <m1@example.net>\r\nSubject: x\r\n\r\nhi\r\n",
+    )
+    .await;
     let store = runner.store.clone();
     // The link never runs: the server never confirms the stanza.
     let batch = tokio::spawn(async move { runner.deliver_batch(due).await });
