@@ -23,6 +23,7 @@ mod outbound;
 mod retry;
 mod store;
 mod xmpp;
+mod xmpp_mail;
 
 pub use auth::AuthConfig;
 pub use component::ComponentConfig;
@@ -35,6 +36,7 @@ pub use mail::MailConfig;
 pub use outbound::OutboundConfig;
 pub use store::StoreConfig;
 pub use xmpp::XmppConfig;
+pub use xmpp_mail::{AnswerTtls, XmppMailConfig};
 
 /// A configuration that passed every check.
 #[derive(Debug, Clone)]
@@ -44,6 +46,7 @@ pub struct Config {
     pub inbound: InboundConfig,
     pub outbound: OutboundConfig,
     pub xmpp: XmppConfig,
+    pub xmpp_mail: XmppMailConfig,
     pub http: HttpConfig,
     /// DKIM key per served domain.
     pub dkim: HashMap<String, DkimKey>,
@@ -69,6 +72,8 @@ struct RawConfig {
     outbound: outbound::RawOutbound,
     #[serde(default)]
     xmpp: xmpp::RawXmpp,
+    #[serde(default)]
+    xmpp_mail: xmpp_mail::RawXmppMail,
     #[serde(default)]
     http: http::RawHttp,
     #[serde(default)]
@@ -111,6 +116,7 @@ impl Config {
         let outbound_retry = raw.outbound.retry_keys();
         let outbound = raw.outbound.check(&mut p, &inbound.hostname);
         let xmpp = raw.xmpp.check(&mut p, &outbound_retry);
+        let xmpp_mail = raw.xmpp_mail.check(&mut p);
         let http = raw.http.check(&mut p);
         let dkim = raw.dkim.check(&mut p, &mail);
         let store = raw.store.check(&mut p);
@@ -127,6 +133,7 @@ impl Config {
             inbound,
             outbound,
             xmpp,
+            xmpp_mail,
             http,
             dkim,
             store,

@@ -8,6 +8,7 @@ mod dns;
 mod fetch;
 mod http;
 mod pipeline;
+mod probe;
 mod return_path;
 mod smtp;
 mod store;

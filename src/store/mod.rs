@@ -14,6 +14,7 @@ pub mod sweep;
 mod to_mail;
 mod to_xmpp;
 mod users;
+mod xmpp_mail;
 
 use std::str::FromStr;
 use std::sync::Arc;
@@ -30,6 +31,7 @@ pub use contacts::Contact;
 pub use messages::MessageRecord;
 pub use to_mail::{MailOutcome, NewMail, ToMailItem};
 pub use to_xmpp::{InboundMail, Notice, ToXmppBody, ToXmppItem};
+pub use xmpp_mail::{Answer, AnswerKind, AnswerStatus};
 
 /// Milliseconds since the Unix epoch, the store's clock unit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]

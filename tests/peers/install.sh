@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs the real peers the end-to-end tests drive (Debian 12, as root):
-# Prosody, Postfix's smtp-sink/smtp-source, swaks, go-sendxmpp, Dovecot,
+# Prosody (with prosody-modules, for mod_privilege), Postfix's smtp-sink/smtp-source, swaks, go-sendxmpp, Dovecot,
 # BIND's named-checkzone,
 # a Python venv with slixmpp, aiosmtpd and pytest, and cargo-fuzz.
 # Usage: tests/peers/install.sh [VENV]   (default: target/peers-venv)
@@ -12,7 +12,7 @@ export DEBIAN_FRONTEND=noninteractive
 echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections
 apt-get update -q
 apt-get install -y -q --no-install-recommends -o DPkg::Lock::Timeout=300 \
-  prosody lua-event lua-unbound \
+  prosody prosody-modules lua-event lua-unbound \
   go-sendxmpp \
   swaks libnet-ssleay-perl libio-socket-ssl-perl \
   postfix \

@@ -1,0 +1,173 @@
+//! What other domains answered about XMPP-Mail (doc/xmpp-mail.md §5.4),
+//! kept until the answer's ttl: per domain its gateway, per recipient
+//! whether it takes XMPP-Mail, and whether a domain lists a gateway that
+//! handed mail over. Kept in the store so that a restart asks nobody again.
+
+use anyhow::Context;
+use sqlx::Row;
+
+use super::{Millis, Store};
+
+/// What an answer is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, sqlx::Type)]
+#[sqlx(rename_all = "lowercase")]
+pub enum AnswerKind {
+    /// A domain: its gateway, or none.
+    Domain,
+    /// A recipient (bare JID).
+    Rcpt,
+    /// Whether a domain lists a gateway; the subject is `domain gateway`.
+    Lists,
+}
+
+/// An answer, stored as its lower-case name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, sqlx::Type)]
+#[sqlx(rename_all = "lowercase")]
+pub enum AnswerStatus {
+    /// The domain has an XMPP-Mail gateway (`Answer::gateway`).
+    Gateway,
+    /// The domain has none, or could not be asked.
+    None,
+    Accept,
+    Reject,
+    Unknown,
+    /// The domain lists the gateway, with the feature.
+    Listed,
+    Unlisted,
+}
+
+/// One remembered answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Answer {
+    pub status: AnswerStatus,
+    /// The gateway's JID, where there is one.
+    pub gateway: String,
+    /// Largest stanza the gateway takes (0: not said).
+    pub max_size: u64,
+    /// The recipient's gateway wrote by handoff: answers go the same way.
+    pub handoff: bool,
+    pub expires_at: Millis,
+}
+
+impl Store {
+    /// The answer about `subject`, if one is kept and not expired at `now`.
+    pub async fn xmpp_mail_answer(
+        &self,
+        kind: AnswerKind,
+        subject: &str,
+        now: Millis,
+    ) -> anyhow::Result<Option<Answer>> {
+        let row = sqlx::query(
+            "
+            SELECT status, gateway, max_size, handoff, expires_at
+            FROM xmpp_mail_answers
+            WHERE kind = ? AND subject = ? AND expires_at > ?
+            ",
+        )
+        .bind(kind)
+        .bind(subject)
+        .bind(now.0)
+        .fetch_optional(&self.pool)
+        .await
+        .context("Reading an XMPP-Mail answer")?;
+        row.map(|row| {
+            Ok(Answer {
+                status: row.try_get("status")?,
+                gateway: row.try_get("gateway")?,
+                max_size: u64::try_from(row.try_get::<i64, _>("max_size")?).unwrap_or(0),
+                handoff: row.try_get::<i64, _>("handoff")? != 0,
+                expires_at: Millis(row.try_get("expires_at")?),
+            })
+        })
+        .transpose()
+    }
+
+    /// Keeps `answer` about `subject`, replacing any earlier one.
+    pub async fn remember_xmpp_mail_answer(
+        &self,
+        kind: AnswerKind,
+        subject: &str,
+        answer: &Answer,
+    ) -> anyhow::Result<()> {
+        sqlx::query(
+            "
+            INSERT INTO xmpp_mail_answers (kind, subject, status, gateway, max_size, handoff, expires_at)
+            VALUES (?, ?, ?, ?, ?, ?, ?)
+            ON CONFLICT (kind, subject) DO UPDATE SET
+                status = excluded.status, gateway = excluded.gateway,
+                max_size = excluded.max_size, handoff = excluded.handoff,
+                expires_at = excluded.expires_at
+            ",
+        )
+        .bind(kind)
+        .bind(subject)
+        .bind(answer.status)
+        .bind(&answer.gateway)
+        .bind(i64::try_from(answer.max_size).unwrap_or(i64::MAX))
+        .bind(i64::from(answer.handoff))
+        .bind(answer.expires_at.0)
+        .execute(&self.pool)
+        .await
+        .context("Keeping an XMPP-Mail answer")?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::scratch;
+
+    #[tokio::test]
+    async fn answers_are_kept_until_they_expire() {
+        let (store, _dir) = scratch().await;
+        let now = Millis(1_000_000);
+        let answer = Answer {
+            status: AnswerStatus::Accept,
+            gateway: "mail.b.test".into(),
+            max_size: 262_144,
+            handoff: false,
+            expires_at: Millis(2_000_000),
+        };
+        store
+            .remember_xmpp_mail_answer(AnswerKind::Rcpt, "bob@b.test", &answer)
+            .await
+            .unwrap();
+        let kept = store
+            .xmpp_mail_answer(AnswerKind::Rcpt, "bob@b.test", now)
+            .await
+            .unwrap();
+        assert_eq!(kept, Some(answer.clone()));
+        // Another kind of answer about the same subject is another answer.
+        assert_eq!(
+            store
+                .xmpp_mail_answer(AnswerKind::Domain, "bob@b.test", now)
+                .await
+                .unwrap(),
+            None
+        );
+        assert_eq!(
+            store
+                .xmpp_mail_answer(AnswerKind::Rcpt, "bob@b.test", Millis(2_000_000))
+                .await
+                .unwrap(),
+            None
+        );
+        let newer = Answer {
+            status: AnswerStatus::Reject,
+            expires_at: Millis(3_000_000),
+            ..answer
+        };
+        store
+            .remember_xmpp_mail_answer(AnswerKind::Rcpt, "bob@b.test", &newer)
+            .await
+            .unwrap();
+        assert_eq!(
+            store
+                .xmpp_mail_answer(AnswerKind::Rcpt, "bob@b.test", Millis(2_500_000))
+                .await
+                .unwrap(),
+            Some(newer)
+        );
+    }
+}
