@@ -5,6 +5,7 @@
 
 pub mod address;
 pub mod attach;
+pub mod native;
 pub mod body;
 pub mod bounce;
 mod error;
