@@ -36,7 +36,7 @@ pub use mail::MailConfig;
 pub use outbound::OutboundConfig;
 pub use store::StoreConfig;
 pub use xmpp::XmppConfig;
-pub use xmpp_mail::{AnswerTtls, XmppMailConfig};
+pub use xmpp_mail::XmppMailConfig;
 
 /// A configuration that passed every check.
 #[derive(Debug, Clone)]

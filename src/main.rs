@@ -282,11 +282,16 @@ async fn run(path: &std::path::Path) -> anyhow::Result<()> {
         .with_context(|| format!("Listening for HTTP on {}", config.http.listen))?;
     info!(addr = %config.http.listen, public_url = %config.http.public_url, "HTTP listening.");
     let files = http::files::FileStore::new(&config.http.storage);
-    let sender = Arc::new(smtp::client::Sender::new(&config.outbound, resolver));
+    let sender = Arc::new(smtp::client::Sender::new(
+        &config.outbound,
+        resolver.clone(),
+    ));
 
     // Room for a burst of stanzas while the intake queues them in batches.
     let (intake_tx, intake_rx) = mpsc::channel(4096);
-    let (link, handle) = Link::new(config.clone(), intake_tx);
+    // Errors other domains send for XMPP-Mail after the server confirmed it.
+    let (late_tx, late_rx) = mpsc::channel(256);
+    let (link, handle) = Link::new(config.clone(), intake_tx, late_tx);
     tracker.spawn(link.run(shutdown.clone()));
     let signers = Arc::new(dkim::Signers::load(&config.dkim)?);
     let intake = Intake::new(
@@ -325,7 +330,7 @@ async fn run(path: &std::path::Path) -> anyhow::Result<()> {
         config: config.clone(),
         store: store.clone(),
         files,
-        link: handle,
+        link: handle.clone(),
     };
     tracker.spawn(to_xmpp.run(shutdown.clone()));
     let to_mail = ToMail {
@@ -334,8 +339,21 @@ async fn run(path: &std::path::Path) -> anyhow::Result<()> {
         outcomes: store::OutcomeCommitter::outcomes(store.clone(), &tracker),
         sender,
         return_paths,
+        prober: Arc::new(probe::Prober::new(
+            config.clone(),
+            store.clone(),
+            handle.clone(),
+            resolver,
+        )),
+        link: handle,
     };
     tracker.spawn(to_mail.run(shutdown.clone()));
+    tracker.spawn(pipeline::to_mail::late_errors(
+        store.clone(),
+        config.component.jid.clone(),
+        late_rx,
+        shutdown.clone(),
+    ));
     for listener in listeners {
         tracker.spawn(smtp::server::run(
             listener,

@@ -5,10 +5,10 @@
 
 pub mod address;
 pub mod attach;
-pub mod native;
 pub mod body;
 pub mod bounce;
 mod error;
+pub mod native;
 pub mod threading;
 pub mod to_mail;
 pub mod to_xmpp;

@@ -65,7 +65,12 @@ pub fn mail_message(author: &Message, meta: &MailMeta<'_>) -> Message {
             .payloads
             .iter()
             .filter(|p| p.is("x", NS_OOB) || p.is("file-sharing", NS_SFS))
-            .chain(author.payloads.iter().filter(|p| p.is("unstyled", NS_STYLING)))
+            .chain(
+                author
+                    .payloads
+                    .iter()
+                    .filter(|p| p.is("unstyled", NS_STYLING)),
+            )
             .cloned(),
     );
     message.payloads.push(origin_id(&id));
@@ -207,7 +212,10 @@ mod tests {
         let message = mail_message(&author_stanza(), &meta());
         let xml = to_xml(&message);
         assert!(xml.contains("<subject>Lunch</subject>"), "{xml}");
-        assert!(xml.contains("<url>https://up.a.test/f/menu.pdf</url>"), "{xml}");
+        assert!(
+            xml.contains("<url>https://up.a.test/f/menu.pdf</url>"),
+            "{xml}"
+        );
         assert!(xml.contains("<thread>t1</thread>"), "{xml}");
         assert!(
             xml.contains("message-id=\"abc@a.test\"") || xml.contains("message-id='abc@a.test'"),
@@ -238,10 +246,15 @@ mod tests {
         let xml = String::from(&Element::from(wrapped));
         let privilege = xml.find("urn:xmpp:privilege:2").unwrap();
         let forwarded = xml.find("urn:xmpp:forward:0").unwrap();
-        let inner = xml.find("from=\"alice@a.test\"").or_else(|| xml.find("from='alice@a.test'"));
+        let inner = xml
+            .find("from=\"alice@a.test\"")
+            .or_else(|| xml.find("from='alice@a.test'"));
         assert!(privilege < forwarded && Some(forwarded) < inner, "{xml}");
         assert!(xml.contains("<message xmlns='jabber:client'"), "{xml}");
-        assert!(xml.contains("from='mail.a.test' id=") && xml.contains("to='a.test'>"), "{xml}");
+        assert!(
+            xml.contains("from='mail.a.test' id=") && xml.contains("to='a.test'>"),
+            "{xml}"
+        );
         assert!(xml.contains("<body>"), "{xml}");
         assert!(xml.starts_with("<message"), "{xml}");
     }
@@ -258,7 +271,13 @@ mod tests {
         );
         assert_eq!(handed.type_, MessageType::Normal);
         let xml = to_xml(&handed);
-        for needle in ["ofrom", "alice@a.test", "bob@b.test", "urn:xmpp:receipts", "mail.b.test"] {
+        for needle in [
+            "ofrom",
+            "alice@a.test",
+            "bob@b.test",
+            "urn:xmpp:receipts",
+            "mail.b.test",
+        ] {
             assert!(xml.contains(needle), "{needle} in {xml}");
         }
     }

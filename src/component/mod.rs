@@ -17,6 +17,7 @@ mod answers;
 pub mod intake;
 mod lookups;
 mod outgoing;
+pub mod privilege;
 mod registration;
 mod reply;
 mod stream;
@@ -44,6 +45,7 @@ use xmpp_parsers::stanza::Stanza;
 use crate::config::Config;
 use acks::Acks;
 pub use acks::Refusal;
+pub use privilege::Privileges;
 use stream::{LinkStream, LoginError};
 
 /// Commands taken, at most, per write to the stream.
@@ -67,6 +69,7 @@ enum Command {
 pub struct LinkHandle {
     commands: mpsc::Sender<Command>,
     up: watch::Receiver<bool>,
+    privileges: watch::Receiver<Privileges>,
 }
 
 /// Why a delivery has no answer.
@@ -120,7 +123,18 @@ impl LinkHandle {
     pub fn watch(&self) -> watch::Receiver<bool> {
         self.up.clone()
     }
+
+    /// What the XMPP server lets the gateway do, as announced on the
+    /// current stream (nothing while the link is down).
+    pub fn privileges(&self) -> Privileges {
+        self.privileges.borrow().clone()
+    }
 }
+
+/// A stanza error that came back for a message after the server had
+/// confirmed it: from another domain, which answers later. The message's
+/// id, and why.
+pub type LateError = (String, Refusal);
 
 /// Why a session ended.
 enum SessionEnd {
@@ -132,25 +146,36 @@ pub struct Link {
     config: Arc<Config>,
     commands: mpsc::Receiver<Command>,
     up: watch::Sender<bool>,
+    privileges: watch::Sender<Privileges>,
     intake: mpsc::Sender<Stanza>,
+    late_errors: mpsc::Sender<LateError>,
 }
 
 impl Link {
-    /// A link whose incoming messages and registrations go to `intake`.
-    pub fn new(config: Arc<Config>, intake: mpsc::Sender<Stanza>) -> (Link, LinkHandle) {
+    /// A link whose incoming messages and registrations go to `intake`,
+    /// and errors for messages it confirmed already to `late_errors`.
+    pub fn new(
+        config: Arc<Config>,
+        intake: mpsc::Sender<Stanza>,
+        late_errors: mpsc::Sender<LateError>,
+    ) -> (Link, LinkHandle) {
         let (tx, rx) = mpsc::channel(1024);
         let (up_tx, up_rx) = watch::channel(false);
+        let (privileges_tx, privileges_rx) = watch::channel(Privileges::default());
         let link = Link {
             config,
             commands: rx,
             up: up_tx,
+            privileges: privileges_tx,
             intake,
+            late_errors,
         };
         (
             link,
             LinkHandle {
                 commands: tx,
                 up: up_rx,
+                privileges: privileges_rx,
             },
         )
     }
@@ -171,6 +196,8 @@ impl Link {
                     self.up.send_replace(true);
                     let end = self.session(stream, &shutdown).await;
                     self.up.send_replace(false);
+                    // Granted again, or not, on the next stream.
+                    self.privileges.send_replace(Privileges::default());
                     match end {
                         SessionEnd::Shutdown => return,
                         SessionEnd::Lost(reason) => warn!(reason, "Component link lost."),
@@ -338,9 +365,25 @@ impl Link {
                 let refusal = Refusal::from_error_message(&message);
                 if !acks.refused(id, refusal.clone()) {
                     debug!(id, error = %refusal, "Error for a message no longer tracked.");
+                    if self.late_errors.try_send((id.to_owned(), refusal)).is_err() {
+                        warn!(id, "Late stanza error dropped: its queue is full.");
+                    }
                 }
             }
-            Stanza::Message(message) => self.to_intake(Stanza::Message(message), outgoing),
+            Stanza::Message(message) => {
+                let current = self.privileges.borrow().clone();
+                match privilege::announcement(&self.config, &current, &message) {
+                    Some(granted) => {
+                        info!(
+                            from = ?message.from,
+                            outgoing_messages = ?message.from.as_ref().and_then(|f| granted.outgoing_messages(f.domain().as_str())),
+                            "Privileges announced."
+                        );
+                        self.privileges.send_replace(granted);
+                    }
+                    None => self.to_intake(Stanza::Message(message), outgoing),
+                }
+            }
             Stanza::Presence(presence) => {
                 if let Some(reply) = answers::answer_presence(&self.config, presence) {
                     outgoing.push(reply.into());

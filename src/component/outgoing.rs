@@ -11,6 +11,7 @@
 
 use std::sync::{Arc, Mutex};
 
+use facteur_bridge::native::{self, MailMeta};
 use facteur_bridge::threading::{message_id_for_stanza, references_for_reply, thread_for};
 use facteur_bridge::to_mail::{stanza_parts, to_rfc5322, OutgoingFile, OutgoingMail, StanzaParts};
 use facteur_policy::limits::Limiter;
@@ -54,6 +55,8 @@ pub struct Prepared {
     rcpt: String,
     message_id: String,
     raw: Vec<u8>,
+    /// The mail as an XMPP message, for XMPP-Mail; empty when disabled.
+    stanza: String,
     record: MessageRecord,
     files: usize,
 }
@@ -200,6 +203,7 @@ impl Outgoing {
             .as_ref()
             .map(|p| references_for_reply(&p.message_id, &p.references))
             .unwrap_or_default();
+        let date = Millis::now().0 / 1000;
         let attached: Vec<OutgoingFile<'_>> = files
             .iter()
             .map(|f| OutgoingFile {
@@ -225,7 +229,7 @@ impl Outgoing {
                 .outbound
                 .jabber_id_header
                 .then_some(sender.as_str()),
-            date: Millis::now().0 / 1000,
+            date,
         };
         let raw = to_rfc5322(&outgoing).map_err(|e| {
             message_error(
@@ -254,6 +258,19 @@ impl Outgoing {
             .or_else(|| parent.as_ref().map(|p| p.thread.clone()))
             .or_else(|| thread_for(Some(&message_id), &[], &references))
             .unwrap_or_default();
+        let stanza = match self.config.xmpp_mail.enabled {
+            true => native::to_xml(&native::mail_message(
+                &message,
+                &MailMeta {
+                    message_id: &message_id,
+                    date,
+                    thread: &thread,
+                    in_reply_to: parent.as_ref().map(|p| p.message_id.as_str()),
+                    references: &references,
+                },
+            )),
+            false => String::new(),
+        };
         let record = MessageRecord {
             user: sender.clone(),
             message_id: message_id.clone(),
@@ -270,6 +287,7 @@ impl Outgoing {
             rcpt: rcpt.to_string(),
             message_id,
             raw,
+            stanza,
             record,
             files: files.len(),
         })
@@ -290,6 +308,7 @@ impl Outgoing {
                     rcpt: &p.rcpt,
                     message_id: &p.message_id,
                     raw: &p.raw,
+                    stanza: &p.stanza,
                 };
                 (mail, Some(&p.record))
             })

@@ -117,7 +117,8 @@ async fn a_silent_server_delays_no_one_elses_mail() {
     store.register(&alice).await.expect("register");
     store.register(&carol).await.expect("register");
     let (unused, _) = mpsc::channel(1);
-    let (link, handle) = Link::new(config.clone(), unused);
+    let (late_errors, _) = mpsc::channel(1);
+    let (link, handle) = Link::new(config.clone(), unused, late_errors);
     fake_servers(link, alice.clone());
     let tracker = TaskTracker::new();
     let intake = Intake::new(

@@ -1,5 +1,8 @@
-//! Delivery of queued outgoing mail by SMTP, with retries on temporary
-//! failures and a notice to the XMPP sender on a final one.
+//! Delivery of queued outgoing mail: as XMPP-Mail when the recipient's
+//! domain takes it (see `native`), else by SMTP, with retries on
+//! temporary failures and a notice to the XMPP sender on a final one.
+
+mod native;
 
 use std::sync::Arc;
 
@@ -10,10 +13,14 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use super::{jitter, sleep_until};
+use crate::component::LinkHandle;
 use crate::config::Config;
+use crate::probe::Prober;
 use crate::return_path::ReturnPaths;
 use crate::smtp::client::{SendFailure, Sender};
-use crate::store::{MailOutcome, Millis, Notice, OutcomeCommitter, Store, ToMailItem};
+use crate::store::{MailOutcome, MailRoute, Millis, Notice, OutcomeCommitter, Store, ToMailItem};
+
+pub use native::late_errors;
 
 /// Deliveries in flight at once.
 const CONCURRENCY: usize = 16;
@@ -26,6 +33,10 @@ pub struct ToMail {
     pub sender: Arc<Sender>,
     /// Envelope senders that match bounces to the queue.
     pub return_paths: ReturnPaths,
+    /// The link to the XMPP server, for mail that goes as XMPP-Mail.
+    pub link: LinkHandle,
+    /// Asks other domains whether they take XMPP-Mail.
+    pub prober: Arc<Prober>,
 }
 
 impl ToMail {
@@ -73,6 +84,14 @@ impl ToMail {
     }
 
     async fn attempt(&self, item: ToMailItem) {
+        if item.route != MailRoute::Smtp {
+            match self.native_route(&item).await {
+                native::Decision::Smtp => {}
+                native::Decision::Xmpp(route) => return self.send_native(&item, route).await,
+                // Not recorded: the mail waits for the next attempt.
+                native::Decision::NotNow => return,
+            }
+        }
         // Facteur's own reports go out with the null sender (RFC 5321
         // §4.5.5); users' mail with a return path naming its queue entry.
         let return_path = match item.mail_from.rsplit_once('@') {
@@ -117,6 +136,11 @@ impl ToMail {
         };
         // Committed as soon as possible, grouped with concurrent attempts:
         // the window in which a crash repeats a sent mail stays small.
+        self.record(&item, outcome).await;
+    }
+
+    /// Records an outcome, grouped with concurrent attempts.
+    async fn record(&self, item: &ToMailItem, outcome: anyhow::Result<MailOutcome>) {
         let stored = match outcome {
             Ok(outcome) => self.outcomes.commit(outcome).await,
             Err(e) => Err(e),

@@ -195,6 +195,7 @@ impl ToXmpp {
             rcpt: &report.rcpt,
             message_id: &report.message_id,
             raw: &report.raw,
+            stanza: "",
         });
         self.store
             .to_xmpp_failed(item.id, reason, queued.as_ref())

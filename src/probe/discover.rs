@@ -61,7 +61,11 @@ impl Discovery {
     /// Whether `jid` has the XMPP-Mail feature.
     pub async fn has_feature(&self, jid: &Jid) -> Result<bool, NoAnswer> {
         let answer = self
-            .ask(jid.clone(), "disco#info", DiscoInfoQuery { node: None }.into())
+            .ask(
+                jid.clone(),
+                "disco#info",
+                DiscoInfoQuery { node: None }.into(),
+            )
             .await?;
         Ok(answer
             .and_then(|payload| DiscoInfoResult::try_from(payload).ok())
@@ -100,7 +104,11 @@ impl Discovery {
             return Ok(None);
         };
         let info = self
-            .ask(server.clone(), "disco#info", DiscoInfoQuery { node: None }.into())
+            .ask(
+                server.clone(),
+                "disco#info",
+                DiscoInfoQuery { node: None }.into(),
+            )
             .await?;
         let Some(info) = info.and_then(|payload| DiscoInfoResult::try_from(payload).ok()) else {
             return Ok(None);

@@ -29,9 +29,9 @@ pub use attachments::SharedRecord;
 pub use commit::{Committer, OutcomeCommitter};
 pub use contacts::Contact;
 pub use messages::MessageRecord;
-pub use to_mail::{MailOutcome, NewMail, ToMailItem};
+pub use to_mail::{MailOutcome, MailRoute, NewMail, ToMailItem, Told};
 pub use to_xmpp::{InboundMail, Notice, ToXmppBody, ToXmppItem};
-pub use xmpp_mail::{Answer, AnswerKind, AnswerStatus};
+pub use xmpp_mail::{Answer, AnswerKind, AnswerStatus, Refused};
 
 /// Milliseconds since the Unix epoch, the store's clock unit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]

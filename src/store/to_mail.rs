@@ -26,10 +26,45 @@ pub enum ToMailState {
     Failed,
 }
 
+/// How a queued mail travels (doc/xmpp-mail.md §7); stored as its
+/// lower-case name, '' while not decided.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, sqlx::Type)]
+#[sqlx(rename_all = "lowercase")]
+pub enum MailRoute {
+    #[sqlx(rename = "")]
+    Undecided,
+    Smtp,
+    Xmpp,
+}
+
+/// A user to tell, once, that a correspondent reads mail over XMPP.
+#[derive(Debug, Clone)]
+pub struct Told {
+    pub peer: String,
+    pub notice: Notice,
+}
+
 /// What became of one attempt to deliver a queued mail.
 #[derive(Debug, Clone)]
 pub enum MailOutcome {
+    /// The way the mail goes, recorded before it goes: once it has gone
+    /// one way it never goes the other.
+    Routed {
+        id: i64,
+        route: MailRoute,
+    },
     Sent(i64),
+    /// Sent as XMPP-Mail; the author is told about the correspondent
+    /// unless they were before.
+    SentAsXmpp {
+        id: i64,
+        told: Option<Told>,
+    },
+    /// XMPP-Mail failed for now: the mail goes by SMTP instead, at once.
+    Rerouted {
+        id: i64,
+        error: String,
+    },
     Retry {
         id: i64,
         at: Millis,
@@ -52,6 +87,9 @@ pub struct NewMail<'a> {
     pub rcpt: &'a str,
     pub message_id: &'a str,
     pub raw: &'a [u8],
+    /// The mail as an XMPP message (`facteur_bridge::native`), when it
+    /// may travel as XMPP-Mail; empty otherwise.
+    pub stanza: &'a str,
 }
 
 /// One mail owed to an SMTP peer.
@@ -65,6 +103,9 @@ pub struct ToMailItem {
     pub raw: Vec<u8>,
     pub attempts: u32,
     pub created_at: Millis,
+    pub route: MailRoute,
+    /// See [`NewMail::stanza`].
+    pub stanza: String,
 }
 
 /// A bounce that told a sender their mail failed.
@@ -166,7 +207,8 @@ impl Store {
     pub async fn due_to_mail(&self, now: Millis, limit: u32) -> anyhow::Result<Vec<ToMailItem>> {
         let rows = sqlx::query(
             "
-            SELECT id, sender, mail_from, rcpt, message_id, raw, attempts, created_at
+            SELECT id, sender, mail_from, rcpt, message_id, raw, attempts, created_at,
+                   route, stanza
             FROM to_mail
             WHERE state = ? AND next_attempt_at <= ?
             ORDER BY id
@@ -190,6 +232,8 @@ impl Store {
                     raw: row.try_get("raw")?,
                     attempts: u32::try_from(row.try_get::<i64, _>("attempts")?).unwrap_or(u32::MAX),
                     created_at: Millis(row.try_get("created_at")?),
+                    route: row.try_get("route")?,
+                    stanza: row.try_get("stanza")?,
                 })
             })
             .collect()
@@ -215,6 +259,63 @@ impl Store {
         let mut noticed = false;
         for outcome in outcomes {
             match outcome {
+                MailOutcome::Routed { id, route } => {
+                    sqlx::query("UPDATE to_mail SET route = ?, updated_at = ? WHERE id = ?")
+                        .bind(route)
+                        .bind(now.0)
+                        .bind(id)
+                        .execute(&mut *tx)
+                        .await
+                        .with_context(|| format!("Routing mail {id}"))?;
+                }
+                MailOutcome::SentAsXmpp { id, told } => {
+                    sqlx::query(
+                        "
+                        UPDATE to_mail
+                        SET state = ?, attempts = attempts + 1, last_error = '', updated_at = ?
+                        WHERE id = ?
+                        ",
+                    )
+                    .bind(ToMailState::Sent)
+                    .bind(now.0)
+                    .bind(id)
+                    .execute(&mut *tx)
+                    .await
+                    .with_context(|| format!("Marking mail {id} sent"))?;
+                    if let Some(told) = told {
+                        let first = sqlx::query(
+                            "INSERT INTO xmpp_mail_told (user, peer) VALUES (?, ?)
+                             ON CONFLICT DO NOTHING",
+                        )
+                        .bind(told.notice.recipient.as_str())
+                        .bind(&told.peer)
+                        .execute(&mut *tx)
+                        .await
+                        .context("Recording a user told")?;
+                        if first.rows_affected() == 1 {
+                            insert_notice(&mut tx, &told.notice, now).await?;
+                            noticed = true;
+                        }
+                    }
+                }
+                MailOutcome::Rerouted { id, error } => {
+                    sqlx::query(
+                        "
+                        UPDATE to_mail
+                        SET route = ?, attempts = attempts + 1, next_attempt_at = ?,
+                            last_error = ?, updated_at = ?
+                        WHERE id = ?
+                        ",
+                    )
+                    .bind(MailRoute::Smtp)
+                    .bind(now.0)
+                    .bind(error)
+                    .bind(now.0)
+                    .bind(id)
+                    .execute(&mut *tx)
+                    .await
+                    .with_context(|| format!("Rerouting mail {id}"))?;
+                }
                 MailOutcome::Sent(id) => {
                     sqlx::query(
                         "
@@ -331,9 +432,9 @@ pub(super) async fn insert_mail(
 ) -> anyhow::Result<Option<i64>> {
     sqlx::query_scalar(
         "
-        INSERT INTO to_mail (sender, mail_from, rcpt, message_id, raw, state,
+        INSERT INTO to_mail (sender, mail_from, rcpt, message_id, raw, stanza, state,
                              next_attempt_at, created_at, updated_at)
-        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
         ON CONFLICT (sender, message_id, rcpt) DO NOTHING
         RETURNING id
         ",
@@ -343,6 +444,7 @@ pub(super) async fn insert_mail(
     .bind(mail.rcpt)
     .bind(mail.message_id)
     .bind(mail.raw)
+    .bind(mail.stanza)
     .bind(ToMailState::Queued)
     .bind(now.0)
     .bind(now.0)

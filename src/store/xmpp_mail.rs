@@ -2,11 +2,26 @@
 //! kept until the answer's ttl: per domain its gateway, per recipient
 //! whether it takes XMPP-Mail, and whether a domain lists a gateway that
 //! handed mail over. Kept in the store so that a restart asks nobody again.
+//! Also what a late error for mail sent as XMPP does to it.
 
 use anyhow::Context;
+use jid::BareJid;
 use sqlx::Row;
 
+use super::to_mail::{MailRoute, ToMailState};
+use super::to_xmpp::{insert_notice, Notice};
 use super::{Millis, Store};
+
+/// What a stanza error for a mail sent as XMPP did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Refused {
+    /// Failed for good; its author is told (the recipient).
+    Failed { rcpt: String },
+    /// Queued again, for SMTP.
+    Rerouted,
+    /// The queue has no such mail sent as XMPP (any more).
+    Nothing,
+}
 
 /// What an answer is about.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, sqlx::Type)]
@@ -110,6 +125,84 @@ impl Store {
         .await
         .context("Keeping an XMPP-Mail answer")?;
         Ok(())
+    }
+}
+
+impl Store {
+    /// Records a stanza error the recipient's side sent for mail `id`
+    /// (created at `created_at`), sent as XMPP: a permanent one fails the
+    /// mail and queues the notice to its author, a temporary one queues
+    /// the mail again for SMTP (nothing was delivered). Only a mail sent
+    /// as XMPP and not failed yet is changed, so a repeated error does
+    /// nothing.
+    pub async fn xmpp_mail_refused(
+        &self,
+        id: i64,
+        created_at: Millis,
+        permanent: bool,
+        reason: &str,
+        gateway: &BareJid,
+    ) -> anyhow::Result<Refused> {
+        let now = Millis::now();
+        let mut tx = self.pool.begin().await.context("Starting transaction")?;
+        let outcome = if permanent {
+            let failed: Option<(String, String)> = sqlx::query_as(
+                "
+                UPDATE to_mail SET state = ?, last_error = ?, updated_at = ?
+                WHERE id = ? AND created_at = ? AND route = ? AND state = ?
+                RETURNING sender, rcpt
+                ",
+            )
+            .bind(ToMailState::Failed)
+            .bind(reason)
+            .bind(now.0)
+            .bind(id)
+            .bind(created_at.0)
+            .bind(MailRoute::Xmpp)
+            .bind(ToMailState::Sent)
+            .fetch_optional(&mut *tx)
+            .await
+            .with_context(|| format!("Failing mail {id}"))?;
+            match failed {
+                Some((sender, rcpt)) => {
+                    let notice = Notice::undelivered(gateway, &sender, &rcpt, reason)?;
+                    insert_notice(&mut tx, &notice, now).await?;
+                    Refused::Failed { rcpt }
+                }
+                None => Refused::Nothing,
+            }
+        } else {
+            let queued = sqlx::query(
+                "
+                UPDATE to_mail SET state = ?, route = ?, next_attempt_at = ?, last_error = ?,
+                                   updated_at = ?
+                WHERE id = ? AND created_at = ? AND route = ? AND state = ?
+                ",
+            )
+            .bind(ToMailState::Queued)
+            .bind(MailRoute::Smtp)
+            .bind(now.0)
+            .bind(reason)
+            .bind(now.0)
+            .bind(id)
+            .bind(created_at.0)
+            .bind(MailRoute::Xmpp)
+            .bind(ToMailState::Sent)
+            .execute(&mut *tx)
+            .await
+            .with_context(|| format!("Rerouting mail {id}"))?;
+            match queued.rows_affected() {
+                0 => Refused::Nothing,
+                _ => Refused::Rerouted,
+            }
+        };
+        tx.commit().await.context("Committing a refusal")?;
+        match outcome {
+            Refused::Failed { .. } => self.wake.to_xmpp.notify_one(),
+            Refused::Rerouted => self.wake.to_mail.notify_one(),
+            Refused::Nothing => {}
+        }
+        Ok(outcome)
     }
 }
 

@@ -9,7 +9,8 @@ async fn runner(config: &str) -> (ToXmpp, tempfile::TempDir) {
     let config = Arc::new(Config::parse(config).expect("config"));
     let (store, dir) = scratch().await;
     let (intake, _) = tokio::sync::mpsc::channel(1);
-    let (_link, link) = crate::component::Link::new(config.clone(), intake);
+    let (late_errors, _) = tokio::sync::mpsc::channel(1);
+    let (_link, link) = crate::component::Link::new(config.clone(), intake, late_errors);
     let runner = ToXmpp {
         config,
         store,

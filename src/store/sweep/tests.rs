@@ -93,6 +93,7 @@ async fn outgoing(store: &Store) {
             rcpt: "bob@example.net",
             message_id: &message_id,
             raw: b"raw",
+            stanza: "",
         };
         let record = (n == 1).then_some(&record);
         ids.push(store.queue_mail(&mail, record).await.expect("queued"));

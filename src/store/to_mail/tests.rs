@@ -17,6 +17,7 @@ fn mail(sender: &BareJid) -> NewMail<'_> {
         rcpt: "bob@example.net",
         message_id: "m@x",
         raw: b"raw",
+        stanza: "",
     }
 }
 

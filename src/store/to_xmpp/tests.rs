@@ -98,6 +98,7 @@ async fn a_failed_delivery_queues_its_report_once_and_wakes_the_mail_runner() {
         rcpt: "bob@example.net",
         message_id: "report-1@mx.example.test",
         raw: b"report",
+        stanza: "",
     };
     store
         .to_xmpp_failed(due[0].id, "gone", Some(&report))
