@@ -1,7 +1,8 @@
 //! The store forgets what nothing needs any more: finished queue items
 //! once operators had `keep_finished` to inspect them, inbound mail (the
 //! raw bytes) once no delivery is pending and no attachment link leads
-//! into it, and thread metadata after `keep_threads`. Rows go in small
+//! into it, thread metadata after `keep_threads`, XMPP-Mail answers once
+//! expired and handoffs taken after `keep_finished`. Rows go in small
 //! transactions, so that accepting mail never waits long behind a sweep.
 
 use std::time::Duration;
@@ -33,11 +34,13 @@ pub struct Swept {
     pub to_mail: u64,
     pub inbound_mail: u64,
     pub messages: u64,
+    /// Expired XMPP-Mail answers and old handoffs.
+    pub xmpp_mail: u64,
 }
 
 impl Swept {
     fn total(&self) -> u64 {
-        self.to_xmpp + self.to_mail + self.inbound_mail + self.messages
+        self.to_xmpp + self.to_mail + self.inbound_mail + self.messages + self.xmpp_mail
     }
 }
 
@@ -122,6 +125,28 @@ impl Store {
                     stop,
                 )
                 .await?,
+            xmpp_mail: self
+                .delete_batches(
+                    "xmpp_mail_answers",
+                    "
+                    DELETE FROM xmpp_mail_answers WHERE rowid IN (
+                        SELECT rowid FROM xmpp_mail_answers WHERE expires_at < ? LIMIT ?)
+                    ",
+                    |query| query.bind(now.0),
+                    stop,
+                )
+                .await?
+                + self
+                    .delete_batches(
+                        "handoffs",
+                        "
+                        DELETE FROM handoffs WHERE rowid IN (
+                            SELECT rowid FROM handoffs WHERE received_at < ? LIMIT ?)
+                        ",
+                        |query| query.bind(finished),
+                        stop,
+                    )
+                    .await?,
         };
         Ok(swept)
     }
@@ -171,6 +196,7 @@ pub async fn run(store: Store, retention: Retention, every: Duration, shutdown: 
                 to_mail = swept.to_mail,
                 inbound_mail = swept.inbound_mail,
                 messages = swept.messages,
+                xmpp_mail = swept.xmpp_mail,
                 "Store swept."
             ),
             Ok(_) => {}

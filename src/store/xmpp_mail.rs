@@ -262,5 +262,15 @@ mod tests {
                 .unwrap(),
             Some(newer)
         );
+        // The sweep forgets expired answers, and only those.
+        let retention = crate::store::sweep::Retention {
+            keep_finished: std::time::Duration::from_secs(86400),
+            keep_threads: std::time::Duration::from_secs(86400),
+        };
+        let stop = tokio_util::sync::CancellationToken::new();
+        for (at, swept) in [(2_500_000, 0), (3_000_001, 1)] {
+            let done = store.sweep(Millis(at), &retention, &stop).await.unwrap();
+            assert_eq!(done.xmpp_mail, swept, "at {at}");
+        }
     }
 }

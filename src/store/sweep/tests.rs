@@ -127,7 +127,8 @@ async fn finished_items_go_after_keep_finished_and_pending_ones_stay() {
             to_xmpp: 2,
             to_mail: 2,
             inbound_mail: 1,
-            messages: 0
+            messages: 0,
+            xmpp_mail: 0,
         }
     );
     // The pending delivery (of mail 2) and the newest row stay; the mail
