@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use super::*;
+use crate::store::xmpp_mail::Refused;
 use crate::store::{scratch, ToXmppBody};
 
 fn jid(s: &str) -> BareJid {
@@ -189,5 +190,129 @@ fn a_status_the_diagnostic_quotes_is_not_repeated() {
     assert_eq!(
         bounce_reason(&bounce("5.2.2", "Mailbox full")),
         "5.2.2 Mailbox full"
+    );
+}
+
+/// The queue's notices to XMPP users, as (recipient, body).
+async fn notices(store: &Store) -> Vec<(String, String)> {
+    store
+        .due_to_xmpp(Millis::now().after(Duration::from_secs(60)), 100)
+        .await
+        .expect("due")
+        .into_iter()
+        .filter_map(|item| match item.body {
+            ToXmppBody::Notice(notice) => Some((item.recipient, notice.body)),
+            _ => None,
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn a_route_once_taken_is_kept_and_late_errors_fail_or_reroute_xmpp_mail() {
+    let (store, _dir) = scratch().await;
+    let sender = jid("alice@example.test");
+    let gateway = jid("mail.example.test");
+    let first = store
+        .queue_mail(&mail(&sender), None)
+        .await
+        .expect("queued");
+    let other = NewMail {
+        rcpt: "carol@example.net",
+        ..mail(&sender)
+    };
+    let second = store.queue_mail(&other, None).await.expect("queued");
+    let items = store.due_to_mail(Millis::now(), 10).await.expect("due");
+    assert!(items.iter().all(|i| i.route == MailRoute::Undecided));
+    let created: Vec<Millis> = items.iter().map(|i| i.created_at).collect();
+    for id in [first, second] {
+        store
+            .apply_mail_outcomes(&[
+                MailOutcome::Routed {
+                    id,
+                    route: MailRoute::Xmpp,
+                },
+                MailOutcome::SentAsXmpp { id, told: None },
+            ])
+            .await
+            .expect("sent");
+    }
+    // A temporary error: the mail is queued again, for SMTP, at once.
+    let refused = store
+        .xmpp_mail_refused(first, created[0], false, "wait", &gateway)
+        .await
+        .expect("refused");
+    assert_eq!(refused, Refused::Rerouted);
+    let due = store.due_to_mail(Millis::now(), 10).await.expect("due");
+    assert_eq!(due.len(), 1);
+    assert_eq!((due[0].id, due[0].route), (first, MailRoute::Smtp));
+    // Not sent as XMPP any more: later errors for it change nothing.
+    for permanent in [true, false] {
+        let again = store
+            .xmpp_mail_refused(first, created[0], permanent, "again", &gateway)
+            .await
+            .expect("refused");
+        assert_eq!(again, Refused::Nothing);
+    }
+    // A permanent error fails the mail and tells its author once; an id
+    // with another creation time is not this mail.
+    let wrong = store
+        .xmpp_mail_refused(second, Millis(1), true, "forbidden", &gateway)
+        .await
+        .expect("refused");
+    assert_eq!(wrong, Refused::Nothing);
+    for _ in 0..2 {
+        store
+            .xmpp_mail_refused(second, created[1], true, "forbidden", &gateway)
+            .await
+            .expect("refused");
+    }
+    assert_eq!(
+        notices(&store).await,
+        vec![(
+            "alice@example.test".to_owned(),
+            "Your mail to carol@example.net could not be delivered: forbidden".to_owned()
+        )]
+    );
+}
+
+#[tokio::test]
+async fn the_author_is_told_once_per_correspondent() {
+    let (store, _dir) = scratch().await;
+    let sender = jid("alice@example.test");
+    let told = |rcpt: &str| Told {
+        peer: rcpt.to_owned(),
+        notice: Notice {
+            recipient: sender.clone(),
+            from: jid("mail.example.test"),
+            subject: "Mail over XMPP".into(),
+            body: format!("{rcpt} reads mail over XMPP"),
+        },
+    };
+    for (rcpt, message_id) in [
+        ("bob@example.net", "m1@x"),
+        ("bob@example.net", "m2@x"),
+        ("carol@example.net", "m3@x"),
+    ] {
+        let mail = NewMail {
+            rcpt,
+            message_id,
+            ..mail(&sender)
+        };
+        let id = store.queue_mail(&mail, None).await.expect("queued");
+        store
+            .apply_mail_outcomes(&[MailOutcome::SentAsXmpp {
+                id,
+                told: Some(told(rcpt)),
+            }])
+            .await
+            .expect("sent");
+    }
+    let bodies: Vec<String> = notices(&store).await.into_iter().map(|(_, b)| b).collect();
+    assert_eq!(
+        bodies,
+        vec![
+            "bob@example.net reads mail over XMPP".to_owned(),
+            "carol@example.net reads mail over XMPP".to_owned()
+        ]
     );
 }
