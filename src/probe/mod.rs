@@ -124,17 +124,24 @@ impl Prober {
         domains.entry(domain.to_owned()).or_default().clone()
     }
 
-    /// The answer kept for `rcpt`, if any.
+    /// The answer kept for `rcpt`, or for its domain when that has no
+    /// gateway, if any.
     async fn known(&self, rcpt: &BareJid) -> Option<Probed> {
         let now = Millis::now();
-        let kept = self
-            .store
-            .xmpp_mail_answer(AnswerKind::Rcpt, rcpt.as_str(), now)
-            .await
-            .unwrap_or_else(|e| {
-                debug!(error = format!("{e:#}"), "XMPP-Mail answers unreadable.");
-                None
-            })?;
+        let read = |kind, subject| async move {
+            self.store
+                .xmpp_mail_answer(kind, subject, now)
+                .await
+                .unwrap_or_else(|e| {
+                    debug!(error = format!("{e:#}"), "XMPP-Mail answers unreadable.");
+                    None
+                })
+        };
+        let Some(kept) = read(AnswerKind::Rcpt, rcpt.as_str()).await else {
+            let domain = read(AnswerKind::Domain, rcpt.domain().as_str()).await?;
+            return (domain.status == AnswerStatus::None)
+                .then(|| Probed::without_gateway(RouteAnswer::NoGateway));
+        };
         let gateway = BareJid::new(&kept.gateway).ok();
         let answer = match (kept.status, &gateway) {
             (AnswerStatus::Accept, Some(_)) => RouteAnswer::Accept {
