@@ -303,6 +303,15 @@ async fn run(path: &std::path::Path) -> anyhow::Result<()> {
         tracker.clone(),
     );
     tracker.spawn(intake.run(intake_rx, shutdown.clone()));
+    tracker.spawn(component::listing::run(
+        probe::discover::Discovery {
+            own: config.component.jid.clone().into(),
+            link: handle.clone(),
+            step: config.xmpp_mail.step_timeout,
+        },
+        config.mail.domains.clone(),
+        shutdown.clone(),
+    ));
     tracker.spawn(http::run(
         http_listener,
         store.clone(),

@@ -2,8 +2,9 @@
 //! gateway prompt (XEP-0100 `jabber:iq:gateway`), ping (XEP-0199),
 //! version (XEP-0092), presence subscriptions to mail contacts. Anything
 //! else gets an error, never silence; what needs the store goes to the
-//! intake.
+//! intake (registration, vCards, XMPP-Mail probes).
 
+use facteur_bridge::wire::NS_MAIL;
 use facteur_bridge::{mailbox_to_jid, MailAddress};
 use xmpp_parsers::disco::{DiscoInfoResult, DiscoItemsResult, Identity};
 use xmpp_parsers::iq::Iq;
@@ -23,8 +24,9 @@ pub const NS_GATEWAY: &str = "jabber:iq:gateway";
 pub const NS_JID_ESCAPING: &str = "jid\\20escaping";
 
 /// Features announced in disco#info: what is implemented, including the
-/// vCards it answers (XEP-0054) and the receipts it sends (XEP-0184).
-const FEATURES: [&str; 9] = [
+/// vCards it answers (XEP-0054), the receipts it sends (XEP-0184) and
+/// XMPP-Mail between domains (doc/xmpp-mail.md §4).
+const FEATURES: [&str; 10] = [
     ns::DISCO_INFO,
     ns::DISCO_ITEMS,
     NS_GATEWAY,
@@ -34,12 +36,13 @@ const FEATURES: [&str; 9] = [
     ns::REGISTER,
     ns::VCARD,
     ns::VERSION,
+    NS_MAIL,
 ];
 
 /// Where an IQ request goes.
 pub enum IqRoute {
     Reply(Iq),
-    /// Needs the store: registration and contacts' vCards.
+    /// Needs the store: registration, contacts' vCards, probes.
     Intake(Iq),
 }
 
@@ -53,9 +56,9 @@ pub fn answer_iq(config: &Config, iq: Iq) -> IqRoute {
     let to_component = iq.to().is_none_or(|to| to.node().is_none());
     let namespace = payload.ns();
     let reply = match (namespace.as_str(), payload.name(), is_get, to_component) {
-        (ns::REGISTER, "query", _, true) | (ns::VCARD, "vCard", true, false) => {
-            return IqRoute::Intake(iq)
-        }
+        (ns::REGISTER, "query", _, true)
+        | (ns::VCARD, "vCard", true, false)
+        | (NS_MAIL, "probe", true, true) => return IqRoute::Intake(iq),
         (ns::DISCO_INFO, "query", true, true) => result(
             &iq,
             Some(disco_info("gateway", "Mail gateway", &FEATURES).into()),
@@ -219,8 +222,9 @@ mod tests {
             );
         }
         assert!(xml.contains("to='alice@example.test/phone'"), "{xml}");
-        // It answers vCards and sends receipts, so it says so.
-        for feature in ["vcard-temp", "urn:xmpp:receipts"] {
+        // It answers vCards, sends receipts and speaks XMPP-Mail, so it
+        // says so.
+        for feature in ["vcard-temp", "urn:xmpp:receipts", "urn:xmpp:mail:0"] {
             assert!(
                 xml.contains(&format!("<feature var='{feature}'/>")),
                 "{feature} in {xml}"
@@ -318,6 +322,19 @@ mod tests {
             ),
         );
         assert!(matches!(route, IqRoute::Intake(_)));
+    }
+
+    #[test]
+    fn probes_go_to_the_intake() {
+        let probe = Element::builder("probe", NS_MAIL).build();
+        let route = answer_iq(&config(), get("mail.example.test", probe.clone()));
+        assert!(matches!(route, IqRoute::Intake(_)));
+        // A contact is no gateway.
+        let xml = reply_xml(answer_iq(
+            &config(),
+            get("bob\\40example.net@mail.example.test", probe),
+        ));
+        assert!(xml.contains("service-unavailable"), "{xml}");
     }
 
     #[test]

@@ -1,12 +1,14 @@
-//! The intake: what users send that needs the store. XEP-0077
-//! registration, vCards of mail contacts, and chat messages to them, which
-//! become queued outgoing mail. Stanzas are taken in batches, so that the
-//! mails of a burst are queued in one transaction.
+//! The intake: what needs the store. XEP-0077 registration, vCards of
+//! mail contacts, and chat messages to them, which become queued outgoing
+//! mail; from other domains' gateways, XMPP-Mail probes and handoffs.
+//! Stanzas are taken in batches, so that the mails of a burst are queued
+//! in one transaction.
 //!
 //! The loop serves every user, so it never awaits another server: whatever
 //! must wait on one runs beside it (see `outgoing`).
 
 use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 use facteur_policy::limits::Limiter;
 use tokio::sync::mpsc;
@@ -14,12 +16,15 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use xmpp_parsers::stanza::Stanza;
 
+use super::handoff::{self, Handoffs};
 use super::lookups::Lookups;
 use super::outgoing::{Intaken, Outgoing, Prepared};
+use super::probe::{self, Probes};
 use super::{registration, vcard, LinkHandle};
 use crate::config::Config;
 use crate::dkim::Signers;
 use crate::fetch::Fetcher;
+use crate::probe::discover::Discovery;
 use crate::store::Store;
 
 /// Stanzas taken, at most, per batch.
@@ -30,6 +35,8 @@ pub struct Intake {
     store: Store,
     link: LinkHandle,
     outgoing: Arc<Outgoing>,
+    probes: Probes,
+    handoffs: Arc<Handoffs>,
     /// Mails prepared beside the loop, to be queued by it.
     prepared: mpsc::Receiver<Prepared>,
 }
@@ -47,6 +54,17 @@ impl Intake {
     ) -> Intake {
         let lookups = Lookups::new(config.component.jid.clone().into(), link.clone());
         let (ready, prepared) = mpsc::channel(BATCH * 4);
+        let handoffs = Handoffs {
+            config: config.clone(),
+            store: store.clone(),
+            discovery: Discovery {
+                own: config.component.jid.clone().into(),
+                link: link.clone(),
+                step: config.xmpp_mail.step_timeout,
+            },
+            link: link.clone(),
+            tracker: tracker.clone(),
+        };
         let outgoing = Outgoing {
             sender_mails: Mutex::new(Limiter::new(config.limits.sender_mails)),
             config: config.clone(),
@@ -59,10 +77,12 @@ impl Intake {
             ready,
         };
         Intake {
+            probes: Probes::new(config.xmpp_mail.probes),
             config,
             store,
             link,
             outgoing: Arc::new(outgoing),
+            handoffs: Arc::new(handoffs),
             prepared,
         }
     }
@@ -83,12 +103,20 @@ impl Intake {
             }
             for stanza in batch.drain(..) {
                 let reply = match stanza {
+                    Stanza::Iq(iq) if probe::is_probe(&iq) => Some(Stanza::Iq(
+                        self.probes
+                            .answer(&self.config, &self.store, iq, Instant::now())
+                            .await,
+                    )),
                     Stanza::Iq(iq) if vcard::is_request(&iq) => Some(Stanza::Iq(
                         vcard::answer(&self.config, &self.store, iq).await,
                     )),
                     Stanza::Iq(iq) => Some(Stanza::Iq(
                         registration::answer(&self.config, &self.store, iq).await,
                     )),
+                    Stanza::Message(message) if handoff::is_handoff(&self.config, &message) => {
+                        self.handoffs.take(message).await.map(Stanza::Message)
+                    }
                     Stanza::Message(message) => match self.outgoing.message(message).await {
                         Intaken::Answer(reply) => reply.map(Stanza::Message),
                         Intaken::Ready(prepared) => {

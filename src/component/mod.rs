@@ -9,15 +9,20 @@
 //! What comes in over the link is answered at once when it needs no store
 //! (`answers`), else handed to the `intake`, which keeps one file per
 //! protocol role: `registration`, `vcard`, `outgoing` mail and the
-//! `lookups` it makes at users' servers. Stanza errors are built in
-//! `reply`. A new role gets a file of its own beside these.
+//! `lookups` it makes at users' servers, and for other domains' gateways
+//! XMPP-Mail `probe` answers and `handoff`s. `listing` checks that the
+//! served domains list the gateway. Stanza errors are built in `reply`.
+//! A new role gets a file of its own beside these.
 
 mod acks;
 mod answers;
+pub mod handoff;
 pub mod intake;
+pub mod listing;
 mod lookups;
 mod outgoing;
 pub mod privilege;
+mod probe;
 mod registration;
 mod reply;
 mod stream;

@@ -1,12 +1,15 @@
 //! The durable store (sqlx, SQLite in WAL mode with synchronous commits),
 //! one file per table group: registered users, contacts, messages, shared
-//! attachments, secrets and the two queues. Every state change of a queued
-//! item is one statement or one transaction, and whoever commits new work
-//! into a queue wakes that queue's runner through the store.
+//! attachments, secrets, the two queues, and what XMPP-Mail learnt from
+//! other domains and took from their gateways (`xmpp_mail`, `handoffs`).
+//! Every state change of a queued item is one statement or one
+//! transaction, and whoever commits new work into a queue wakes that
+//! queue's runner through the store.
 
 mod attachments;
 mod commit;
 mod contacts;
+mod handoffs;
 mod health;
 mod messages;
 mod secrets;
@@ -28,6 +31,7 @@ use tokio::sync::Notify;
 pub use attachments::SharedRecord;
 pub use commit::{Committer, OutcomeCommitter};
 pub use contacts::Contact;
+pub use handoffs::{HandoffTaken, NewHandoff};
 pub use messages::MessageRecord;
 pub use to_mail::{MailOutcome, MailRoute, NewMail, ToMailItem, Told};
 pub use to_xmpp::{InboundMail, Notice, ToXmppBody, ToXmppItem};

@@ -79,40 +79,7 @@ impl Store {
         let mut tx = self.pool.begin().await.context("Starting transaction")?;
         let mut ids = Vec::with_capacity(mails.len());
         for mail in mails {
-            let mail_id: i64 = sqlx::query_scalar(
-                "
-                INSERT INTO inbound_mail (mail_from, client_ip, raw, received_at, auth, warning)
-                VALUES (?, ?, ?, ?, ?, ?)
-                RETURNING id
-                ",
-            )
-            .bind(&mail.mail_from)
-            .bind(&mail.client_ip)
-            .bind(&mail.raw)
-            .bind(now.0)
-            .bind(&mail.auth)
-            .bind(&mail.warning)
-            .fetch_one(&mut *tx)
-            .await
-            .context("Storing inbound mail")?;
-            for rcpt in &mail.recipients {
-                sqlx::query(
-                    "
-                    INSERT INTO to_xmpp (mail_id, recipient, state, next_attempt_at, created_at, updated_at)
-                    VALUES (?, ?, ?, ?, ?, ?)
-                    ",
-                )
-                .bind(mail_id)
-                .bind(rcpt.as_str())
-                .bind(ToXmppState::Pending)
-                .bind(now.0)
-                .bind(now.0)
-                .bind(now.0)
-                .execute(&mut *tx)
-                .await
-                .context("Queueing delivery to XMPP")?;
-            }
-            ids.push(mail_id);
+            ids.push(insert_inbound(&mut tx, mail, now).await?);
         }
         tx.commit().await.context("Committing inbound mail")?;
         if !ids.is_empty() {
@@ -319,6 +286,49 @@ pub(super) async fn insert_notice(
     .await
     .context("Queueing notice")?;
     Ok(())
+}
+
+/// Inserts an inbound mail with one pending delivery per recipient, in
+/// the caller's transaction; returns the mail's id.
+pub(super) async fn insert_inbound(
+    tx: &mut sqlx::SqliteConnection,
+    mail: &InboundMail,
+    now: Millis,
+) -> anyhow::Result<i64> {
+    let mail_id: i64 = sqlx::query_scalar(
+        "
+        INSERT INTO inbound_mail (mail_from, client_ip, raw, received_at, auth, warning)
+        VALUES (?, ?, ?, ?, ?, ?)
+        RETURNING id
+        ",
+    )
+    .bind(&mail.mail_from)
+    .bind(&mail.client_ip)
+    .bind(&mail.raw)
+    .bind(now.0)
+    .bind(&mail.auth)
+    .bind(&mail.warning)
+    .fetch_one(&mut *tx)
+    .await
+    .context("Storing inbound mail")?;
+    for rcpt in &mail.recipients {
+        sqlx::query(
+            "
+            INSERT INTO to_xmpp (mail_id, recipient, state, next_attempt_at, created_at, updated_at)
+            VALUES (?, ?, ?, ?, ?, ?)
+            ",
+        )
+        .bind(mail_id)
+        .bind(rcpt.as_str())
+        .bind(ToXmppState::Pending)
+        .bind(now.0)
+        .bind(now.0)
+        .bind(now.0)
+        .execute(&mut *tx)
+        .await
+        .context("Queueing delivery to XMPP")?;
+    }
+    Ok(mail_id)
 }
 
 #[cfg(test)]

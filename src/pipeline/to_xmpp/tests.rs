@@ -97,3 +97,58 @@ async fn an_answer_finds_its_mail_before_the_server_confirms_it() {
     let found = found.expect("the mail is known before the server confirms it");
     assert_eq!(found.message_id, "m1@example.net");
 }
+
+#[tokio::test]
+async fn a_handoff_reaches_its_user_from_the_authors_contact_without_auth() {
+    use crate::component::handoff::{stated, to_mail};
+    use crate::store::NewHandoff;
+
+    let (runner, _dir) = runner(
+        "[component]\njid = \"mail.b.test\"\nsecret = \"s\"\n\
+         [mail]\ndomains = [\"b.test\"]\n",
+    )
+    .await;
+    let xml = "<message xmlns='jabber:component:accept' type='normal' from='mail.a.test' \
+        to='mail.b.test' id='mail-5f2c'><subject>Lunch</subject><body>At noon?</body>\
+        <addresses xmlns='http://jabber.org/protocol/address'>\
+        <address type='ofrom' jid='alice@a.test'/><address type='to' jid='bob@b.test'/>\
+        </addresses><mail xmlns='urn:xmpp:mail:0' message-id='abc@a.test' date='1764547200'>\
+        <auth spf='pass' dkim='pass' dmarc='pass' arc='none'/></mail></message>";
+    let element: xmpp_parsers::minidom::Element = xml.parse().expect("xml");
+    let message = Message::try_from(element).expect("message");
+    let stated = stated(&message).expect("a handoff");
+    let gateway = BareJid::new("mail.a.test").expect("jid");
+    let (message_id, raw) =
+        to_mail(&message, &stated, &gateway, &runner.config, 1_764_547_300).expect("mail");
+    runner
+        .store
+        .accept_handoff(&NewHandoff {
+            author: &stated.ofrom,
+            message_id: &message_id,
+            rcpt: &stated.rcpt,
+            gateway: &gateway,
+            raw: &raw,
+        })
+        .await
+        .expect("taken");
+    let due = runner
+        .store
+        .due_to_xmpp(Millis::now(), 10)
+        .await
+        .expect("due");
+    let Ok(made) = runner.stanza(&due[0]).await else {
+        panic!("a stanza");
+    };
+    let stanza = String::from(&xmpp_parsers::minidom::Element::from(made.message));
+    assert!(
+        stanza.contains("from='alice\\40a.test@mail.b.test'") && stanza.contains("to='bob@b.test'"),
+        "{stanza}"
+    );
+    assert!(
+        stanza.contains("<mail xmlns='urn:xmpp:mail:0' date='1764547200' message-id='abc@a.test'"),
+        "{stanza}"
+    );
+    // The sender's claim of SPF and DKIM results is not passed on (§9.3).
+    assert!(!stanza.contains("<auth"), "{stanza}");
+    assert!(stanza.contains("<body>At noon?"), "{stanza}");
+}
