@@ -27,7 +27,9 @@ pub async fn run(discovery: Discovery, domains: Vec<String>, shutdown: Cancellat
                 () = shutdown.cancelled() => return,
             };
             match listed {
-                Ok(true) => {}
+                Ok(true) => {
+                    info!(domain = %domain, gateway = %own, "The served domain lists the gateway.")
+                }
                 Ok(false) => warn!(
                     domain = %domain,
                     gateway = %own,
