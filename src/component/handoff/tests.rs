@@ -448,3 +448,64 @@ async fn an_author_domain_that_does_not_answer_makes_the_sender_wait() {
         None
     );
 }
+
+#[test]
+fn what_facteur_hands_off_facteur_takes() {
+    use facteur_bridge::native::{self, MailMeta as Sent};
+
+    let xml = "<message xmlns='jabber:component:accept' type='chat' id='c1' \
+        from='alice@a.test/phone' to='bob\\40b.test@mail.a.test'>\
+        <subject>Lunch</subject><body>https://up.a.test/f/menu.pdf</body>\
+        <x xmlns='jabber:x:oob'><url>https://up.a.test/f/menu.pdf</url></x></message>";
+    let author = Message::try_from(xml.parse::<Element>().expect("xml")).expect("message");
+    let references = ["root@b.test".to_owned(), "parent@b.test".to_owned()];
+    let sent = native::mail_message(
+        &author,
+        &Sent {
+            message_id: "abc@a.test",
+            date: 1_764_547_200,
+            thread: "t1",
+            in_reply_to: Some("parent@b.test"),
+            references: &references,
+        },
+    );
+    let (gateway, alice, bob) = (jid("mail.a.test"), jid("alice@a.test"), jid("bob@b.test"));
+    let handed = native::handoff(sent, &gateway, &jid("mail.b.test"), &alice, &bob);
+    assert!(is_handoff(&config(), &handed));
+    let stated = stated(&handed).expect("well-formed");
+    assert_eq!((&stated.ofrom, &stated.rcpt), (&alice, &bob));
+    assert_eq!(stated.mail.references, references);
+    let (message_id, raw) =
+        to_mail(&handed, &stated, &gateway, &config(), 1_800_000_000).expect("a mail");
+    assert_eq!(message_id, "abc@a.test");
+    let parsed = MessageParser::default().parse(&raw).expect("parses");
+    assert_eq!(parsed.subject(), Some("Lunch"));
+    let body = parsed.body_text(0).expect("text");
+    assert!(body.contains("https://up.a.test/f/menu.pdf"), "{body}");
+    assert!(receipt(&handed).is_some(), "the sender asks for a receipt");
+}
+
+#[tokio::test]
+async fn the_authors_domain_itself_needs_no_listing() {
+    let (handoffs, _dir) = handoffs().await;
+    handoffs
+        .store
+        .register(&jid("bob@b.test"))
+        .await
+        .expect("registered");
+    let mut message = handoff();
+    message.from = Some(jid("a.test").into());
+    let checked = handoffs.check(&message).await.expect("checked");
+    // The link never answers: nothing was asked.
+    let reply = handoffs.finish(&message, checked).await.expect("a receipt");
+    assert!(xml(&reply).contains("<received "), "{}", xml(&reply));
+    assert_eq!(
+        handoffs
+            .store
+            .due_to_xmpp(Millis::now(), 10)
+            .await
+            .expect("due")
+            .len(),
+        1
+    );
+}
