@@ -52,6 +52,16 @@ pub enum Via {
     Handoff,
 }
 
+impl Via {
+    /// Its name in logs: `privilege` or `handoff`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Via::Privilege => "privilege",
+            Via::Handoff => "handoff",
+        }
+    }
+}
+
 /// The route, with why.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Route {

@@ -77,7 +77,7 @@ impl ToMail {
         });
         let (recorded, decision) = match (route, probed.gateway) {
             (Route::Xmpp(via), gateway) => {
-                info!(queue_id = item.id, rcpt = %item.rcpt, route = "xmpp", reason = ?via, "Route chosen.");
+                info!(queue_id = item.id, rcpt = %item.rcpt, route = "xmpp", reason = via.as_str(), "Route chosen.");
                 (
                     MailRoute::Xmpp,
                     Decision::Xmpp(Box::new(NativeRoute {
@@ -137,11 +137,11 @@ impl ToMail {
                 let server =
                     BareJid::new(author.domain().as_str()).unwrap_or_else(|_| gateway.clone());
                 let wrapped = native::privileged(message, ns, gateway, &server, &author, &rcpt);
-                (wrapped, "privilege")
+                (wrapped, Via::Privilege)
             }
             (_, _, Some(to_gateway)) => (
                 native::handoff(message, gateway, &to_gateway, &author, &rcpt),
-                "handoff",
+                Via::Handoff,
             ),
             // The privilege went away and there is no gateway to hand to.
             (_, _, None) => {
@@ -156,8 +156,8 @@ impl ToMail {
         let confirmation = self.link.deliver(stanza).await;
         let outcome = match tokio::time::timeout(CONFIRM_TIMEOUT, confirmation).await {
             Ok(Ok(())) => {
-                info!(queue_id = item.id, rcpt = %item.rcpt, message_id = %item.message_id, via, "Sent as XMPP-Mail.");
-                let told = (via == "privilege")
+                info!(queue_id = item.id, rcpt = %item.rcpt, message_id = %item.message_id, via = via.as_str(), "Sent as XMPP-Mail.");
+                let told = (via == Via::Privilege)
                     .then(|| self.told(&author, &rcpt))
                     .flatten();
                 Ok(MailOutcome::SentAsXmpp { id: item.id, told })
