@@ -13,6 +13,10 @@ def pytest_runtest_makereport(item, call):
     gateway = item.funcargs.get("gateway") if hasattr(item, "funcargs") else None
     if report.failed and gateway is not None:
         report.sections.append(("facteur log (tail)", gateway.facteur.log_tail()))
+    net = item.funcargs.get("net") if hasattr(item, "funcargs") else None
+    if report.failed and net is not None:
+        for facteur in net.facteurs.values():
+            report.sections.append((f"{facteur.gateway} log (tail)", facteur.log_tail(120)))
 
 
 @pytest.fixture

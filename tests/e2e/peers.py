@@ -32,13 +32,13 @@ def free_port():
         return s.getsockname()[1]
 
 
-def wait_port(port, timeout=15.0, proc=None):
+def wait_port(port, timeout=15.0, proc=None, host="127.0.0.1"):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc is not None and proc.poll() is not None:
             raise RuntimeError(f"process exited with {proc.returncode} before port {port} opened")
         with socket.socket() as s:
-            if s.connect_ex(("127.0.0.1", port)) == 0:
+            if s.connect_ex((host, port)) == 0:
                 return
         time.sleep(0.05)
     raise TimeoutError(f"port {port} did not open in {timeout}s")
@@ -62,27 +62,32 @@ def dkim_record(keygen_output):
     return name.rstrip("."), "".join(strings.split('"')[1::2])
 
 
-def escaped(address):
+def escaped(address, gateway=GATEWAY):
     """The JID of a mail address at the gateway (XEP-0106)."""
-    return address.replace("\\", "\\5c").replace("@", "\\40") + "@" + GATEWAY
+    return address.replace("\\", "\\5c").replace("@", "\\40") + "@" + gateway
 
 
 class Prosody:
-    def __init__(self, workdir):
+    """Prosody from a template of this folder; `users` maps
+    (user, domain) to a password."""
+
+    def __init__(self, workdir, template="prosody.cfg.lua.in", users=None):
         self.dir = Path(workdir) / "prosody"
         self.c2s = free_port()
         self.component = free_port()
         self.proc = None
         (self.dir / "certs").mkdir(parents=True, exist_ok=True)
         (self.dir / "data").mkdir(exist_ok=True)
-        template = (Path(__file__).parent / "prosody.cfg.lua.in").read_text()
+        template = (Path(__file__).parent / template).read_text()
         for key, value in {"@DIR@": str(self.dir), "@C2S@": str(self.c2s),
                            "@COMPONENT@": str(self.component), "@SECRET@": SECRET}.items():
             template = template.replace(key, value)
         self.config = self.dir / "prosody.cfg.lua"
         self.config.write_text(template)
-        for user, password in USERS.items():
-            subprocess.run(["prosodyctl", "--config", str(self.config), "register", user, DOMAIN, password],
+        if users is None:
+            users = {(user, DOMAIN): password for user, password in USERS.items()}
+        for (user, domain), password in users.items():
+            subprocess.run(["prosodyctl", "--config", str(self.config), "register", user, domain, password],
                            check=True, capture_output=True, timeout=30)
 
     def start(self):
@@ -102,11 +107,11 @@ class Dns:
     answers for the test domains (.test, .net, .org) from the records given
     and NXDOMAIN for any other name of them, and asks nobody else.
     txt: {name: text}; mx: {domain: [(preference, host)]} ("." for a null
-    MX); hosts: {name: ip}."""
+    MX); hosts: {name: ip}; srv: {name: [(target, port)]}."""
 
     LOCAL = ("test", "net", "org", "com", "example")
 
-    def __init__(self, workdir, txt=None, mx=None, hosts=None):
+    def __init__(self, workdir, txt=None, mx=None, hosts=None, srv=None):
         self.port = free_port()
         self.pidfile = Path(workdir) / "dnsmasq.pid"
         Path(workdir).mkdir(parents=True, exist_ok=True)
@@ -123,6 +128,8 @@ class Dns:
             args += [f"--mx-host={domain},{host},{preference}" for preference, host in exchanges]
         for name, ip in (hosts or {}).items():
             args.append(f"--host-record={name},{ip}")
+        for name, targets in (srv or {}).items():
+            args += [f"--srv-host={name},{target},{port}" for target, port in targets]
         self.args = args
         self.proc = None
 
@@ -149,12 +156,17 @@ class Dns:
     def address(self):
         return f"127.0.0.1:{self.port}"
 
-    def txt(self, name):
+    def resolve(self, name, rdtype):
+        """The answer of this server alone (dnspython), raising
+        NXDOMAIN or NoAnswer as a resolver would."""
         import dns.resolver
         resolver = dns.resolver.Resolver(configure=False)
         resolver.nameservers = ["127.0.0.1"]
         resolver.port = self.port
-        answer = resolver.resolve(name, "TXT", lifetime=5)
+        return resolver.resolve(name, rdtype, lifetime=5)
+
+    def txt(self, name):
+        answer = self.resolve(name, "TXT")
         return b"".join(b"".join(record.strings) for record in answer)
 
     def stop(self):
@@ -218,15 +230,21 @@ LIMITS = {"sender_mails_per_hour": 1000000, "client_connections": 5000,
 class Facteur:
     """facteur with a generated config: `relay` is an aiosmtpd Relay, or
     None for delivery to MX hosts on `mx_port`; `dns` the Dns it asks;
-    `mail`, `outbound`, `http` and `store` add lines to their sections."""
+    `mail`, `outbound`, `http` and `store` add lines to their sections;
+    `gateway` and `domain` are its component JID and served domain, and
+    its SMTP server listens on `smtp_host`:`smtp_port` (a free port by
+    default) as `hostname`."""
 
     def __init__(self, workdir, prosody, relay, dns, store_dir=None, fetch_hosts=(), extra="",
                  limits=None, auth="", mx_port=25, mail="", outbound="", http="",
-                 fetch_private=True, store="", **inbound):
+                 fetch_private=True, store="", gateway=GATEWAY, domain=DOMAIN,
+                 smtp_host="127.0.0.1", smtp_port=None, hostname="mx.example.test", **inbound):
         self.dir = Path(workdir) / "facteur"
         self.dir.mkdir(parents=True, exist_ok=True)
         store_dir = Path(store_dir or self.dir)
-        self.smtp_port = free_port()
+        self.gateway = gateway
+        self.smtp_host = smtp_host
+        self.smtp_port = smtp_port or free_port()
         self.http_port = free_port()
         self.proc = None
         self.binary = os.environ.get("FACTEUR_BIN", str(ROOT / "target" / "debug" / "facteur"))
@@ -238,17 +256,17 @@ class Facteur:
         self.config = self.dir / "facteur.toml"
         self.config.write_text(f"""
 [component]
-jid = "{GATEWAY}"
+jid = "{gateway}"
 server = "127.0.0.1:{prosody.component}"
 secret = "{SECRET}"
 ping_interval = "2s"
 reconnect_max = "1s"
 [mail]
-domains = ["{DOMAIN}"]
+domains = ["{domain}"]
 {mail}
 [inbound]
-listen = ["127.0.0.1:{self.smtp_port}"]
-hostname = "mx.example.test"
+listen = ["{smtp_host}:{self.smtp_port}"]
+hostname = "{hostname}"
 {inbound_keys}
 [outbound]
 {relay_key}
@@ -286,7 +304,7 @@ timeout = "2s"
         env = dict(os.environ, RUST_LOG=os.environ.get("RUST_LOG", "info,facteur=debug"))
         self.proc = subprocess.Popen([self.binary, "run", "--config", str(self.config)],
                                      stdout=log, stderr=subprocess.STDOUT, env=env)
-        wait_port(self.smtp_port, proc=self.proc)
+        wait_port(self.smtp_port, proc=self.proc, host=self.smtp_host)
 
     def stop(self):
         stop_process(self.proc)
@@ -386,9 +404,9 @@ def mail_parser_malformed():
 class Client:
     """A real XMPP client (slixmpp) that records every message it gets."""
 
-    def __init__(self, user, port):
-        self.jid = f"{user}@{DOMAIN}"
-        self.xmpp = slixmpp.ClientXMPP(self.jid, USERS[user],
+    def __init__(self, user, port, domain=DOMAIN, password=None):
+        self.jid = f"{user}@{domain}"
+        self.xmpp = slixmpp.ClientXMPP(self.jid, password or USERS[user],
                                        plugin_config={"feature_mechanisms": {"unencrypted_scram": True}})
         self.xmpp.enable_direct_tls = False
         self.xmpp.enable_starttls = False
@@ -450,8 +468,8 @@ class Client:
         iq.append(slixmpp.xmlstream.ET.fromstring(payload_xml))
         return await iq.send(timeout=timeout)
 
-    async def register(self):
-        result = await self.iq("set", GATEWAY, "<query xmlns='jabber:iq:register'/>")
+    async def register(self, gateway=GATEWAY):
+        result = await self.iq("set", gateway, "<query xmlns='jabber:iq:register'/>")
         assert result["type"] == "result", result
 
     def send(self, to, body, subject=None, mtype="chat", receipt=False, thread=None, reply=None):
