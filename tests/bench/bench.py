@@ -19,6 +19,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "e2e"))
 from peers import (DOMAIN, ROOT, USERS, Client, Gateway, escaped, free_port,  # noqa: E402
                    registered_client, stop_process, wait_port)
+import native  # noqa: E402
 
 # Measured as run in production: info, not the tests' debug log.
 os.environ.setdefault("RUST_LOG", "info")
@@ -28,6 +29,8 @@ SIZES = {"4KB": 4096, "40KB": 40960, "1MB": 1048576}
 CONCURRENCY = (1, 10, 50)
 COUNTS = {"4KB": int(600 * SCALE), "40KB": int(300 * SCALE), "1MB": int(40 * SCALE)}
 OUT = ROOT / "target" / "bench"
+# BENCH_ONLY=native measures the native journey alone.
+ONLY = os.environ.get("BENCH_ONLY", "")
 
 
 def timed(command):
@@ -277,6 +280,112 @@ async def steady_store(work, results):
         gateway.stop()
 
 
+async def native_journey(work, results):
+    """Mail between two XMPP-Mail domains: alice@a.test writes to
+    bob\\40b.test@mail.a.test and bob's client counts what arrives from
+    alice@a.test, beside, in the same run, Prosody's own routing of the same
+    body from alice's client straight to bob's, and the same mail by SMTP
+    into facteur-b. Then the time facteur-a takes to choose a route: from
+    its `Queued mail.` line to its `Route chosen.` line, for recipients it
+    never asked about (a probe each) and again for the same ones (cached)."""
+    count = max(20, int(600 * SCALE))
+    samples = max(10, int(100 * SCALE))
+    size = SIZES["4KB"]
+    cold = [f"cold{n}" for n in range(samples)]
+    net = native.Network(work, recipients=cold)
+    alice = net.client("alice", native.A, "alicepw")
+    bob = net.client("bob", native.B, "bobpw")
+    record = results["native"] = {"mails": count, "body_bytes": size}
+    try:
+        net.start()
+        await alice.connect()
+        await bob.connect()
+        to_bob = native.escaped(f"bob@{native.B}", f"mail.{native.A}")
+        alice_jid = f"alice@{native.A}"
+        body = "x" * size
+
+        # One mail first: the probe of b.test and bob is not part of the rate.
+        since = net.a.log_size()
+        alice.send(to_bob, "warm-up")
+        route = await native.logged(net.a, since, "Route chosen.", f"rcpt=bob@{native.B} ", timeout=15)
+        record["first_route"] = route.split("Route chosen.", 1)[1].strip() if route else "no route logged"
+        if route and native.route_of(route) == "xmpp":
+            await wait_count(lambda: bob.count(lambda f, b: b == "warm-up"), 1, 30)
+        if bob.count(lambda f, b: b == "warm-up" and f == alice_jid) == 0:
+            print(f"native: the first mail did not reach bob as XMPP ({record['first_route']}); "
+                  "no rate measured", flush=True)
+            record["mails_per_s"] = None
+        else:
+            since, relayed = net.a.log_size(), len(net.relay.received)
+            start = time.monotonic()
+            for i in range(count):
+                alice.send(to_bob, f"native {i} {body}")
+            got = await wait_count(lambda: bob.count(lambda f, b: b.startswith("native ") and f == alice_jid),
+                                   count, 120)
+            record["mails_per_s"] = round(got / (time.monotonic() - start), 1)
+            record["delivered"] = got
+            # facteur logs a mail as sent once the server has confirmed it,
+            # a little after bob has it.
+            await wait_count(lambda: native.count_log(net.a, "Sent as XMPP-Mail.", since), got, 10, poll=0.1)
+            record["sent_as_xmpp"] = native.count_log(net.a, "Sent as XMPP-Mail.", since)
+            record["sent_by_smtp"] = len(net.relay.received) - relayed
+
+        # Reference: the same body, alice's client straight to bob's.
+        start = time.monotonic()
+        for i in range(count):
+            alice.send(f"bob@{native.B}", f"c2c {i} {body}")
+        got = await wait_count(lambda: bob.count(lambda f, b: b.startswith("c2c ")), count, 120)
+        record["c2c_per_s"] = round(got / (time.monotonic() - start), 1)
+
+        # The same mail by SMTP into facteur-b, 10 sessions as the inbound
+        # journey's headline figure.
+        start = time.monotonic()
+        await asyncio.to_thread(timed, smtp_source(net.b.smtp_port, 10, count, size, to=f"bob@{native.B}"))
+        got = await wait_count(lambda: bob.count(lambda f, b: f.endswith(f"@mail.{native.B}")), count, 120)
+        record["smtp_per_s"] = round(got / (time.monotonic() - start), 1)
+        record["smtp_delivered"] = got
+
+        # Route decision, one mail at a time: cold, then warm.
+        for phase in ("cold", "warm"):
+            latencies, probes, routes = [], [], {}
+            for user in cold:
+                rcpt = f"{user}@{native.B}"
+                since = net.a.log_size()
+                alice.send(native.escaped(rcpt, f"mail.{native.A}"), f"{phase} probe")
+                # The whole probe of a domain takes at most [xmpp_mail] budget (10 s).
+                line = await native.logged(net.a, since, "Route chosen.", f"rcpt={rcpt} ", timeout=15)
+                route = native.route_of(line) if line else "not logged"
+                routes[route] = routes.get(route, 0) + 1
+                if line is None:
+                    break
+                # From the mail's commit to the queue, in facteur's own clock:
+                # the client's and Prosody's TCP stacks add delays of their own
+                # (delayed ACKs) that are not facteur's.
+                queued = await native.logged(net.a, since, "Queued mail.", f"rcpt={rcpt} ", timeout=0.05)
+                if queued is not None:
+                    latencies.append((native.log_time(line) - native.log_time(queued)) * 1000)
+                # The probe's own round trip: its query line to the route line.
+                probe = await native.logged(net.a, since, "XMPP-Mail query sent.", 'query="probe"', timeout=0.05)
+                if probe is not None:
+                    probes.append((native.log_time(line) - native.log_time(probe)) * 1000)
+            record[f"route_{phase}_p50_ms"] = round(percentile(latencies, 0.5), 1)
+            record[f"route_{phase}_p99_ms"] = round(percentile(latencies, 0.99), 1)
+            record[f"route_{phase}_probes"] = len(probes)
+            record[f"probe_{phase}_p50_ms"] = round(percentile(probes, 0.5), 1)
+            record[f"probe_{phase}_p99_ms"] = round(percentile(probes, 0.99), 1)
+            record[f"route_{phase}_routes"] = routes
+        print(f"native: {record.get('mails_per_s')}/s (Prosody client→client {record['c2c_per_s']}/s, "
+              f"SMTP into facteur-b {record['smtp_per_s']}/s), route chosen p50 cold "
+              f"{record['route_cold_p50_ms']} ms, warm {record['route_warm_p50_ms']} ms", flush=True)
+    finally:
+        for client in (alice, bob):
+            try:
+                await client.disconnect()
+            except Exception:
+                pass
+        net.stop()
+
+
 def criterion_figures(path):
     figures = {}
     text = Path(path).read_text(errors="replace") if path and Path(path).exists() else ""
@@ -291,6 +400,14 @@ async def main(criterion_output):
     OUT.mkdir(parents=True, exist_ok=True)
     results = {"inbound": [], "outbound": [], "memory": {}, "translation_mib_per_s": criterion_figures(criterion_output)}
     work = Path(tempfile.mkdtemp(prefix="facteur-bench-"))
+    if ONLY != "native":
+        await gateway_journeys(work, results)
+    await native_journey(work / "native", results)
+    report(results)
+
+
+async def gateway_journeys(work, results):
+    """Both journeys of one gateway, its memory and its store."""
     n_senders = 10
     for n in range(n_senders):
         USERS[f"user{n}"] = f"pw{n}"
@@ -361,10 +478,15 @@ async def main(criterion_output):
         gateway.stop()
     await steady_store(work / "steady", results)
 
-    report(results)
-
 
 def report(results):
+    if ONLY == "native":
+        lines = native_report(results.get("native", {}))
+        (OUT / "results.json").write_text(json.dumps(results, indent=2))
+        print("\n".join(lines))
+        print(f"\nJSON: {OUT / 'results.json'}")
+        print(f"ratios: native_vs_c2c={native_ratio(results):.2f}")
+        return
     lines = ["## Email → XMPP (durable, counted at the client)", "",
              "Latency: end of DATA → stanza at the client, at half the sustained rate. "
              "Prosody client→client: the same body size (at most 200 KB) routed between two clients.", "",
@@ -390,6 +512,7 @@ def report(results):
                   f"| {st['mails_per_step']} | {st['used_after_n_mb']} | {st['files_after_n_mb']} |",
                   f"| {2 * st['mails_per_step']} | {st['used_after_2n_mb']} | {st['files_after_2n_mb']} |",
                   "", f"Kept per mail (thread metadata): {st['kept_bytes_per_mail']} bytes"]
+    lines += native_report(results.get("native", {}))
     lines += ["", "## Translation core (criterion, MiB/s)", "", "| bench | MiB/s |", "|---|---|"]
     lines += [f"| {k} | {v} |" for k, v in results["translation_mib_per_s"].items()]
     key = next((r for r in results["inbound"] if r["size"] == "4KB" and r["sessions"] == 10), None)
@@ -411,7 +534,41 @@ def report(results):
     (OUT / "results.json").write_text(json.dumps(results, indent=2))
     print("\n".join(lines))
     print(f"\nJSON: {OUT / 'results.json'}")
-    print(f"ratios: inbound_vs_smtp_sink={inbound_ratio:.2f} outbound_vs_prosody={outbound_ratio:.2f}")
+    print(f"ratios: inbound_vs_smtp_sink={inbound_ratio:.2f} outbound_vs_prosody={outbound_ratio:.2f} "
+          f"native_vs_c2c={native_ratio(results):.2f}")
+
+
+def native_ratio(results):
+    """XMPP-Mail between domains against Prosody's own client-to-client
+    routing of the same body."""
+    r = results.get("native", {})
+    return r["mails_per_s"] / r["c2c_per_s"] if r.get("mails_per_s") and r.get("c2c_per_s") else float("nan")
+
+
+def native_report(r):
+    if not r:
+        return []
+    xmpp = (f"{r['mails_per_s']}" if r.get("mails_per_s") is not None
+            else f"not measured: the first mail did not arrive as XMPP-Mail ({r.get('first_route', '?')})")
+    routes = {phase: ", ".join(f"{k} {v}" for k, v in sorted(r.get(f"route_{phase}_routes", {}).items()))
+              for phase in ("cold", "warm")}
+    return ["", "## XMPP-Mail between domains (alice@a.test → bob@b.test, 4 KB bodies, counted at bob's client)", "",
+            "| route | mails/s | delivered |", "|---|---|---|",
+            f"| XMPP-Mail: facteur-a, privileged, as alice's own message | {xmpp} | "
+            f"{r.get('delivered', 0)}/{r['mails']} (sent as XMPP-Mail {r.get('sent_as_xmpp', 0)}, "
+            f"by SMTP {r.get('sent_by_smtp', 0)}) |",
+            f"| Prosody client→client, alice to bob | {r.get('c2c_per_s')} | |",
+            f"| SMTP into facteur-b (smtp-source, 10 sessions) | {r.get('smtp_per_s')} | "
+            f"{r.get('smtp_delivered', 0)}/{r['mails']} |",
+            "", "Route chosen by facteur-a, one mail at a time: from the mail queued (`Queued mail.`) to "
+            "`Route chosen.`, and of that the probe (its query sent → the route chosen):", "",
+            "| cache | p50 ms | p99 ms | probes | probe p50 ms | probe p99 ms | routes |",
+            "|---|---|---|---|---|---|---|"] + [
+            f"| {label} | {r.get(f'route_{phase}_p50_ms')} | {r.get(f'route_{phase}_p99_ms')} | "
+            f"{r.get(f'route_{phase}_probes', 0)} | {r.get(f'probe_{phase}_p50_ms')} | "
+            f"{r.get(f'probe_{phase}_p99_ms')} | {routes[phase]} |"
+            for phase, label in (("cold", "cold (a new recipient each time)"),
+                                 ("warm", "warm (the same recipients again)"))]
 
 
 if __name__ == "__main__":
