@@ -4,6 +4,7 @@
 
 mod native;
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use facteur_policy::retry::RetryDecision;
@@ -22,8 +23,23 @@ use crate::store::{MailOutcome, MailRoute, Millis, Notice, OutcomeCommitter, Sto
 
 pub use native::late_errors;
 
+/// Forgets a delivery that ended, however it ended.
+fn finished(
+    in_flight: &mut HashMap<tokio::task::Id, i64>,
+    done: Result<(tokio::task::Id, ()), tokio::task::JoinError>,
+) {
+    let task = match done {
+        Ok((task, ())) => task,
+        Err(e) => {
+            warn!(error = %e, "A delivery attempt ended abnormally; it will be repeated.");
+            e.id()
+        }
+    };
+    in_flight.remove(&task);
+}
+
 /// Deliveries in flight at once.
-const CONCURRENCY: usize = 16;
+const CONCURRENCY: usize = 64;
 const BATCH: u32 = 64;
 
 pub struct ToMail {
@@ -40,45 +56,80 @@ pub struct ToMail {
 }
 
 impl ToMail {
+    /// Delivers due mail until `shutdown`. Deliveries run side by side, up
+    /// to `CONCURRENCY`, and the queue is read again as soon as one ends:
+    /// a slow destination holds one slot, not the whole queue.
     pub async fn run(self, shutdown: CancellationToken) {
         let this = Arc::new(self);
         let limit = Arc::new(Semaphore::new(CONCURRENCY));
+        let mut attempts = JoinSet::new();
+        // Queue id of each delivery in progress, by task.
+        let mut in_flight: HashMap<tokio::task::Id, i64> = HashMap::new();
         loop {
-            let due = match this.store.due_to_mail(Millis::now(), BATCH).await {
-                Ok(due) => due,
-                Err(e) => {
-                    warn!(
-                        error = format!("{e:#}"),
-                        "Store unavailable; outgoing mail waits."
-                    );
-                    Vec::new()
-                }
+            while let Some(done) = attempts.try_join_next_with_id() {
+                finished(&mut in_flight, done);
+            }
+            if shutdown.is_cancelled() {
+                break;
+            }
+            let free = limit.available_permits();
+            let due = match free {
+                0 => Vec::new(),
+                _ => this.due(&in_flight, free).await,
             };
             if due.is_empty() {
-                let next = this.store.next_to_mail().await.ok().flatten();
+                // What is in progress is due too: wait for it to end.
+                let wait = match in_flight.is_empty() {
+                    true => {
+                        let next = this.store.next_to_mail().await.ok().flatten();
+                        sleep_until(next, this.config.store.poll_interval)
+                    }
+                    false => this.config.store.poll_interval,
+                };
                 tokio::select! {
                     () = this.store.to_mail_committed() => {}
-                    () = tokio::time::sleep(sleep_until(next, this.config.store.poll_interval)) => {}
-                    () = shutdown.cancelled() => return,
+                    () = tokio::time::sleep(wait) => {}
+                    Some(done) = attempts.join_next_with_id(), if !attempts.is_empty() => {
+                        finished(&mut in_flight, done);
+                    }
+                    () = shutdown.cancelled() => break,
                 }
                 continue;
             }
-            let mut attempts = JoinSet::new();
             for item in due {
-                let Ok(permit) = limit.clone().acquire_owned().await else {
-                    return;
+                let Ok(permit) = limit.clone().try_acquire_owned() else {
+                    break;
                 };
+                let id = item.id;
                 let this = this.clone();
-                attempts.spawn(async move {
+                let task = attempts.spawn(async move {
                     this.attempt(item).await;
                     drop(permit);
                 });
+                in_flight.insert(task.id(), id);
             }
-            // A delivery in progress finishes even on shutdown: its outcome
-            // must reach the store.
-            while attempts.join_next().await.is_some() {}
-            if shutdown.is_cancelled() {
-                return;
+        }
+        // A delivery in progress finishes even on shutdown: its outcome
+        // must reach the store.
+        while attempts.join_next().await.is_some() {}
+    }
+
+    /// Up to `room` due mails that are not being delivered already.
+    async fn due(&self, in_flight: &HashMap<tokio::task::Id, i64>, room: usize) -> Vec<ToMailItem> {
+        let busy: Vec<i64> = in_flight.values().copied().collect();
+        let room = u32::try_from(room).unwrap_or(BATCH).min(BATCH);
+        match self
+            .store
+            .due_to_mail_except(Millis::now(), room, &busy)
+            .await
+        {
+            Ok(due) => due,
+            Err(e) => {
+                warn!(
+                    error = format!("{e:#}"),
+                    "Store unavailable; outgoing mail waits."
+                );
+                Vec::new()
             }
         }
     }

@@ -204,19 +204,41 @@ impl Store {
     }
 
     /// Queued mail that is due, oldest first.
+    #[cfg(test)]
     pub async fn due_to_mail(&self, now: Millis, limit: u32) -> anyhow::Result<Vec<ToMailItem>> {
+        self.due_to_mail_except(now, limit, &[]).await
+    }
+
+    /// Queued mail that is due, oldest first, but for `busy` (mail being
+    /// delivered already).
+    pub async fn due_to_mail_except(
+        &self,
+        now: Millis,
+        limit: u32,
+        busy: &[i64],
+    ) -> anyhow::Result<Vec<ToMailItem>> {
+        // A JSON array, which SQLite's json_each reads.
+        let busy = format!(
+            "[{}]",
+            busy.iter()
+                .map(i64::to_string)
+                .collect::<Vec<_>>()
+                .join(",")
+        );
         let rows = sqlx::query(
             "
             SELECT id, sender, mail_from, rcpt, message_id, raw, attempts, created_at,
                    route, stanza
             FROM to_mail
             WHERE state = ? AND next_attempt_at <= ?
+              AND id NOT IN (SELECT value FROM json_each(?))
             ORDER BY id
             LIMIT ?
             ",
         )
         .bind(ToMailState::Queued)
         .bind(now.0)
+        .bind(busy)
         .bind(limit)
         .fetch_all(&self.pool)
         .await

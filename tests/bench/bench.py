@@ -317,12 +317,18 @@ async def native_journey(work, results):
             record["mails_per_s"] = None
         else:
             since, relayed = net.a.log_size(), len(net.relay.received)
+            cpu = {name: cpu_seconds(proc.pid) for name, proc in (("prosody", net.prosody), ("facteur", net.a.proc))}
             start = time.monotonic()
             for i in range(count):
                 alice.send(to_bob, f"native {i} {body}")
             got = await wait_count(lambda: bob.count(lambda f, b: b.startswith("native ") and f == alice_jid),
                                    count, 120)
             record["mails_per_s"] = round(got / (time.monotonic() - start), 1)
+            await wait_count(lambda: native.count_log(net.a, "Sent as XMPP-Mail.", since), got, 10, poll=0.1)
+            record["prosody_cpu_ms_per_mail"] = round(
+                (cpu_seconds(net.prosody.pid) - cpu["prosody"]) * 1000 / max(got, 1), 2)
+            record["facteur_cpu_ms_per_mail"] = round(
+                (cpu_seconds(net.a.proc.pid) - cpu["facteur"]) * 1000 / max(got, 1), 2)
             record["delivered"] = got
             # facteur logs a mail as sent once the server has confirmed it,
             # a little after bob has it.
@@ -331,11 +337,13 @@ async def native_journey(work, results):
             record["sent_by_smtp"] = len(net.relay.received) - relayed
 
         # Reference: the same body, alice's client straight to bob's.
+        before = cpu_seconds(net.prosody.pid)
         start = time.monotonic()
         for i in range(count):
             alice.send(f"bob@{native.B}", f"c2c {i} {body}")
         got = await wait_count(lambda: bob.count(lambda f, b: b.startswith("c2c ")), count, 120)
         record["c2c_per_s"] = round(got / (time.monotonic() - start), 1)
+        record["c2c_prosody_cpu_ms_per_mail"] = round((cpu_seconds(net.prosody.pid) - before) * 1000 / max(got, 1), 2)
 
         # The same mail by SMTP into facteur-b, 10 sessions as the inbound
         # journey's headline figure.
@@ -538,6 +546,12 @@ def report(results):
           f"native_vs_c2c={native_ratio(results):.2f}")
 
 
+def cpu_seconds(pid):
+    """CPU time (user and system) a process has used so far, in seconds."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def native_ratio(results):
     """XMPP-Mail between domains against Prosody's own client-to-client
     routing of the same body."""
@@ -558,6 +572,11 @@ def native_report(r):
             f"{r.get('delivered', 0)}/{r['mails']} (sent as XMPP-Mail {r.get('sent_as_xmpp', 0)}, "
             f"by SMTP {r.get('sent_by_smtp', 0)}) |",
             f"| Prosody client→client, alice to bob | {r.get('c2c_per_s')} | |",
+            "", "CPU per mail: Prosody handles a native mail twice (alice → mail.a.test, then "
+            "the privileged message → bob) besides the link's pings, a client's message once:", "",
+            "| journey | Prosody CPU ms/mail | facteur-a CPU ms/mail |", "|---|---|---|",
+            f"| XMPP-Mail | {r.get('prosody_cpu_ms_per_mail')} | {r.get('facteur_cpu_ms_per_mail')} |",
+            f"| client→client | {r.get('c2c_prosody_cpu_ms_per_mail')} | |",
             f"| SMTP into facteur-b (smtp-source, 10 sessions) | {r.get('smtp_per_s')} | "
             f"{r.get('smtp_delivered', 0)}/{r['mails']} |",
             "", "Route chosen by facteur-a, one mail at a time: from the mail queued (`Queued mail.`) to "

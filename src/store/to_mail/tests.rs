@@ -223,6 +223,12 @@ async fn a_route_once_taken_is_kept_and_late_errors_fail_or_reroute_xmpp_mail() 
     let second = store.queue_mail(&other, None).await.expect("queued");
     let items = store.due_to_mail(Millis::now(), 10).await.expect("due");
     assert!(items.iter().all(|i| i.route == MailRoute::Undecided));
+    // Mail being delivered is not handed out again.
+    let others = store
+        .due_to_mail_except(Millis::now(), 10, &[first])
+        .await
+        .expect("due");
+    assert_eq!(others.iter().map(|i| i.id).collect::<Vec<_>>(), [second]);
     let created: Vec<Millis> = items.iter().map(|i| i.created_at).collect();
     for id in [first, second] {
         store
