@@ -69,9 +69,10 @@ def escaped(address, gateway=GATEWAY):
 
 class Prosody:
     """Prosody from a template of this folder; `users` maps
-    (user, domain) to a password."""
+    (user, domain) to a password, `values` fills the template's own
+    placeholders ({"@NAME@": text})."""
 
-    def __init__(self, workdir, template="prosody.cfg.lua.in", users=None):
+    def __init__(self, workdir, template="prosody.cfg.lua.in", users=None, values=None):
         self.dir = Path(workdir) / "prosody"
         self.c2s = free_port()
         self.component = free_port()
@@ -80,7 +81,8 @@ class Prosody:
         (self.dir / "data").mkdir(exist_ok=True)
         template = (Path(__file__).parent / template).read_text()
         for key, value in {"@DIR@": str(self.dir), "@C2S@": str(self.c2s),
-                           "@COMPONENT@": str(self.component), "@SECRET@": SECRET}.items():
+                           "@COMPONENT@": str(self.component), "@SECRET@": SECRET,
+                           **(values or {})}.items():
             template = template.replace(key, value)
         self.config = self.dir / "prosody.cfg.lua"
         self.config.write_text(template)

@@ -17,7 +17,7 @@ import pytest
 from slixmpp.exceptions import IqError
 
 from peers import escaped, run, wait_until
-from xmpp_mail_net import NS_MAIL, MailNet, stanza_error
+from xmpp_mail_net import NS_MAIL, SERVER, MailNet, stanza_error
 
 PROBE = "{urn:xmpp:mail:0}probe"
 
@@ -66,9 +66,9 @@ def test_the_network_is_up(net):
     assert [line for line in log_lines(net.a, "Privileges announced.") if "outgoing_messages=Some" in line]
     assert not [line for line in log_lines(net.b, "Privileges announced.") if "outgoing_messages=Some" in line]
 
-    for domain in ("a.test", "b.test", "c.test"):
-        srv = net.dns.resolve(f"_xmpp-server._tcp.{domain}", "SRV")
-        assert [(r.target.to_text(), r.port) for r in srv] == [("xmpp.test.", 5269)]
+    for name, server in SERVER.items():
+        srv = net.dns.resolve(f"_xmpp-server._tcp.{name}", "SRV")
+        assert [(r.target.to_text(), r.port) for r in srv] == [(f"xmpp-{server}.test.", net.s2s[server])]
     for domain, ip in {"a.test": "127.0.0.7", "b.test": "127.0.0.6",
                        "c.test": "127.0.0.4", "d.test": "127.0.0.5"}.items():
         mx = net.dns.resolve(domain, "MX")
@@ -110,6 +110,13 @@ def test_mail_to_a_user_of_a_privileged_gateways_peer_arrives_as_the_authors_own
         assert len(log_lines(net.b, "Probe answered.", since_b)) == 1, log_lines(net.b, "Probe", since_b)
         assert not log_lines(net.b, "Accepted mail.", since_b), "facteur-b's SMTP got a mail"
         assert not any(sink.received for sink in net.sinks.values())
+        # The probe, its answer and alice's own message each crossed a
+        # server-to-server link, set up by the sending server.
+        for sender, receiver, link in (("a", "b", ("mail.a.test", "mail.b.test")),
+                                       ("b", "a", ("mail.b.test", "mail.a.test")),
+                                       ("a", "b", ("a.test", "b.test"))):
+            assert ("Outgoing", *link) in net.s2s_links(sender), net.s2s_links(sender)
+            assert ("Incoming", *link) in net.s2s_links(receiver), net.s2s_links(receiver)
         await alice.disconnect()
         await bob.disconnect()
     run(scenario())

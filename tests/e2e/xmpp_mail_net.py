@@ -1,13 +1,15 @@
 """A network of mail domains for the XMPP-Mail tests (doc/xmpp-mail.md),
 all on loopback and stopped by PID:
 
-- one Prosody serving a.test, b.test and c.test (s2s off: it routes
-  between its own hosts), with the components mail.a.test (granted
-  XEP-0356 message permission by a.test), mail.b.test (granted nothing)
-  and rogue.test (listed by no domain);
-- dnsmasq: _xmpp-server._tcp SRV for a.test, b.test and c.test; MX of
-  a.test on 127.0.0.7, b.test on 127.0.0.6, c.test on 127.0.0.4, d.test
-  on 127.0.0.5; d.test has neither SRV nor an address of its own;
+- two Prosody servers joined by server-to-server links (dialback): A
+  serves a.test with the component mail.a.test (granted XEP-0356 message
+  permission by a.test); B serves b.test and c.test with the components
+  mail.b.test (granted nothing) and rogue.test (listed by no domain);
+- dnsmasq, which both servers and both gateways ask: _xmpp-server._tcp
+  SRV for a.test and mail.a.test pointing at A's s2s port, and for b.test,
+  c.test, mail.b.test and rogue.test at B's; MX of a.test on 127.0.0.7,
+  b.test on 127.0.0.6, c.test on 127.0.0.4, d.test on 127.0.0.5; d.test
+  has neither SRV nor an address of its own;
 - facteur-a (mail.a.test, SMTP on 127.0.0.7) and facteur-b (mail.b.test,
   SMTP on 127.0.0.6), each sending to the MX hosts directly;
 - aiosmtpd sinks as the MX of c.test (127.0.0.4) and d.test (127.0.0.5).
@@ -16,6 +18,7 @@ Every SMTP server listens on the same port, the MX port facteur uses."""
 
 import asyncio
 import os
+import re
 import signal
 import xml.etree.ElementTree as ET
 from pathlib import Path
@@ -24,7 +27,7 @@ from slixmpp.componentxmpp import ComponentXMPP
 from slixmpp.xmlstream.handler import Callback
 from slixmpp.xmlstream.matcher import MatchXPath
 
-from peers import SECRET, Client, Dns, Facteur, Prosody, Relay, stop_process
+from peers import SECRET, Client, Dns, Facteur, Prosody, Relay, free_port, stop_process
 from test_trust import mx_port_free_on
 
 NS_MAIL = "urn:xmpp:mail:0"
@@ -41,6 +44,10 @@ PASSWORDS = {
 }
 
 MX = {"a.test": "127.0.0.7", "b.test": "127.0.0.6", "c.test": "127.0.0.4", "d.test": "127.0.0.5"}
+
+# The XMPP server of each domain and component: "a" or "b".
+SERVER = {"a.test": "a", "mail.a.test": "a",
+          "b.test": "b", "c.test": "b", "mail.b.test": "b", "rogue.test": "b"}
 
 # Short enough that a probe that gets no answer gives way to SMTP within
 # a few seconds.
@@ -158,29 +165,51 @@ async def announced_grants(jid, port):
 
 
 class MailNet:
-    """The network of the module docstring. `facteurs` maps a domain to its
-    gateway; `sinks` maps c.test and d.test to their MX's aiosmtpd sink."""
+    """The network of the module docstring. `servers` maps "a" and "b" to
+    their Prosody, `s2s` to its server-to-server port; `facteurs` maps a
+    domain to its gateway; `sinks` maps c.test and d.test to their MX's
+    aiosmtpd sink."""
 
     def __init__(self, workdir, probes_per_minute=20):
         workdir = Path(workdir)
         self.port = mx_port_free_on(*MX.values())
+        self.s2s = {server: free_port() for server in ("a", "b")}
         self.dns = Dns(
             workdir / "dns",
             mx={domain: [(10, f"mx.{domain}")] for domain in MX},
-            hosts={f"mx.{domain}": ip for domain, ip in MX.items()} | {"xmpp.test": "127.0.0.1"},
-            srv={f"_xmpp-server._tcp.{d}": [("xmpp.test", 5269)] for d in ("a.test", "b.test", "c.test")},
+            hosts={f"mx.{domain}": ip for domain, ip in MX.items()}
+            | {f"xmpp-{server}.test": "127.0.0.1" for server in self.s2s},
+            srv={f"_xmpp-server._tcp.{name}": [(f"xmpp-{server}.test", self.s2s[server])]
+                 for name, server in SERVER.items()},
         )
-        self.prosody = Prosody(workdir, template="prosody-xmpp-mail.cfg.lua.in", users=PASSWORDS)
+        self.servers = {
+            server: Prosody(workdir / f"xmpp-{server}", template="prosody-xmpp-mail.cfg.lua.in",
+                            users={(user, domain): password for (user, domain), password in PASSWORDS.items()
+                                   if SERVER[domain] == server},
+                            values={"@SERVER@": server, "@S2S@": str(port),
+                                    "@DNS@": f"127.0.0.1@{self.dns.port}"})
+            for server, port in self.s2s.items()
+        }
         self.sinks = {d: Relay(host=MX[d], port=self.port) for d in ("c.test", "d.test")}
         extra = XMPP_MAIL.format(probes_per_minute=probes_per_minute)
         self.facteurs = {
-            d: Facteur(workdir / d, self.prosody, None, self.dns, extra=extra, mx_port=self.port,
+            d: Facteur(workdir / d, self.server(d), None, self.dns, extra=extra, mx_port=self.port,
                        gateway=f"mail.{d}", domain=d, smtp_host=MX[d], smtp_port=self.port,
                        hostname=f"mx.{d}")
             for d in ("a.test", "b.test")
         }
         self.grants = {}
         self.frozen = set()
+
+    def server(self, name):
+        """The Prosody serving a domain or component."""
+        return self.servers[SERVER[name]]
+
+    def s2s_links(self, server):
+        """The server-to-server streams that server's log shows set up:
+        {("Outgoing" or "Incoming", from domain, to domain)}."""
+        text = (self.servers[server].dir / "prosody.log").read_text(errors="replace")
+        return set(re.findall(r"(Outgoing|Incoming) s2s connection (\S+)->(\S+) complete", text))
 
     @property
     def a(self):
@@ -191,15 +220,16 @@ class MailNet:
         return self.facteurs["b.test"]
 
     def start(self):
-        self.prosody.start()
         self.dns.start()
+        for prosody in self.servers.values():
+            prosody.start()
         for sink in self.sinks.values():
             sink.start()
         # The grants as the server announces them, seen before the
         # gateways take their JIDs.
         for facteur in self.facteurs.values():
-            self.grants[facteur.gateway] = asyncio.run(announced_grants(facteur.gateway,
-                                                                        self.prosody.component))
+            self.grants[facteur.gateway] = asyncio.run(announced_grants(
+                facteur.gateway, self.server(facteur.gateway).component))
         for facteur in self.facteurs.values():
             facteur.start()
         for facteur in self.facteurs.values():
@@ -230,18 +260,19 @@ class MailNet:
         finally:
             for sink in self.sinks.values():
                 sink.stop()
-            self.prosody.stop()
+            for prosody in self.servers.values():
+                prosody.stop()
             stop_process(self.dns.proc)
 
     async def client(self, user, domain):
         """A connected client of user@domain, with initial presence."""
-        client = Client(user, self.prosody.c2s, domain=domain, password=PASSWORDS[(user, domain)])
+        client = Client(user, self.server(domain).c2s, domain=domain, password=PASSWORDS[(user, domain)])
         await client.connect()
         return client
 
     async def component(self, jid, gateway=False):
         """A connected raw component; `gateway` makes it answer disco#info
         as an XMPP-Mail gateway."""
-        component = Component(jid, self.prosody.component, gateway=gateway)
+        component = Component(jid, self.server(jid).component, gateway=gateway)
         await component.connect()
         return component
