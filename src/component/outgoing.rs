@@ -21,12 +21,10 @@ use tokio::sync::mpsc;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, error, info, warn};
 use xmpp_parsers::message::{Message, MessageType};
-use xmpp_parsers::ns;
-use xmpp_parsers::receipts::Received;
 use xmpp_parsers::stanza_error::{DefinedCondition, ErrorType};
 
 use super::lookups::Lookups;
-use super::reply::{self, message_error, Fault};
+use super::reply::{self, message_error, receipt, Fault};
 use super::LinkHandle;
 use crate::config::Config;
 use crate::dkim::Signers;
@@ -346,20 +344,4 @@ impl Outgoing {
             None
         })
     }
-}
-
-/// The XEP-0184 receipt for `message`, if it asked for one.
-fn receipt(message: &Message) -> Option<Message> {
-    let asked = message
-        .payloads
-        .iter()
-        .any(|p| p.is("request", ns::RECEIPTS));
-    let id = message.id.as_ref()?.0.clone();
-    if !asked {
-        return None;
-    }
-    let mut reply = Message::new_with_type(MessageType::Normal, message.from.clone());
-    reply.from = message.to.clone();
-    reply.payloads.push(Received { id }.into());
-    Some(reply)
 }

@@ -9,6 +9,8 @@ use xmpp_parsers::iq::Iq;
 use xmpp_parsers::jid::Jid;
 use xmpp_parsers::message::{Message, MessageType};
 use xmpp_parsers::minidom::Element;
+use xmpp_parsers::ns;
+use xmpp_parsers::receipts::Received;
 use xmpp_parsers::stanza::Stanza;
 use xmpp_parsers::stanza_error::{DefinedCondition, ErrorType, StanzaError};
 
@@ -148,6 +150,22 @@ pub fn invalid_stanza(kind: &str, header: &RawStanzaHeader, reason: &str) -> Opt
         }
         _ => None,
     }
+}
+
+/// The XEP-0184 receipt for `message`, if it asked for one.
+pub fn receipt(message: &Message) -> Option<Message> {
+    let asked = message
+        .payloads
+        .iter()
+        .any(|p| p.is("request", ns::RECEIPTS));
+    let id = message.id.as_ref()?.0.clone();
+    if !asked {
+        return None;
+    }
+    let mut reply = Message::new_with_type(MessageType::Normal, message.from.clone());
+    reply.from = message.to.clone();
+    reply.payloads.push(Received { id }.into());
+    Some(reply)
 }
 
 #[cfg(test)]

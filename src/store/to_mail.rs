@@ -291,19 +291,7 @@ impl Store {
                         .with_context(|| format!("Routing mail {id}"))?;
                 }
                 MailOutcome::SentAsXmpp { id, told } => {
-                    sqlx::query(
-                        "
-                        UPDATE to_mail
-                        SET state = ?, attempts = attempts + 1, last_error = '', updated_at = ?
-                        WHERE id = ?
-                        ",
-                    )
-                    .bind(ToMailState::Sent)
-                    .bind(now.0)
-                    .bind(id)
-                    .execute(&mut *tx)
-                    .await
-                    .with_context(|| format!("Marking mail {id} sent"))?;
+                    mark_sent(&mut tx, *id, now).await?;
                     if let Some(told) = told {
                         let first = sqlx::query(
                             "INSERT INTO xmpp_mail_told (user, peer) VALUES (?, ?)
@@ -338,21 +326,7 @@ impl Store {
                     .await
                     .with_context(|| format!("Rerouting mail {id}"))?;
                 }
-                MailOutcome::Sent(id) => {
-                    sqlx::query(
-                        "
-                        UPDATE to_mail
-                        SET state = ?, attempts = attempts + 1, last_error = '', updated_at = ?
-                        WHERE id = ?
-                        ",
-                    )
-                    .bind(ToMailState::Sent)
-                    .bind(now.0)
-                    .bind(id)
-                    .execute(&mut *tx)
-                    .await
-                    .with_context(|| format!("Marking mail {id} sent"))?;
-                }
+                MailOutcome::Sent(id) => mark_sent(&mut tx, *id, now).await?,
                 MailOutcome::Retry { id, at, error } => {
                     sqlx::query(
                         "
@@ -442,6 +416,24 @@ impl Store {
         self.wake.to_xmpp.notify_one();
         Ok(Some(Bounced { rcpt, reason }))
     }
+}
+
+/// Records that mail `id` was sent.
+async fn mark_sent(tx: &mut sqlx::SqliteConnection, id: i64, now: Millis) -> anyhow::Result<()> {
+    sqlx::query(
+        "
+        UPDATE to_mail
+        SET state = ?, attempts = attempts + 1, last_error = '', updated_at = ?
+        WHERE id = ?
+        ",
+    )
+    .bind(ToMailState::Sent)
+    .bind(now.0)
+    .bind(id)
+    .execute(tx)
+    .await
+    .with_context(|| format!("Marking mail {id} sent"))?;
+    Ok(())
 }
 
 /// Queues one outgoing mail; `None` when the same mail (sender,

@@ -371,7 +371,9 @@ async fn a_listed_gateway_hands_over_once_and_gets_its_receipt() {
         ADDRESSES,
         "<mail xmlns='urn:xmpp:mail:0' message-id='other@a.test'/>",
     );
-    quiet.payloads.retain(|p| !p.is("request", ns::RECEIPTS));
+    quiet
+        .payloads
+        .retain(|p| !p.is("request", xmpp_parsers::ns::RECEIPTS));
     let checked = handoffs.check(&quiet).await.expect("checked");
     assert!(handoffs.finish(&quiet, checked).await.is_none());
     assert_eq!(
