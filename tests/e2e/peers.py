@@ -5,6 +5,7 @@ clients, smtplib."""
 import asyncio
 import glob
 import os
+import random
 import signal
 import smtplib
 import socket
@@ -26,10 +27,32 @@ SECRET = "e2e-component-secret"
 USERS = {"alice": "alicepw", "bob": "bobpw"}
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def _ephemeral_low():
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
+# Ports below the kernel's range for outgoing connections: a port chosen
+# there stays free until the test binds it, whereas one from the range can
+# be taken meanwhile by any client socket (facteur's, Prosody's, a test's).
+PORTS = range(10000, max(10001, _ephemeral_low()))
+
+
+def free_port(*hosts):
+    """A TCP port free on every one of `hosts` (default 127.0.0.1)."""
+    hosts = hosts or ("127.0.0.1",)
+    for _ in range(200):
+        port = random.choice(PORTS)
+        try:
+            for host in hosts:
+                with socket.socket() as s:
+                    s.bind((host, port))
+        except OSError:
+            continue
+        return port
+    raise RuntimeError(f"no free port on {hosts}")
 
 
 def wait_port(port, timeout=15.0, proc=None, host="127.0.0.1"):

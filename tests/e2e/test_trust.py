@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from peers import (ROOT, Gateway, Relay, dkim_record, escaped, registered_client, run,
+from peers import (ROOT, Gateway, Relay, dkim_record, escaped, free_port, registered_client, run,
                    send_mail, wait_until)
 
 BINARY = os.environ.get("FACTEUR_BIN", str(ROOT / "target" / "debug" / "facteur"))
@@ -154,18 +154,7 @@ def test_operator_rules_refuse_spf_failures(tmp_path):
 
 def mx_port_free_on(*hosts):
     """A port free on every one of the loopback addresses."""
-    for _ in range(50):
-        with socket.socket() as s:
-            s.bind((hosts[0], 0))
-            port = s.getsockname()[1]
-        try:
-            for host in hosts[1:]:
-                with socket.socket() as s:
-                    s.bind((host, port))
-            return port
-        except OSError:
-            continue
-    raise RuntimeError("no common free port")
+    return free_port(*hosts)
 
 
 def test_mx_delivery_falls_back_to_the_next_host_and_null_mx_fails_at_once(tmp_path):
