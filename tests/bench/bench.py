@@ -582,6 +582,8 @@ def native_report(r):
             f"{r.get('delivered', 0)}/{r['mails']} (sent as XMPP-Mail {r.get('sent_as_xmpp', 0)}, "
             f"by SMTP {r.get('sent_by_smtp', 0)}) |",
             f"| Prosody client→client, alice to bob | {r.get('c2c_per_s')} | |",
+            f"| SMTP into facteur-b (smtp-source, 10 sessions) | {r.get('smtp_per_s')} | "
+            f"{r.get('smtp_delivered', 0)}/{r['mails']} |",
             "", "CPU per mail: Prosody handles a native mail twice (alice → mail.a.test, then "
             "the privileged message → bob) besides the link's pings, a client's message once:", "",
             "| journey | Prosody CPU ms/mail | facteur-a CPU ms/mail |", "|---|---|---|",
@@ -589,8 +591,6 @@ def native_report(r):
             f"| client→client | {r.get('c2c_prosody_cpu_ms_per_mail')} | |",
             "", "At most Prosody's CPU per client message over its CPU per native mail "
             "(`native_prosody_bound`) of the client-to-client rate is open to XMPP-Mail on this machine.",
-            f"| SMTP into facteur-b (smtp-source, 10 sessions) | {r.get('smtp_per_s')} | "
-            f"{r.get('smtp_delivered', 0)}/{r['mails']} |",
             "", "Route chosen by facteur-a, one mail at a time: from the mail queued (`Queued mail.`) to "
             "`Route chosen.`, and of that the probe (its query sent → the route chosen):", "",
             "| cache | p50 ms | p99 ms | probes | probe p50 ms | probe p99 ms | routes |",
