@@ -5,7 +5,7 @@
 //! handed to the recipient's gateway with XEP-0033 addresses (§7.2).
 
 use jid::{BareJid, Jid};
-use xmpp_parsers::message::{Id, Lang, Message, MessageType, Thread};
+use xmpp_parsers::message::{Id, Message, MessageType, Thread};
 use xmpp_parsers::minidom::rxml::xml_ncname;
 use xmpp_parsers::minidom::{Element, Node};
 
@@ -171,15 +171,6 @@ pub fn handoff(
         .payloads
         .push(Element::builder("request", NS_RECEIPTS).build());
     message
-}
-
-/// The language-less body of `message`, for tests and logs.
-pub fn body(message: &Message) -> Option<&str> {
-    message
-        .bodies
-        .get(&Lang::default())
-        .or_else(|| message.bodies.values().next())
-        .map(String::as_str)
 }
 
 #[cfg(test)]

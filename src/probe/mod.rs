@@ -167,7 +167,7 @@ impl Prober {
             .flatten()
         {
             Some(kept) if kept.status == AnswerStatus::Gateway => BareJid::new(&kept.gateway).ok(),
-            Some(_) => return self.no_gateway(rcpt, RouteAnswer::NoGateway, None).await,
+            Some(_) => return self.no_gateway(RouteAnswer::NoGateway, None).await,
             None => {
                 let found = match self.has_xmpp_server(domain).await {
                     Ok(true) => self.discovery.gateway_of(domain).await,
@@ -177,11 +177,7 @@ impl Prober {
                             "No XMPP server for the domain (no SRV, no address)."
                         );
                         return self
-                            .no_gateway(
-                                rcpt,
-                                RouteAnswer::NoXmppServer,
-                                Some((domain, ttl.unsupported)),
-                            )
+                            .no_gateway(RouteAnswer::NoXmppServer, Some((domain, ttl.unsupported)))
                             .await;
                     }
                     Err(e) => Err(e),
@@ -201,17 +197,13 @@ impl Prober {
                     }
                     Ok(None) => {
                         return self
-                            .no_gateway(
-                                rcpt,
-                                RouteAnswer::NoGateway,
-                                Some((domain, ttl.unsupported)),
-                            )
+                            .no_gateway(RouteAnswer::NoGateway, Some((domain, ttl.unsupported)))
                             .await
                     }
                     Err(NoAnswer(reason)) => {
                         info!(domain, reason, "XMPP-Mail discovery failed.");
                         return self
-                            .no_gateway(rcpt, RouteAnswer::Failed, Some((domain, ttl.error)))
+                            .no_gateway(RouteAnswer::Failed, Some((domain, ttl.error)))
                             .await;
                     }
                 }
@@ -225,12 +217,7 @@ impl Prober {
 
     /// No gateway for `rcpt`'s domain: remembered for the domain, for
     /// `ttl`, when `domain` is given.
-    async fn no_gateway(
-        &self,
-        _rcpt: &BareJid,
-        answer: RouteAnswer,
-        domain: Option<(&str, Duration)>,
-    ) -> Probed {
+    async fn no_gateway(&self, answer: RouteAnswer, domain: Option<(&str, Duration)>) -> Probed {
         if let Some((domain, ttl)) = domain {
             self.remember(AnswerKind::Domain, domain, AnswerStatus::None, "", 0, ttl)
                 .await;
