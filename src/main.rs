@@ -31,6 +31,7 @@ use crate::config::Config;
 use crate::pipeline::to_mail::ToMail;
 use crate::pipeline::to_xmpp::ToXmpp;
 use crate::smtp::session::Reception;
+use crate::store::admin::{ItemId, LIST_LIMIT};
 use crate::store::Store;
 
 /// How long open sessions and deliveries get to finish on shutdown.
@@ -59,8 +60,17 @@ enum Command {
         #[arg(long, short, env = "FACTEUR_CONFIG")]
         config: PathBuf,
     },
-    /// Print how many items each queue holds, by state.
+    /// Print how many items each queue holds, by state; or list, show,
+    /// retry or delete queued items.
     Queue {
+        #[arg(long, short, env = "FACTEUR_CONFIG")]
+        config: PathBuf,
+        #[command(subcommand)]
+        action: Option<QueueAction>,
+    },
+    /// Print the statistics: registered users, items per queue and state,
+    /// and the age of each queue's oldest waiting item.
+    Stats {
         #[arg(long, short, env = "FACTEUR_CONFIG")]
         config: PathBuf,
     },
@@ -96,6 +106,21 @@ enum DkimAction {
 }
 
 #[derive(Subcommand)]
+enum QueueAction {
+    /// Print the waiting items, oldest first, one per line.
+    List {
+        #[arg(long, default_value_t = LIST_LIMIT)]
+        limit: u32,
+    },
+    /// Print one item, in whatever state (e.g. to_mail:42).
+    Show { item: ItemId },
+    /// Make a waiting item due now.
+    Retry { item: ItemId },
+    /// Give a waiting item up without telling anyone.
+    Delete { item: ItemId },
+}
+
+#[derive(Subcommand)]
 enum UsersAction {
     /// Print the registered users.
     List,
@@ -121,9 +146,45 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
-        Command::Queue { config } => admin(&config, |store, _| async move {
-            for (queue, state, count) in store.queue_counts().await? {
-                println!("{queue} {state} {count}");
+        Command::Queue { config, action } => admin(&config, |store, _| async move {
+            match action {
+                None => {
+                    for (queue, state, count) in store.queue_counts().await? {
+                        println!("{queue} {state} {count}");
+                    }
+                }
+                Some(QueueAction::List { limit }) => {
+                    for entry in store.queue_list(limit).await? {
+                        println!("{}", entry.line());
+                    }
+                }
+                Some(QueueAction::Show { item }) => {
+                    let detail = store
+                        .queue_show(item)
+                        .await?
+                        .with_context(|| format!("No queue item {item}"))?;
+                    for (_, label, value) in detail.fields() {
+                        println!("{label}: {value}");
+                    }
+                }
+                Some(QueueAction::Retry { item }) => {
+                    if !store.queue_retry(item, store::Millis::now()).await? {
+                        anyhow::bail!("{item} is not waiting in the queue");
+                    }
+                    println!("{item} is due now");
+                }
+                Some(QueueAction::Delete { item }) => {
+                    if !store.queue_delete(item, store::Millis::now()).await? {
+                        anyhow::bail!("{item} is not waiting in the queue");
+                    }
+                    println!("{item} is deleted");
+                }
+            }
+            Ok(())
+        }),
+        Command::Stats { config } => admin(&config, |store, _| async move {
+            for (name, _, value) in store.stats().await?.fields(store::Millis::now()) {
+                println!("{name} {value}");
             }
             Ok(())
         }),

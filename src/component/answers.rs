@@ -2,7 +2,7 @@
 //! gateway prompt (XEP-0100 `jabber:iq:gateway`), ping (XEP-0199),
 //! version (XEP-0092), presence subscriptions to mail contacts. Anything
 //! else gets an error, never silence; what needs the store goes to the
-//! intake (registration, vCards, XMPP-Mail probes).
+//! intake (registration, vCards, XMPP-Mail probes, ad-hoc commands).
 
 use facteur_bridge::wire::NS_MAIL;
 use facteur_bridge::{mailbox_to_jid, MailAddress};
@@ -15,6 +15,7 @@ use xmpp_parsers::presence::{Presence, Type as PresenceType};
 use xmpp_parsers::stanza_error::{DefinedCondition, ErrorType};
 use xmpp_parsers::version::VersionResult;
 
+use super::commands::{self, NS_COMMANDS};
 use super::reply::{self, error, result, Fault};
 use crate::config::Config;
 
@@ -25,8 +26,9 @@ pub const NS_JID_ESCAPING: &str = "jid\\20escaping";
 
 /// Features announced in disco#info: what is implemented, including the
 /// vCards it answers (XEP-0054), the receipts it sends (XEP-0184) and
-/// XMPP-Mail between domains (doc/xmpp-mail.md §4).
-const FEATURES: [&str; 10] = [
+/// XMPP-Mail between domains (doc/xmpp-mail.md §4), and the
+/// administrators' ad-hoc commands (XEP-0050).
+const FEATURES: [&str; 11] = [
     ns::DISCO_INFO,
     ns::DISCO_ITEMS,
     NS_GATEWAY,
@@ -37,12 +39,20 @@ const FEATURES: [&str; 10] = [
     ns::VCARD,
     ns::VERSION,
     NS_MAIL,
+    NS_COMMANDS,
 ];
+
+/// disco#info of a node the gateway does not have.
+const NO_NODE: Fault = Fault::new(
+    ErrorType::Cancel,
+    DefinedCondition::ItemNotFound,
+    "no such node",
+);
 
 /// Where an IQ request goes.
 pub enum IqRoute {
     Reply(Iq),
-    /// Needs the store: registration, contacts' vCards, probes.
+    /// Needs the store: registration, contacts' vCards, probes, commands.
     Intake(Iq),
 }
 
@@ -55,10 +65,21 @@ pub fn answer_iq(config: &Config, iq: Iq) -> IqRoute {
     };
     let to_component = iq.to().is_none_or(|to| to.node().is_none());
     let namespace = payload.ns();
+    let node = payload.attr("node");
     let reply = match (namespace.as_str(), payload.name(), is_get, to_component) {
         (ns::REGISTER, "query", _, true)
         | (ns::VCARD, "vCard", true, false)
-        | (NS_MAIL, "probe", true, true) => return IqRoute::Intake(iq),
+        | (NS_MAIL, "probe", true, true)
+        | (NS_COMMANDS, "command", false, true) => return IqRoute::Intake(iq),
+        (ns::DISCO_INFO, "query", true, true) if node.is_some() => {
+            match node.and_then(commands::info) {
+                Some(info) => result(&iq, Some(info.into())),
+                None => error(&iq, NO_NODE),
+            }
+        }
+        (ns::DISCO_ITEMS, "query", true, true) if node == Some(NS_COMMANDS) => {
+            result(&iq, Some(commands::items(config, iq.from()).into()))
+        }
         (ns::DISCO_INFO, "query", true, true) => result(
             &iq,
             Some(disco_info("gateway", "Mail gateway", &FEATURES).into()),
@@ -178,6 +199,8 @@ pub fn answer_presence(config: &Config, presence: Presence) -> Option<Presence> 
 
 #[cfg(test)]
 mod tests {
+    use xmpp_parsers::minidom::rxml::xml_ncname;
+
     use super::*;
 
     fn config() -> Config {
@@ -230,6 +253,31 @@ mod tests {
                 "{feature} in {xml}"
             );
         }
+    }
+
+    #[test]
+    fn command_nodes_have_their_own_disco_info() {
+        let node = |node: &str| {
+            Element::builder("query", ns::DISCO_INFO)
+                .attr(xml_ncname!("node").into(), node)
+                .build()
+        };
+        let xml = reply_xml(answer_iq(
+            &config(),
+            get("mail.example.test", node("queue-list")),
+        ));
+        assert!(
+            xml.contains("node='queue-list'")
+                && xml.contains("category='automation'")
+                && xml.contains("type='command-node'")
+                && xml.contains(&format!("<feature var='{NS_COMMANDS}'/>")),
+            "{xml}"
+        );
+        let xml = reply_xml(answer_iq(&config(), get("mail.example.test", node("nope"))));
+        assert!(
+            xml.contains("type='error'") && xml.contains("<item-not-found "),
+            "{xml}"
+        );
     }
 
     #[test]

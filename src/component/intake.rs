@@ -1,6 +1,7 @@
 //! The intake: what needs the store. XEP-0077 registration, vCards of
 //! mail contacts, and chat messages to them, which become queued outgoing
-//! mail; from other domains' gateways, XMPP-Mail probes and handoffs.
+//! mail; from other domains' gateways, XMPP-Mail probes and handoffs;
+//! from administrators, ad-hoc commands.
 //! Stanzas are taken in batches, so that the mails of a burst are queued
 //! in one transaction.
 //!
@@ -20,7 +21,7 @@ use super::handoff::{self, Handoffs};
 use super::lookups::Lookups;
 use super::outgoing::{Intaken, Outgoing, Prepared};
 use super::probe::{self, Probes};
-use super::{registration, vcard, LinkHandle};
+use super::{commands, registration, vcard, LinkHandle};
 use crate::config::Config;
 use crate::dkim::Signers;
 use crate::fetch::Fetcher;
@@ -107,6 +108,9 @@ impl Intake {
                         self.probes
                             .answer(&self.config, &self.store, iq, Instant::now())
                             .await,
+                    )),
+                    Stanza::Iq(iq) if commands::is_command(&iq) => Some(Stanza::Iq(
+                        commands::answer(&self.config, &self.store, iq).await,
                     )),
                     Stanza::Iq(iq) if vcard::is_request(&iq) => Some(Stanza::Iq(
                         vcard::answer(&self.config, &self.store, iq).await,

@@ -20,6 +20,16 @@ pub struct ComponentConfig {
     pub secret: String,
     pub ping_interval: Duration,
     pub reconnect_max: Duration,
+    /// Bare JIDs that may run the gateway's ad-hoc commands (XEP-0050).
+    pub admins: Vec<BareJid>,
+}
+
+impl ComponentConfig {
+    /// Whether `jid` (full or bare) is one of the gateway's administrators.
+    pub fn is_admin(&self, jid: &jid::Jid) -> bool {
+        let bare = jid.to_bare();
+        self.admins.contains(&bare)
+    }
 }
 
 impl fmt::Debug for ComponentConfig {
@@ -28,6 +38,7 @@ impl fmt::Debug for ComponentConfig {
             .field("jid", &self.jid)
             .field("server", &self.server)
             .field("secret", &"<redacted>")
+            .field("admins", &self.admins)
             .finish_non_exhaustive()
     }
 }
@@ -42,6 +53,7 @@ pub(super) struct RawComponent {
     secret_file: Option<PathBuf>,
     ping_interval: String,
     reconnect_max: String,
+    admins: Vec<String>,
 }
 
 impl Default for RawComponent {
@@ -53,6 +65,7 @@ impl Default for RawComponent {
             secret_file: None,
             ping_interval: "30s".into(),
             reconnect_max: "60s".into(),
+            admins: Vec::new(),
         }
     }
 }
@@ -106,12 +119,24 @@ impl RawComponent {
         };
         let ping_interval = p.duration("component.ping_interval", &self.ping_interval);
         let reconnect_max = p.duration("component.reconnect_max", &self.reconnect_max);
+        let mut admins = Vec::with_capacity(self.admins.len());
+        for admin in &self.admins {
+            match BareJid::new(admin) {
+                Ok(jid) if jid.node().is_some() => admins.push(jid),
+                Ok(_) => p.add(
+                    "component.admins",
+                    format!("{admin} is not a user's JID, e.g. admin@example.org"),
+                ),
+                Err(e) => p.add("component.admins", format!("{admin}: {e}")),
+            }
+        }
         Some(ComponentConfig {
             jid: jid?,
             server: self.server,
             secret,
             ping_interval,
             reconnect_max,
+            admins,
         })
     }
 }

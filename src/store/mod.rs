@@ -6,6 +6,7 @@
 //! transaction, and whoever commits new work into a queue wakes that
 //! queue's runner through the store.
 
+pub mod admin;
 mod attachments;
 mod commit;
 mod contacts;

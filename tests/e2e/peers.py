@@ -255,14 +255,16 @@ LIMITS = {"sender_mails_per_hour": 1000000, "client_connections": 5000,
 class Facteur:
     """facteur with a generated config: `relay` is an aiosmtpd Relay, or
     None for delivery to MX hosts on `mx_port`; `dns` the Dns it asks;
-    `mail`, `outbound`, `http` and `store` add lines to their sections;
+    `component`, `mail`, `outbound`, `http` and `store` add lines to their
+    sections, `retry` replaces keys of the outbound retry schedule;
     `gateway` and `domain` are its component JID and served domain, and
     its SMTP server listens on `smtp_host`:`smtp_port` (a free port by
     default) as `hostname`."""
 
     def __init__(self, workdir, prosody, relay, dns, store_dir=None, fetch_hosts=(), extra="",
                  limits=None, auth="", mx_port=25, mail="", outbound="", http="",
-                 fetch_private=True, store="", gateway=GATEWAY, domain=DOMAIN,
+                 fetch_private=True, store="", gateway=GATEWAY, domain=DOMAIN, component="",
+                 retry=None,
                  smtp_host="127.0.0.1", smtp_port=None, hostname="mx.example.test", **inbound):
         self.dir = Path(workdir) / "facteur"
         self.dir.mkdir(parents=True, exist_ok=True)
@@ -278,6 +280,8 @@ class Facteur:
         inbound_keys = "".join(f"{k} = {v}\n" for k, v in inbound.items())
         limit_keys = "".join(f"{k} = {v}\n" for k, v in {**LIMITS, **(limits or {})}.items())
         relay_key = f'relay = "127.0.0.1:{relay.port}"' if relay is not None else ""
+        retry = {"retry_initial": '"1s"', "retry_max": '"2s"', **(retry or {})}
+        retry_keys = "".join(f"{k} = {v}\n" for k, v in retry.items())
         self.config = self.dir / "facteur.toml"
         self.config.write_text(f"""
 [component]
@@ -286,6 +290,7 @@ server = "127.0.0.1:{prosody.component}"
 secret = "{SECRET}"
 ping_interval = "2s"
 reconnect_max = "1s"
+{component}
 [mail]
 domains = ["{domain}"]
 {mail}
@@ -296,9 +301,7 @@ hostname = "{hostname}"
 [outbound]
 {relay_key}
 mx_port = {mx_port}
-retry_initial = "1s"
-retry_max = "2s"
-timeout = "10s"
+{retry_keys}timeout = "10s"
 {outbound}
 [xmpp]
 retry_initial = "1s"

@@ -1,0 +1,489 @@
+//! Ad-hoc commands (XEP-0050) for the gateway's administrators, the JIDs
+//! of `[component] admins`: the users commands of XEP-0133 that fit a
+//! gateway (add, remove, list, count), and facteur's own for the queues
+//! and statistics. Each has a `facteur` command-line twin over the same
+//! store calls (`facteur users …`, `facteur queue …`, `facteur stats`).
+//!
+//! A command that needs input answers `execute` with a form and
+//! `status='executing'`; the submitted form completes it. Nothing is kept
+//! between the two steps: the form carries all of it, so the session id
+//! only echoes. A first `execute` that already carries a submitted form
+//! completes at once.
+
+use jid::BareJid;
+use rand::Rng;
+use tracing::{info, warn};
+use xmpp_parsers::disco::{DiscoInfoResult, DiscoItemsResult, Identity, Item};
+use xmpp_parsers::iq::Iq;
+use xmpp_parsers::jid::Jid;
+use xmpp_parsers::minidom::rxml::xml_ncname;
+use xmpp_parsers::minidom::Element;
+use xmpp_parsers::ns;
+use xmpp_parsers::stanza_error::{DefinedCondition, ErrorType};
+
+use super::reply::{self, error, result, Fault};
+use crate::config::Config;
+use crate::store::admin::{ItemId, LIST_LIMIT};
+use crate::store::{Millis, Store};
+
+/// XEP-0050's namespace and the disco node listing the commands.
+pub const NS_COMMANDS: &str = "http://jabber.org/protocol/commands";
+/// XEP-0133's form type.
+const NS_ADMIN: &str = "http://jabber.org/protocol/admin";
+
+/// Who may not run commands.
+const NOT_ADMIN: Fault = Fault::new(
+    ErrorType::Auth,
+    DefinedCondition::Forbidden,
+    "only the gateway's administrators run its commands",
+);
+
+/// The commands, in the order they are listed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Command {
+    AddUser,
+    DeleteUser,
+    ListUsers,
+    CountUsers,
+    QueueList,
+    QueueShow,
+    QueueRetry,
+    QueueDelete,
+    Stats,
+}
+
+const COMMANDS: [Command; 9] = [
+    Command::AddUser,
+    Command::DeleteUser,
+    Command::ListUsers,
+    Command::CountUsers,
+    Command::QueueList,
+    Command::QueueShow,
+    Command::QueueRetry,
+    Command::QueueDelete,
+    Command::Stats,
+];
+
+/// A field the administrator fills in.
+struct Input {
+    var: &'static str,
+    kind: &'static str,
+    label: &'static str,
+}
+
+const ACCOUNT: Input = Input {
+    var: "accountjid",
+    kind: "jid-single",
+    label: "The user's JID",
+};
+const ACCOUNTS: Input = Input {
+    var: "accountjids",
+    kind: "jid-multi",
+    label: "The users' JIDs",
+};
+const ITEM: Input = Input {
+    var: "item",
+    kind: "text-single",
+    label: "Queue item, e.g. to_mail:42",
+};
+
+impl Command {
+    fn node(self) -> &'static str {
+        match self {
+            Command::AddUser => "http://jabber.org/protocol/admin#add-user",
+            Command::DeleteUser => "http://jabber.org/protocol/admin#delete-user",
+            Command::ListUsers => "http://jabber.org/protocol/admin#get-registered-users-list",
+            Command::CountUsers => "http://jabber.org/protocol/admin#get-registered-users-num",
+            Command::QueueList => "queue-list",
+            Command::QueueShow => "queue-show",
+            Command::QueueRetry => "queue-retry",
+            Command::QueueDelete => "queue-delete",
+            Command::Stats => "stats",
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Command::AddUser => "Register a user",
+            Command::DeleteUser => "Unregister users",
+            Command::ListUsers => "List registered users",
+            Command::CountUsers => "Count registered users",
+            Command::QueueList => "List waiting mail",
+            Command::QueueShow => "Show a queue item",
+            Command::QueueRetry => "Retry a queue item now",
+            Command::QueueDelete => "Delete a queue item",
+            Command::Stats => "Statistics",
+        }
+    }
+
+    fn input(self) -> Option<Input> {
+        match self {
+            Command::AddUser => Some(ACCOUNT),
+            Command::DeleteUser => Some(ACCOUNTS),
+            Command::QueueShow | Command::QueueRetry | Command::QueueDelete => Some(ITEM),
+            Command::ListUsers | Command::CountUsers | Command::QueueList | Command::Stats => None,
+        }
+    }
+
+    fn from_node(node: &str) -> Option<Command> {
+        COMMANDS.into_iter().find(|c| c.node() == node)
+    }
+}
+
+/// disco#items of the commands node: the commands, for administrators
+/// only (an empty list for anyone else).
+pub fn items(config: &Config, from: Option<&Jid>) -> DiscoItemsResult {
+    let admin = from.is_some_and(|jid| config.component.is_admin(jid));
+    let gateway = Jid::from(config.component.jid.clone());
+    DiscoItemsResult {
+        node: Some(NS_COMMANDS.to_owned()),
+        items: if admin {
+            COMMANDS
+                .iter()
+                .map(|c| Item {
+                    jid: gateway.clone(),
+                    node: Some(c.node().to_owned()),
+                    name: Some(c.name().to_owned()),
+                })
+                .collect()
+        } else {
+            Vec::new()
+        },
+        rsm: None,
+    }
+}
+
+/// disco#info of a command's node (XEP-0050 §2.3); `None` for a node that
+/// is no command.
+pub fn info(node: &str) -> Option<DiscoInfoResult> {
+    let command = Command::from_node(node)?;
+    Some(DiscoInfoResult {
+        node: Some(node.to_owned()),
+        identities: vec![Identity::new(
+            "automation",
+            "command-node",
+            "en",
+            command.name(),
+        )],
+        features: [NS_COMMANDS.to_owned(), ns::DATA_FORMS.to_owned()].into(),
+        extensions: Vec::new(),
+    })
+}
+
+/// Whether `iq` asks to run a command.
+pub fn is_command(iq: &Iq) -> bool {
+    matches!(iq, Iq::Set { payload, .. } if payload.is("command", NS_COMMANDS))
+}
+
+/// Runs the command `iq` asks for, or answers why not.
+pub async fn answer(config: &Config, store: &Store, iq: Iq) -> Iq {
+    let Iq::Set { from, payload, .. } = &iq else {
+        return error(&iq, reply::NOT_A_REQUEST);
+    };
+    let Some(from) = from.clone() else {
+        return error(&iq, reply::NO_SENDER);
+    };
+    if !config.component.is_admin(&from) {
+        return error(&iq, NOT_ADMIN);
+    }
+    let node = payload.attr("node").unwrap_or_default().to_owned();
+    let Some(command) = Command::from_node(&node) else {
+        return error(
+            &iq,
+            Fault::with_text(
+                ErrorType::Cancel,
+                DefinedCondition::ItemNotFound,
+                format!("no command {node:?}"),
+            ),
+        );
+    };
+    let session = payload
+        .attr("sessionid")
+        .map(str::to_owned)
+        .unwrap_or_else(new_session);
+    let submitted = payload
+        .children()
+        .find(|c| c.is("x", ns::DATA_FORMS) && c.attr("type") == Some("submit"));
+    let action = payload.attr("action").unwrap_or("execute");
+    let reply = |status: &str, children: Vec<Element>| {
+        let command = Element::builder("command", NS_COMMANDS)
+            .attr(xml_ncname!("node").into(), node.as_str())
+            .attr(xml_ncname!("sessionid").into(), session.as_str())
+            .attr(xml_ncname!("status").into(), status)
+            .append_all(children)
+            .build();
+        result(&iq, Some(command))
+    };
+    match (action, command.input(), submitted) {
+        ("cancel", _, _) => reply("canceled", Vec::new()),
+        ("execute" | "complete" | "next", Some(input), None) => reply(
+            "executing",
+            vec![
+                Element::builder("actions", NS_COMMANDS)
+                    .attr(xml_ncname!("execute").into(), "complete")
+                    .append(Element::builder("complete", NS_COMMANDS).build())
+                    .build(),
+                input_form(command, &input),
+            ],
+        ),
+        ("execute" | "complete" | "next", input, submitted) => {
+            let values = match (input, submitted) {
+                (Some(input), Some(form)) => field_values(form, input.var),
+                _ => Vec::new(),
+            };
+            match run(config, store, &from, command, &values).await {
+                Ok(done) => reply("completed", done),
+                Err(fault) => error(&iq, fault),
+            }
+        }
+        (other, _, _) => error(
+            &iq,
+            Fault::with_text(
+                ErrorType::Modify,
+                DefinedCondition::BadRequest,
+                format!("unknown action {other:?}"),
+            ),
+        ),
+    }
+}
+
+fn new_session() -> String {
+    format!("{:016x}", rand::rng().random::<u64>())
+}
+
+/// Runs `command` with the submitted `values`; what the completed
+/// command carries back (a note or a result form).
+async fn run(
+    config: &Config,
+    store: &Store,
+    admin: &Jid,
+    command: Command,
+    values: &[String],
+) -> Result<Vec<Element>, Fault> {
+    let failed = |e: anyhow::Error| {
+        warn!(error = format!("{e:#}"), "Store unavailable for a command.");
+        reply::TRY_LATER
+    };
+    let done = match command {
+        Command::AddUser => {
+            let user = one_user(config, values)?;
+            store.register(&user).await.map_err(failed)?;
+            info!(user = %user, admin = %admin, "Registered by an administrator.");
+            vec![note("info", &format!("Registered {user}."))]
+        }
+        Command::DeleteUser => {
+            let users = users(values)?;
+            let mut lines = Vec::with_capacity(users.len());
+            for user in users {
+                let was = store.unregister(&user).await.map_err(failed)?;
+                info!(user = %user, admin = %admin, was_registered = was, "Unregistered by an administrator.");
+                lines.push(if was {
+                    format!("Unregistered {user}.")
+                } else {
+                    format!("{user} was not registered.")
+                });
+            }
+            vec![note("info", &lines.join("\n"))]
+        }
+        Command::ListUsers => {
+            let users = store.users().await.map_err(failed)?;
+            vec![result_form(
+                NS_ADMIN,
+                vec![field(
+                    "registereduserjids",
+                    "jid-multi",
+                    "The list of all users",
+                    &users,
+                )],
+            )]
+        }
+        Command::CountUsers => {
+            let users = store.users().await.map_err(failed)?;
+            vec![result_form(
+                NS_ADMIN,
+                vec![field(
+                    "registeredusersnum",
+                    "text-single",
+                    "The number of registered users",
+                    &[users.len().to_string()],
+                )],
+            )]
+        }
+        Command::QueueList => {
+            let entries = store.queue_list(LIST_LIMIT).await.map_err(failed)?;
+            let lines: Vec<String> = entries.iter().map(|e| e.line()).collect();
+            vec![result_form(
+                NS_COMMANDS,
+                vec![field(
+                    "items",
+                    "text-multi",
+                    &format!("Waiting items, oldest first (at most {LIST_LIMIT})"),
+                    &lines,
+                )],
+            )]
+        }
+        Command::QueueShow => {
+            let item = one_item(values)?;
+            let Some(detail) = store.queue_show(item).await.map_err(failed)? else {
+                return Err(no_item(item));
+            };
+            let fields = detail
+                .fields()
+                .into_iter()
+                .map(|(var, label, value)| field(var, "text-single", label, &[value]))
+                .collect();
+            vec![result_form(NS_COMMANDS, fields)]
+        }
+        Command::QueueRetry | Command::QueueDelete => {
+            let item = one_item(values)?;
+            let now = Millis::now();
+            let done = if command == Command::QueueRetry {
+                store.queue_retry(item, now).await
+            } else {
+                store.queue_delete(item, now).await
+            }
+            .map_err(failed)?;
+            if !done {
+                return Err(Fault::with_text(
+                    ErrorType::Cancel,
+                    DefinedCondition::ItemNotFound,
+                    format!("{item} is not waiting in the queue"),
+                ));
+            }
+            let what = if command == Command::QueueRetry {
+                "is due now"
+            } else {
+                "is deleted"
+            };
+            info!(item = %item, admin = %admin, "{} {what}.", item);
+            vec![note("info", &format!("{item} {what}."))]
+        }
+        Command::Stats => {
+            let stats = store.stats().await.map_err(failed)?;
+            let mut fields = vec![field(
+                "version",
+                "text-single",
+                "facteur version",
+                &[env!("CARGO_PKG_VERSION").to_owned()],
+            )];
+            for (var, label, value) in stats.fields(Millis::now()) {
+                fields.push(field(&var, "text-single", &label, &[value]));
+            }
+            vec![result_form(NS_COMMANDS, fields)]
+        }
+    };
+    Ok(done)
+}
+
+fn bad_input(text: String) -> Fault {
+    Fault::with_text(ErrorType::Modify, DefinedCondition::BadRequest, text)
+}
+
+fn no_item(item: ItemId) -> Fault {
+    Fault::with_text(
+        ErrorType::Cancel,
+        DefinedCondition::ItemNotFound,
+        format!("no queue item {item}"),
+    )
+}
+
+fn users(values: &[String]) -> Result<Vec<BareJid>, Fault> {
+    let users = values
+        .iter()
+        .filter(|v| !v.trim().is_empty())
+        .map(|v| BareJid::new(v.trim()).map_err(|e| bad_input(format!("{v:?}: {e}"))))
+        .collect::<Result<Vec<_>, _>>()?;
+    if users.is_empty() {
+        return Err(bad_input("no JID given".into()));
+    }
+    Ok(users)
+}
+
+/// The one user of a served domain named by the form.
+fn one_user(config: &Config, values: &[String]) -> Result<BareJid, Fault> {
+    let mut users = users(values)?;
+    if users.len() != 1 {
+        return Err(bad_input("one JID is expected".into()));
+    }
+    let user = users.remove(0);
+    if user.node().is_none() || !config.mail.serves(user.domain().as_str()) {
+        return Err(bad_input(format!(
+            "{user} is not a user of a served domain ({})",
+            config.mail.domains.join(", ")
+        )));
+    }
+    Ok(user)
+}
+
+fn one_item(values: &[String]) -> Result<ItemId, Fault> {
+    match values {
+        [one] => one.parse().map_err(bad_input),
+        _ => Err(bad_input(
+            "one queue item is expected, e.g. to_mail:42".into(),
+        )),
+    }
+}
+
+/// The values of field `var` in a submitted form.
+fn field_values(form: &Element, var: &str) -> Vec<String> {
+    form.children()
+        .filter(|f| f.is("field", ns::DATA_FORMS) && f.attr("var") == Some(var))
+        .flat_map(|f| f.children().filter(|v| v.is("value", ns::DATA_FORMS)))
+        .map(Element::text)
+        .collect()
+}
+
+/// A form field; `label` is left out when empty.
+fn field(var: &str, kind: &str, label: &str, values: &[String]) -> Element {
+    let mut field = Element::builder("field", ns::DATA_FORMS)
+        .attr(xml_ncname!("var").into(), var)
+        .attr(xml_ncname!("type").into(), kind);
+    if !label.is_empty() {
+        field = field.attr(xml_ncname!("label").into(), label);
+    }
+    field
+        .append_all(values.iter().map(|value| {
+            Element::builder("value", ns::DATA_FORMS)
+                .append(value.as_str())
+                .build()
+        }))
+        .build()
+}
+
+fn form(kind: &str, form_type: &str, title: &str, fields: Vec<Element>) -> Element {
+    Element::builder("x", ns::DATA_FORMS)
+        .attr(xml_ncname!("type").into(), kind)
+        .append(
+            Element::builder("title", ns::DATA_FORMS)
+                .append(title)
+                .build(),
+        )
+        .append(field("FORM_TYPE", "hidden", "", &[form_type.to_owned()]))
+        .append_all(fields)
+        .build()
+}
+
+fn input_form(command: Command, input: &Input) -> Element {
+    let mut asked = field(input.var, input.kind, input.label, &[]);
+    asked.append_child(Element::builder("required", ns::DATA_FORMS).build());
+    let form_type = if command.node().starts_with(NS_ADMIN) {
+        NS_ADMIN
+    } else {
+        NS_COMMANDS
+    };
+    form("form", form_type, command.name(), vec![asked])
+}
+
+fn result_form(form_type: &str, fields: Vec<Element>) -> Element {
+    form("result", form_type, "Result", fields)
+}
+
+fn note(kind: &str, text: &str) -> Element {
+    Element::builder("note", NS_COMMANDS)
+        .attr(xml_ncname!("type").into(), kind)
+        .append(text)
+        .build()
+}
+
+#[cfg(test)]
+mod tests;

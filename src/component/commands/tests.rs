@@ -1,0 +1,228 @@
+//! Ad-hoc commands against a scratch store: who may run them, the two
+//! steps of a command with input, and the errors of bad input.
+
+use super::*;
+use crate::store::scratch;
+
+fn config() -> Config {
+    Config::parse(
+        "[component]\njid = \"mail.a.test\"\nsecret = \"s\"\nadmins = [\"root@a.test\"]\n\
+         [mail]\ndomains = [\"a.test\"]\n",
+    )
+    .expect("config")
+}
+
+fn command(from: &str, node: &str, action: Option<&str>, form: Option<(&str, &[&str])>) -> Iq {
+    let mut payload = Element::builder("command", NS_COMMANDS)
+        .attr(xml_ncname!("node").into(), node)
+        .attr(xml_ncname!("sessionid").into(), "s1");
+    if let Some(action) = action {
+        payload = payload.attr(xml_ncname!("action").into(), action);
+    }
+    if let Some((var, values)) = form {
+        let values: Vec<String> = values.iter().map(|v| (*v).to_owned()).collect();
+        payload = payload.append(
+            Element::builder("x", ns::DATA_FORMS)
+                .attr(xml_ncname!("type").into(), "submit")
+                .append(field(var, "text-single", "", &values))
+                .build(),
+        );
+    }
+    Iq::Set {
+        from: Some(Jid::new(from).expect("jid")),
+        to: Some(Jid::new("mail.a.test").expect("jid")),
+        id: "c1".into(),
+        payload: payload.build(),
+    }
+}
+
+async fn run_xml(store: &Store, iq: Iq) -> String {
+    String::from(&Element::from(answer(&config(), store, iq).await))
+}
+
+#[tokio::test]
+async fn only_administrators_see_and_run_commands() {
+    let (store, _dir) = scratch().await;
+    let config = config();
+    let admin = Jid::new("root@a.test/laptop").expect("jid");
+    let user = Jid::new("alice@a.test/phone").expect("jid");
+    assert_eq!(items(&config, Some(&admin)).items.len(), COMMANDS.len());
+    assert!(items(&config, Some(&user)).items.is_empty());
+    assert!(items(&config, None).items.is_empty());
+
+    let xml = run_xml(&store, command("alice@a.test/phone", "stats", None, None)).await;
+    assert!(
+        xml.contains("type='error'") && xml.contains("<forbidden "),
+        "{xml}"
+    );
+    let xml = run_xml(&store, command("root@a.test/laptop", "nope", None, None)).await;
+    assert!(
+        xml.contains("<item-not-found ") && xml.contains("no command"),
+        "{xml}"
+    );
+}
+
+#[tokio::test]
+async fn adding_a_user_asks_for_the_jid_then_registers_it() {
+    let (store, _dir) = scratch().await;
+    let node = Command::AddUser.node();
+    let xml = run_xml(&store, command("root@a.test/laptop", node, None, None)).await;
+    assert!(xml.contains("status='executing'"), "{xml}");
+    assert!(
+        xml.contains("var='accountjid'") && xml.contains("<required"),
+        "{xml}"
+    );
+    assert!(xml.contains("<complete"), "{xml}");
+
+    let xml = run_xml(
+        &store,
+        command(
+            "root@a.test/laptop",
+            node,
+            Some("complete"),
+            Some(("accountjid", &["alice@a.test"])),
+        ),
+    )
+    .await;
+    assert!(xml.contains("status='completed'"), "{xml}");
+    assert!(xml.contains("Registered alice@a.test."), "{xml}");
+    assert_eq!(
+        store.users().await.expect("users"),
+        vec!["alice@a.test".to_owned()]
+    );
+
+    // A JID of another domain is bad input, and nothing is registered.
+    let xml = run_xml(
+        &store,
+        command(
+            "root@a.test/laptop",
+            node,
+            Some("complete"),
+            Some(("accountjid", &["bob@b.test"])),
+        ),
+    )
+    .await;
+    assert!(
+        xml.contains("<bad-request ") && xml.contains("not a user of a served domain"),
+        "{xml}"
+    );
+    assert_eq!(store.users().await.expect("users").len(), 1);
+
+    let xml = run_xml(
+        &store,
+        command("root@a.test/laptop", node, Some("cancel"), None),
+    )
+    .await;
+    assert!(xml.contains("status='canceled'"), "{xml}");
+}
+
+#[tokio::test]
+async fn users_are_listed_counted_and_removed() {
+    let (store, _dir) = scratch().await;
+    for user in ["alice@a.test", "bob@a.test"] {
+        store
+            .register(&BareJid::new(user).expect("jid"))
+            .await
+            .expect("registered");
+    }
+    let xml = run_xml(
+        &store,
+        command("root@a.test", Command::ListUsers.node(), None, None),
+    )
+    .await;
+    assert!(
+        xml.contains("var='registereduserjids'")
+            && xml.contains("<value>alice@a.test</value><value>bob@a.test</value>"),
+        "{xml}"
+    );
+    let xml = run_xml(
+        &store,
+        command("root@a.test", Command::CountUsers.node(), None, None),
+    )
+    .await;
+    assert!(xml.contains("<value>2</value>"), "{xml}");
+    let xml = run_xml(
+        &store,
+        command(
+            "root@a.test",
+            Command::DeleteUser.node(),
+            None,
+            Some(("accountjids", &["alice@a.test", "carol@a.test"])),
+        ),
+    )
+    .await;
+    assert!(
+        xml.contains("Unregistered alice@a.test.\ncarol@a.test was not registered."),
+        "{xml}"
+    );
+    assert_eq!(
+        store.users().await.expect("users"),
+        vec!["bob@a.test".to_owned()]
+    );
+}
+
+#[tokio::test]
+async fn queue_commands_name_items_precisely() {
+    let (store, _dir) = scratch().await;
+    let retry = Command::QueueRetry.node();
+    let xml = run_xml(
+        &store,
+        command(
+            "root@a.test",
+            retry,
+            Some("complete"),
+            Some(("item", &["mail:1"])),
+        ),
+    )
+    .await;
+    assert!(
+        xml.contains("<bad-request ") && xml.contains("to_mail:ID"),
+        "{xml}"
+    );
+    let xml = run_xml(
+        &store,
+        command(
+            "root@a.test",
+            retry,
+            Some("complete"),
+            Some(("item", &["to_mail:1"])),
+        ),
+    )
+    .await;
+    assert!(
+        xml.contains("<item-not-found ") && xml.contains("to_mail:1 is not waiting"),
+        "{xml}"
+    );
+    let xml = run_xml(
+        &store,
+        command(
+            "root@a.test",
+            Command::QueueShow.node(),
+            None,
+            Some(("item", &["to_xmpp:3"])),
+        ),
+    )
+    .await;
+    assert!(
+        xml.contains("<item-not-found ") && xml.contains("no queue item to_xmpp:3"),
+        "{xml}"
+    );
+    let xml = run_xml(
+        &store,
+        command("root@a.test", Command::QueueList.node(), None, None),
+    )
+    .await;
+    assert!(
+        xml.contains("status='completed'") && xml.contains("var='items'"),
+        "{xml}"
+    );
+    let xml = run_xml(
+        &store,
+        command("root@a.test", Command::Stats.node(), None, None),
+    )
+    .await;
+    assert!(
+        xml.contains("var='users'") && xml.contains("var='to_mail.oldest-seconds'"),
+        "{xml}"
+    );
+}
