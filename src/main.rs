@@ -8,6 +8,7 @@ mod dns;
 mod fetch;
 mod http;
 mod pipeline;
+mod postfix_map;
 mod probe;
 mod return_path;
 mod smtp;
@@ -128,6 +129,15 @@ enum UsersAction {
     Add { jid: String },
     /// Unregister a user.
     Remove { jid: String },
+    /// Print the recipients facteur accepts as the source of Postfix's
+    /// relay_recipient_maps ("address OK" lines, for postmap), so that a
+    /// Postfix in front refuses unknown recipients at RCPT.
+    ExportPostfix {
+        /// Write the map to this file instead of standard output, replacing
+        /// it atomically (a temporary file beside it, then renamed).
+        #[arg(long, short)]
+        output: Option<PathBuf>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -240,6 +250,20 @@ fn main() -> ExitCode {
                             "was not registered:"
                         }
                     );
+                }
+                UsersAction::ExportPostfix { output } => {
+                    let map = postfix_map::recipients(
+                        &config.mail.domains,
+                        config.mail.users,
+                        &store.users().await?,
+                    );
+                    for user in &map.skipped {
+                        eprintln!("{user}: left out, postmap would read it as a comment");
+                    }
+                    match output {
+                        Some(path) => postfix_map::write_atomically(&path, &map.text)?,
+                        None => print!("{}", map.text),
+                    }
                 }
             }
             Ok(())
