@@ -13,6 +13,10 @@ def pytest_runtest_makereport(item, call):
     gateway = item.funcargs.get("gateway") if hasattr(item, "funcargs") else None
     if report.failed and gateway is not None:
         report.sections.append(("facteur log (tail)", gateway.facteur.log_tail()))
+    front = item.funcargs.get("front") if hasattr(item, "funcargs") else None
+    if report.failed and front is not None:
+        report.sections.append(("facteur log (tail)", front.facteur.log_tail()))
+        report.sections.append(("Postfix mail log (tail)", front.postfix.log_tail()))
     net = item.funcargs.get("net") if hasattr(item, "funcargs") else None
     if report.failed and net is not None:
         for facteur in net.facteurs.values():

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs the real peers the end-to-end tests drive (Debian 12, as root):
-# Prosody (with prosody-modules, for mod_privilege), Postfix's smtp-sink/smtp-source, swaks, go-sendxmpp, Dovecot,
+# Prosody (with prosody-modules, for mod_privilege), Postfix (smtp-sink/smtp-source, private instances), swaks, go-sendxmpp, Dovecot,
 # BIND's named-checkzone,
 # a Python venv with slixmpp, aiosmtpd and pytest, and cargo-fuzz.
 # Usage: tests/peers/install.sh [VENV]   (default: target/peers-venv)
@@ -8,7 +8,8 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")/../.." && pwd)
 venv=${1:-$here/target/peers-venv}
 export DEBIAN_FRONTEND=noninteractive
-# Postfix: only smtp-sink and smtp-source are used; "No configuration" keeps the daemon off.
+# Postfix: smtp-sink and smtp-source, and private instances the tests start
+# with their own configuration; "No configuration" keeps the system daemon off.
 echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections
 apt-get update -q
 apt-get install -y -q --no-install-recommends -o DPkg::Lock::Timeout=300 \
