@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use facteur_policy::limits::Networks;
 use serde::Deserialize;
 
 use super::{address, Problems};
@@ -20,6 +21,9 @@ pub struct InboundConfig {
     pub idle_timeout: Duration,
     pub data_timeout: Duration,
     pub tls: Option<TlsFiles>,
+    /// MTAs in front whose XFORWARD (Postfix) names the client they got
+    /// the mail from: SPF and the other checks then judge that client.
+    pub xforward_from: Networks,
 }
 
 /// A PEM certificate chain and its private key.
@@ -41,6 +45,7 @@ pub(super) struct RawInbound {
     data_timeout: String,
     tls_cert: Option<PathBuf>,
     tls_key: Option<PathBuf>,
+    xforward_from: Vec<String>,
 }
 
 impl Default for RawInbound {
@@ -55,6 +60,7 @@ impl Default for RawInbound {
             data_timeout: "10m".into(),
             tls_cert: None,
             tls_key: None,
+            xforward_from: Vec::new(),
         }
     }
 }
@@ -91,8 +97,14 @@ impl RawInbound {
                 None
             }
         };
+        let xforward_from = Networks::parse(self.xforward_from.iter().map(String::as_str))
+            .unwrap_or_else(|problem| {
+                p.add("inbound.xforward_from", problem);
+                Networks::default()
+            });
         InboundConfig {
             listen,
+            xforward_from,
             hostname: self.hostname.unwrap_or_else(|| component_domain.to_owned()),
             max_message_size: self.max_message_size,
             max_recipients: self.max_recipients,

@@ -1,9 +1,10 @@
 //! SMTP both ways: the RFC 5321 receiver for inbound mail (`server`,
-//! `session`, with `verify` for SPF/DKIM/DMARC/ARC) and delivery of
-//! outgoing mail with lettre (`client`).
+//! `session`, with `verify` for SPF/DKIM/DMARC/ARC and `xforward` for an
+//! MTA in front) and delivery of outgoing mail with lettre (`client`).
 
 pub mod client;
 mod reply;
 pub mod server;
 pub mod session;
 pub mod verify;
+mod xforward;

@@ -130,6 +130,15 @@ pub const MAIL_BEFORE_DATA: Reply = reply(503, (5, 5, 1), "Need MAIL before DATA
 // Commands that always get the same answer.
 
 pub const OK: Reply = reply(250, (2, 0, 0), "Ok");
+
+// XFORWARD (Postfix's XFORWARD_README), in Postfix's wording.
+pub const XFORWARD_NOT_ALLOWED: Reply = reply(550, (5, 7, 0), "Error: insufficient authorization");
+pub const XFORWARD_IN_TRANSACTION: Reply =
+    reply(503, (5, 5, 1), "Error: MAIL transaction in progress");
+pub const XFORWARD_SYNTAX: Reply = reply(501, (5, 5, 4), "Syntax: XFORWARD attribute=value...");
+pub const XFORWARD_ATTRIBUTE_SYNTAX: Reply = reply(501, (5, 5, 4), "Bad XFORWARD attribute syntax");
+pub const XFORWARD_ATTRIBUTE_NAME: Reply = reply(501, (5, 5, 4), "Bad XFORWARD attribute name");
+pub const XFORWARD_ADDRESS: Reply = reply(501, (5, 5, 4), "Bad XFORWARD address syntax");
 /// VRFY is not served, so that it cannot harvest addresses (RFC 5321
 /// §3.5.3, §7.3).
 pub const CANNOT_VRFY: Reply = reply(

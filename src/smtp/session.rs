@@ -24,6 +24,7 @@ use tracing::{debug, info, warn};
 
 use super::reply::{self, Reply};
 use super::verify::Verifier;
+use super::xforward::{self, Forwarded};
 use crate::config::Config;
 use crate::return_path::ReturnPaths;
 use crate::store::{Committer, InboundMail, Store};
@@ -91,6 +92,8 @@ struct Transaction {
     recipients: Vec<BareJid>,
     /// Queue ids of sent mail this one reports on (to return paths).
     bounces: Vec<i64>,
+    /// The client an MTA in front got the mail from (XFORWARD).
+    forwarded: Forwarded,
 }
 
 /// A command line, or why there is none.
@@ -196,6 +199,10 @@ impl<'a, S: AsyncRead + AsyncWrite + Unpin> Session<'a, S> {
                 }
                 Line::Command(line) => line,
             };
+            if xforward::is_xforward(&line) {
+                self.xforward(&line);
+                continue;
+            }
             let request = Request::parse(&mut line.iter()).map(Request::into_owned);
             match request {
                 Ok(Request::Quit) => {
@@ -318,8 +325,12 @@ impl<'a, S: AsyncRead + AsyncWrite + Unpin> Session<'a, S> {
                     ehlo.capabilities |= smtp_proto::EXT_START_TLS;
                 }
                 ehlo.size = self.config().inbound.max_message_size;
+                let start = self.out.len();
                 // Writing into a Vec cannot fail.
                 let _ = ehlo.write(&mut self.out);
+                if self.xforward_allowed() {
+                    self.advertise_xforward(start);
+                }
             }
             Request::Helo { host } => {
                 self.helo = Some(host);
@@ -364,6 +375,42 @@ impl<'a, S: AsyncRead + AsyncWrite + Unpin> Session<'a, S> {
             | Request::Burl { .. }
             | Request::Bdat { .. } => self.reply(reply::NOT_IMPLEMENTED),
             Request::Quit | Request::StartTls | Request::Data => {}
+        }
+    }
+
+    /// Whether the client is an MTA in front whose XFORWARD is believed.
+    fn xforward_allowed(&self) -> bool {
+        self.config().inbound.xforward_from.contains(self.peer.ip())
+    }
+
+    /// Adds XFORWARD to the EHLO reply written from `start` of the output
+    /// (smtp-proto does not know the extension): the last line becomes a
+    /// continuation line.
+    fn advertise_xforward(&mut self, start: usize) {
+        let end = self.out.len().saturating_sub(2);
+        let last = self
+            .out
+            .get(start..end)
+            .and_then(|reply| reply.iter().rposition(|&b| b == b'\n'))
+            .map_or(start, |newline| start + newline + 1);
+        if let Some(separator) = self.out.get_mut(last + 3) {
+            *separator = b'-';
+        }
+        self.out
+            .extend_from_slice(format!("250 XFORWARD {}\r\n", xforward::ATTRIBUTES).as_bytes());
+    }
+
+    /// XFORWARD: before MAIL FROM, from an MTA in `inbound.xforward_from`.
+    fn xforward(&mut self, line: &[u8]) {
+        if !self.xforward_allowed() {
+            return self.reply(reply::XFORWARD_NOT_ALLOWED);
+        }
+        if self.tx.mail_from.is_some() {
+            return self.reply(reply::XFORWARD_IN_TRANSACTION);
+        }
+        match xforward::parse(line, &mut self.tx.forwarded) {
+            Ok(()) => self.reply(reply::OK),
+            Err(refusal) => self.reply(refusal),
         }
     }
 
@@ -492,12 +539,16 @@ impl<'a, S: AsyncRead + AsyncWrite + Unpin> Session<'a, S> {
             return;
         }
         let mail_from = tx.mail_from.unwrap_or_default();
+        // The client that sent the mail: the peer, or the one the MTA in
+        // front names.
+        let client = tx.forwarded.addr.unwrap_or(self.peer.ip());
         let (auth_header, auth, warning) = match &self.reception.verifier {
             Some(verifier) => {
-                let helo = self.helo.as_deref().unwrap_or_default();
-                let verified = verifier
-                    .verify(&data, self.peer.ip(), helo, &mail_from)
-                    .await;
+                let helo = match &tx.forwarded.helo {
+                    Some(helo) => helo.as_str(),
+                    None => self.helo.as_deref().unwrap_or_default(),
+                };
+                let verified = verifier.verify(&data, client, helo, &mail_from).await;
                 debug!(auth = %verified.summary, "Checked.");
                 let warning = match verified.verdict {
                     AuthVerdict::Accept => String::new(),
@@ -529,7 +580,7 @@ impl<'a, S: AsyncRead + AsyncWrite + Unpin> Session<'a, S> {
         let size = raw.len();
         let mail = InboundMail {
             mail_from: mail_from.clone(),
-            client_ip: self.peer.ip().to_string(),
+            client_ip: client.to_string(),
             raw,
             recipients: tx.recipients,
             auth,
@@ -537,7 +588,7 @@ impl<'a, S: AsyncRead + AsyncWrite + Unpin> Session<'a, S> {
         };
         match self.reception.committer.commit(mail).await {
             Ok(id) => {
-                info!(mail_id = id, peer = %self.peer, mail_from = %mail_from, recipients, size, "Accepted mail.");
+                info!(mail_id = id, peer = %self.peer, client = %client, mail_from = %mail_from, recipients, size, "Accepted mail.");
                 self.reply(reply::queued(id));
             }
             Err(error) => {

@@ -95,6 +95,8 @@ pub struct QueueDetail {
     pub entry: QueueEntry,
     pub message_id: String,
     pub subject: String,
+    /// The SMTP client an inbound mail came from ('' for the rest).
+    pub client: String,
 }
 
 /// Counts for the statistics command.
@@ -154,6 +156,7 @@ impl QueueDetail {
             ("to", "To", e.to.clone()),
             ("message-id", "Message-ID", self.message_id.clone()),
             ("subject", "Subject", self.subject.clone()),
+            ("client", "Client", self.client.clone()),
             ("size", "Size (bytes)", e.size.to_string()),
             ("queued", "Queued", timestamp(e.created_at)),
             ("attempts", "Attempts", e.attempts.to_string()),
@@ -213,7 +216,7 @@ fn entry(queue: Queue, row: &sqlx::sqlite::SqliteRow) -> anyhow::Result<QueueEnt
 /// The columns of a `to_mail` entry, then its message.
 const TO_MAIL: &str = "
     SELECT id, state, sender, rcpt, attempts, next_attempt_at, created_at,
-           last_error, length(raw) AS size, message_id, raw
+           last_error, length(raw) AS size, message_id, raw, '' AS client_ip
     FROM to_mail";
 
 /// The columns of a `to_xmpp` entry, then its mail (none for a notice).
@@ -221,7 +224,7 @@ const TO_XMPP: &str = "
     SELECT d.id, d.state, COALESCE(m.mail_from, d.notice_from) AS sender,
            d.recipient AS rcpt, d.attempts, d.next_attempt_at, d.created_at,
            d.last_error, COALESCE(length(m.raw), length(d.notice_body)) AS size,
-           d.notice_subject, m.raw
+           d.notice_subject, m.raw, COALESCE(m.client_ip, '') AS client_ip
     FROM to_xmpp d LEFT JOIN inbound_mail m ON m.id = d.mail_id";
 
 impl Store {
@@ -296,6 +299,7 @@ impl Store {
             entry,
             message_id,
             subject,
+            client: row.try_get("client_ip")?,
         }))
     }
 

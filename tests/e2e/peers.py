@@ -397,10 +397,12 @@ timeout = "2s"
         raise TimeoutError(f"{needle!r} not in facteur's log")
 
 
-def send_mail(port, mail_from, rcpts, raw, timeout=15, helo="client.example.net"):
-    """Sends raw bytes by SMTP; returns (code, text) of the reply to DATA,
-    or of the first refused command."""
-    with smtplib.SMTP("127.0.0.1", port, timeout=timeout) as smtp:
+def send_mail(port, mail_from, rcpts, raw, timeout=15, helo="client.example.net", source=None):
+    """Sends raw bytes by SMTP, from the loopback address `source` if
+    given; returns (code, text) of the reply to DATA, or of the first
+    refused command."""
+    source_address = (source, 0) if source else None
+    with smtplib.SMTP("127.0.0.1", port, timeout=timeout, source_address=source_address) as smtp:
         smtp.ehlo(helo)
         code, text = smtp.mail(mail_from)
         if code != 250:

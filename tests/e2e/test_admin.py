@@ -111,10 +111,12 @@ def test_administrators_run_commands_from_their_client(gw):
             lines = values(listed, "items")
             assert lines == cli(gw, "queue", "list")[1].splitlines()
             assert len(lines) == 2
-            retry_id, delete_id = (line.split()[0] for line in lines)
             assert all(" queued " in line and " attempts=1 " in line
                        and line.endswith("(451): 4.3.0 Try again later") for line in lines), lines
-            assert "alice@example.test -> dave@example.net" in lines[0]
+            [retry_id] = [line.split()[0] for line in lines
+                          if " alice@example.test -> dave@example.net " in line]
+            [delete_id] = [line.split()[0] for line in lines
+                           if " alice@example.test -> erin@example.net " in line]
 
             shown = await execute(bob, "queue-show", fields={"item": [retry_id]})
             assert values(shown, "subject") == ["Retry me"]

@@ -481,3 +481,77 @@ async fn return_paths_take_reports_and_nothing_else() {
     let due = c.store.due_to_xmpp(Millis::now(), 10).await.expect("due");
     assert!(due.is_empty(), "nothing for any user: {due:?}");
 }
+
+#[tokio::test]
+async fn xforward_is_taken_from_the_mta_in_front_only() {
+    // Without `xforward_from`, nobody may name another client.
+    let mut c = Client::start().await;
+    let ehlo = c.cmd("EHLO client.example.net").await;
+    assert!(!ehlo.contains("XFORWARD"), "{ehlo}");
+    assert_eq!(
+        c.cmd("XFORWARD ADDR=198.51.100.9").await,
+        "550 5.7.0 Error: insufficient authorization"
+    );
+    c.cmd("QUIT").await;
+
+    let trusted = format!("{CONFIG}xforward_from = [\"192.0.2.0/24\"]\n");
+    let mut c = Client::start_with(&trusted).await;
+    let ehlo = c.cmd("EHLO mta.example.test").await;
+    assert!(
+        ehlo.ends_with("250-8BITMIME\n250 XFORWARD NAME ADDR PORT PROTO HELO IDENT SOURCE"),
+        "{ehlo}"
+    );
+    assert_eq!(
+        c.cmd("XFORWARD COLOR=blue").await,
+        "501 5.5.4 Bad XFORWARD attribute name"
+    );
+    assert_eq!(
+        c.cmd("XFORWARD NAME=mail.example.net ADDR=IPv6:2001:db8::9 PORT=40000")
+            .await,
+        "250 2.0.0 Ok"
+    );
+    assert_eq!(
+        c.cmd("XFORWARD HELO=mail.example.net PROTO=ESMTP SOURCE=REMOTE")
+            .await,
+        "250 2.0.0 Ok"
+    );
+    assert_eq!(
+        c.cmd("MAIL FROM:<bob@example.net>").await,
+        "250 2.1.0 Sender ok"
+    );
+    assert_eq!(
+        c.cmd("XFORWARD ADDR=198.51.100.9").await,
+        "503 5.5.1 Error: MAIL transaction in progress"
+    );
+    c.cmd("RCPT TO:<alice@example.test>").await;
+    c.cmd("DATA").await;
+    c.send("Subject: forwarded\r\n\r\nbody\r\n.\r\n").await;
+    assert!(c.reply().await.starts_with("250 2.0.0 Ok: queued as "));
+
+    // The next transaction names no client: the peer is the client.
+    c.cmd("MAIL FROM:<carol@example.net>").await;
+    c.cmd("RCPT TO:<alice@example.test>").await;
+    c.cmd("DATA").await;
+    c.send("Subject: direct\r\n\r\nbody\r\n.\r\n").await;
+    assert!(c.reply().await.starts_with("250 2.0.0 Ok: queued as "));
+
+    let listed = c.store.queue_list(10).await.expect("listed");
+    let mut clients = Vec::new();
+    for entry in listed {
+        let shown = c
+            .store
+            .queue_show(entry.item)
+            .await
+            .expect("read")
+            .expect("shown");
+        clients.push((shown.subject, shown.client));
+    }
+    assert_eq!(
+        clients,
+        vec![
+            ("forwarded".to_owned(), "2001:db8::9".to_owned()),
+            ("direct".to_owned(), "192.0.2.1".to_owned()),
+        ]
+    );
+    c.cmd("QUIT").await;
+}
