@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs the real peers the end-to-end tests drive (Debian 12, as root):
-# Prosody (with prosody-modules, for mod_privilege), Postfix (smtp-sink/smtp-source, private instances), swaks, go-sendxmpp, Dovecot,
+# Prosody (with prosody-modules, for mod_privilege), ejabberd, Postfix (smtp-sink/smtp-source, private instances), swaks, go-sendxmpp, Dovecot,
 # BIND's named-checkzone,
 # a Python venv with slixmpp, aiosmtpd and pytest, and cargo-fuzz.
 # Usage: tests/peers/install.sh [VENV]   (default: target/peers-venv)
@@ -20,6 +20,19 @@ apt-get install -y -q --no-install-recommends -o DPkg::Lock::Timeout=300 \
   dovecot-imapd dovecot-lmtpd \
   dnsmasq-base openssl iproute2 ca-certificates \
   bind9-utils
+# ejabberd: the tests start their own instances, each with a config in a
+# temporary folder; the package's own server must not start. A
+# policy-rc.d that refuses every start keeps invoke-rc.d from starting it
+# (one already in place, as in container images, is left as it is).
+policy=/usr/sbin/policy-rc.d
+own_policy=
+if [ ! -e "$policy" ]; then
+  printf '#!/bin/sh\nexit 101\n' >"$policy" && chmod 755 "$policy" && own_policy=1
+fi
+status=0
+apt-get install -y -q --no-install-recommends -o DPkg::Lock::Timeout=300 ejabberd || status=$?
+[ -z "$own_policy" ] || rm -f "$policy"
+[ "$status" = 0 ] || exit "$status"
 # cargo-fuzz, for the fuzzing run of tests/run.
 if [ "$(cargo fuzz --version 2>/dev/null)" != "cargo-fuzz 0.13.2" ]; then
   cargo install cargo-fuzz --version 0.13.2 --locked
