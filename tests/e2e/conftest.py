@@ -1,5 +1,6 @@
-"""Fixtures of the end-to-end tests: a fresh Prosody, relay and facteur per
-test, all on loopback, all stopped by PID even when a test fails."""
+"""Fixtures of the end-to-end tests: a fresh XMPP server (Prosody, or
+ejabberd where a module asks for it), relay and facteur per test, all on
+loopback, all stopped by PID even when a test fails."""
 
 import pytest
 
@@ -13,6 +14,9 @@ def pytest_runtest_makereport(item, call):
     gateway = item.funcargs.get("gateway") if hasattr(item, "funcargs") else None
     if report.failed and gateway is not None:
         report.sections.append(("facteur log (tail)", gateway.facteur.log_tail()))
+        if gateway.xmpp.name == "ejabberd":
+            log = gateway.xmpp.log_text().splitlines()[-60:]
+            report.sections.append(("ejabberd log (tail)", "\n".join(log)))
     front = item.funcargs.get("front") if hasattr(item, "funcargs") else None
     if report.failed and front is not None:
         report.sections.append(("facteur log (tail)", front.facteur.log_tail()))
@@ -24,8 +28,15 @@ def pytest_runtest_makereport(item, call):
 
 
 @pytest.fixture
-def gateway(tmp_path):
-    gw = Gateway(tmp_path)
+def xmpp_server():
+    """The XMPP server beside facteur; a test module parametrises it to
+    run against several."""
+    return "prosody"
+
+
+@pytest.fixture
+def gateway(tmp_path, xmpp_server):
+    gw = Gateway(tmp_path, server=xmpp_server)
     try:
         gw.start()
         yield gw

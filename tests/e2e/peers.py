@@ -1,15 +1,17 @@
 """Real peers for the end-to-end tests, each on a free loopback port and
-stopped by PID: Prosody, facteur itself, an aiosmtpd relay, slixmpp
-clients, smtplib."""
+stopped by PID: Prosody or ejabberd, facteur itself, an aiosmtpd relay,
+slixmpp clients, smtplib."""
 
 import asyncio
 import glob
 import os
 import random
+import shutil
 import signal
 import smtplib
 import socket
 import subprocess
+import tempfile
 import time
 from email import policy
 from email.parser import BytesParser
@@ -95,6 +97,8 @@ class Prosody:
     (user, domain) to a password, `values` fills the template's own
     placeholders ({"@NAME@": text})."""
 
+    name = "prosody"
+
     def __init__(self, workdir, template="prosody.cfg.lua.in", users=None, values=None):
         self.dir = Path(workdir) / "prosody"
         self.c2s = free_port()
@@ -125,6 +129,205 @@ class Prosody:
     def stop(self):
         stop_process(self.proc)
         self.proc = None
+
+    def cleanup(self):
+        self.stop()
+
+
+DEPLOY_EJABBERD = ROOT / "deploy" / "ejabberd-component.yml"
+
+
+def ejabberd_component_snippet(domain, gateway, port, secret):
+    """deploy/ejabberd-component.yml as shipped, with only its placeholders
+    (example.org, mail.example.org, port 5347, the secret) replaced: a
+    snippet that no longer names one of them fails here."""
+    text = DEPLOY_EJABBERD.read_text()
+    for placeholder, value in (("mail.example.org", gateway), ("example.org", domain),
+                               ("port: 5347", f"port: {port}"), ("a long random secret", secret)):
+        assert placeholder in text, f"{DEPLOY_EJABBERD} no longer holds {placeholder!r}"
+        text = text.replace(placeholder, value)
+    return text
+
+
+def _descendants(pid):
+    """The PIDs of a process's children, theirs, and so on (Linux /proc)."""
+    try:
+        children = [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except (OSError, ValueError):
+        return []
+    return [d for child in children for d in (child, *_descendants(child))]
+
+
+def _comm(pid):
+    try:
+        return Path(f"/proc/{pid}/comm").read_text().strip()
+    except OSError:
+        return None
+
+
+def _alive(pid):
+    """Whether the process runs (a zombie whose parent is gone counts as gone)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return False
+
+
+def _signal(pid, sig):
+    try:
+        os.kill(pid, sig)
+    except ProcessLookupError:
+        pass
+
+
+class Ejabberd:
+    """ejabberd (Debian's 23.01) as a plain process, with the interface of
+    Prosody: `c2s` and `component` ports, `users` maps (user, domain) to a
+    password, registered with `ejabberdctl register` at the first start.
+    `domain` and `gateway` name the host and facteur's component, declared
+    by deploy/ejabberd-component.yml as shipped; `extra` is YAML added
+    beside it (say a server-to-server listener), `hosts` other hosts
+    served, and `nameserver` the loopback port of the only DNS server it
+    asks.
+
+    ejabberdctl runs as the `ejabberd` user, which must own its folder: a
+    temporary one outside pytest's (which only root may enter), removed
+    by `cleanup` once its logs are copied into `workdir`. Erlang
+    distribution listens on a loopback port of its own
+    (ERL_DIST_PORT), without epmd, so nothing outlives `stop`: no epmd
+    daemon is started, by the server or by ejabberdctl's commands."""
+
+    name = "ejabberd"
+
+    def __init__(self, workdir, users=None, domain=DOMAIN, gateway=GATEWAY, hosts=(), extra="",
+                 secret=SECRET, nameserver=None):
+        self.workdir = Path(workdir) / "ejabberd"
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.dir = Path(tempfile.mkdtemp(prefix="facteur-ejabberd-"))
+        self.c2s = free_port()
+        self.component = free_port()
+        self.dist = free_port()
+        self.node = f"facteur{self.dist}@localhost"
+        self.domain = domain
+        self.proc = None
+        self.log = None
+        (self.dir / "db").mkdir()
+        (self.dir / "log").mkdir()
+        component = self.dir / "component.yml"
+        component.write_text(ejabberd_component_snippet(domain, gateway, self.component, secret))
+        local = self.dir / "local.yml"
+        # Without an s2s listener nobody connects in; `s2s_access: none`
+        # keeps ejabberd from connecting out too.
+        local.write_text(extra or "s2s_access: none\n")
+        template = (Path(__file__).parent / "ejabberd.yml.in").read_text()
+        hosts_yaml = "[" + ", ".join(f'"{h}"' for h in (domain, *hosts)) + "]"
+        for key, value in {"@HOSTS@": hosts_yaml, "@C2S@": str(self.c2s),
+                           "@INCLUDES@": f'["{component}", "{local}"]'}.items():
+            template = template.replace(key, value)
+        self.config = self.dir / "ejabberd.yml"
+        self.config.write_text(template)
+        # Erlang's resolver reads this file (ERL_INETRC): with a
+        # `nameserver` port, names it does not find in /etc/hosts are asked
+        # of the tests' dnsmasq on that port, and only of it (resolv.conf's
+        # servers would be asked first; the empty resolv_conf, first,
+        # drops them).
+        inetrc = (f'{{resolv_conf, ""}}.\n{{nameserver, {{127,0,0,1}}, {nameserver}}}.\n'
+                  "{lookup, [file, dns]}.\n") if nameserver else ""
+        (self.dir / "inetrc").write_text(inetrc)
+        # The distribution port listens on loopback only.
+        (self.dir / "ejabberdctl.cfg").write_text(
+            'ERL_OPTIONS="-kernel inet_dist_use_interface {127,0,0,1}"\n')
+        subprocess.run(["chown", "-R", "ejabberd:ejabberd", str(self.dir)], check=True, timeout=30)
+        if users is None:
+            users = {(user, domain): password for user, password in USERS.items()}
+        self.users = dict(users)
+        self.registered = False
+
+    def _ctl(self, *args):
+        return ["ejabberdctl", "--config-dir", str(self.dir), "--config", str(self.config),
+                "--ctl-config", str(self.dir / "ejabberdctl.cfg"), "--spool", str(self.dir / "db"),
+                "--logs", str(self.dir / "log"), "--node", self.node, *args]
+
+    def _env(self):
+        # HOME: the Erlang cookie of this instance, in its own folder.
+        return dict(os.environ, ERL_DIST_PORT=str(self.dist), ERL_EPMD_ADDRESS="127.0.0.1",
+                    HOME=str(self.dir))
+
+    def ctl(self, *args, timeout=30):
+        """Runs an ejabberdctl command against this instance."""
+        return subprocess.run(self._ctl(*args), env=self._env(), user="ejabberd", group="ejabberd",
+                              extra_groups=[], cwd=self.dir, check=True, capture_output=True,
+                              text=True, timeout=timeout)
+
+    def _wait_log(self, needle, since, timeout=30.0):
+        deadline = time.monotonic() + timeout
+        while needle not in self.log_text()[since:]:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"ejabberd exited with {self.proc.returncode}; see {self.workdir}")
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{needle!r} not in ejabberd's log in {timeout}s")
+            time.sleep(0.05)
+
+    def start(self):
+        since = len(self.log_text())
+        self.log = open(self.workdir / "stdout.log", "ab")
+        self.proc = subprocess.Popen(self._ctl("foreground"), env=self._env(), user="ejabberd",
+                                     group="ejabberd", extra_groups=[], cwd=self.dir,
+                                     stdout=self.log, stderr=subprocess.STDOUT)
+        try:
+            # ejabberd binds its ports before it is ready to serve them:
+            # it is once its log says it accepts connections on both.
+            for port in (self.c2s, self.component):
+                self._wait_log(f"Start accepting TCP connections at 127.0.0.1:{port} ", since)
+            if not self.registered:
+                for (user, domain), password in self.users.items():
+                    self.ctl("register", user, domain, password)
+                self.registered = True
+        except BaseException:
+            self.stop()
+            raise
+
+    def stop(self):
+        """Stops the Erlang VM by its PID (SIGTERM: a clean shutdown);
+        ejabberdctl, its parent, ends with it, and the VM's own helpers
+        (erl_child_setup, inet_gethost) are waited for too."""
+        if self.proc is None:
+            return
+        helpers = _descendants(self.proc.pid)
+        vms = [pid for pid in helpers if _comm(pid) == "beam.smp"]
+        for pid in vms:
+            _signal(pid, signal.SIGTERM)
+        try:
+            self.proc.wait(15)
+        except subprocess.TimeoutExpired:
+            for pid in vms:
+                _signal(pid, signal.SIGKILL)
+        stop_process(self.proc)
+        self.proc = None
+        deadline = time.monotonic() + 5
+        while any(_alive(pid) for pid in helpers) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        for pid in helpers:
+            if _alive(pid):
+                _signal(pid, signal.SIGKILL)
+        if self.log is not None:
+            self.log.close()
+            self.log = None
+
+    def log_text(self):
+        try:
+            return (self.dir / "log" / "ejabberd.log").read_text(errors="replace")
+        except FileNotFoundError:
+            return ""
+
+    def cleanup(self):
+        """Stops the server if need be, keeps its logs in `workdir` and
+        removes its own folder."""
+        self.stop()
+        if self.dir.exists():
+            shutil.copytree(self.dir / "log", self.workdir / "log", dirs_exist_ok=True)
+            shutil.copy(self.config, self.workdir / "ejabberd.yml")
+            shutil.rmtree(self.dir, ignore_errors=True)
 
 
 class Dns:
@@ -544,7 +747,7 @@ def run(coroutine):
 
 async def registered_client(gateway, user="alice"):
     """A connected client whose user registered with the gateway."""
-    client = Client(user, gateway.prosody.c2s)
+    client = Client(user, gateway.xmpp.c2s)
     await client.connect()
     await client.register()
     return client
@@ -559,20 +762,30 @@ async def wait_until(condition, timeout=15.0, interval=0.1):
     return condition()
 
 
+XMPP_SERVERS = {"prosody": Prosody, "ejabberd": Ejabberd}
+
+
 class Gateway:
-    """Prosody + DNS + relay + facteur, started. `dns` takes the keyword
-    arguments of Dns; `relay=False` delivers to MX hosts instead."""
+    """An XMPP server (`server`: "prosody" or "ejabberd") + DNS + relay +
+    facteur, started. `dns` takes the keyword arguments of Dns;
+    `relay=False` delivers to MX hosts instead."""
 
     def __init__(self, tmp_path, store_dir=None, fetch_hosts=(), extra="", dns=None, relay=True,
-                 **facteur):
-        self.prosody = Prosody(tmp_path)
+                 server="prosody", **facteur):
+        self.xmpp = XMPP_SERVERS[server](tmp_path)
         self.dns = Dns(Path(tmp_path) / "dns", **(dns or {}))
         self.relay = Relay() if relay else None
-        self.facteur = Facteur(tmp_path, self.prosody, self.relay, self.dns, store_dir=store_dir,
+        self.facteur = Facteur(tmp_path, self.xmpp, self.relay, self.dns, store_dir=store_dir,
                                fetch_hosts=fetch_hosts, extra=extra, **facteur)
 
+    @property
+    def prosody(self):
+        """The XMPP server, under the name of the tests written for
+        Prosody alone."""
+        return self.xmpp
+
     def start(self):
-        self.prosody.start()
+        self.xmpp.start()
         self.dns.start()
         if self.relay is not None:
             self.relay.start()
@@ -580,8 +793,10 @@ class Gateway:
         self.facteur.wait_log("Component link up.")
 
     def stop(self):
-        self.facteur.stop()
-        if self.relay is not None:
-            self.relay.stop()
-        self.prosody.stop()
-        self.dns.stop()
+        try:
+            self.facteur.stop()
+            if self.relay is not None:
+                self.relay.stop()
+        finally:
+            self.xmpp.cleanup()
+            self.dns.stop()

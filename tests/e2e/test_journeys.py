@@ -1,5 +1,6 @@
-"""The first journeys, end to end: real Prosody, real slixmpp clients, real
-SMTP on both sides, facteur as a process."""
+"""The first journeys, end to end: a real XMPP server (each journey runs
+beside Prosody and beside ejabberd), real slixmpp clients, real SMTP on
+both sides, facteur as a process."""
 
 import asyncio
 import hashlib
@@ -13,6 +14,11 @@ import slixmpp
 
 from peers import (GATEWAY, ROOT, Client, Gateway, dkim_record, escaped, mail_parser_malformed,
                    rcpt_reply, registered_client, run, send_mail, wait_until)
+
+@pytest.fixture(params=["prosody", "ejabberd"])
+def xmpp_server(request):
+    return request.param
+
 
 UTF8_MAIL = (
     "From: Bob Example <bob@example.net>\r\n"
@@ -75,8 +81,8 @@ def test_reply_reaches_the_relay_as_mail(gateway):
     run(scenario())
 
 
-def test_refusals(tmp_path):
-    gateway = Gateway(tmp_path, max_recipients=1)
+def test_refusals(tmp_path, xmpp_server):
+    gateway = Gateway(tmp_path, server=xmpp_server, max_recipients=1)
 
     async def scenario():
         alice = await registered_client(gateway)
@@ -92,7 +98,7 @@ def test_refusals(tmp_path):
             send_mail, port, "bob@example.net", ["alice@example.test", "bob@example.test"], UTF8_MAIL)
         assert (code, text) == (452, "4.5.3 Too many recipients"), text
         # An unregistered sender gets an error and nothing is sent.
-        bob = Client("bob", gateway.prosody.c2s)
+        bob = Client("bob", gateway.xmpp.c2s)
         await bob.connect()
         sent = bob.send(escaped("carol@example.net"), "hello?")
         error = await bob.wait_for(lambda m: m["type"] == "error" and m["id"] == sent)
@@ -132,15 +138,15 @@ def test_mail_survives_xmpp_server_outage_and_gateway_crash(gateway):
     async def scenario():
         alice = await registered_client(gateway)
         await alice.disconnect()
-        gateway.prosody.stop()
+        gateway.xmpp.stop()
         code, text = await asyncio.to_thread(
             send_mail, gateway.facteur.smtp_port, "bob@example.net", ["alice@example.test"], UTF8_MAIL)
         assert code == 250, text
         gateway.facteur.kill()
         gateway.facteur.start()
-        gateway.prosody.start()
+        gateway.xmpp.start()
         await asyncio.to_thread(gateway.facteur.wait_log, "Component link up.", 20)
-        alice = Client("alice", gateway.prosody.c2s)
+        alice = Client("alice", gateway.xmpp.c2s)
         await alice.connect()
         message = await alice.wait_for(lambda m: m["body"], timeout=20)
         assert message["body"] == "Grüße, ça va? 日本語のテキスト"
@@ -207,8 +213,8 @@ def test_malformed_mail_never_kills_the_gateway(gateway):
     run(scenario())
 
 
-def test_connection_limit(tmp_path):
-    gateway = Gateway(tmp_path, max_connections=2)
+def test_connection_limit(tmp_path, xmpp_server):
+    gateway = Gateway(tmp_path, server=xmpp_server, max_connections=2)
     try:
         gateway.start()
         held = []
@@ -351,7 +357,7 @@ def test_attachments_are_links_with_the_same_bytes(gateway):
     run(scenario())
 
 
-def test_shared_files_are_attached_from_allowed_hosts_only(tmp_path):
+def test_shared_files_are_attached_from_allowed_hosts_only(tmp_path, xmpp_server):
     import http.server
     import threading
 
@@ -363,7 +369,7 @@ def test_shared_files_are_attached_from_allowed_hosts_only(tmp_path):
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     port = server.server_address[1]
-    gateway = Gateway(tmp_path, fetch_hosts=["127.0.0.1"])
+    gateway = Gateway(tmp_path, server=xmpp_server, fetch_hosts=["127.0.0.1"])
     try:
         gateway.start()
 
@@ -408,7 +414,7 @@ def test_per_user_options_from_the_registration_form(gateway):
     from email.message import EmailMessage
 
     async def scenario():
-        alice = Client("alice", gateway.prosody.c2s)
+        alice = Client("alice", gateway.xmpp.c2s)
         await alice.connect()
         form = await alice.iq("get", GATEWAY, "<query xmlns='jabber:iq:register'/>")
         fields = {f.get("var") for f in form.xml.iter("{jabber:x:data}field")}
@@ -466,7 +472,7 @@ def test_large_html_is_a_link(gateway):
 
 
 @pytest.mark.parametrize("algorithm", ["rsa", "ed25519"])
-def test_dkim_signatures_verify_with_an_independent_verifier(tmp_path, algorithm):
+def test_dkim_signatures_verify_with_an_independent_verifier(tmp_path, algorithm, xmpp_server):
     import dkim
     import subprocess as sp
 
@@ -479,7 +485,7 @@ def test_dkim_signatures_verify_with_an_independent_verifier(tmp_path, algorithm
         name, value = dkim_record(out)
         records[name] = value
         extra += f'[dkim."{domain}"]\nselector = "s-{algorithm}"\nkey_file = "{key}"\n'
-    gateway = Gateway(tmp_path / "gw", extra=extra, dns={"txt": records})
+    gateway = Gateway(tmp_path / "gw", server=xmpp_server, extra=extra, dns={"txt": records})
     dns_server = gateway.dns
     try:
         gateway.start()
