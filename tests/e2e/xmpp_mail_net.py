@@ -27,7 +27,7 @@ from slixmpp.componentxmpp import ComponentXMPP
 from slixmpp.xmlstream.handler import Callback
 from slixmpp.xmlstream.matcher import MatchXPath
 
-from peers import SECRET, Client, Dns, Facteur, Prosody, Relay, free_port, stop_process
+from peers import SECRET, Client, Dns, Ejabberd, Facteur, Prosody, Relay, free_port, stop_process
 from test_trust import mx_port_free_on
 
 NS_MAIL = "urn:xmpp:mail:0"
@@ -48,6 +48,20 @@ MX = {"a.test": "127.0.0.7", "b.test": "127.0.0.6", "c.test": "127.0.0.4", "d.te
 # The XMPP server of each domain and component: "a" or "b".
 SERVER = {"a.test": "a", "mail.a.test": "a",
           "b.test": "b", "c.test": "b", "mail.b.test": "b", "rogue.test": "b"}
+
+# ejabberd as server A (a.test, mail.a.test): a server-to-server listener
+# and dialback without TLS, beside deploy/ejabberd-component.yml, which
+# grants mail.a.test message permission.
+EJABBERD_S2S = """
+listen:
+  -
+    port: {port}
+    ip: "127.0.0.1"
+    module: ejabberd_s2s_in
+s2s_use_starttls: false
+modules:
+  mod_s2s_dialback: {{}}
+"""
 
 # Short enough that a probe that gets no answer gives way to SMTP within
 # a few seconds.
@@ -166,12 +180,14 @@ async def announced_grants(jid, port):
 
 class MailNet:
     """The network of the module docstring. `servers` maps "a" and "b" to
-    their Prosody, `s2s` to its server-to-server port; `facteurs` maps a
-    domain to its gateway; `sinks` maps c.test and d.test to their MX's
-    aiosmtpd sink."""
+    their Prosody (or, with `a_server="ejabberd"`, A to an ejabberd that
+    serves a.test and mail.a.test with deploy/ejabberd-component.yml),
+    `s2s` to its server-to-server port; `facteurs` maps a domain to its
+    gateway; `sinks` maps c.test and d.test to their MX's aiosmtpd sink."""
 
-    def __init__(self, workdir, probes_per_minute=20):
+    def __init__(self, workdir, probes_per_minute=20, a_server="prosody"):
         workdir = Path(workdir)
+        self.a_server = a_server
         self.port = mx_port_free_on(*MX.values())
         self.s2s = {server: free_port() for server in ("a", "b")}
         self.dns = Dns(
@@ -179,17 +195,21 @@ class MailNet:
             mx={domain: [(10, f"mx.{domain}")] for domain in MX},
             hosts={f"mx.{domain}": ip for domain, ip in MX.items()}
             | {f"xmpp-{server}.test": "127.0.0.1" for server in self.s2s},
-            srv={f"_xmpp-server._tcp.{name}": [(f"xmpp-{server}.test", self.s2s[server])]
+            srv={f"_xmpp-server._tcp.{name}": [(self.s2s_target(server), self.s2s[server])]
                  for name, server in SERVER.items()},
         )
-        self.servers = {
-            server: Prosody(workdir / f"xmpp-{server}", template="prosody-xmpp-mail.cfg.lua.in",
-                            users={(user, domain): password for (user, domain), password in PASSWORDS.items()
-                                   if SERVER[domain] == server},
-                            values={"@SERVER@": server, "@S2S@": str(port),
-                                    "@DNS@": f"127.0.0.1@{self.dns.port}"})
-            for server, port in self.s2s.items()
-        }
+        self.servers = {}
+        for server, port in self.s2s.items():
+            users = {(user, domain): password for (user, domain), password in PASSWORDS.items()
+                     if SERVER[domain] == server}
+            if server == "a" and a_server == "ejabberd":
+                self.servers[server] = Ejabberd(workdir / "xmpp-a", users=users, domain="a.test",
+                                                gateway="mail.a.test", extra=EJABBERD_S2S.format(port=port),
+                                                nameserver=self.dns.port)
+            else:
+                self.servers[server] = Prosody(
+                    workdir / f"xmpp-{server}", template="prosody-xmpp-mail.cfg.lua.in", users=users,
+                    values={"@SERVER@": server, "@S2S@": str(port), "@DNS@": f"127.0.0.1@{self.dns.port}"})
         self.sinks = {d: Relay(host=MX[d], port=self.port) for d in ("c.test", "d.test")}
         extra = XMPP_MAIL.format(probes_per_minute=probes_per_minute)
         self.facteurs = {
@@ -201,8 +221,18 @@ class MailNet:
         self.grants = {}
         self.frozen = set()
 
+    def s2s_target(self, server):
+        """The host name in the SRV records of a server's domains. ejabberd
+        23.01 looks up the address of a SRV target with the system's
+        resolver (getaddrinfo), not with the name server its inetrc
+        names: beside it, B's target is localhost, which /etc/hosts
+        answers."""
+        if server == "b" and self.a_server == "ejabberd":
+            return "localhost"
+        return f"xmpp-{server}.test"
+
     def server(self, name):
-        """The Prosody serving a domain or component."""
+        """The XMPP server of a domain or component."""
         return self.servers[SERVER[name]]
 
     def s2s_links(self, server):
@@ -221,8 +251,8 @@ class MailNet:
 
     def start(self):
         self.dns.start()
-        for prosody in self.servers.values():
-            prosody.start()
+        for server in self.servers.values():
+            server.start()
         for sink in self.sinks.values():
             sink.start()
         # The grants as the server announces them, seen before the
@@ -260,8 +290,8 @@ class MailNet:
         finally:
             for sink in self.sinks.values():
                 sink.stop()
-            for prosody in self.servers.values():
-                prosody.stop()
+            for server in self.servers.values():
+                server.cleanup()
             stop_process(self.dns.proc)
 
     async def client(self, user, domain):
