@@ -32,6 +32,7 @@ def test_ejabberd_grants_message_permission_in_its_older_namespace(net):
     net.a.wait_log("Privileges announced.", timeout=5)
     announced = [line for line in net.a.log_since_start().splitlines() if "Privileges announced." in line]
     assert any('outgoing_messages=Some("urn:xmpp:privilege:1")' in line for line in announced), announced
+    net.a.wait_log("The served domain lists the gateway.", timeout=10)
     assert "does not list the gateway" not in net.a.log_since_start()
 
 
