@@ -25,14 +25,15 @@ apt-get install -y -q --no-install-recommends -o DPkg::Lock::Timeout=300 \
 # policy-rc.d that refuses every start keeps invoke-rc.d from starting it
 # (one already in place, as in container images, is left as it is).
 policy=/usr/sbin/policy-rc.d
-own_policy=
 if [ ! -e "$policy" ]; then
-  printf '#!/bin/sh\nexit 101\n' >"$policy" && chmod 755 "$policy" && own_policy=1
+  trap 'rm -f "$policy"' EXIT
+  printf '#!/bin/sh\nexit 101\n' >"$policy" && chmod 755 "$policy"
+  apt-get install -y -q --no-install-recommends -o DPkg::Lock::Timeout=300 ejabberd
+  rm -f "$policy"
+  trap - EXIT
+else
+  apt-get install -y -q --no-install-recommends -o DPkg::Lock::Timeout=300 ejabberd
 fi
-status=0
-apt-get install -y -q --no-install-recommends -o DPkg::Lock::Timeout=300 ejabberd || status=$?
-[ -z "$own_policy" ] || rm -f "$policy"
-[ "$status" = 0 ] || exit "$status"
 # cargo-fuzz, for the fuzzing run of tests/run.
 if [ "$(cargo fuzz --version 2>/dev/null)" != "cargo-fuzz 0.13.2" ]; then
   cargo install cargo-fuzz --version 0.13.2 --locked
