@@ -146,6 +146,10 @@ def test_mail_survives_xmpp_server_outage_and_gateway_crash(gateway):
         gateway.facteur.start()
         gateway.xmpp.start()
         await asyncio.to_thread(gateway.facteur.wait_log, "Component link up.", 20)
+        # Stored offline first: a session that is still starting could
+        # race the server's offline store (ejabberd stores a message for a
+        # session without presence yet, after flushing the store).
+        await asyncio.to_thread(gateway.facteur.wait_log, "Delivered to XMPP.", 20)
         alice = Client("alice", gateway.xmpp.c2s)
         await alice.connect()
         message = await alice.wait_for(lambda m: m["body"], timeout=20)
