@@ -18,6 +18,7 @@ mod dns;
 mod http;
 mod inbound;
 mod limits;
+mod log;
 mod mail;
 mod outbound;
 mod retry;
@@ -32,6 +33,7 @@ pub use dns::DnsConfig;
 pub use http::HttpConfig;
 pub use inbound::{InboundConfig, TlsFiles};
 pub use limits::LimitsConfig;
+pub use log::{LogConfig, LogFormat};
 pub use mail::MailConfig;
 pub use outbound::OutboundConfig;
 pub use store::StoreConfig;
@@ -54,6 +56,7 @@ pub struct Config {
     pub dns: DnsConfig,
     pub auth: AuthConfig,
     pub limits: LimitsConfig,
+    pub log: LogConfig,
     /// What still works but should change (deprecated keys), one line each;
     /// `run` logs them at start and `check-config` prints them.
     pub warnings: Vec<String>,
@@ -86,6 +89,8 @@ struct RawConfig {
     auth: auth::RawAuth,
     #[serde(default)]
     limits: limits::RawLimits,
+    #[serde(default)]
+    log: log::RawLog,
 }
 
 impl Config {
@@ -123,6 +128,7 @@ impl Config {
         let dns = raw.dns.check(&mut p);
         let auth = raw.auth.check(&mut p);
         let limits = raw.limits.check(&mut p);
+        let log = raw.log.check(&mut p);
 
         let Some(component) = component.filter(|_| p.errors.is_empty()) else {
             return Err(ConfigErrors(p.errors));
@@ -140,6 +146,7 @@ impl Config {
             dns,
             auth,
             limits,
+            log,
             warnings: p.warnings,
         })
     }

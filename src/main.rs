@@ -7,12 +7,15 @@ mod dkim;
 mod dns;
 mod fetch;
 mod http;
+mod manual;
 mod pipeline;
 mod postfix_map;
 mod probe;
 mod return_path;
 mod smtp;
 mod store;
+mod systemd;
+mod telemetry;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -20,15 +23,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use clap::{Parser, Subcommand};
-use tokio::sync::mpsc;
+use clap::{CommandFactory, Parser, Subcommand};
+use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{error, info, warn};
 
 use crate::component::intake::Intake;
 use crate::component::Link;
-use crate::config::Config;
+use crate::config::{Config, LogFormat};
 use crate::pipeline::to_mail::ToMail;
 use crate::pipeline::to_xmpp::ToXmpp;
 use crate::smtp::session::Reception;
@@ -42,7 +45,12 @@ const GRACE: Duration = Duration::from_secs(30);
 #[command(
     name = "facteur",
     version,
-    about = "XMPP-Mail ⇄ SMTP gateway (XEP-0114 component)"
+    about = "XMPP-Mail ⇄ SMTP gateway (XEP-0114 component)",
+    long_about = "facteur gives the users of an XMPP server mail. It runs beside the \
+        server as an XEP-0114 external component and carries mail both ways: mail \
+        to a user reaches their XMPP client as a chat message, and their answer \
+        leaves as an ordinary mail, by SMTP. It is the SMTP server of the served \
+        domains, and keeps every mail in its store until delivered."
 )]
 struct Cli {
     #[command(subcommand)]
@@ -53,17 +61,20 @@ struct Cli {
 enum Command {
     /// Run the gateway in the foreground until SIGTERM or SIGINT.
     Run {
+        /// The configuration file (TOML).
         #[arg(long, short, env = "FACTEUR_CONFIG")]
         config: PathBuf,
     },
     /// Check a configuration file; print every problem found.
     CheckConfig {
+        /// The configuration file (TOML).
         #[arg(long, short, env = "FACTEUR_CONFIG")]
         config: PathBuf,
     },
     /// Print how many items each queue holds, by state; or list, show,
     /// retry or delete queued items.
     Queue {
+        /// The configuration file (TOML).
         #[arg(long, short, env = "FACTEUR_CONFIG")]
         config: PathBuf,
         #[command(subcommand)]
@@ -82,19 +93,25 @@ enum Command {
     },
     /// List, register or unregister users (what XEP-0077 does from a client).
     Users {
+        /// The configuration file (TOML).
         #[arg(long, short, env = "FACTEUR_CONFIG")]
         config: PathBuf,
         #[command(subcommand)]
         action: UsersAction,
     },
+    /// Write the manual page, facteur(1), as roff to stdout.
+    #[command(hide = true)]
+    Man,
 }
 
 #[derive(Subcommand)]
 enum DkimAction {
     /// Write a new key and print the DNS TXT record to publish.
     Keygen {
+        /// The signing domain (d=).
         #[arg(long)]
         domain: String,
+        /// The selector (s=): the record goes at SELECTOR._domainkey.DOMAIN.
         #[arg(long)]
         selector: String,
         /// ed25519 (RFC 8463) or rsa (2048 bits; what every verifier knows).
@@ -126,9 +143,15 @@ enum UsersAction {
     /// Print the registered users.
     List,
     /// Register a user of a served domain.
-    Add { jid: String },
+    Add {
+        /// The user's bare JID.
+        jid: String,
+    },
     /// Unregister a user.
-    Remove { jid: String },
+    Remove {
+        /// The user's bare JID.
+        jid: String,
+    },
     /// Print the recipients facteur accepts as the source of Postfix's
     /// relay_recipient_maps ("address OK" lines, for postmap), so that a
     /// Postfix in front refuses unknown recipients at RCPT.
@@ -268,15 +291,25 @@ fn main() -> ExitCode {
             }
             Ok(())
         }),
+        Command::Man => match manual::render(Cli::command(), &mut std::io::stdout()) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("Writing the manual page: {e}");
+                ExitCode::FAILURE
+            }
+        },
         Command::Run { config } => {
-            tracing_subscriber::fmt()
-                .with_env_filter(
-                    tracing_subscriber::EnvFilter::try_from_default_env()
-                        .unwrap_or_else(|_| "info".into()),
-                )
-                .with_writer(std::io::stderr)
-                .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-                .init();
+            // The log's format is in the file: read it first, and report a
+            // file that does not load in the default format.
+            let loaded = Config::load(&config);
+            init_logs(loaded.as_ref().map_or(LogFormat::Text, |c| c.log.format));
+            let config = match loaded {
+                Ok(config) => Arc::new(config),
+                Err(e) => {
+                    error!("{e:#}");
+                    return ExitCode::FAILURE;
+                }
+            };
             let runtime = match tokio::runtime::Runtime::new() {
                 Ok(runtime) => runtime,
                 Err(e) => {
@@ -284,7 +317,7 @@ fn main() -> ExitCode {
                     return ExitCode::FAILURE;
                 }
             };
-            match runtime.block_on(run(&config)) {
+            match runtime.block_on(run(config)) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     error!("{e:#}");
@@ -292,6 +325,21 @@ fn main() -> ExitCode {
                 }
             }
         }
+    }
+}
+
+/// Logs to stderr, at the level of `RUST_LOG` (`info` by default).
+fn init_logs(format: LogFormat) {
+    let logs = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => logs
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .init(),
+        LogFormat::Json => logs.json().with_current_span(false).init(),
     }
 }
 
@@ -321,8 +369,9 @@ where
     }
 }
 
-async fn run(path: &std::path::Path) -> anyhow::Result<()> {
-    let config = Arc::new(Config::load(path)?);
+async fn run(config: Arc<Config>) -> anyhow::Result<()> {
+    let metrics = telemetry::install().context("Installing the metrics recorder")?;
+    let systemd = systemd::Notifier::from_env();
     for warning in &config.warnings {
         warn!(%warning, "Configuration to update.");
     }
@@ -377,6 +426,7 @@ async fn run(path: &std::path::Path) -> anyhow::Result<()> {
     // Errors other domains send for XMPP-Mail after the server confirmed it.
     let (late_tx, late_rx) = mpsc::channel(256);
     let (link, handle) = Link::new(config.clone(), intake_tx, late_tx);
+    let link_up = handle.watch();
     tracker.spawn(link.run(shutdown.clone()));
     let signers = Arc::new(dkim::Signers::load(&config.dkim)?);
     let intake = Intake::new(
@@ -403,8 +453,10 @@ async fn run(path: &std::path::Path) -> anyhow::Result<()> {
         files.clone(),
         config.http.retention,
         handle.watch(),
+        metrics.clone(),
         shutdown.clone(),
     ));
+    tracker.spawn(http::scrape::upkeep(metrics, shutdown.clone()));
     tracker.spawn(store::sweep::run(
         store.clone(),
         store::sweep::Retention {
@@ -462,8 +514,9 @@ async fn run(path: &std::path::Path) -> anyhow::Result<()> {
     drop(reception);
     info!(component = %config.component.jid, domains = ?config.mail.domains, "facteur started.");
 
-    wait_for_signal().await?;
+    serve(&systemd, link_up).await?;
     info!("Shutting down.");
+    systemd.stopping();
     shutdown.cancel();
     tracker.close();
     if tokio::time::timeout(GRACE, tracker.wait()).await.is_err() {
@@ -474,13 +527,31 @@ async fn run(path: &std::path::Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn wait_for_signal() -> anyhow::Result<()> {
+/// The main loop, until SIGTERM or SIGINT: tells systemd facteur is
+/// ready once the component link is up for the first time (the store is
+/// migrated and the listeners bound by then), and feeds its watchdog.
+async fn serve(
+    systemd: &systemd::Notifier,
+    mut link_up: watch::Receiver<bool>,
+) -> anyhow::Result<()> {
     use tokio::signal::unix::{signal, SignalKind};
     let mut term = signal(SignalKind::terminate()).context("Installing the SIGTERM handler")?;
     let mut int = signal(SignalKind::interrupt()).context("Installing the SIGINT handler")?;
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = int.recv() => {}
+    let every = systemd.watchdog_every();
+    // Never fires without a watchdog: the branch below is disabled then.
+    let mut watchdog = tokio::time::interval(every.unwrap_or(Duration::from_secs(3600)));
+    let mut ready = false;
+    loop {
+        tokio::select! {
+            _ = term.recv() => return Ok(()),
+            _ = int.recv() => return Ok(()),
+            up = link_up.wait_for(|up| *up), if !ready => {
+                if up.is_ok() {
+                    systemd.ready();
+                }
+                ready = true;
+            }
+            _ = watchdog.tick(), if every.is_some() => systemd.watchdog(),
+        }
     }
-    Ok(())
 }

@@ -363,3 +363,47 @@ fn users_export_as_a_postfix_recipient_map() {
         }
     }
 }
+
+#[test]
+fn the_shipped_manual_page_is_what_the_binary_writes() {
+    let out = facteur().arg("man").output().expect("runs");
+    assert!(out.status.success());
+    let shipped = std::fs::read("deploy/facteur.1").expect("deploy/facteur.1");
+    assert!(
+        out.stdout == shipped,
+        "deploy/facteur.1 is stale: write it again with `facteur man > deploy/facteur.1`"
+    );
+    let page = String::from_utf8_lossy(&out.stdout);
+    // Every command the unit and the README name is on the page.
+    for command in [
+        "facteur run",
+        "facteur check-config",
+        "facteur queue",
+        "facteur users add",
+    ] {
+        assert!(page.contains(&format!(".SS \"{command}\"")), "{command}");
+    }
+    assert!(
+        page.starts_with(".ie") && page.contains(".TH facteur 1"),
+        "{page}"
+    );
+}
+
+#[test]
+fn check_config_refuses_an_unknown_log_format() {
+    let (_dir, path) = config_file(
+        "[component]\njid = \"mail.example.test\"\nsecret = \"s\"\n\
+         [mail]\ndomains = [\"example.test\"]\n[log]\nformat = \"xml\"\n",
+    );
+    let out = facteur()
+        .args(["check-config", "--config"])
+        .arg(&path)
+        .output()
+        .expect("runs");
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("1 problem(s) in the configuration:\n  - log.format: \"xml\": expected \"text\" or \"json\""),
+        "{stderr}"
+    );
+}

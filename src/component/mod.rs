@@ -50,6 +50,7 @@ use xmpp_parsers::ping::Ping;
 use xmpp_parsers::stanza::Stanza;
 
 use crate::config::Config;
+use crate::telemetry::meters;
 use acks::Acks;
 pub use acks::Refusal;
 pub use privilege::Privileges;
@@ -190,6 +191,7 @@ impl Link {
     pub async fn run(mut self, shutdown: CancellationToken) {
         let component = self.config.component.clone();
         let mut failures: u32 = 0;
+        let mut was_up = false;
         loop {
             let connecting = stream::connect(&component);
             let attempt = tokio::select! {
@@ -201,8 +203,14 @@ impl Link {
                     failures = 0;
                     info!(server = %component.server, jid = %component.jid, "Component link up.");
                     self.up.send_replace(true);
+                    meters().link_up.set(1.0);
+                    if was_up {
+                        meters().reconnects.increment(1);
+                    }
+                    was_up = true;
                     let end = self.session(stream, &shutdown).await;
                     self.up.send_replace(false);
+                    meters().link_up.set(0.0);
                     // Granted again, or not, on the next stream.
                     self.privileges.send_replace(Privileges::default());
                     match end {

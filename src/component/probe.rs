@@ -23,6 +23,7 @@ use xmpp_parsers::stanza_error::{DefinedCondition, ErrorType};
 use super::reply::{self, error, result, Fault};
 use crate::config::Config;
 use crate::store::Store;
+use crate::telemetry::meters;
 
 /// `<rcpt/>` elements one probe may carry.
 pub const MAX_RCPTS: usize = 50;
@@ -102,6 +103,12 @@ impl Probes {
                 true => RcptStatus::Unknown,
                 false => rcpt_status(config, store, &rcpt).await,
             };
+            let meters = meters();
+            match status {
+                RcptStatus::Accept => meters.probes_answered_accept.increment(1),
+                RcptStatus::Reject => meters.probes_answered_reject.increment(1),
+                RcptStatus::Unknown => meters.probes_answered_unknown.increment(1),
+            }
             answers.push((rcpt, status));
         }
         info!(from = %from, rcpts = answers.len(), limited, "Probe answered.");

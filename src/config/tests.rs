@@ -185,3 +185,21 @@ fn bad_retry_keys_are_reported_once_under_their_own_section() {
         ]
     );
 }
+
+#[test]
+fn log_formats() {
+    assert_eq!(with("").expect("valid").log.format, LogFormat::Text);
+    assert_eq!(
+        with("[log]\nformat = \"json\"\n")
+            .expect("valid")
+            .log
+            .format,
+        LogFormat::Json
+    );
+    let errors = with("[log]\nformat = \"JSON\"\n").expect_err("invalid").0;
+    assert_eq!(
+        errors,
+        ["log.format: \"JSON\": expected \"text\" or \"json\""]
+    );
+    assert!(with("[log]\nlevel = \"debug\"\n").is_err());
+}

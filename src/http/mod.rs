@@ -1,5 +1,5 @@
-//! facteur's HTTP server (axum): attachment links, and `/health` (in
-//! `health`).
+//! facteur's HTTP server (axum): attachment links, `/health` (in
+//! `health`) and `/metrics` (in `scrape`).
 //!
 //! A link is `/files/TOKEN/NAME`: the token is random and unguessable, the
 //! name is only for the user. Every answer says `nosniff` and carries a
@@ -9,6 +9,7 @@
 
 pub mod files;
 mod health;
+pub mod scrape;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -19,6 +20,7 @@ use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
+use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio_util::io::ReaderStream;
@@ -38,12 +40,14 @@ struct Served {
     retention: Duration,
 }
 
-/// `link_up` tells whether the component link is up, for `/health`.
+/// `link_up` tells whether the component link is up, for `/health`;
+/// `metrics` renders `/metrics`.
 pub fn router(
     store: Store,
     files: FileStore,
     retention: Duration,
     link_up: watch::Receiver<bool>,
+    metrics: PrometheusHandle,
 ) -> Router {
     Router::new()
         .route("/files/{token}/{name}", get(serve_file))
@@ -52,7 +56,8 @@ pub fn router(
             files,
             retention,
         })
-        .merge(health::router(Health::new(store, link_up)))
+        .merge(health::router(Health::new(store.clone(), link_up)))
+        .merge(scrape::router(store, metrics))
 }
 
 fn inline(content_type: &str) -> bool {
@@ -167,9 +172,10 @@ pub async fn run(
     files: FileStore,
     retention: Duration,
     link_up: watch::Receiver<bool>,
+    metrics: PrometheusHandle,
     shutdown: CancellationToken,
 ) {
-    let app = router(store, files, retention, link_up);
+    let app = router(store, files, retention, link_up, metrics);
     let served = axum::serve(listener, app)
         .with_graceful_shutdown(async move { shutdown.cancelled().await })
         .await;

@@ -20,6 +20,7 @@ use crate::probe::Prober;
 use crate::return_path::ReturnPaths;
 use crate::smtp::client::{SendFailure, Sender};
 use crate::store::{MailOutcome, MailRoute, Millis, Notice, OutcomeCommitter, Store, ToMailItem};
+use crate::telemetry::meters;
 
 pub use native::late_errors;
 
@@ -192,10 +193,27 @@ impl ToMail {
 
     /// Records an outcome, grouped with concurrent attempts.
     async fn record(&self, item: &ToMailItem, outcome: anyhow::Result<MailOutcome>) {
+        let meters = meters();
+        let counter = match &outcome {
+            Ok(MailOutcome::Sent(_)) => Some(&meters.to_mail_sent),
+            Ok(MailOutcome::Retry { .. }) => Some(&meters.to_mail_deferred),
+            Ok(MailOutcome::Failed { .. }) => Some(&meters.to_mail_bounced),
+            Ok(MailOutcome::SentAsXmpp { .. }) => Some(&meters.xmpp_mail_sent),
+            Ok(MailOutcome::Rerouted { .. }) => Some(&meters.xmpp_mail_rerouted),
+            Ok(MailOutcome::Routed { .. }) | Err(_) => None,
+        };
         let stored = match outcome {
             Ok(outcome) => self.outcomes.commit(outcome).await,
             Err(e) => Err(e),
         };
+        if let (Ok(()), Some(counter)) = (&stored, counter) {
+            counter.increment(1);
+            if std::ptr::eq(counter, &meters.to_mail_sent) {
+                meters
+                    .to_mail_seconds
+                    .record(Millis::now().since(item.created_at));
+            }
+        }
         if let Err(e) = stored {
             warn!(
                 error = format!("{e:#}"),

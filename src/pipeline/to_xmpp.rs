@@ -30,6 +30,7 @@ use crate::http::percent_encode;
 use crate::store::{
     Contact, MessageRecord, Millis, NewMail, SharedRecord, Store, ToXmppBody, ToXmppItem,
 };
+use crate::telemetry::meters;
 
 /// How long the server may take to confirm a batch.
 const CONFIRM_TIMEOUT: Duration = Duration::from_secs(60);
@@ -147,6 +148,10 @@ impl ToXmpp {
             let stored = match outcome {
                 Ok(Ok(())) => {
                     info!(delivery = item.id, to = %item.recipient, "Delivered to XMPP.");
+                    meters().to_xmpp_delivered.increment(1);
+                    meters()
+                        .to_xmpp_seconds
+                        .record(Millis::now().since(item.created_at));
                     delivered.push(item.id);
                     Ok(())
                 }
@@ -200,6 +205,7 @@ impl ToXmpp {
         self.store
             .to_xmpp_failed(item.id, reason, queued.as_ref())
             .await?;
+        meters().to_xmpp_failed.increment(1);
         if let Some(report) = report {
             info!(delivery = item.id, to = %report.rcpt, status, "Delivery report queued.");
         }
@@ -224,7 +230,9 @@ impl ToXmpp {
                 );
                 self.store
                     .to_xmpp_retry(item.id, Millis::now().after(wait), reason)
-                    .await
+                    .await?;
+                meters().to_xmpp_deferred.increment(1);
+                Ok(())
             }
             RetryDecision::GiveUp => {
                 warn!(

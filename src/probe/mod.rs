@@ -27,6 +27,7 @@ use xmpp_parsers::minidom::Element;
 use crate::component::LinkHandle;
 use crate::config::Config;
 use crate::store::{Answer, AnswerKind, AnswerStatus, Millis, Store};
+use crate::telemetry::meters;
 use discover::{Discovery, NoAnswer};
 
 /// The longest an answer's own `ttl` is believed.
@@ -280,6 +281,7 @@ impl Prober {
             Ok(answer) => answer,
             Err(NoAnswer(reason)) => {
                 info!(gateway = %gateway, reason, "XMPP-Mail probe failed.");
+                meters().probes_sent_failed.increment(1);
                 self.remember(
                     AnswerKind::Rcpt,
                     rcpt.as_str(),
@@ -311,6 +313,12 @@ impl Prober {
             kept_for,
         )
         .await;
+        let meters = meters();
+        match status {
+            AnswerStatus::Accept => meters.probes_sent_accept.increment(1),
+            AnswerStatus::Reject => meters.probes_sent_reject.increment(1),
+            _ => meters.probes_sent_unknown.increment(1),
+        }
         let answer = match status {
             AnswerStatus::Accept => RouteAnswer::Accept {
                 max_size,

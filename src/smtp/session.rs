@@ -28,6 +28,7 @@ use super::xforward::{self, Forwarded};
 use crate::config::Config;
 use crate::return_path::ReturnPaths;
 use crate::store::{Committer, InboundMail, Store};
+use crate::telemetry::meters;
 
 /// Longest command line accepted (RFC 5321 asks for at least 512).
 const MAX_COMMAND_LINE: usize = 4096;
@@ -345,11 +346,13 @@ impl<'a, S: AsyncRead + AsyncWrite + Unpin> Session<'a, S> {
                 } else if self.tx.mail_from.is_some() {
                     self.reply(reply::SENDER_ALREADY_GIVEN);
                 } else if from.size > self.config().inbound.max_message_size {
+                    meters().smtp_refused.too_big.increment(1);
                     self.reply(reply::TOO_BIG);
                 } else if !from.address.is_empty() && MailAddress::parse(&from.address).is_err() {
                     self.reply(reply::BAD_SENDER);
                 } else if let Decision::Deny { retry_after } = self.count_mail() {
                     info!(peer = %self.peer, "Client over its mail rate.");
+                    meters().smtp_refused.rate_limited.increment(1);
                     self.reply(reply::rate_limited(
                         self.peer.ip(),
                         retry_after.as_secs().max(1),
@@ -441,6 +444,7 @@ impl<'a, S: AsyncRead + AsyncWrite + Unpin> Session<'a, S> {
                 Ok(known) => known,
                 Err(error) => {
                     warn!(error = format!("{error:#}"), "Store unavailable at RCPT.");
+                    meters().smtp_refused.store.increment(1);
                     return self.reply(reply::STORE_UNAVAILABLE);
                 }
             },
@@ -457,8 +461,14 @@ impl<'a, S: AsyncRead + AsyncWrite + Unpin> Session<'a, S> {
                 }
                 self.reply(reply::RECIPIENT_OK);
             }
-            (RcptVerdict::RelayDenied, _) => self.reply(reply::RELAY_DENIED),
-            (RcptVerdict::UnknownUser | RcptVerdict::Accept, _) => self.reply(reply::NO_SUCH_USER),
+            (RcptVerdict::RelayDenied, _) => {
+                meters().smtp_refused.relay_denied.increment(1);
+                self.reply(reply::RELAY_DENIED);
+            }
+            (RcptVerdict::UnknownUser | RcptVerdict::Accept, _) => {
+                meters().smtp_refused.unknown_user.increment(1);
+                self.reply(reply::NO_SUCH_USER);
+            }
         }
     }
 
@@ -510,6 +520,7 @@ impl<'a, S: AsyncRead + AsyncWrite + Unpin> Session<'a, S> {
         let tx = std::mem::take(&mut self.tx);
         if size > max {
             info!(peer = %self.peer, size, max, "Refused oversized mail.");
+            meters().smtp_refused.too_big.increment(1);
             self.reply(reply::TOO_BIG);
             return Ok(true);
         }
@@ -535,6 +546,7 @@ impl<'a, S: AsyncRead + AsyncWrite + Unpin> Session<'a, S> {
 
     async fn commit(&mut self, tx: Transaction, data: Vec<u8>) {
         if facteur_bridge::to_xmpp::read_mail(&data).is_err() {
+            meters().smtp_refused.unparsable.increment(1);
             self.reply(reply::UNPARSABLE);
             return;
         }
@@ -555,6 +567,7 @@ impl<'a, S: AsyncRead + AsyncWrite + Unpin> Session<'a, S> {
                     AuthVerdict::Mark { reason, .. } => reason,
                     AuthVerdict::Reject { failed, reason } => {
                         info!(peer = %self.peer, mail_from = %mail_from, auth = %verified.summary, reason = %reason, "Refused mail that failed authentication.");
+                        meters().smtp_refused.authentication.increment(1);
                         self.reply(reply::auth_refusal(failed, &reason));
                         return;
                     }
@@ -569,9 +582,11 @@ impl<'a, S: AsyncRead + AsyncWrite + Unpin> Session<'a, S> {
                     error = format!("{error:#}"),
                     "Store unavailable at end of DATA."
                 );
+                meters().smtp_refused.store.increment(1);
                 return self.reply(reply::STORAGE_FAILED);
             }
             if tx.recipients.is_empty() {
+                meters().smtp_reports.increment(1);
                 return self.reply(reply::REPORT_RECEIVED);
             }
         }
@@ -589,6 +604,7 @@ impl<'a, S: AsyncRead + AsyncWrite + Unpin> Session<'a, S> {
         match self.reception.committer.commit(mail).await {
             Ok(id) => {
                 info!(mail_id = id, peer = %self.peer, client = %client, mail_from = %mail_from, recipients, size, "Accepted mail.");
+                meters().smtp_accepted.increment(1);
                 self.reply(reply::queued(id));
             }
             Err(error) => {
@@ -596,6 +612,7 @@ impl<'a, S: AsyncRead + AsyncWrite + Unpin> Session<'a, S> {
                     error = format!("{error:#}"),
                     "Store unavailable at end of DATA."
                 );
+                meters().smtp_refused.store.increment(1);
                 self.reply(reply::STORAGE_FAILED);
             }
         }

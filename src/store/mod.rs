@@ -10,6 +10,7 @@ pub mod admin;
 mod attachments;
 mod commit;
 mod contacts;
+mod gauges;
 mod handoffs;
 mod health;
 mod messages;

@@ -13,6 +13,7 @@ use sqlx::Row;
 use super::messages::{insert_message, MessageRecord};
 use super::to_xmpp::{insert_notice, Notice};
 use super::{Millis, Store};
+use crate::telemetry::{meters, Timed};
 
 /// Where a mail owed to a peer stands; stored as its lower-case name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, sqlx::Type)]
@@ -168,6 +169,7 @@ impl Store {
         &self,
         mails: &[(NewMail<'_>, Option<&MessageRecord>)],
     ) -> anyhow::Result<Vec<i64>> {
+        let _timed = Timed::start(&meters().store.queue_mails);
         let now = Millis::now();
         // An explicit transaction: with RETURNING in autocommit mode, SQLite
         // reports a failed commit (a full disk) only when the statement is
@@ -276,6 +278,7 @@ impl Store {
     /// failed mail's notice to its sender is queued in the same
     /// transaction: the sender is told exactly once.
     pub async fn apply_mail_outcomes(&self, outcomes: &[MailOutcome]) -> anyhow::Result<()> {
+        let _timed = Timed::start(&meters().store.mail_outcomes);
         let now = Millis::now();
         let mut tx = self.pool.begin().await.context("Starting transaction")?;
         let mut noticed = false;

@@ -10,6 +10,7 @@ use super::contacts::{upsert_contact, Contact};
 use super::messages::{insert_message, MessageRecord};
 use super::to_mail::{insert_mail, NewMail};
 use super::{Millis, Store};
+use crate::telemetry::{meters, Timed};
 
 /// Where a stanza owed to a user stands; stored as its lower-case name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, sqlx::Type)]
@@ -75,6 +76,7 @@ impl Store {
     /// Commits inbound mails, each with one pending delivery per
     /// recipient, in one transaction (one fsync for all). Returns their ids.
     pub async fn accept_mails(&self, mails: &[InboundMail]) -> anyhow::Result<Vec<i64>> {
+        let _timed = Timed::start(&meters().store.accept_mails);
         let now = Millis::now();
         let mut tx = self.pool.begin().await.context("Starting transaction")?;
         let mut ids = Vec::with_capacity(mails.len());
@@ -164,6 +166,7 @@ impl Store {
         if ids.is_empty() && messages.is_empty() && contacts.is_empty() {
             return Ok(());
         }
+        let _timed = Timed::start(&meters().store.to_xmpp_delivered);
         let now = Millis::now();
         let mut tx = self.pool.begin().await.context("Starting transaction")?;
         for id in ids {
@@ -203,6 +206,7 @@ impl Store {
 
     /// Counts a failed attempt and schedules the next one.
     pub async fn to_xmpp_retry(&self, id: i64, at: Millis, error: &str) -> anyhow::Result<()> {
+        let _timed = Timed::start(&meters().store.to_xmpp_retry);
         sqlx::query(
             "
             UPDATE to_xmpp
@@ -229,6 +233,7 @@ impl Store {
         error: &str,
         report: Option<&NewMail<'_>>,
     ) -> anyhow::Result<()> {
+        let _timed = Timed::start(&meters().store.to_xmpp_failed);
         let now = Millis::now();
         let mut tx = self.pool.begin().await.context("Starting transaction")?;
         let failed = sqlx::query(

@@ -477,6 +477,8 @@ class Facteur:
         self.smtp_port = smtp_port or free_port()
         self.http_port = free_port()
         self.proc = None
+        # Set before start: more environment for the process (NOTIFY_SOCKET…).
+        self.env = {}
         self.binary = os.environ.get("FACTEUR_BIN", str(ROOT / "target" / "debug" / "facteur"))
         fetch_hosts = "[" + ", ".join(f'"{h}"' for h in fetch_hosts) + "]"
         inbound = {"max_message_size": 200000, "idle_timeout": '"30s"', **inbound}
@@ -532,7 +534,7 @@ timeout = "2s"
     def start(self):
         self.log_offset = self.logfile.stat().st_size if self.logfile.exists() else 0
         log = open(self.logfile, "ab")
-        env = dict(os.environ, RUST_LOG=os.environ.get("RUST_LOG", "info,facteur=debug"))
+        env = dict(os.environ, RUST_LOG=os.environ.get("RUST_LOG", "info,facteur=debug"), **self.env)
         self.proc = subprocess.Popen([self.binary, "run", "--config", str(self.config)],
                                      stdout=log, stderr=subprocess.STDOUT, env=env)
         wait_port(self.smtp_port, proc=self.proc, host=self.smtp_host)

@@ -19,7 +19,10 @@ apt-get install -y -q --no-install-recommends -o DPkg::Lock::Timeout=300 \
   postfix \
   dovecot-imapd dovecot-lmtpd \
   dnsmasq-base openssl iproute2 ca-certificates \
-  bind9-utils
+  bind9-utils \
+  systemd
+# systemd: only systemd-analyze is used (the unit's sandbox score,
+# offline); no systemd needs to run.
 # ejabberd: the tests start their own instances, each with a config in a
 # temporary folder; the package's own server must not start. A
 # policy-rc.d that refuses every start keeps invoke-rc.d from starting it

@@ -20,6 +20,7 @@ use xmpp_parsers::stanza_error::DefinedCondition;
 use super::ToMail;
 use crate::component::{LateError, Undelivered};
 use crate::store::{MailOutcome, MailRoute, Millis, Notice, Refused, Store, ToMailItem, Told};
+use crate::telemetry::meters;
 
 /// How long the server may take to confirm a message.
 const CONFIRM_TIMEOUT: Duration = Duration::from_secs(60);
@@ -233,9 +234,11 @@ pub async fn late_errors(
             .await
         {
             Ok(Refused::Failed { rcpt }) => {
+                meters().to_mail_bounced.increment(1);
                 warn!(queue_id, rcpt, error = %refusal, "XMPP-Mail refused by the recipient's side.")
             }
             Ok(Refused::Rerouted) => {
+                meters().xmpp_mail_rerouted.increment(1);
                 info!(queue_id, error = %refusal, "XMPP-Mail failed for now; the mail goes by SMTP.")
             }
             Ok(Refused::Nothing) => {}
