@@ -83,6 +83,7 @@ enum Command {
     /// Print the statistics: registered users, items per queue and state,
     /// and the age of each queue's oldest waiting item.
     Stats {
+        /// The configuration file (TOML).
         #[arg(long, short, env = "FACTEUR_CONFIG")]
         config: PathBuf,
     },

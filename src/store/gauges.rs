@@ -7,6 +7,8 @@ use std::time::Duration;
 
 use anyhow::Context;
 
+use super::to_mail::ToMailState;
+use super::to_xmpp::ToXmppState;
 use super::{Millis, Store};
 
 /// Items per (queue, state), and the age of each queue's oldest item due
@@ -25,13 +27,15 @@ impl Store {
             SELECT 'to_mail', state, COUNT(*), NULL FROM to_mail GROUP BY state
             UNION ALL
             SELECT 'to_xmpp', '', 0, MIN(created_at) FROM to_xmpp
-                WHERE state = 'pending' AND next_attempt_at <= ?1
+                WHERE state = $2 AND next_attempt_at <= $1
             UNION ALL
             SELECT 'to_mail', '', 0, MIN(created_at) FROM to_mail
-                WHERE state = 'queued' AND next_attempt_at <= ?1
+                WHERE state = $3 AND next_attempt_at <= $1
             ",
         )
         .bind(now.0)
+        .bind(ToXmppState::Pending)
+        .bind(ToMailState::Queued)
         .fetch_all(&self.pool)
         .await
         .context("Reading queue gauges")?;
@@ -55,7 +59,7 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::{scratch, InboundMail};
+    use crate::store::{scratch, InboundMail, NewMail};
 
     #[tokio::test]
     async fn counts_and_the_oldest_due_item() {
@@ -71,19 +75,35 @@ mod tests {
             ..InboundMail::default()
         };
         store.accept_mails(&[mail]).await.expect("accepted");
+        let alice = jid::BareJid::new("alice@example.test").expect("jid");
+        let out = NewMail {
+            sender: &alice,
+            mail_from: "alice@example.test",
+            rcpt: "bob@example.net",
+            message_id: "m@x",
+            raw: b"raw",
+            stanza: "",
+        };
+        store.queue_mail(&out, None).await.expect("queued");
         let later = Millis::now().after(Duration::from_secs(60));
         let gauges = store.queue_gauges(later).await.expect("gauges");
         assert_eq!(
             gauges.counts,
-            vec![("to_xmpp".to_owned(), "pending".to_owned(), 1)]
+            vec![
+                ("to_xmpp".to_owned(), "pending".to_owned(), 1),
+                ("to_mail".to_owned(), "queued".to_owned(), 1)
+            ]
         );
-        let [(queue, age)] = gauges.oldest_due.as_slice() else {
-            panic!("one queue with a due item: {:?}", gauges.oldest_due);
-        };
-        assert_eq!(queue, "to_xmpp");
-        assert!(
-            (Duration::from_secs(59)..Duration::from_secs(62)).contains(age),
-            "{age:?}"
-        );
+        let queues: Vec<&str> = gauges.oldest_due.iter().map(|(q, _)| q.as_str()).collect();
+        assert_eq!(queues, ["to_xmpp", "to_mail"]);
+        for (_, age) in &gauges.oldest_due {
+            assert!(
+                (Duration::from_secs(59)..Duration::from_secs(62)).contains(age),
+                "{age:?}"
+            );
+        }
+        // Not due yet: no age, while the items are still counted.
+        let now = store.queue_gauges(Millis(0)).await.expect("gauges");
+        assert!(now.oldest_due.is_empty() && now.counts.len() == 2);
     }
 }

@@ -29,7 +29,8 @@ SIZES = {"4KB": 4096, "40KB": 40960, "1MB": 1048576}
 CONCURRENCY = (1, 10, 50)
 COUNTS = {"4KB": int(600 * SCALE), "40KB": int(300 * SCALE), "1MB": int(40 * SCALE)}
 OUT = ROOT / "target" / "bench"
-# BENCH_ONLY=native measures the native journey alone.
+# BENCH_ONLY=native measures the native journey alone; BENCH_ONLY=inbound
+# the email → XMPP journey alone (its table and inbound_vs_smtp_sink).
 ONLY = os.environ.get("BENCH_ONLY", "")
 
 
@@ -410,7 +411,8 @@ async def main(criterion_output):
     work = Path(tempfile.mkdtemp(prefix="facteur-bench-"))
     if ONLY != "native":
         await gateway_journeys(work, results)
-    await native_journey(work / "native", results)
+    if ONLY != "inbound":
+        await native_journey(work / "native", results)
     report(results)
 
 
@@ -466,6 +468,8 @@ async def gateway_journeys(work, results):
         await bob.connect()
         clients.append(bob)
         await inbound(gateway, alice, bob, results)
+        if ONLY == "inbound":
+            return
 
         senders = []
         for n in range(n_senders):
@@ -484,7 +488,8 @@ async def gateway_journeys(work, results):
             except Exception:
                 pass
         gateway.stop()
-    await steady_store(work / "steady", results)
+    if ONLY != "inbound":
+        await steady_store(work / "steady", results)
 
 
 def report(results):
@@ -506,6 +511,13 @@ def report(results):
         lines.append(f"| {r['size']} | {r['sessions']} | {r['mails_per_s']} | {r['smtp_sink_per_s']} | {r['ratio']:.2f} | "
                      f"{r['prosody_per_s']} | {r['ratio_xmpp']:.2f} | "
                      f"{r['latency_p50_ms']} | {r['latency_p99_ms']} | {r['delivered']}/{r['mails']} | {r['rss_peak_mb']} |")
+    if ONLY == "inbound":
+        (OUT / "results.json").write_text(json.dumps(results, indent=2))
+        print("\n".join(lines))
+        key = next((r for r in results["inbound"] if r["size"] == "4KB" and r["sessions"] == 10), None)
+        print(f"\nJSON: {OUT / 'results.json'}")
+        print(f"ratios: inbound_vs_smtp_sink={key['ratio'] if key else float('nan'):.2f}")
+        return
     lines += ["", "## XMPP → email (until stored by the relay)", "",
               "| XMPP clients | facteur mails/s | Prosody client→client/s | ratio | stored | peak RSS MB |",
               "|---|---|---|---|---|---|"]
