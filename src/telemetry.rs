@@ -157,7 +157,7 @@ fn describe() {
     );
     describe_counter!(
         TO_MAIL,
-        "Attempts to deliver outgoing mail by SMTP, by outcome: sent, deferred, bounced (failed for good; the sender is told)"
+        "Delivery attempts of outgoing mail, by outcome: sent (by SMTP), deferred (tried again later), bounced (failed for good; the sender is told); deferred and bounced count XMPP-Mail attempts too"
     );
     describe_histogram!(
         TO_MAIL_SECONDS,

@@ -193,14 +193,15 @@ impl ToMail {
 
     /// Records an outcome, grouped with concurrent attempts.
     async fn record(&self, item: &ToMailItem, outcome: anyhow::Result<MailOutcome>) {
+        // Counted once the outcome is durable; a sent mail's latency too.
         let meters = meters();
-        let counter = match &outcome {
-            Ok(MailOutcome::Sent(_)) => Some(&meters.to_mail_sent),
-            Ok(MailOutcome::Retry { .. }) => Some(&meters.to_mail_deferred),
-            Ok(MailOutcome::Failed { .. }) => Some(&meters.to_mail_bounced),
-            Ok(MailOutcome::SentAsXmpp { .. }) => Some(&meters.xmpp_mail_sent),
-            Ok(MailOutcome::Rerouted { .. }) => Some(&meters.xmpp_mail_rerouted),
-            Ok(MailOutcome::Routed { .. }) | Err(_) => None,
+        let (counter, sent) = match &outcome {
+            Ok(MailOutcome::Sent(_)) => (Some(&meters.to_mail_sent), true),
+            Ok(MailOutcome::Retry { .. }) => (Some(&meters.to_mail_deferred), false),
+            Ok(MailOutcome::Failed { .. }) => (Some(&meters.to_mail_bounced), false),
+            Ok(MailOutcome::SentAsXmpp { .. }) => (Some(&meters.xmpp_mail_sent), false),
+            Ok(MailOutcome::Rerouted { .. }) => (Some(&meters.xmpp_mail_rerouted), false),
+            Ok(MailOutcome::Routed { .. }) | Err(_) => (None, false),
         };
         let stored = match outcome {
             Ok(outcome) => self.outcomes.commit(outcome).await,
@@ -208,7 +209,7 @@ impl ToMail {
         };
         if let (Ok(()), Some(counter)) = (&stored, counter) {
             counter.increment(1);
-            if std::ptr::eq(counter, &meters.to_mail_sent) {
+            if sent {
                 meters
                     .to_mail_seconds
                     .record(Millis::now().since(item.created_at));
