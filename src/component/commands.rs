@@ -355,7 +355,7 @@ async fn run(
             } else {
                 "is deleted"
             };
-            info!(item = %item, admin = %admin, "{} {what}.", item);
+            info!(item = %item, admin = %admin, "Queue item {what}.");
             vec![note("info", &format!("{item} {what}."))]
         }
         Command::Stats => {
