@@ -1,7 +1,8 @@
 //! The `[store]` section: where the durable queues, users and thread
-//! metadata are kept (SQLite), how long finished work is kept, and how
+//! metadata are kept (SQLite, or PostgreSQL), how long finished work is kept, and how
 //! long an idle queue runner sleeps.
 
+use std::str::FromStr;
 use std::time::Duration;
 
 use serde::Deserialize;
@@ -47,11 +48,18 @@ impl Default for RawStore {
 
 impl RawStore {
     pub(super) fn check(self, p: &mut Problems) -> StoreConfig {
-        if !self.url.starts_with("sqlite:") {
-            p.add(
+        match crate::store::Kind::of(&self.url) {
+            Some(crate::store::Kind::Sqlite) => {}
+            Some(crate::store::Kind::Postgres) => {
+                if let Err(e) = sqlx::postgres::PgConnectOptions::from_str(&self.url) {
+                    p.add("store.url", format!("not a PostgreSQL URL: {e}"));
+                }
+            }
+            None => p.add(
                 "store.url",
-                "only sqlite: URLs are supported, e.g. sqlite:///var/lib/facteur/facteur.db",
-            );
+                "must be a sqlite: or a postgres:// URL, e.g. \
+                 sqlite:///var/lib/facteur/facteur.db or postgres://facteur@db.example/facteur",
+            ),
         }
         StoreConfig {
             poll_interval: p.duration("store.poll_interval", &self.poll_interval),

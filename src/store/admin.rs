@@ -193,7 +193,12 @@ impl Stats {
     }
 }
 
-fn entry(queue: Queue, row: &sqlx::sqlite::SqliteRow) -> anyhow::Result<QueueEntry> {
+fn entry<R: Row>(queue: Queue, row: &R) -> anyhow::Result<QueueEntry>
+where
+    for<'a> &'a str: sqlx::ColumnIndex<R>,
+    for<'r> i64: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    for<'r> String: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+{
     Ok(QueueEntry {
         item: ItemId {
             queue,
@@ -216,43 +221,47 @@ fn entry(queue: Queue, row: &sqlx::sqlite::SqliteRow) -> anyhow::Result<QueueEnt
 /// The columns of a `to_mail` entry, then its message.
 const TO_MAIL: &str = "
     SELECT id, state, sender, rcpt, attempts, next_attempt_at, created_at,
-           last_error, length(raw) AS size, message_id, raw, '' AS client_ip
+           last_error, CAST(length(raw) AS BIGINT) AS size, message_id, raw, '' AS client_ip
     FROM to_mail";
 
 /// The columns of a `to_xmpp` entry, then its mail (none for a notice).
 const TO_XMPP: &str = "
     SELECT d.id, d.state, COALESCE(m.mail_from, d.notice_from) AS sender,
            d.recipient AS rcpt, d.attempts, d.next_attempt_at, d.created_at,
-           d.last_error, COALESCE(length(m.raw), length(d.notice_body)) AS size,
+           d.last_error,
+           CAST(COALESCE(length(m.raw), length(d.notice_body)) AS BIGINT) AS size,
            d.notice_subject, m.raw, COALESCE(m.client_ip, '') AS client_ip
     FROM to_xmpp d LEFT JOIN inbound_mail m ON m.id = d.mail_id";
 
 impl Store {
     /// The items waiting in both queues, oldest first, at most `limit`.
     pub async fn queue_list(&self, limit: u32) -> anyhow::Result<Vec<QueueEntry>> {
-        let to_mail = sqlx::query(AssertSqlSafe(format!(
-            "{TO_MAIL} WHERE state = $1 ORDER BY created_at, id LIMIT $2"
-        )))
-        .bind(ToMailState::Queued)
-        .bind(limit)
-        .fetch_all(&self.pool)
-        .await
-        .context("Listing to_mail")?;
-        let to_xmpp = sqlx::query(AssertSqlSafe(format!(
-            "{TO_XMPP} WHERE d.state = $1 ORDER BY d.created_at, d.id LIMIT $2"
-        )))
-        .bind(ToXmppState::Pending)
-        .bind(limit)
-        .fetch_all(&self.pool)
-        .await
-        .context("Listing to_xmpp")?;
-        let mut entries = Vec::with_capacity(to_mail.len() + to_xmpp.len());
-        for row in &to_mail {
-            entries.push(entry(Queue::ToMail, row)?);
-        }
-        for row in &to_xmpp {
-            entries.push(entry(Queue::ToXmpp, row)?);
-        }
+        let mut entries = on_backend!(&self.pool, |pool| {
+            let to_mail = sqlx::query(AssertSqlSafe(format!(
+                "{TO_MAIL} WHERE state = $1 ORDER BY created_at, id LIMIT $2"
+            )))
+            .bind(ToMailState::Queued)
+            .bind(i64::from(limit))
+            .fetch_all(pool)
+            .await
+            .context("Listing to_mail")?;
+            let to_xmpp = sqlx::query(AssertSqlSafe(format!(
+                "{TO_XMPP} WHERE d.state = $1 ORDER BY d.created_at, d.id LIMIT $2"
+            )))
+            .bind(ToXmppState::Pending)
+            .bind(i64::from(limit))
+            .fetch_all(pool)
+            .await
+            .context("Listing to_xmpp")?;
+            let mut entries = Vec::with_capacity(to_mail.len() + to_xmpp.len());
+            for row in &to_mail {
+                entries.push(entry(Queue::ToMail, row)?);
+            }
+            for row in &to_xmpp {
+                entries.push(entry(Queue::ToXmpp, row)?);
+            }
+            entries
+        });
         entries.sort_by_key(|e| (e.created_at, e.item.queue.name(), e.item.id));
         entries.truncate(limit as usize);
         Ok(entries)
@@ -264,43 +273,45 @@ impl Store {
             Queue::ToMail => format!("{TO_MAIL} WHERE id = $1"),
             Queue::ToXmpp => format!("{TO_XMPP} WHERE d.id = $1"),
         };
-        let Some(row) = sqlx::query(AssertSqlSafe(sql))
-            .bind(item.id)
-            .fetch_optional(&self.pool)
-            .await
-            .with_context(|| format!("Reading {item}"))?
-        else {
-            return Ok(None);
-        };
-        let entry = entry(item.queue, &row)?;
-        let raw: Option<Vec<u8>> = row.try_get("raw")?;
-        let headers = raw
-            .as_deref()
-            .and_then(|raw| mail_parser::MessageParser::new().parse_headers(raw));
-        let (mut message_id, mut subject) = match &headers {
-            Some(mail) => (
-                mail.message_id().unwrap_or_default().to_owned(),
-                mail.subject().unwrap_or_default().to_owned(),
-            ),
-            None => (String::new(), String::new()),
-        };
-        match item.queue {
-            Queue::ToMail => {
-                let stored: String = row.try_get("message_id")?;
-                message_id = stored
-                    .trim_start_matches('<')
-                    .trim_end_matches('>')
-                    .to_owned();
+        on_backend!(&self.pool, |pool| {
+            let Some(row) = sqlx::query(AssertSqlSafe(sql))
+                .bind(item.id)
+                .fetch_optional(pool)
+                .await
+                .with_context(|| format!("Reading {item}"))?
+            else {
+                return Ok(None);
+            };
+            let entry = entry(item.queue, &row)?;
+            let raw: Option<Vec<u8>> = row.try_get("raw")?;
+            let headers = raw
+                .as_deref()
+                .and_then(|raw| mail_parser::MessageParser::new().parse_headers(raw));
+            let (mut message_id, mut subject) = match &headers {
+                Some(mail) => (
+                    mail.message_id().unwrap_or_default().to_owned(),
+                    mail.subject().unwrap_or_default().to_owned(),
+                ),
+                None => (String::new(), String::new()),
+            };
+            match item.queue {
+                Queue::ToMail => {
+                    let stored: String = row.try_get("message_id")?;
+                    message_id = stored
+                        .trim_start_matches('<')
+                        .trim_end_matches('>')
+                        .to_owned();
+                }
+                Queue::ToXmpp if raw.is_none() => subject = row.try_get("notice_subject")?,
+                Queue::ToXmpp => {}
             }
-            Queue::ToXmpp if raw.is_none() => subject = row.try_get("notice_subject")?,
-            Queue::ToXmpp => {}
-        }
-        Ok(Some(QueueDetail {
-            entry,
-            message_id,
-            subject,
-            client: row.try_get("client_ip")?,
-        }))
+            Ok(Some(QueueDetail {
+                entry,
+                message_id,
+                subject,
+                client: row.try_get("client_ip")?,
+            }))
+        })
     }
 
     /// Makes a waiting item due now. False when it is not waiting.
@@ -342,43 +353,50 @@ impl Store {
     ) -> anyhow::Result<bool> {
         let table = item.queue.name();
         let sql = format!("UPDATE {table} {set} WHERE id = $2 AND state = $3");
-        let query = sqlx::query(AssertSqlSafe(sql)).bind(now.0).bind(item.id);
-        let query = match item.queue {
-            Queue::ToMail => query.bind(ToMailState::Queued),
-            Queue::ToXmpp => query.bind(ToXmppState::Pending),
-        };
-        let query = match (item.queue, error) {
-            (_, None) => query,
-            (Queue::ToMail, Some(error)) => query.bind(ToMailState::Failed).bind(error),
-            (Queue::ToXmpp, Some(error)) => query.bind(ToXmppState::Failed).bind(error),
-        };
-        let done = query
-            .execute(&self.pool)
-            .await
-            .with_context(|| format!("Updating {item}"))?;
-        Ok(done.rows_affected() == 1)
+        let done = on_backend!(&self.pool, |pool| {
+            let query = sqlx::query(AssertSqlSafe(sql)).bind(now.0).bind(item.id);
+            let query = match item.queue {
+                Queue::ToMail => query.bind(ToMailState::Queued),
+                Queue::ToXmpp => query.bind(ToXmppState::Pending),
+            };
+            let query = match (item.queue, error) {
+                (_, None) => query,
+                (Queue::ToMail, Some(error)) => query.bind(ToMailState::Failed).bind(error),
+                (Queue::ToXmpp, Some(error)) => query.bind(ToXmppState::Failed).bind(error),
+            };
+            query
+                .execute(pool)
+                .await
+                .with_context(|| format!("Updating {item}"))?
+                .rows_affected()
+        });
+        Ok(done == 1)
     }
 
     /// Registered users, items per queue and state, and the oldest
     /// waiting item of each queue.
     pub async fn stats(&self) -> anyhow::Result<Stats> {
-        let users: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM users")
-            .fetch_one(&self.pool)
-            .await
-            .context("Counting users")?;
         let queues = self.queue_counts().await?;
-        let oldest_mail: Option<i64> =
-            sqlx::query_scalar("SELECT MIN(created_at) FROM to_mail WHERE state = $1")
-                .bind(ToMailState::Queued)
-                .fetch_one(&self.pool)
-                .await
-                .context("Reading the oldest of to_mail")?;
-        let oldest_xmpp: Option<i64> =
-            sqlx::query_scalar("SELECT MIN(created_at) FROM to_xmpp WHERE state = $1")
-                .bind(ToXmppState::Pending)
-                .fetch_one(&self.pool)
-                .await
-                .context("Reading the oldest of to_xmpp")?;
+        let (users, oldest_mail, oldest_xmpp): (i64, Option<i64>, Option<i64>) =
+            on_backend!(&self.pool, |pool| {
+                let users = sqlx::query_scalar("SELECT COUNT(*) FROM users")
+                    .fetch_one(pool)
+                    .await
+                    .context("Counting users")?;
+                let oldest_mail =
+                    sqlx::query_scalar("SELECT MIN(created_at) FROM to_mail WHERE state = $1")
+                        .bind(ToMailState::Queued)
+                        .fetch_one(pool)
+                        .await
+                        .context("Reading the oldest of to_mail")?;
+                let oldest_xmpp =
+                    sqlx::query_scalar("SELECT MIN(created_at) FROM to_xmpp WHERE state = $1")
+                        .bind(ToXmppState::Pending)
+                        .fetch_one(pool)
+                        .await
+                        .context("Reading the oldest of to_xmpp")?;
+                (users, oldest_mail, oldest_xmpp)
+            });
         Ok(Stats {
             users,
             queues,

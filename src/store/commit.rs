@@ -130,49 +130,50 @@ impl OutcomeCommitter {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::{scratch, Millis};
+    use crate::store::testing::store_test;
+    use crate::store::Millis;
 
-    #[tokio::test]
-    async fn concurrent_mails_are_all_committed() {
-        let (store, _dir) = scratch().await;
-        let tracker = TaskTracker::new();
-        let committer = Committer::inbound(store.clone(), &tracker);
-        let mut tasks = Vec::new();
-        for n in 0..100 {
-            let committer = committer.clone();
-            tasks.push(tokio::spawn(async move {
-                committer
-                    .commit(InboundMail {
-                        mail_from: format!("s{n}@example.net"),
-                        client_ip: "127.0.0.1".into(),
-                        raw: format!("Subject: {n}\r\n\r\nx\r\n").into_bytes(),
-                        recipients: vec![jid::BareJid::new("alice@example.test").expect("jid")],
-                        ..InboundMail::default()
-                    })
+    store_test! {
+        async fn concurrent_mails_are_all_committed(store, scratch) {
+            let tracker = TaskTracker::new();
+            let committer = Committer::inbound(store.clone(), &tracker);
+            let mut tasks = Vec::new();
+            for n in 0..100 {
+                let committer = committer.clone();
+                tasks.push(tokio::spawn(async move {
+                    committer
+                        .commit(InboundMail {
+                            mail_from: format!("s{n}@example.net"),
+                            client_ip: "127.0.0.1".into(),
+                            raw: format!("Subject: {n}\r\n\r\nx\r\n").into_bytes(),
+                            recipients: vec![jid::BareJid::new("alice@example.test").expect("jid")],
+                            ..InboundMail::default()
+                        })
+                        .await
+                        .expect("committed")
+                }));
+            }
+            let mut ids = Vec::new();
+            for task in tasks {
+                ids.push(task.await.expect("task"));
+            }
+            ids.sort();
+            ids.dedup();
+            assert_eq!(ids.len(), 100);
+            assert_eq!(
+                store
+                    .due_to_xmpp(Millis::now(), 500)
                     .await
-                    .expect("committed")
-            }));
-        }
-        let mut ids = Vec::new();
-        for task in tasks {
-            ids.push(task.await.expect("task"));
-        }
-        ids.sort();
-        ids.dedup();
-        assert_eq!(ids.len(), 100);
-        assert_eq!(
-            store
-                .due_to_xmpp(Millis::now(), 500)
+                    .expect("due")
+                    .len(),
+                100
+            );
+            // The committing task ends with the last handle.
+            drop(committer);
+            tracker.close();
+            tokio::time::timeout(std::time::Duration::from_secs(5), tracker.wait())
                 .await
-                .expect("due")
-                .len(),
-            100
-        );
-        // The committing task ends with the last handle.
-        drop(committer);
-        tracker.close();
-        tokio::time::timeout(std::time::Duration::from_secs(5), tracker.wait())
-            .await
-            .expect("committing task ended");
+                .expect("committing task ended");
+        }
     }
 }

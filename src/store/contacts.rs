@@ -5,7 +5,7 @@
 use anyhow::Context;
 use jid::BareJid;
 
-use super::{Millis, Store};
+use super::{Conn, Millis, Store};
 
 /// The address (original case) and display name behind an escaped JID,
 /// as last seen in mail.
@@ -18,19 +18,17 @@ pub struct Contact {
 
 /// Remembers a contact; a row that says the same is left untouched, so a
 /// busy correspondent costs no write.
-pub(crate) async fn upsert_contact(
-    conn: &mut sqlx::SqliteConnection,
-    contact: &Contact,
-) -> anyhow::Result<()> {
-    sqlx::query(
+pub(crate) async fn upsert_contact(conn: Conn<'_>, contact: &Contact) -> anyhow::Result<()> {
+    on_backend!(conn, |conn| sqlx::query(
         "
         INSERT INTO contacts (jid, address, display_name, updated_at)
-        VALUES (?, ?, ?, ?)
+        VALUES ($1, $2, $3, $4)
         ON CONFLICT (jid) DO UPDATE SET
             address = excluded.address,
             display_name = excluded.display_name,
             updated_at = excluded.updated_at
-        WHERE address != excluded.address OR display_name != excluded.display_name
+        WHERE contacts.address != excluded.address
+           OR contacts.display_name != excluded.display_name
         ",
     )
     .bind(contact.jid.as_str())
@@ -39,6 +37,7 @@ pub(crate) async fn upsert_contact(
     .bind(Millis::now().0)
     .execute(conn)
     .await
+    .map(|_| ()))
     .with_context(|| format!("Remembering contact {}", contact.jid))?;
     Ok(())
 }
@@ -46,39 +45,46 @@ pub(crate) async fn upsert_contact(
 impl Store {
     /// The mail address and display name last seen behind an escaped JID.
     pub async fn contact(&self, jid: &BareJid) -> anyhow::Result<Option<(String, String)>> {
-        sqlx::query_as("SELECT address, display_name FROM contacts WHERE jid = ?")
-            .bind(jid.as_str())
-            .fetch_optional(&self.pool)
-            .await
-            .with_context(|| format!("Looking up contact {jid}"))
+        on_backend!(&self.pool, |pool| sqlx::query_as(
+            "SELECT address, display_name FROM contacts WHERE jid = $1"
+        )
+        .bind(jid.as_str())
+        .fetch_optional(pool)
+        .await)
+        .with_context(|| format!("Looking up contact {jid}"))
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::scratch;
+    use crate::store::testing::store_test;
 
-    #[tokio::test]
-    async fn the_latest_name_and_case_are_kept() {
-        let (store, _dir) = scratch().await;
-        let jid = BareJid::new("bob\\40example.net@mail.example.test").expect("jid");
-        let mut conn = store.pool.acquire().await.expect("connection");
-        let first = Contact {
-            jid: jid.clone(),
-            address: "Bob@example.net".into(),
-            name: "Bob".into(),
-        };
-        upsert_contact(&mut conn, &first).await.expect("stored");
-        let renamed = Contact {
-            name: "Bob B.".into(),
-            ..first
-        };
-        upsert_contact(&mut conn, &renamed).await.expect("stored");
-        drop(conn);
-        assert_eq!(
-            store.contact(&jid).await.expect("lookup"),
-            Some(("Bob@example.net".into(), "Bob B.".into()))
-        );
+    store_test! {
+        async fn the_latest_name_and_case_are_kept(store, scratch) {
+            let jid = BareJid::new("bob\\40example.net@mail.example.test").expect("jid");
+            let first = Contact {
+                jid: jid.clone(),
+                address: "Bob@example.net".into(),
+                name: "Bob".into(),
+            };
+            let renamed = Contact {
+                name: "Bob B.".into(),
+                ..first.clone()
+            };
+            on_backend!(&store.pool, |pool| {
+                let mut conn = pool.acquire().await.expect("connection");
+                upsert_contact((&mut *conn).into(), &first)
+                    .await
+                    .expect("stored");
+                upsert_contact((&mut *conn).into(), &renamed)
+                    .await
+                    .expect("stored");
+            });
+            assert_eq!(
+                store.contact(&jid).await.expect("lookup"),
+                Some(("Bob@example.net".into(), "Bob B.".into()))
+            );
+        }
     }
 }

@@ -12,14 +12,15 @@ impl Store {
     /// closed pool.
     pub async fn probe_write(&self) -> anyhow::Result<()> {
         // The counter changes every time, so the commit always writes.
-        sqlx::query(
+        on_backend!(&self.pool, |pool| sqlx::query(
             "
             INSERT INTO health_probe (id, probes) VALUES (1, 1)
-            ON CONFLICT (id) DO UPDATE SET probes = probes + 1
+            ON CONFLICT (id) DO UPDATE SET probes = health_probe.probes + 1
             ",
         )
-        .execute(&self.pool)
+        .execute(pool)
         .await
+        .map(|_| ()))
         .context("Writing the health probe")?;
         Ok(())
     }

@@ -2,9 +2,8 @@
 
 use anyhow::Context;
 use jid::BareJid;
-use sqlx::Row;
 
-use super::{Millis, Store};
+use super::{Conn, Millis, Store};
 
 /// One message of a user's conversations.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -20,7 +19,11 @@ pub struct MessageRecord {
 
 const COLUMNS: &str = "user_jid, message_id, peer_jid, stanza_id, author_jid, thread, refs";
 
-fn record(row: sqlx::sqlite::SqliteRow) -> anyhow::Result<MessageRecord> {
+fn record<R: sqlx::Row>(row: R) -> anyhow::Result<MessageRecord>
+where
+    for<'a> &'a str: sqlx::ColumnIndex<R>,
+    for<'r> String: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+{
     let jid = |column: &str| -> anyhow::Result<BareJid> {
         let text: String = row.try_get(column)?;
         BareJid::new(&text).with_context(|| format!("Stored {column} {text}"))
@@ -38,15 +41,12 @@ fn record(row: sqlx::sqlite::SqliteRow) -> anyhow::Result<MessageRecord> {
 }
 
 /// Remembers a message; the first record of a Message-ID stays.
-pub(crate) async fn insert_message(
-    conn: &mut sqlx::SqliteConnection,
-    message: &MessageRecord,
-) -> anyhow::Result<()> {
+pub(crate) async fn insert_message(conn: Conn<'_>, message: &MessageRecord) -> anyhow::Result<()> {
     // Only the constant column list is formatted in.
-    sqlx::query(sqlx::AssertSqlSafe(format!(
+    on_backend!(conn, |conn| sqlx::query(sqlx::AssertSqlSafe(format!(
         "
         INSERT INTO messages ({COLUMNS}, created_at)
-        VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+        VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
         ON CONFLICT (user_jid, message_id) DO NOTHING
         "
     )))
@@ -60,6 +60,7 @@ pub(crate) async fn insert_message(
     .bind(Millis::now().0)
     .execute(conn)
     .await
+    .map(|_| ()))
     .with_context(|| format!("Remembering message {}", message.message_id))?;
     Ok(())
 }
@@ -68,12 +69,10 @@ impl Store {
     /// Remembers a message; the first record of a Message-ID stays.
     #[cfg(test)]
     pub async fn remember_message(&self, message: &MessageRecord) -> anyhow::Result<()> {
-        let mut conn = self
-            .pool
-            .acquire()
-            .await
-            .context("Connecting to the store")?;
-        insert_message(&mut conn, message).await
+        on_backend!(&self.pool, |pool| {
+            let mut conn = pool.acquire().await.context("Connecting to the store")?;
+            insert_message((&mut *conn).into(), message).await
+        })
     }
 
     async fn find_message(
@@ -83,20 +82,22 @@ impl Store {
         value: &str,
     ) -> anyhow::Result<Option<MessageRecord>> {
         // `condition` is one of the constant strings of the callers below.
-        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "
+        on_backend!(&self.pool, |pool| {
+            let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+                "
             SELECT {COLUMNS} FROM messages
-            WHERE user_jid = ? AND {condition}
+            WHERE user_jid = $1 AND {condition}
             ORDER BY created_at DESC, rowid DESC
             LIMIT 1
             "
-        )))
-        .bind(user.as_str())
-        .bind(value)
-        .fetch_optional(&self.pool)
-        .await
-        .context("Looking up a message")?;
-        row.map(record).transpose()
+            )))
+            .bind(user.as_str())
+            .bind(value)
+            .fetch_optional(pool)
+            .await
+            .context("Looking up a message")?;
+            row.map(record).transpose()
+        })
     }
 
     /// The user's message with this Message-ID.
@@ -105,7 +106,7 @@ impl Store {
         user: &BareJid,
         message_id: &str,
     ) -> anyhow::Result<Option<MessageRecord>> {
-        self.find_message("message_id = ?", user, message_id).await
+        self.find_message("message_id = $2", user, message_id).await
     }
 
     /// The user's message their client knows by `stanza_id`.
@@ -114,7 +115,7 @@ impl Store {
         user: &BareJid,
         stanza_id: &str,
     ) -> anyhow::Result<Option<MessageRecord>> {
-        self.find_message("stanza_id = ?", user, stanza_id).await
+        self.find_message("stanza_id = $2", user, stanza_id).await
     }
 
     /// The latest message of a thread of the user's.
@@ -123,61 +124,61 @@ impl Store {
         user: &BareJid,
         thread: &str,
     ) -> anyhow::Result<Option<MessageRecord>> {
-        self.find_message("thread = ?", user, thread).await
+        self.find_message("thread = $2", user, thread).await
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::scratch;
+    use crate::store::testing::store_test;
 
     fn jid(s: &str) -> BareJid {
         BareJid::new(s).expect("jid")
     }
 
-    #[tokio::test]
-    async fn messages_are_found_by_id_stanza_and_thread() {
-        let (store, _dir) = scratch().await;
-        let alice = jid("alice@example.test");
-        let bob = jid("bob\\40example.net@mail.example.test");
-        let first = MessageRecord {
-            user: alice.clone(),
-            message_id: "a@example.net".into(),
-            peer: bob.clone(),
-            stanza_id: "mail-1".into(),
-            author: bob.clone(),
-            thread: "t1".into(),
-            references: vec![],
-        };
-        let second = MessageRecord {
-            message_id: "b@mail.example.test".into(),
-            stanza_id: "s2".into(),
-            author: alice.clone(),
-            references: vec!["a@example.net".into()],
-            ..first.clone()
-        };
-        store.remember_message(&first).await.expect("stored");
-        store.remember_message(&second).await.expect("stored");
-        store.remember_message(&first).await.expect("stored twice");
-        assert_eq!(
-            store
-                .message_by_id(&alice, "a@example.net")
-                .await
-                .expect("q"),
-            Some(first.clone())
-        );
-        assert_eq!(
-            store.message_by_stanza_id(&alice, "s2").await.expect("q"),
-            Some(second.clone())
-        );
-        assert_eq!(
-            store.latest_in_thread(&alice, "t1").await.expect("q"),
-            Some(second)
-        );
-        assert_eq!(
-            store.message_by_id(&bob, "a@example.net").await.expect("q"),
-            None
-        );
+    store_test! {
+        async fn messages_are_found_by_id_stanza_and_thread(store, scratch) {
+            let alice = jid("alice@example.test");
+            let bob = jid("bob\\40example.net@mail.example.test");
+            let first = MessageRecord {
+                user: alice.clone(),
+                message_id: "a@example.net".into(),
+                peer: bob.clone(),
+                stanza_id: "mail-1".into(),
+                author: bob.clone(),
+                thread: "t1".into(),
+                references: vec![],
+            };
+            let second = MessageRecord {
+                message_id: "b@mail.example.test".into(),
+                stanza_id: "s2".into(),
+                author: alice.clone(),
+                references: vec!["a@example.net".into()],
+                ..first.clone()
+            };
+            store.remember_message(&first).await.expect("stored");
+            store.remember_message(&second).await.expect("stored");
+            store.remember_message(&first).await.expect("stored twice");
+            assert_eq!(
+                store
+                    .message_by_id(&alice, "a@example.net")
+                    .await
+                    .expect("q"),
+                Some(first.clone())
+            );
+            assert_eq!(
+                store.message_by_stanza_id(&alice, "s2").await.expect("q"),
+                Some(second.clone())
+            );
+            assert_eq!(
+                store.latest_in_thread(&alice, "t1").await.expect("q"),
+                Some(second)
+            );
+            assert_eq!(
+                store.message_by_id(&bob, "a@example.net").await.expect("q"),
+                None
+            );
+        }
     }
 }

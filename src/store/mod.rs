@@ -1,10 +1,49 @@
-//! The durable store (sqlx, SQLite in WAL mode with synchronous commits),
-//! one file per table group: registered users, contacts, messages, shared
-//! attachments, secrets, the two queues, and what XMPP-Mail learnt from
-//! other domains and took from their gateways (`xmpp_mail`, `handoffs`).
-//! Every state change of a queued item is one statement or one
-//! transaction, and whoever commits new work into a queue wakes that
-//! queue's runner through the store.
+//! The durable store (sqlx): SQLite in WAL mode with synchronous commits,
+//! or PostgreSQL with its default synchronous commits. One file per table
+//! group: registered users, contacts, messages, shared attachments,
+//! secrets, the two queues, and what XMPP-Mail learnt from other domains
+//! and took from their gateways (`xmpp_mail`, `handoffs`). Every state
+//! change of a queued item is one statement or one transaction, and
+//! whoever commits new work into a queue wakes that queue's runner
+//! through the store.
+//!
+//! Each statement is written once, in the SQL both databases speak (`$N`
+//! parameters, `ON CONFLICT`, `RETURNING`, BIGINT/TEXT/blob columns), and
+//! `on_backend!` expands the code around it once per database, so that
+//! each runs on its own sqlx driver, with no dispatch but one `match`.
+//! The few statements that differ are spelt out per database side by side.
+
+/// Runs `$body` with `$b` bound to the SQLite or the PostgreSQL side of
+/// a [`Backend`] (a pool or a connection): the body is compiled once per
+/// database, with that database's types. The body is not a closure: `?`
+/// and `return` leave the enclosing function.
+macro_rules! on_backend {
+    ($on:expr, |$b:ident| $body:expr) => {
+        match $on {
+            $crate::store::Backend::Sqlite($b) => $body,
+            $crate::store::Backend::Postgres($b) => $body,
+        }
+    };
+}
+
+/// Implements `sqlx::Type` for enums stored as their name in a TEXT
+/// column (their `Encode` and `Decode` are derived), on both databases.
+macro_rules! stored_as_text {
+    ($($ty:ty),* $(,)?) => {$(
+        impl<DB: sqlx::Database> sqlx::Type<DB> for $ty
+        where
+            str: sqlx::Type<DB>,
+        {
+            fn type_info() -> DB::TypeInfo {
+                <str as sqlx::Type<DB>>::type_info()
+            }
+
+            fn compatible(ty: &DB::TypeInfo) -> bool {
+                <str as sqlx::Type<DB>>::compatible(ty)
+            }
+        }
+    )*};
+}
 
 pub mod admin;
 mod attachments;
@@ -16,6 +55,8 @@ mod health;
 mod messages;
 mod secrets;
 pub mod sweep;
+#[cfg(test)]
+pub(crate) mod testing;
 mod to_mail;
 mod to_xmpp;
 mod users;
@@ -26,8 +67,9 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::SqlitePool;
+use sqlx::{PgConnection, PgPool, SqliteConnection, SqlitePool};
 use tokio::sync::Notify;
 
 pub use attachments::SharedRecord;
@@ -89,34 +131,75 @@ struct Wake {
     to_mail: Notify,
 }
 
+/// One thing per database: a pool, a connection.
+#[derive(Clone)]
+pub(crate) enum Backend<S, P> {
+    Sqlite(S),
+    Postgres(P),
+}
+
+type Pool = Backend<SqlitePool, PgPool>;
+
+/// A connection (or a transaction's) that helpers shared by several
+/// transactions write through.
+pub(crate) type Conn<'c> = Backend<&'c mut SqliteConnection, &'c mut PgConnection>;
+
+impl<'c> From<&'c mut SqliteConnection> for Conn<'c> {
+    fn from(conn: &'c mut SqliteConnection) -> Self {
+        Backend::Sqlite(conn)
+    }
+}
+
+impl<'c> From<&'c mut PgConnection> for Conn<'c> {
+    fn from(conn: &'c mut PgConnection) -> Self {
+        Backend::Postgres(conn)
+    }
+}
+
+/// Connections a PostgreSQL store keeps at most.
+const PG_CONNECTIONS: u32 = 8;
+
+/// The database a store URL names, by its scheme.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Sqlite,
+    Postgres,
+}
+
+impl Kind {
+    /// `sqlite:…`, or `postgres://…` (also spelt `postgresql://…`).
+    pub fn of(url: &str) -> Option<Kind> {
+        if url.starts_with("sqlite:") {
+            Some(Kind::Sqlite)
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Some(Kind::Postgres)
+        } else {
+            None
+        }
+    }
+}
+
 /// Handle on the database; cheap to clone.
 #[derive(Clone)]
 pub struct Store {
-    pool: SqlitePool,
+    pool: Pool,
     users: users::UserCache,
     wake: Arc<Wake>,
 }
 
 impl Store {
-    /// Opens (creating if needed) the database named by a `sqlite:` URL and
+    /// Opens the database named by a `sqlite:` URL (creating the file if
+    /// needed) or a `postgres://` URL (the database must exist), and
     /// brings its schema up to date.
     pub async fn open(url: &str) -> anyhow::Result<Store> {
-        let options = SqliteConnectOptions::from_str(url)
-            .with_context(|| format!("Parsing store URL {url}"))?
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Full)
-            .foreign_keys(true)
-            .busy_timeout(Duration::from_secs(10));
-        let pool = SqlitePoolOptions::new()
-            .max_connections(4)
-            .connect_with(options)
-            .await
-            .with_context(|| format!("Opening store {url}"))?;
-        sqlx::migrate!("src/store/migrations")
-            .run(&pool)
-            .await
-            .context("Migrating the store schema")?;
+        let pool = match Kind::of(url) {
+            Some(Kind::Sqlite) => Backend::Sqlite(open_sqlite(url).await?),
+            Some(Kind::Postgres) => Backend::Postgres(open_postgres(url).await?),
+            None => anyhow::bail!(
+                "Store URL {} is neither sqlite: nor postgres://",
+                without_password(url)
+            ),
+        };
         Ok(Store {
             pool,
             users: users::UserCache::default(),
@@ -126,7 +209,7 @@ impl Store {
 
     /// Waits for running statements and closes the database.
     pub async fn close(&self) {
-        self.pool.close().await;
+        on_backend!(&self.pool, |pool| pool.close().await);
     }
 
     /// Resolves once new work has been committed into `to_xmpp` (at once
@@ -143,22 +226,77 @@ impl Store {
 
     /// Counts items per queue and state, for tests and operators.
     pub async fn queue_counts(&self) -> anyhow::Result<Vec<(String, String, i64)>> {
-        let rows: Vec<(String, String, i64)> = sqlx::query_as(
-            "
+        let sql = "
             SELECT 'to_xmpp', state, COUNT(*) FROM to_xmpp GROUP BY state
             UNION ALL
             SELECT 'to_mail', state, COUNT(*) FROM to_mail GROUP BY state
             ORDER BY 1, 2
-            ",
-        )
-        .fetch_all(&self.pool)
-        .await
-        .context("Counting queues")?;
-        Ok(rows)
+            ";
+        on_backend!(&self.pool, |pool| sqlx::query_as(sql)
+            .fetch_all(pool)
+            .await
+            .context("Counting queues"))
     }
 }
 
-/// A store in a fresh temporary directory, for tests.
+/// Opens a SQLite store: WAL, synchronous commits, foreign keys.
+async fn open_sqlite(url: &str) -> anyhow::Result<SqlitePool> {
+    let options = SqliteConnectOptions::from_str(url)
+        .with_context(|| format!("Parsing store URL {url}"))?
+        .create_if_missing(true)
+        .journal_mode(SqliteJournalMode::Wal)
+        .synchronous(SqliteSynchronous::Full)
+        .foreign_keys(true)
+        .busy_timeout(Duration::from_secs(10));
+    let pool = SqlitePoolOptions::new()
+        .max_connections(4)
+        .connect_with(options)
+        .await
+        .with_context(|| format!("Opening store {url}"))?;
+    sqlx::migrate!("src/store/migrations/sqlite")
+        .run(&pool)
+        .await
+        .context("Migrating the store schema")?;
+    Ok(pool)
+}
+
+/// Opens a PostgreSQL store, with the server's durability settings
+/// (`synchronous_commit` is on unless its operator turned it off).
+async fn open_postgres(url: &str) -> anyhow::Result<PgPool> {
+    let shown = without_password(url);
+    let options = PgConnectOptions::from_str(url)
+        .with_context(|| format!("Parsing store URL {shown}"))?
+        .application_name("facteur");
+    let pool = PgPoolOptions::new()
+        .max_connections(PG_CONNECTIONS)
+        .acquire_timeout(Duration::from_secs(10))
+        .connect_with(options)
+        .await
+        .with_context(|| format!("Opening store {shown}"))?;
+    sqlx::migrate!("src/store/migrations/postgres")
+        .run(&pool)
+        .await
+        .context("Migrating the store schema")?;
+    Ok(pool)
+}
+
+/// A store URL fit for logs and errors: its password, if any, as `***`.
+pub fn without_password(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let end = rest.find(['/', '?']).unwrap_or(rest.len());
+    let (authority, path) = rest.split_at(end);
+    match authority.rsplit_once('@') {
+        Some((userinfo, host)) => match userinfo.split_once(':') {
+            Some((user, _)) => format!("{scheme}://{user}:***@{host}{path}"),
+            None => url.to_owned(),
+        },
+        None => url.to_owned(),
+    }
+}
+
+/// A SQLite store in a fresh temporary directory, for tests.
 #[cfg(test)]
 pub(crate) async fn scratch() -> (Store, tempfile::TempDir) {
     let dir = tempfile::tempdir().expect("temporary directory");

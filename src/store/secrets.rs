@@ -14,37 +14,39 @@ impl Store {
             .fill(&mut fresh)
             .map_err(|_| anyhow::anyhow!("No random numbers for a new secret"))?;
         // Two processes starting at once both try: the first one's stays.
-        sqlx::query(
-            "
+        on_backend!(&self.pool, |pool| {
+            sqlx::query(
+                "
             INSERT INTO secrets (name, value, created_at)
-            VALUES (?, ?, ?)
+            VALUES ($1, $2, $3)
             ON CONFLICT (name) DO NOTHING
             ",
-        )
-        .bind(name)
-        .bind(&fresh[..])
-        .bind(Millis::now().0)
-        .execute(&self.pool)
-        .await
-        .with_context(|| format!("Making secret {name}"))?;
-        sqlx::query_scalar("SELECT value FROM secrets WHERE name = ?")
+            )
             .bind(name)
-            .fetch_one(&self.pool)
+            .bind(&fresh[..])
+            .bind(Millis::now().0)
+            .execute(pool)
             .await
-            .with_context(|| format!("Reading secret {name}"))
+            .with_context(|| format!("Making secret {name}"))?;
+            sqlx::query_scalar("SELECT value FROM secrets WHERE name = $1")
+                .bind(name)
+                .fetch_one(pool)
+                .await
+                .with_context(|| format!("Reading secret {name}"))
+        })
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use crate::store::scratch;
+    use crate::store::testing::store_test;
 
-    #[tokio::test]
-    async fn a_secret_is_made_once() {
-        let (store, _dir) = scratch().await;
-        let first = store.secret("return-path").await.expect("secret");
-        assert_eq!(first.len(), 32);
-        assert_eq!(store.secret("return-path").await.expect("again"), first);
-        assert_ne!(store.secret("other").await.expect("other"), first);
+    store_test! {
+        async fn a_secret_is_made_once(store, scratch) {
+            let first = store.secret("return-path").await.expect("secret");
+            assert_eq!(first.len(), 32);
+            assert_eq!(store.secret("return-path").await.expect("again"), first);
+            assert_ne!(store.secret("other").await.expect("other"), first);
+        }
     }
 }

@@ -18,6 +18,14 @@ use super::{Millis, Store};
 /// Rows deleted per transaction.
 const BATCH: i64 = 500;
 
+/// A parameter of a sweeping statement.
+#[derive(Debug, Clone, Copy)]
+enum Param {
+    Int(i64),
+    ToXmpp(ToXmppState),
+    ToMail(ToMailState),
+}
+
 /// How long each kind of row is kept.
 #[derive(Debug, Clone, Copy)]
 pub struct Retention {
@@ -57,7 +65,8 @@ impl Store {
         let threads = now.before(retention.keep_threads).0;
         // The newest row of a queue table is never deleted: SQLite would
         // give its id to the next row, and ids are known outside (return
-        // paths carry them, bounces come back with them).
+        // paths carry them, bounces come back with them). `rowid` is
+        // SQLite's own, and a column of the same name in PostgreSQL.
         let swept = Swept {
             to_xmpp: self
                 .delete_batches(
@@ -65,16 +74,15 @@ impl Store {
                     "
                     DELETE FROM to_xmpp WHERE id IN (
                         SELECT id FROM to_xmpp
-                        WHERE state IN (?, ?) AND updated_at < ?
+                        WHERE state IN ($1, $2) AND updated_at < $3
                           AND id < (SELECT MAX(id) FROM to_xmpp)
-                        LIMIT ?)
+                        LIMIT $4)
                     ",
-                    |query| {
-                        query
-                            .bind(ToXmppState::Delivered)
-                            .bind(ToXmppState::Failed)
-                            .bind(finished)
-                    },
+                    &[
+                        Param::ToXmpp(ToXmppState::Delivered),
+                        Param::ToXmpp(ToXmppState::Failed),
+                        Param::Int(finished),
+                    ],
                     stop,
                 )
                 .await?,
@@ -84,16 +92,15 @@ impl Store {
                     "
                     DELETE FROM to_mail WHERE id IN (
                         SELECT id FROM to_mail
-                        WHERE state IN (?, ?) AND updated_at < ?
+                        WHERE state IN ($1, $2) AND updated_at < $3
                           AND id < (SELECT MAX(id) FROM to_mail)
-                        LIMIT ?)
+                        LIMIT $4)
                     ",
-                    |query| {
-                        query
-                            .bind(ToMailState::Sent)
-                            .bind(ToMailState::Failed)
-                            .bind(finished)
-                    },
+                    &[
+                        Param::ToMail(ToMailState::Sent),
+                        Param::ToMail(ToMailState::Failed),
+                        Param::Int(finished),
+                    ],
                     stop,
                 )
                 .await?,
@@ -108,9 +115,9 @@ impl Store {
                         WHERE NOT EXISTS (SELECT 1 FROM to_xmpp d WHERE d.mail_id = m.id)
                           AND NOT EXISTS (SELECT 1 FROM attachments a WHERE a.mail_id = m.id)
                           AND m.id < (SELECT MAX(id) FROM inbound_mail)
-                        LIMIT ?)
+                        LIMIT $1)
                     ",
-                    |query| query,
+                    &[],
                     stop,
                 )
                 .await?,
@@ -119,9 +126,9 @@ impl Store {
                     "messages",
                     "
                     DELETE FROM messages WHERE rowid IN (
-                        SELECT rowid FROM messages WHERE created_at < ? LIMIT ?)
+                        SELECT rowid FROM messages WHERE created_at < $1 LIMIT $2)
                     ",
-                    |query| query.bind(threads),
+                    &[Param::Int(threads)],
                     stop,
                 )
                 .await?,
@@ -130,9 +137,9 @@ impl Store {
                     "xmpp_mail_answers",
                     "
                     DELETE FROM xmpp_mail_answers WHERE rowid IN (
-                        SELECT rowid FROM xmpp_mail_answers WHERE expires_at < ? LIMIT ?)
+                        SELECT rowid FROM xmpp_mail_answers WHERE expires_at < $1 LIMIT $2)
                     ",
-                    |query| query.bind(now.0),
+                    &[Param::Int(now.0)],
                     stop,
                 )
                 .await?
@@ -141,9 +148,9 @@ impl Store {
                         "handoffs",
                         "
                         DELETE FROM handoffs WHERE rowid IN (
-                            SELECT rowid FROM handoffs WHERE received_at < ? LIMIT ?)
+                            SELECT rowid FROM handoffs WHERE received_at < $1 LIMIT $2)
                         ",
-                        |query| query.bind(finished),
+                        &[Param::Int(finished)],
                         stop,
                     )
                     .await?,
@@ -151,26 +158,36 @@ impl Store {
         Ok(swept)
     }
 
-    /// Runs `sql` (its last parameter the batch size) until it deletes
-    /// less than a batch; each run is its own transaction.
-    async fn delete_batches<'q>(
+    /// Runs `sql` with `params`, then the batch size as its last
+    /// parameter, until it deletes less than a batch; each run is its own
+    /// transaction.
+    async fn delete_batches(
         &self,
         table: &str,
         sql: &'static str,
-        bind: impl Fn(
-            sqlx::query::Query<'q, sqlx::Sqlite, sqlx::sqlite::SqliteArguments>,
-        ) -> sqlx::query::Query<'q, sqlx::Sqlite, sqlx::sqlite::SqliteArguments>,
+        params: &[Param],
         stop: &CancellationToken,
     ) -> anyhow::Result<u64> {
         let mut deleted = 0;
         while !stop.is_cancelled() {
-            let done = bind(sqlx::query(sql))
-                .bind(BATCH)
-                .execute(&self.pool)
-                .await
-                .with_context(|| format!("Sweeping {table}"))?;
-            deleted += done.rows_affected();
-            if done.rows_affected() < BATCH.unsigned_abs() {
+            let done = on_backend!(&self.pool, |pool| {
+                let mut query = sqlx::query(sql);
+                for param in params {
+                    query = match *param {
+                        Param::Int(value) => query.bind(value),
+                        Param::ToXmpp(state) => query.bind(state),
+                        Param::ToMail(state) => query.bind(state),
+                    };
+                }
+                query
+                    .bind(BATCH)
+                    .execute(pool)
+                    .await
+                    .with_context(|| format!("Sweeping {table}"))?
+                    .rows_affected()
+            });
+            deleted += done;
+            if done < BATCH.unsigned_abs() {
                 break;
             }
             // Between two batches, others get the write lock.

@@ -8,15 +8,14 @@ use anyhow::Context;
 use facteur_bridge::bounce::Bounce;
 use facteur_bridge::{mailbox_to_jid, MailAddress};
 use jid::BareJid;
-use sqlx::Row;
 
 use super::messages::{insert_message, MessageRecord};
 use super::to_xmpp::{insert_notice, Notice};
-use super::{Millis, Store};
+use super::{Backend, Conn, Millis, Store};
 use crate::telemetry::{meters, Timed};
 
 /// Where a mail owed to a peer stands; stored as its lower-case name.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, sqlx::Type)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, sqlx::Encode, sqlx::Decode)]
 #[sqlx(rename_all = "lowercase")]
 pub enum ToMailState {
     /// Due at `next_attempt_at`.
@@ -29,7 +28,7 @@ pub enum ToMailState {
 
 /// How a queued mail travels (doc/xmpp-mail.md §7); stored as its
 /// lower-case name, '' while not decided.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, sqlx::Type)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, sqlx::Encode, sqlx::Decode)]
 #[sqlx(rename_all = "lowercase")]
 pub enum MailRoute {
     #[sqlx(rename = "")]
@@ -37,6 +36,8 @@ pub enum MailRoute {
     Smtp,
     Xmpp,
 }
+
+stored_as_text!(ToMailState, MailRoute);
 
 /// A user to tell, once, that a correspondent reads mail over XMPP.
 #[derive(Debug, Clone)]
@@ -174,17 +175,18 @@ impl Store {
         // An explicit transaction: with RETURNING in autocommit mode, SQLite
         // reports a failed commit (a full disk) only when the statement is
         // reset, after the id has been read, and sqlx would not tell.
-        let mut tx = self.pool.begin().await.context("Starting transaction")?;
         let mut ids = Vec::with_capacity(mails.len());
         let mut fresh = false;
-        for (mail, record) in mails {
-            let id = match insert_mail(&mut tx, mail, now).await? {
+        on_backend!(&self.pool, |pool| {
+            let mut tx = pool.begin().await.context("Starting transaction")?;
+            for (mail, record) in mails {
+                let id = match insert_mail((&mut *tx).into(), mail, now).await? {
                 Some(id) => {
                     fresh = true;
                     id
                 }
                 None => sqlx::query_scalar(
-                    "SELECT id FROM to_mail WHERE sender = ? AND message_id = ? AND rcpt = ?",
+                    "SELECT id FROM to_mail WHERE sender = $1 AND message_id = $2 AND rcpt = $3",
                 )
                 .bind(mail.sender.as_str())
                 .bind(mail.message_id)
@@ -193,12 +195,13 @@ impl Store {
                 .await
                 .context("Finding the queued copy of an outgoing mail")?,
             };
-            if let Some(record) = record {
-                insert_message(&mut tx, record).await?;
+                if let Some(record) = record {
+                    insert_message((&mut *tx).into(), record).await?;
+                }
+                ids.push(id);
             }
-            ids.push(id);
-        }
-        tx.commit().await.context("Committing outgoing mail")?;
+            tx.commit().await.context("Committing outgoing mail")?;
+        });
         if fresh {
             self.wake.to_mail.notify_one();
         }
@@ -219,58 +222,65 @@ impl Store {
         limit: u32,
         busy: &[i64],
     ) -> anyhow::Result<Vec<ToMailItem>> {
-        // A JSON array, which SQLite's json_each reads.
-        let busy = format!(
-            "[{}]",
-            busy.iter()
-                .map(i64::to_string)
-                .collect::<Vec<_>>()
-                .join(",")
-        );
-        let rows = sqlx::query(
-            "
+        const COLUMNS: &str = "
             SELECT id, sender, mail_from, rcpt, message_id, raw, attempts, created_at,
                    route, stanza
-            FROM to_mail
-            WHERE state = ? AND next_attempt_at <= ?
-              AND id NOT IN (SELECT value FROM json_each(?))
-            ORDER BY id
-            LIMIT ?
-            ",
-        )
-        .bind(ToMailState::Queued)
-        .bind(now.0)
-        .bind(busy)
-        .bind(limit)
-        .fetch_all(&self.pool)
-        .await
-        .context("Loading due outgoing mail")?;
-        rows.into_iter()
-            .map(|row| {
-                Ok(ToMailItem {
-                    id: row.try_get("id")?,
-                    sender: row.try_get("sender")?,
-                    mail_from: row.try_get("mail_from")?,
-                    rcpt: row.try_get("rcpt")?,
-                    message_id: row.try_get("message_id")?,
-                    raw: row.try_get("raw")?,
-                    attempts: u32::try_from(row.try_get::<i64, _>("attempts")?).unwrap_or(u32::MAX),
-                    created_at: Millis(row.try_get("created_at")?),
-                    route: row.try_get("route")?,
-                    stanza: row.try_get("stanza")?,
-                })
-            })
-            .collect()
+            FROM to_mail";
+        // `busy` goes as one parameter: a JSON array that SQLite's
+        // json_each reads, a BIGINT[] in PostgreSQL.
+        match &self.pool {
+            Backend::Sqlite(pool) => {
+                let busy = format!(
+                    "[{}]",
+                    busy.iter()
+                        .map(i64::to_string)
+                        .collect::<Vec<_>>()
+                        .join(",")
+                );
+                let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+                    "{COLUMNS}
+                    WHERE state = $1 AND next_attempt_at <= $2
+                      AND id NOT IN (SELECT value FROM json_each($3))
+                    ORDER BY id
+                    LIMIT $4"
+                )))
+                .bind(ToMailState::Queued)
+                .bind(now.0)
+                .bind(busy)
+                .bind(i64::from(limit))
+                .fetch_all(pool)
+                .await
+                .context("Loading due outgoing mail")?;
+                rows.into_iter().map(to_mail_item).collect()
+            }
+            Backend::Postgres(pool) => {
+                let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+                    "{COLUMNS}
+                    WHERE state = $1 AND next_attempt_at <= $2 AND id <> ALL($3)
+                    ORDER BY id
+                    LIMIT $4"
+                )))
+                .bind(ToMailState::Queued)
+                .bind(now.0)
+                .bind(busy)
+                .bind(i64::from(limit))
+                .fetch_all(pool)
+                .await
+                .context("Loading due outgoing mail")?;
+                rows.into_iter().map(to_mail_item).collect()
+            }
+        }
     }
 
     /// When the next queued mail is due, if any.
     pub async fn next_to_mail(&self) -> anyhow::Result<Option<Millis>> {
-        let next: Option<i64> =
-            sqlx::query_scalar("SELECT MIN(next_attempt_at) FROM to_mail WHERE state = ?")
-                .bind(ToMailState::Queued)
-                .fetch_one(&self.pool)
-                .await
-                .context("Finding the next due mail")?;
+        let next: Option<i64> = on_backend!(&self.pool, |pool| sqlx::query_scalar(
+            "SELECT MIN(next_attempt_at) FROM to_mail WHERE state = $1"
+        )
+        .bind(ToMailState::Queued)
+        .fetch_one(pool)
+        .await
+        .context("Finding the next due mail")?);
         Ok(next.map(Millis))
     }
 
@@ -280,62 +290,63 @@ impl Store {
     pub async fn apply_mail_outcomes(&self, outcomes: &[MailOutcome]) -> anyhow::Result<()> {
         let _timed = Timed::start(&meters().store.mail_outcomes);
         let now = Millis::now();
-        let mut tx = self.pool.begin().await.context("Starting transaction")?;
         let mut noticed = false;
-        for outcome in outcomes {
-            match outcome {
-                MailOutcome::Routed { id, route } => {
-                    sqlx::query("UPDATE to_mail SET route = ?, updated_at = ? WHERE id = ?")
-                        .bind(route)
+        on_backend!(&self.pool, |pool| {
+            let mut tx = pool.begin().await.context("Starting transaction")?;
+            for outcome in outcomes {
+                match outcome {
+                    MailOutcome::Routed { id, route } => {
+                        sqlx::query("UPDATE to_mail SET route = $1, updated_at = $2 WHERE id = $3")
+                            .bind(route)
+                            .bind(now.0)
+                            .bind(id)
+                            .execute(&mut *tx)
+                            .await
+                            .with_context(|| format!("Routing mail {id}"))?;
+                    }
+                    MailOutcome::SentAsXmpp { id, told } => {
+                        mark_sent((&mut *tx).into(), *id, now).await?;
+                        if let Some(told) = told {
+                            let first = sqlx::query(
+                                "INSERT INTO xmpp_mail_told (\"user\", peer) VALUES ($1, $2)
+                             ON CONFLICT DO NOTHING",
+                            )
+                            .bind(told.notice.recipient.as_str())
+                            .bind(&told.peer)
+                            .execute(&mut *tx)
+                            .await
+                            .context("Recording a user told")?;
+                            if first.rows_affected() == 1 {
+                                insert_notice((&mut *tx).into(), &told.notice, now).await?;
+                                noticed = true;
+                            }
+                        }
+                    }
+                    MailOutcome::Rerouted { id, error } => {
+                        sqlx::query(
+                            "
+                        UPDATE to_mail
+                        SET route = $1, attempts = attempts + 1, next_attempt_at = $2,
+                            last_error = $3, updated_at = $4
+                        WHERE id = $5
+                        ",
+                        )
+                        .bind(MailRoute::Smtp)
+                        .bind(now.0)
+                        .bind(error)
                         .bind(now.0)
                         .bind(id)
                         .execute(&mut *tx)
                         .await
-                        .with_context(|| format!("Routing mail {id}"))?;
-                }
-                MailOutcome::SentAsXmpp { id, told } => {
-                    mark_sent(&mut tx, *id, now).await?;
-                    if let Some(told) = told {
-                        let first = sqlx::query(
-                            "INSERT INTO xmpp_mail_told (user, peer) VALUES (?, ?)
-                             ON CONFLICT DO NOTHING",
-                        )
-                        .bind(told.notice.recipient.as_str())
-                        .bind(&told.peer)
-                        .execute(&mut *tx)
-                        .await
-                        .context("Recording a user told")?;
-                        if first.rows_affected() == 1 {
-                            insert_notice(&mut tx, &told.notice, now).await?;
-                            noticed = true;
-                        }
+                        .with_context(|| format!("Rerouting mail {id}"))?;
                     }
-                }
-                MailOutcome::Rerouted { id, error } => {
-                    sqlx::query(
+                    MailOutcome::Sent(id) => mark_sent((&mut *tx).into(), *id, now).await?,
+                    MailOutcome::Retry { id, at, error } => {
+                        sqlx::query(
                         "
                         UPDATE to_mail
-                        SET route = ?, attempts = attempts + 1, next_attempt_at = ?,
-                            last_error = ?, updated_at = ?
-                        WHERE id = ?
-                        ",
-                    )
-                    .bind(MailRoute::Smtp)
-                    .bind(now.0)
-                    .bind(error)
-                    .bind(now.0)
-                    .bind(id)
-                    .execute(&mut *tx)
-                    .await
-                    .with_context(|| format!("Rerouting mail {id}"))?;
-                }
-                MailOutcome::Sent(id) => mark_sent(&mut tx, *id, now).await?,
-                MailOutcome::Retry { id, at, error } => {
-                    sqlx::query(
-                        "
-                        UPDATE to_mail
-                        SET attempts = attempts + 1, next_attempt_at = ?, last_error = ?, updated_at = ?
-                        WHERE id = ?
+                        SET attempts = attempts + 1, next_attempt_at = $1, last_error = $2, updated_at = $3
+                        WHERE id = $4
                         ",
                     )
                     .bind(at.0)
@@ -345,33 +356,34 @@ impl Store {
                     .execute(&mut *tx)
                     .await
                     .with_context(|| format!("Deferring mail {id}"))?;
-                }
-                MailOutcome::Failed { id, error, notice } => {
-                    let failed = sqlx::query(
-                        "
+                    }
+                    MailOutcome::Failed { id, error, notice } => {
+                        let failed = sqlx::query(
+                            "
                         UPDATE to_mail
-                        SET state = ?, attempts = attempts + 1, last_error = ?, updated_at = ?
-                        WHERE id = ? AND state = ?
+                        SET state = $1, attempts = attempts + 1, last_error = $2, updated_at = $3
+                        WHERE id = $4 AND state = $5
                         ",
-                    )
-                    .bind(ToMailState::Failed)
-                    .bind(error)
-                    .bind(now.0)
-                    .bind(id)
-                    .bind(ToMailState::Queued)
-                    .execute(&mut *tx)
-                    .await
-                    .with_context(|| format!("Failing mail {id}"))?;
-                    // A mail no longer queued (a bounce failed it first)
-                    // has told its sender already.
-                    if let (1, Some(notice)) = (failed.rows_affected(), notice) {
-                        insert_notice(&mut tx, notice, now).await?;
-                        noticed = true;
+                        )
+                        .bind(ToMailState::Failed)
+                        .bind(error)
+                        .bind(now.0)
+                        .bind(id)
+                        .bind(ToMailState::Queued)
+                        .execute(&mut *tx)
+                        .await
+                        .with_context(|| format!("Failing mail {id}"))?;
+                        // A mail no longer queued (a bounce failed it first)
+                        // has told its sender already.
+                        if let (1, Some(notice)) = (failed.rows_affected(), notice) {
+                            insert_notice((&mut *tx).into(), notice, now).await?;
+                            noticed = true;
+                        }
                     }
                 }
             }
-        }
-        tx.commit().await.context("Committing delivery outcomes")?;
+            tx.commit().await.context("Committing delivery outcomes")?;
+        });
         if noticed {
             self.wake.to_xmpp.notify_one();
         }
@@ -393,41 +405,66 @@ impl Store {
         let now = Millis::now();
         // Written first, read back with RETURNING: a read that became a
         // write could meet a concurrent writer's newer snapshot.
-        let mut tx = self.pool.begin().await.context("Starting transaction")?;
-        let failed: Option<(String, String)> = sqlx::query_as(
-            "
+        on_backend!(&self.pool, |pool| {
+            let mut tx = pool.begin().await.context("Starting transaction")?;
+            let failed: Option<(String, String)> = sqlx::query_as(
+                "
             UPDATE to_mail
-            SET state = ?, last_error = ?, updated_at = ?
-            WHERE id = ? AND state != ?
+            SET state = $1, last_error = $2, updated_at = $3
+            WHERE id = $4 AND state != $5
             RETURNING sender, rcpt
             ",
-        )
-        .bind(ToMailState::Failed)
-        .bind(&reason)
-        .bind(now.0)
-        .bind(id)
-        .bind(ToMailState::Failed)
-        .fetch_optional(&mut *tx)
-        .await
-        .with_context(|| format!("Recording the bounce of mail {id}"))?;
-        let Some((sender, rcpt)) = failed else {
-            return Ok(None);
-        };
-        let notice = Notice::undelivered(gateway, &sender, &rcpt, &reason)?;
-        insert_notice(&mut tx, &notice, now).await?;
-        tx.commit().await.context("Committing a bounce")?;
-        self.wake.to_xmpp.notify_one();
-        Ok(Some(Bounced { rcpt, reason }))
+            )
+            .bind(ToMailState::Failed)
+            .bind(&reason)
+            .bind(now.0)
+            .bind(id)
+            .bind(ToMailState::Failed)
+            .fetch_optional(&mut *tx)
+            .await
+            .with_context(|| format!("Recording the bounce of mail {id}"))?;
+            let Some((sender, rcpt)) = failed else {
+                return Ok(None);
+            };
+            let notice = Notice::undelivered(gateway, &sender, &rcpt, &reason)?;
+            insert_notice((&mut *tx).into(), &notice, now).await?;
+            tx.commit().await.context("Committing a bounce")?;
+            self.wake.to_xmpp.notify_one();
+            Ok(Some(Bounced { rcpt, reason }))
+        })
     }
 }
 
+/// A `to_mail` row as an item.
+fn to_mail_item<R: sqlx::Row>(row: R) -> anyhow::Result<ToMailItem>
+where
+    for<'a> &'a str: sqlx::ColumnIndex<R>,
+    for<'r> i64: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    for<'r> String: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    for<'r> Vec<u8>: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    for<'r> MailRoute: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+{
+    Ok(ToMailItem {
+        id: row.try_get("id")?,
+        sender: row.try_get("sender")?,
+        mail_from: row.try_get("mail_from")?,
+        rcpt: row.try_get("rcpt")?,
+        message_id: row.try_get("message_id")?,
+        raw: row.try_get("raw")?,
+        attempts: u32::try_from(row.try_get::<i64, _>("attempts")?).unwrap_or(u32::MAX),
+        created_at: Millis(row.try_get("created_at")?),
+        route: row.try_get("route")?,
+        stanza: row.try_get("stanza")?,
+    })
+}
+
 /// Records that mail `id` was sent.
-async fn mark_sent(tx: &mut sqlx::SqliteConnection, id: i64, now: Millis) -> anyhow::Result<()> {
-    sqlx::query(
+async fn mark_sent(tx: Conn<'_>, id: i64, now: Millis) -> anyhow::Result<()> {
+    on_backend!(tx, |tx| sqlx::query(
         "
         UPDATE to_mail
-        SET state = ?, attempts = attempts + 1, last_error = '', updated_at = ?
-        WHERE id = ?
+        SET state = $1, attempts = attempts + 1, last_error = '', updated_at = $2
+        WHERE id = $3
         ",
     )
     .bind(ToMailState::Sent)
@@ -435,7 +472,8 @@ async fn mark_sent(tx: &mut sqlx::SqliteConnection, id: i64, now: Millis) -> any
     .bind(id)
     .execute(tx)
     .await
-    .with_context(|| format!("Marking mail {id} sent"))?;
+    .map(|_| ())
+    .with_context(|| format!("Marking mail {id} sent")))?;
     Ok(())
 }
 
@@ -443,15 +481,15 @@ async fn mark_sent(tx: &mut sqlx::SqliteConnection, id: i64, now: Millis) -> any
 /// Message-ID, recipient) is queued already. The caller wakes the runner
 /// once its transaction is committed.
 pub(super) async fn insert_mail(
-    tx: &mut sqlx::SqliteConnection,
+    tx: Conn<'_>,
     mail: &NewMail<'_>,
     now: Millis,
 ) -> anyhow::Result<Option<i64>> {
-    sqlx::query_scalar(
+    on_backend!(tx, |tx| sqlx::query_scalar(
         "
         INSERT INTO to_mail (sender, mail_from, rcpt, message_id, raw, stanza, state,
                              next_attempt_at, created_at, updated_at)
-        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
         ON CONFLICT (sender, message_id, rcpt) DO NOTHING
         RETURNING id
         ",
@@ -468,7 +506,7 @@ pub(super) async fn insert_mail(
     .bind(now.0)
     .fetch_optional(tx)
     .await
-    .context("Queueing outgoing mail")
+    .context("Queueing outgoing mail"))
 }
 
 #[cfg(test)]

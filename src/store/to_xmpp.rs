@@ -9,11 +9,11 @@ use sqlx::Row;
 use super::contacts::{upsert_contact, Contact};
 use super::messages::{insert_message, MessageRecord};
 use super::to_mail::{insert_mail, NewMail};
-use super::{Millis, Store};
+use super::{Conn, Millis, Store};
 use crate::telemetry::{meters, Timed};
 
 /// Where a stanza owed to a user stands; stored as its lower-case name.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, sqlx::Type)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, sqlx::Encode, sqlx::Decode)]
 #[sqlx(rename_all = "lowercase")]
 pub enum ToXmppState {
     /// Due at `next_attempt_at`.
@@ -23,6 +23,8 @@ pub enum ToXmppState {
     /// Given up; `last_error` says why.
     Failed,
 }
+
+stored_as_text!(ToXmppState);
 
 /// One stanza owed to an XMPP user.
 #[derive(Debug, Clone)]
@@ -78,12 +80,14 @@ impl Store {
     pub async fn accept_mails(&self, mails: &[InboundMail]) -> anyhow::Result<Vec<i64>> {
         let _timed = Timed::start(&meters().store.accept_mails);
         let now = Millis::now();
-        let mut tx = self.pool.begin().await.context("Starting transaction")?;
         let mut ids = Vec::with_capacity(mails.len());
-        for mail in mails {
-            ids.push(insert_inbound(&mut tx, mail, now).await?);
-        }
-        tx.commit().await.context("Committing inbound mail")?;
+        on_backend!(&self.pool, |pool| {
+            let mut tx = pool.begin().await.context("Starting transaction")?;
+            for mail in mails {
+                ids.push(insert_inbound((&mut *tx).into(), mail, now).await?);
+            }
+            tx.commit().await.context("Committing inbound mail")?;
+        });
         if !ids.is_empty() {
             self.wake.to_xmpp.notify_one();
         }
@@ -92,66 +96,69 @@ impl Store {
 
     /// Pending deliveries to XMPP users that are due, oldest first.
     pub async fn due_to_xmpp(&self, now: Millis, limit: u32) -> anyhow::Result<Vec<ToXmppItem>> {
-        let rows = sqlx::query(
-            "
+        on_backend!(&self.pool, |pool| {
+            let rows = sqlx::query(
+                "
             SELECT d.id, d.recipient, d.attempts, d.created_at, d.mail_id,
                    d.notice_from, d.notice_subject, d.notice_body,
                    m.mail_from, m.raw, m.auth, m.warning
             FROM to_xmpp d LEFT JOIN inbound_mail m ON m.id = d.mail_id
-            WHERE d.state = ? AND d.next_attempt_at <= ?
+            WHERE d.state = $1 AND d.next_attempt_at <= $2
             ORDER BY d.id
-            LIMIT ?
+            LIMIT $3
             ",
-        )
-        .bind(ToXmppState::Pending)
-        .bind(now.0)
-        .bind(limit)
-        .fetch_all(&self.pool)
-        .await
-        .context("Loading due deliveries to XMPP")?;
-        let mut items = Vec::with_capacity(rows.len());
-        for row in rows {
-            let recipient: String = row.try_get("recipient")?;
-            let mail_id: Option<i64> = row.try_get("mail_id")?;
-            let body = match mail_id {
-                Some(mail_id) => ToXmppBody::Mail {
-                    mail_id,
-                    mail_from: row.try_get("mail_from")?,
-                    raw: row.try_get("raw")?,
-                    auth: row.try_get("auth")?,
-                    warning: row.try_get("warning")?,
-                },
-                None => {
-                    let from: String = row.try_get("notice_from")?;
-                    ToXmppBody::Notice(Notice {
-                        recipient: BareJid::new(&recipient)
-                            .with_context(|| format!("Stored recipient {recipient}"))?,
-                        from: BareJid::new(&from)
-                            .with_context(|| format!("Stored notice sender {from}"))?,
-                        subject: row.try_get("notice_subject")?,
-                        body: row.try_get("notice_body")?,
-                    })
-                }
-            };
-            items.push(ToXmppItem {
-                id: row.try_get("id")?,
-                recipient,
-                attempts: u32::try_from(row.try_get::<i64, _>("attempts")?).unwrap_or(u32::MAX),
-                created_at: Millis(row.try_get("created_at")?),
-                body,
-            });
-        }
-        Ok(items)
+            )
+            .bind(ToXmppState::Pending)
+            .bind(now.0)
+            .bind(i64::from(limit))
+            .fetch_all(pool)
+            .await
+            .context("Loading due deliveries to XMPP")?;
+            let mut items = Vec::with_capacity(rows.len());
+            for row in rows {
+                let recipient: String = row.try_get("recipient")?;
+                let mail_id: Option<i64> = row.try_get("mail_id")?;
+                let body = match mail_id {
+                    Some(mail_id) => ToXmppBody::Mail {
+                        mail_id,
+                        mail_from: row.try_get("mail_from")?,
+                        raw: row.try_get("raw")?,
+                        auth: row.try_get("auth")?,
+                        warning: row.try_get("warning")?,
+                    },
+                    None => {
+                        let from: String = row.try_get("notice_from")?;
+                        ToXmppBody::Notice(Notice {
+                            recipient: BareJid::new(&recipient)
+                                .with_context(|| format!("Stored recipient {recipient}"))?,
+                            from: BareJid::new(&from)
+                                .with_context(|| format!("Stored notice sender {from}"))?,
+                            subject: row.try_get("notice_subject")?,
+                            body: row.try_get("notice_body")?,
+                        })
+                    }
+                };
+                items.push(ToXmppItem {
+                    id: row.try_get("id")?,
+                    recipient,
+                    attempts: u32::try_from(row.try_get::<i64, _>("attempts")?).unwrap_or(u32::MAX),
+                    created_at: Millis(row.try_get("created_at")?),
+                    body,
+                });
+            }
+            Ok(items)
+        })
     }
 
     /// When the next pending delivery to XMPP is due, if any.
     pub async fn next_to_xmpp(&self) -> anyhow::Result<Option<Millis>> {
-        let next: Option<i64> =
-            sqlx::query_scalar("SELECT MIN(next_attempt_at) FROM to_xmpp WHERE state = ?")
-                .bind(ToXmppState::Pending)
-                .fetch_one(&self.pool)
-                .await
-                .context("Finding the next due delivery to XMPP")?;
+        let next: Option<i64> = on_backend!(&self.pool, |pool| sqlx::query_scalar(
+            "SELECT MIN(next_attempt_at) FROM to_xmpp WHERE state = $1"
+        )
+        .bind(ToXmppState::Pending)
+        .fetch_one(pool)
+        .await
+        .context("Finding the next due delivery to XMPP")?);
         Ok(next.map(Millis))
     }
 
@@ -168,29 +175,31 @@ impl Store {
         }
         let _timed = Timed::start(&meters().store.to_xmpp_delivered);
         let now = Millis::now();
-        let mut tx = self.pool.begin().await.context("Starting transaction")?;
-        for id in ids {
-            sqlx::query(
-                "
+        on_backend!(&self.pool, |pool| {
+            let mut tx = pool.begin().await.context("Starting transaction")?;
+            for id in ids {
+                sqlx::query(
+                    "
                 UPDATE to_xmpp
-                SET state = ?, attempts = attempts + 1, last_error = '', updated_at = ?
-                WHERE id = ?
+                SET state = $1, attempts = attempts + 1, last_error = '', updated_at = $2
+                WHERE id = $3
                 ",
-            )
-            .bind(ToXmppState::Delivered)
-            .bind(now.0)
-            .bind(id)
-            .execute(&mut *tx)
-            .await
-            .with_context(|| format!("Marking delivery {id} done"))?;
-        }
-        for message in messages {
-            insert_message(&mut tx, message).await?;
-        }
-        for contact in contacts {
-            upsert_contact(&mut tx, contact).await?;
-        }
-        tx.commit().await.context("Committing deliveries")?;
+                )
+                .bind(ToXmppState::Delivered)
+                .bind(now.0)
+                .bind(id)
+                .execute(&mut *tx)
+                .await
+                .with_context(|| format!("Marking delivery {id} done"))?;
+            }
+            for message in messages {
+                insert_message((&mut *tx).into(), message).await?;
+            }
+            for contact in contacts {
+                upsert_contact((&mut *tx).into(), contact).await?;
+            }
+            tx.commit().await.context("Committing deliveries")?;
+        });
         Ok(())
     }
 
@@ -207,19 +216,20 @@ impl Store {
     /// Counts a failed attempt and schedules the next one.
     pub async fn to_xmpp_retry(&self, id: i64, at: Millis, error: &str) -> anyhow::Result<()> {
         let _timed = Timed::start(&meters().store.to_xmpp_retry);
-        sqlx::query(
+        on_backend!(&self.pool, |pool| sqlx::query(
             "
             UPDATE to_xmpp
-            SET attempts = attempts + 1, next_attempt_at = ?, last_error = ?, updated_at = ?
-            WHERE id = ?
+            SET attempts = attempts + 1, next_attempt_at = $1, last_error = $2, updated_at = $3
+            WHERE id = $4
             ",
         )
         .bind(at.0)
         .bind(error)
         .bind(Millis::now().0)
         .bind(id)
-        .execute(&self.pool)
+        .execute(pool)
         .await
+        .map(|_| ()))
         .with_context(|| format!("Deferring delivery {id}"))?;
         Ok(())
     }
@@ -235,29 +245,32 @@ impl Store {
     ) -> anyhow::Result<()> {
         let _timed = Timed::start(&meters().store.to_xmpp_failed);
         let now = Millis::now();
-        let mut tx = self.pool.begin().await.context("Starting transaction")?;
-        let failed = sqlx::query(
-            "
+        let queued = on_backend!(&self.pool, |pool| {
+            let mut tx = pool.begin().await.context("Starting transaction")?;
+            let failed = sqlx::query(
+                "
             UPDATE to_xmpp
-            SET state = ?, attempts = attempts + 1, last_error = ?, updated_at = ?
-            WHERE id = ? AND state = ?
+            SET state = $1, attempts = attempts + 1, last_error = $2, updated_at = $3
+            WHERE id = $4 AND state = $5
             ",
-        )
-        .bind(ToXmppState::Failed)
-        .bind(error)
-        .bind(now.0)
-        .bind(id)
-        .bind(ToXmppState::Pending)
-        .execute(&mut *tx)
-        .await
-        .with_context(|| format!("Failing delivery {id}"))?;
-        let mut queued = false;
-        if let (1, Some(report)) = (failed.rows_affected(), report) {
-            queued = insert_mail(&mut tx, report, now).await?.is_some();
-        }
-        tx.commit()
+            )
+            .bind(ToXmppState::Failed)
+            .bind(error)
+            .bind(now.0)
+            .bind(id)
+            .bind(ToXmppState::Pending)
+            .execute(&mut *tx)
             .await
-            .with_context(|| format!("Committing the failure of delivery {id}"))?;
+            .with_context(|| format!("Failing delivery {id}"))?;
+            let mut queued = false;
+            if let (1, Some(report)) = (failed.rows_affected(), report) {
+                queued = insert_mail((&mut *tx).into(), report, now).await?.is_some();
+            }
+            tx.commit()
+                .await
+                .with_context(|| format!("Committing the failure of delivery {id}"))?;
+            queued
+        });
         if queued {
             self.wake.to_mail.notify_one();
         }
@@ -268,15 +281,15 @@ impl Store {
 /// Queues a notice of the gateway's to a user. The caller wakes the
 /// runner once its transaction is committed.
 pub(super) async fn insert_notice(
-    tx: &mut sqlx::SqliteConnection,
+    tx: Conn<'_>,
     notice: &Notice,
     now: Millis,
 ) -> anyhow::Result<()> {
-    sqlx::query(
+    on_backend!(tx, |tx| sqlx::query(
         "
         INSERT INTO to_xmpp (recipient, notice_from, notice_subject, notice_body, state,
                              next_attempt_at, created_at, updated_at)
-        VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+        VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
         ",
     )
     .bind(notice.recipient.as_str())
@@ -289,51 +302,54 @@ pub(super) async fn insert_notice(
     .bind(now.0)
     .execute(tx)
     .await
-    .context("Queueing notice")?;
+    .map(|_| ())
+    .context("Queueing notice"))?;
     Ok(())
 }
 
 /// Inserts an inbound mail with one pending delivery per recipient, in
 /// the caller's transaction; returns the mail's id.
 pub(super) async fn insert_inbound(
-    tx: &mut sqlx::SqliteConnection,
+    tx: Conn<'_>,
     mail: &InboundMail,
     now: Millis,
 ) -> anyhow::Result<i64> {
-    let mail_id: i64 = sqlx::query_scalar(
-        "
+    on_backend!(tx, |tx| {
+        let mail_id: i64 = sqlx::query_scalar(
+            "
         INSERT INTO inbound_mail (mail_from, client_ip, raw, received_at, auth, warning)
-        VALUES (?, ?, ?, ?, ?, ?)
+        VALUES ($1, $2, $3, $4, $5, $6)
         RETURNING id
         ",
-    )
-    .bind(&mail.mail_from)
-    .bind(&mail.client_ip)
-    .bind(&mail.raw)
-    .bind(now.0)
-    .bind(&mail.auth)
-    .bind(&mail.warning)
-    .fetch_one(&mut *tx)
-    .await
-    .context("Storing inbound mail")?;
-    for rcpt in &mail.recipients {
-        sqlx::query(
-            "
-            INSERT INTO to_xmpp (mail_id, recipient, state, next_attempt_at, created_at, updated_at)
-            VALUES (?, ?, ?, ?, ?, ?)
-            ",
         )
-        .bind(mail_id)
-        .bind(rcpt.as_str())
-        .bind(ToXmppState::Pending)
+        .bind(&mail.mail_from)
+        .bind(&mail.client_ip)
+        .bind(&mail.raw)
         .bind(now.0)
-        .bind(now.0)
-        .bind(now.0)
-        .execute(&mut *tx)
+        .bind(&mail.auth)
+        .bind(&mail.warning)
+        .fetch_one(&mut *tx)
         .await
-        .context("Queueing delivery to XMPP")?;
-    }
-    Ok(mail_id)
+        .context("Storing inbound mail")?;
+        for rcpt in &mail.recipients {
+            sqlx::query(
+                "
+            INSERT INTO to_xmpp (mail_id, recipient, state, next_attempt_at, created_at, updated_at)
+            VALUES ($1, $2, $3, $4, $5, $6)
+            ",
+            )
+            .bind(mail_id)
+            .bind(rcpt.as_str())
+            .bind(ToXmppState::Pending)
+            .bind(now.0)
+            .bind(now.0)
+            .bind(now.0)
+            .execute(&mut *tx)
+            .await
+            .context("Queueing delivery to XMPP")?;
+        }
+        Ok(mail_id)
+    })
 }
 
 #[cfg(test)]

@@ -49,17 +49,18 @@ impl UserCache {
 
 impl Store {
     pub async fn register(&self, user: &BareJid) -> anyhow::Result<()> {
-        sqlx::query(
+        on_backend!(&self.pool, |pool| sqlx::query(
             "
             INSERT INTO users (jid, registered_at)
-            VALUES (?, ?)
+            VALUES ($1, $2)
             ON CONFLICT (jid) DO NOTHING
             ",
         )
         .bind(user.as_str())
         .bind(Millis::now().0)
-        .execute(&self.pool)
+        .execute(pool)
         .await
+        .map(|_| ()))
         .with_context(|| format!("Registering {user}"))?;
         self.users.forget(user);
         Ok(())
@@ -67,13 +68,16 @@ impl Store {
 
     /// Returns whether the user was registered.
     pub async fn unregister(&self, user: &BareJid) -> anyhow::Result<bool> {
-        let done = sqlx::query("DELETE FROM users WHERE jid = ?")
-            .bind(user.as_str())
-            .execute(&self.pool)
-            .await
-            .with_context(|| format!("Unregistering {user}"))?;
+        let done = on_backend!(&self.pool, |pool| sqlx::query(
+            "DELETE FROM users WHERE jid = $1"
+        )
+        .bind(user.as_str())
+        .execute(pool)
+        .await
+        .map(|done| done.rows_affected()))
+        .with_context(|| format!("Unregistering {user}"))?;
         self.users.forget(user);
-        Ok(done.rows_affected() > 0)
+        Ok(done > 0)
     }
 
     /// A registered user's options; `None` for a user who is not.
@@ -81,12 +85,13 @@ impl Store {
         if let Some(options) = self.users.get(user) {
             return Ok(options);
         }
-        let row: Option<(bool, bool)> =
-            sqlx::query_as("SELECT oob_each_file, xhtml_im FROM users WHERE jid = ?")
-                .bind(user.as_str())
-                .fetch_optional(&self.pool)
-                .await
-                .with_context(|| format!("Looking up user {user}"))?;
+        let row: Option<(bool, bool)> = on_backend!(&self.pool, |pool| sqlx::query_as(
+            "SELECT oob_each_file, xhtml_im FROM users WHERE jid = $1"
+        )
+        .bind(user.as_str())
+        .fetch_optional(pool)
+        .await)
+        .with_context(|| format!("Looking up user {user}"))?;
         let options = row.map(|(oob_each_file, xhtml_im)| UserOptions {
             oob_each_file,
             xhtml_im,
@@ -97,10 +102,10 @@ impl Store {
 
     /// Registers a user (again) with these options.
     pub async fn register_with(&self, user: &BareJid, options: UserOptions) -> anyhow::Result<()> {
-        sqlx::query(
+        on_backend!(&self.pool, |pool| sqlx::query(
             "
             INSERT INTO users (jid, registered_at, oob_each_file, xhtml_im)
-            VALUES (?, ?, ?, ?)
+            VALUES ($1, $2, $3, $4)
             ON CONFLICT (jid) DO UPDATE SET
                 oob_each_file = excluded.oob_each_file,
                 xhtml_im = excluded.xhtml_im
@@ -110,8 +115,9 @@ impl Store {
         .bind(Millis::now().0)
         .bind(options.oob_each_file)
         .bind(options.xhtml_im)
-        .execute(&self.pool)
+        .execute(pool)
         .await
+        .map(|_| ()))
         .with_context(|| format!("Registering {user}"))?;
         self.users.forget(user);
         Ok(())
@@ -123,10 +129,12 @@ impl Store {
 
     /// Registered users, in JID order.
     pub async fn users(&self) -> anyhow::Result<Vec<String>> {
-        let rows: Vec<(String,)> = sqlx::query_as("SELECT jid FROM users ORDER BY jid")
-            .fetch_all(&self.pool)
-            .await
-            .context("Listing users")?;
+        let rows: Vec<(String,)> = on_backend!(&self.pool, |pool| sqlx::query_as(
+            "SELECT jid FROM users ORDER BY jid"
+        )
+        .fetch_all(pool)
+        .await)
+        .context("Listing users")?;
         Ok(rows.into_iter().map(|(jid,)| jid).collect())
     }
 }
@@ -134,49 +142,48 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::scratch;
+    use crate::store::testing::store_test;
 
-    #[tokio::test]
-    async fn changes_through_the_store_are_seen_at_once() {
-        let (store, _dir) = scratch().await;
-        let alice = BareJid::new("alice@example.test").expect("jid");
-        assert!(!store.is_registered(&alice).await.expect("lookup"));
-        store.register(&alice).await.expect("register");
-        assert!(store.is_registered(&alice).await.expect("lookup"));
-        let options = UserOptions {
-            oob_each_file: true,
-            xhtml_im: false,
-        };
-        store.register_with(&alice, options).await.expect("options");
-        assert_eq!(
-            store.user_options(&alice).await.expect("lookup"),
-            Some(options)
-        );
-        assert!(store.unregister(&alice).await.expect("unregister"));
-        assert!(!store.is_registered(&alice).await.expect("lookup"));
+    store_test! {
+        async fn changes_through_the_store_are_seen_at_once(store, scratch) {
+            let alice = BareJid::new("alice@example.test").expect("jid");
+            assert!(!store.is_registered(&alice).await.expect("lookup"));
+            store.register(&alice).await.expect("register");
+            assert!(store.is_registered(&alice).await.expect("lookup"));
+            let options = UserOptions {
+                oob_each_file: true,
+                xhtml_im: false,
+            };
+            store.register_with(&alice, options).await.expect("options");
+            assert_eq!(
+                store.user_options(&alice).await.expect("lookup"),
+                Some(options)
+            );
+            assert!(store.unregister(&alice).await.expect("unregister"));
+            assert!(!store.is_registered(&alice).await.expect("lookup"));
+        }
     }
 
-    #[tokio::test]
-    async fn registering_twice_and_unregistering_twice() {
-        let (store, _dir) = scratch().await;
-        let alice = BareJid::new("alice@example.test").expect("jid");
-        assert!(!store.is_registered(&alice).await.expect("query"));
-        store.register(&alice).await.expect("register");
-        store.register(&alice).await.expect("register twice");
-        assert!(store.is_registered(&alice).await.expect("query"));
-        assert!(store.unregister(&alice).await.expect("unregister"));
-        assert!(!store.unregister(&alice).await.expect("unregister twice"));
+    store_test! {
+        async fn registering_twice_and_unregistering_twice(store, scratch) {
+            let alice = BareJid::new("alice@example.test").expect("jid");
+            assert!(!store.is_registered(&alice).await.expect("query"));
+            store.register(&alice).await.expect("register");
+            store.register(&alice).await.expect("register twice");
+            assert!(store.is_registered(&alice).await.expect("query"));
+            assert!(store.unregister(&alice).await.expect("unregister"));
+            assert!(!store.unregister(&alice).await.expect("unregister twice"));
+        }
     }
 
-    #[tokio::test]
-    async fn another_process_is_seen_within_the_cache_time() {
-        let (store, dir) = scratch().await;
-        let alice = BareJid::new("alice@example.test").expect("jid");
-        assert!(!store.is_registered(&alice).await.expect("lookup"));
-        let url = format!("sqlite://{}", dir.path().join("facteur.db").display());
-        let other = Store::open(&url).await.expect("second handle");
-        other.register(&alice).await.expect("register");
-        tokio::time::sleep(CACHE_TIME + Duration::from_millis(50)).await;
-        assert!(store.is_registered(&alice).await.expect("lookup"));
+    store_test! {
+        async fn another_process_is_seen_within_the_cache_time(store, scratch) {
+            let alice = BareJid::new("alice@example.test").expect("jid");
+            assert!(!store.is_registered(&alice).await.expect("lookup"));
+            let other = scratch.open().await;
+            other.register(&alice).await.expect("register");
+            tokio::time::sleep(CACHE_TIME + Duration::from_millis(50)).await;
+            assert!(store.is_registered(&alice).await.expect("lookup"));
+        }
     }
 }

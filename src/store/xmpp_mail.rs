@@ -24,7 +24,7 @@ pub enum Refused {
 }
 
 /// What an answer is about.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, sqlx::Type)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, sqlx::Encode, sqlx::Decode)]
 #[sqlx(rename_all = "lowercase")]
 pub enum AnswerKind {
     /// A domain: its gateway, or none.
@@ -36,7 +36,7 @@ pub enum AnswerKind {
 }
 
 /// An answer, stored as its lower-case name.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, sqlx::Type)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, sqlx::Encode, sqlx::Decode)]
 #[sqlx(rename_all = "lowercase")]
 pub enum AnswerStatus {
     /// The domain has an XMPP-Mail gateway (`Answer::gateway`).
@@ -50,6 +50,8 @@ pub enum AnswerStatus {
     Listed,
     Unlisted,
 }
+
+stored_as_text!(AnswerKind, AnswerStatus);
 
 /// One remembered answer.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -72,29 +74,31 @@ impl Store {
         subject: &str,
         now: Millis,
     ) -> anyhow::Result<Option<Answer>> {
-        let row = sqlx::query(
-            "
+        on_backend!(&self.pool, |pool| {
+            let row = sqlx::query(
+                "
             SELECT status, gateway, max_size, handoff, expires_at
             FROM xmpp_mail_answers
-            WHERE kind = ? AND subject = ? AND expires_at > ?
+            WHERE kind = $1 AND subject = $2 AND expires_at > $3
             ",
-        )
-        .bind(kind)
-        .bind(subject)
-        .bind(now.0)
-        .fetch_optional(&self.pool)
-        .await
-        .context("Reading an XMPP-Mail answer")?;
-        row.map(|row| {
-            Ok(Answer {
-                status: row.try_get("status")?,
-                gateway: row.try_get("gateway")?,
-                max_size: u64::try_from(row.try_get::<i64, _>("max_size")?).unwrap_or(0),
-                handoff: row.try_get::<i64, _>("handoff")? != 0,
-                expires_at: Millis(row.try_get("expires_at")?),
+            )
+            .bind(kind)
+            .bind(subject)
+            .bind(now.0)
+            .fetch_optional(pool)
+            .await
+            .context("Reading an XMPP-Mail answer")?;
+            row.map(|row| {
+                Ok(Answer {
+                    status: row.try_get("status")?,
+                    gateway: row.try_get("gateway")?,
+                    max_size: u64::try_from(row.try_get::<i64, _>("max_size")?).unwrap_or(0),
+                    handoff: row.try_get::<i64, _>("handoff")? != 0,
+                    expires_at: Millis(row.try_get("expires_at")?),
+                })
             })
+            .transpose()
         })
-        .transpose()
     }
 
     /// Keeps `answer` about `subject`, replacing any earlier one.
@@ -104,10 +108,10 @@ impl Store {
         subject: &str,
         answer: &Answer,
     ) -> anyhow::Result<()> {
-        sqlx::query(
+        on_backend!(&self.pool, |pool| sqlx::query(
             "
             INSERT INTO xmpp_mail_answers (kind, subject, status, gateway, max_size, handoff, expires_at)
-            VALUES (?, ?, ?, ?, ?, ?, ?)
+            VALUES ($1, $2, $3, $4, $5, $6, $7)
             ON CONFLICT (kind, subject) DO UPDATE SET
                 status = excluded.status, gateway = excluded.gateway,
                 max_size = excluded.max_size, handoff = excluded.handoff,
@@ -121,8 +125,9 @@ impl Store {
         .bind(i64::try_from(answer.max_size).unwrap_or(i64::MAX))
         .bind(i64::from(answer.handoff))
         .bind(answer.expires_at.0)
-        .execute(&self.pool)
+        .execute(pool)
         .await
+        .map(|_| ()))
         .context("Keeping an XMPP-Mail answer")?;
         Ok(())
     }
@@ -144,59 +149,62 @@ impl Store {
         gateway: &BareJid,
     ) -> anyhow::Result<Refused> {
         let now = Millis::now();
-        let mut tx = self.pool.begin().await.context("Starting transaction")?;
-        let outcome = if permanent {
-            let failed: Option<(String, String)> = sqlx::query_as(
-                "
-                UPDATE to_mail SET state = ?, last_error = ?, updated_at = ?
-                WHERE id = ? AND created_at = ? AND route = ? AND state = ?
+        let outcome = on_backend!(&self.pool, |pool| {
+            let mut tx = pool.begin().await.context("Starting transaction")?;
+            let outcome = if permanent {
+                let failed: Option<(String, String)> = sqlx::query_as(
+                    "
+                UPDATE to_mail SET state = $1, last_error = $2, updated_at = $3
+                WHERE id = $4 AND created_at = $5 AND route = $6 AND state = $7
                 RETURNING sender, rcpt
                 ",
-            )
-            .bind(ToMailState::Failed)
-            .bind(reason)
-            .bind(now.0)
-            .bind(id)
-            .bind(created_at.0)
-            .bind(MailRoute::Xmpp)
-            .bind(ToMailState::Sent)
-            .fetch_optional(&mut *tx)
-            .await
-            .with_context(|| format!("Failing mail {id}"))?;
-            match failed {
-                Some((sender, rcpt)) => {
-                    let notice = Notice::undelivered(gateway, &sender, &rcpt, reason)?;
-                    insert_notice(&mut tx, &notice, now).await?;
-                    Refused::Failed { rcpt }
+                )
+                .bind(ToMailState::Failed)
+                .bind(reason)
+                .bind(now.0)
+                .bind(id)
+                .bind(created_at.0)
+                .bind(MailRoute::Xmpp)
+                .bind(ToMailState::Sent)
+                .fetch_optional(&mut *tx)
+                .await
+                .with_context(|| format!("Failing mail {id}"))?;
+                match failed {
+                    Some((sender, rcpt)) => {
+                        let notice = Notice::undelivered(gateway, &sender, &rcpt, reason)?;
+                        insert_notice((&mut *tx).into(), &notice, now).await?;
+                        Refused::Failed { rcpt }
+                    }
+                    None => Refused::Nothing,
                 }
-                None => Refused::Nothing,
-            }
-        } else {
-            let queued = sqlx::query(
-                "
-                UPDATE to_mail SET state = ?, route = ?, next_attempt_at = ?, last_error = ?,
-                                   updated_at = ?
-                WHERE id = ? AND created_at = ? AND route = ? AND state = ?
+            } else {
+                let queued = sqlx::query(
+                    "
+                UPDATE to_mail SET state = $1, route = $2, next_attempt_at = $3, last_error = $4,
+                                   updated_at = $5
+                WHERE id = $6 AND created_at = $7 AND route = $8 AND state = $9
                 ",
-            )
-            .bind(ToMailState::Queued)
-            .bind(MailRoute::Smtp)
-            .bind(now.0)
-            .bind(reason)
-            .bind(now.0)
-            .bind(id)
-            .bind(created_at.0)
-            .bind(MailRoute::Xmpp)
-            .bind(ToMailState::Sent)
-            .execute(&mut *tx)
-            .await
-            .with_context(|| format!("Rerouting mail {id}"))?;
-            match queued.rows_affected() {
-                0 => Refused::Nothing,
-                _ => Refused::Rerouted,
-            }
-        };
-        tx.commit().await.context("Committing a refusal")?;
+                )
+                .bind(ToMailState::Queued)
+                .bind(MailRoute::Smtp)
+                .bind(now.0)
+                .bind(reason)
+                .bind(now.0)
+                .bind(id)
+                .bind(created_at.0)
+                .bind(MailRoute::Xmpp)
+                .bind(ToMailState::Sent)
+                .execute(&mut *tx)
+                .await
+                .with_context(|| format!("Rerouting mail {id}"))?;
+                match queued.rows_affected() {
+                    0 => Refused::Nothing,
+                    _ => Refused::Rerouted,
+                }
+            };
+            tx.commit().await.context("Committing a refusal")?;
+            outcome
+        });
         match outcome {
             Refused::Failed { .. } => self.wake.to_xmpp.notify_one(),
             Refused::Rerouted => self.wake.to_mail.notify_one(),
@@ -209,68 +217,68 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::scratch;
+    use crate::store::testing::store_test;
 
-    #[tokio::test]
-    async fn answers_are_kept_until_they_expire() {
-        let (store, _dir) = scratch().await;
-        let now = Millis(1_000_000);
-        let answer = Answer {
-            status: AnswerStatus::Accept,
-            gateway: "mail.b.test".into(),
-            max_size: 262_144,
-            handoff: false,
-            expires_at: Millis(2_000_000),
-        };
-        store
-            .remember_xmpp_mail_answer(AnswerKind::Rcpt, "bob@b.test", &answer)
-            .await
-            .unwrap();
-        let kept = store
-            .xmpp_mail_answer(AnswerKind::Rcpt, "bob@b.test", now)
-            .await
-            .unwrap();
-        assert_eq!(kept, Some(answer.clone()));
-        // Another kind of answer about the same subject is another answer.
-        assert_eq!(
+    store_test! {
+        async fn answers_are_kept_until_they_expire(store, scratch) {
+            let now = Millis(1_000_000);
+            let answer = Answer {
+                status: AnswerStatus::Accept,
+                gateway: "mail.b.test".into(),
+                max_size: 262_144,
+                handoff: false,
+                expires_at: Millis(2_000_000),
+            };
             store
-                .xmpp_mail_answer(AnswerKind::Domain, "bob@b.test", now)
+                .remember_xmpp_mail_answer(AnswerKind::Rcpt, "bob@b.test", &answer)
                 .await
-                .unwrap(),
-            None
-        );
-        assert_eq!(
+                .unwrap();
+            let kept = store
+                .xmpp_mail_answer(AnswerKind::Rcpt, "bob@b.test", now)
+                .await
+                .unwrap();
+            assert_eq!(kept, Some(answer.clone()));
+            // Another kind of answer about the same subject is another answer.
+            assert_eq!(
+                store
+                    .xmpp_mail_answer(AnswerKind::Domain, "bob@b.test", now)
+                    .await
+                    .unwrap(),
+                None
+            );
+            assert_eq!(
+                store
+                    .xmpp_mail_answer(AnswerKind::Rcpt, "bob@b.test", Millis(2_000_000))
+                    .await
+                    .unwrap(),
+                None
+            );
+            let newer = Answer {
+                status: AnswerStatus::Reject,
+                expires_at: Millis(3_000_000),
+                ..answer
+            };
             store
-                .xmpp_mail_answer(AnswerKind::Rcpt, "bob@b.test", Millis(2_000_000))
+                .remember_xmpp_mail_answer(AnswerKind::Rcpt, "bob@b.test", &newer)
                 .await
-                .unwrap(),
-            None
-        );
-        let newer = Answer {
-            status: AnswerStatus::Reject,
-            expires_at: Millis(3_000_000),
-            ..answer
-        };
-        store
-            .remember_xmpp_mail_answer(AnswerKind::Rcpt, "bob@b.test", &newer)
-            .await
-            .unwrap();
-        assert_eq!(
-            store
-                .xmpp_mail_answer(AnswerKind::Rcpt, "bob@b.test", Millis(2_500_000))
-                .await
-                .unwrap(),
-            Some(newer)
-        );
-        // The sweep forgets expired answers, and only those.
-        let retention = crate::store::sweep::Retention {
-            keep_finished: std::time::Duration::from_secs(86400),
-            keep_threads: std::time::Duration::from_secs(86400),
-        };
-        let stop = tokio_util::sync::CancellationToken::new();
-        for (at, swept) in [(2_500_000, 0), (3_000_001, 1)] {
-            let done = store.sweep(Millis(at), &retention, &stop).await.unwrap();
-            assert_eq!(done.xmpp_mail, swept, "at {at}");
+                .unwrap();
+            assert_eq!(
+                store
+                    .xmpp_mail_answer(AnswerKind::Rcpt, "bob@b.test", Millis(2_500_000))
+                    .await
+                    .unwrap(),
+                Some(newer)
+            );
+            // The sweep forgets expired answers, and only those.
+            let retention = crate::store::sweep::Retention {
+                keep_finished: std::time::Duration::from_secs(86400),
+                keep_threads: std::time::Duration::from_secs(86400),
+            };
+            let stop = tokio_util::sync::CancellationToken::new();
+            for (at, swept) in [(2_500_000, 0), (3_000_001, 1)] {
+                let done = store.sweep(Millis(at), &retention, &stop).await.unwrap();
+                assert_eq!(done.xmpp_mail, swept, "at {at}");
+            }
         }
     }
 }

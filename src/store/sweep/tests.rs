@@ -3,7 +3,8 @@
 use jid::BareJid;
 
 use super::*;
-use crate::store::{scratch, InboundMail, MailOutcome, MessageRecord, NewMail, SharedRecord};
+use crate::store::testing::store_test;
+use crate::store::{InboundMail, MailOutcome, MessageRecord, NewMail, SharedRecord};
 
 const DAY: Duration = Duration::from_secs(24 * 3600);
 
@@ -18,12 +19,12 @@ fn jid(s: &str) -> BareJid {
 
 async fn ids(store: &Store, table: &str) -> Vec<i64> {
     // Only the test's constant table names are formatted in.
-    sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
-        "SELECT id FROM {table} ORDER BY id"
-    )))
-    .fetch_all(&store.pool)
+    on_backend!(&store.pool, |pool| sqlx::query_scalar(sqlx::AssertSqlSafe(
+        format!("SELECT id FROM {table} ORDER BY id")
+    ))
+    .fetch_all(pool)
     .await
-    .expect("ids")
+    .expect("ids"))
 }
 
 async fn sweep(store: &Store, days: u32) -> Swept {
@@ -112,92 +113,92 @@ async fn outgoing(store: &Store) {
         .expect("outcomes");
 }
 
-#[tokio::test]
-async fn finished_items_go_after_keep_finished_and_pending_ones_stay() {
-    let (store, _dir) = scratch().await;
-    inbound(&store).await;
-    outgoing(&store).await;
+store_test! {
+    async fn finished_items_go_after_keep_finished_and_pending_ones_stay(store, scratch) {
+        inbound(&store).await;
+        outgoing(&store).await;
 
-    assert_eq!(sweep(&store, 6).await, Swept::default(), "all kept a week");
+        assert_eq!(sweep(&store, 6).await, Swept::default(), "all kept a week");
 
-    let swept = sweep(&store, 8).await;
-    assert_eq!(
-        swept,
-        Swept {
-            to_xmpp: 2,
-            to_mail: 2,
-            inbound_mail: 1,
-            messages: 0,
-            xmpp_mail: 0,
-        }
-    );
-    // The pending delivery (of mail 2) and the newest row stay; the mail
-    // with a link and the pending one keep their bytes.
-    assert_eq!(ids(&store, "to_xmpp").await, [2, 4]);
-    assert_eq!(ids(&store, "inbound_mail").await, [2, 3, 4]);
-    assert_eq!(ids(&store, "to_mail").await, [3, 4]);
-    assert_eq!(
-        store.due_to_mail(Millis::now(), 10).await.expect("due")[0].id,
-        3
-    );
-    assert_eq!(
-        store.due_to_xmpp(Millis::now(), 10).await.expect("due")[0].id,
-        2
-    );
+        let swept = sweep(&store, 8).await;
+        assert_eq!(
+            swept,
+            Swept {
+                to_xmpp: 2,
+                to_mail: 2,
+                inbound_mail: 1,
+                messages: 0,
+                xmpp_mail: 0,
+            }
+        );
+        // The pending delivery (of mail 2) and the newest row stay; the mail
+        // with a link and the pending one keep their bytes.
+        assert_eq!(ids(&store, "to_xmpp").await, [2, 4]);
+        assert_eq!(ids(&store, "inbound_mail").await, [2, 3, 4]);
+        assert_eq!(ids(&store, "to_mail").await, [3, 4]);
+        assert_eq!(
+            store.due_to_mail(Millis::now(), 10).await.expect("due")[0].id,
+            3
+        );
+        assert_eq!(
+            store.due_to_xmpp(Millis::now(), 10).await.expect("due")[0].id,
+            2
+        );
 
-    // Once the link expires (the HTTP side's retention), the bytes go.
-    store
-        .expire_attachments(Millis::now().after(DAY))
-        .await
-        .expect("expired");
-    assert_eq!(sweep(&store, 8).await.inbound_mail, 1);
-    assert_eq!(ids(&store, "inbound_mail").await, [2, 4]);
+        // Once the link expires (the HTTP side's retention), the bytes go.
+        store
+            .expire_attachments(Millis::now().after(DAY))
+            .await
+            .expect("expired");
+        assert_eq!(sweep(&store, 8).await.inbound_mail, 1);
+        assert_eq!(ids(&store, "inbound_mail").await, [2, 4]);
+    }
 }
 
-#[tokio::test]
-async fn thread_metadata_has_its_own_retention() {
-    let (store, _dir) = scratch().await;
-    outgoing(&store).await;
-    let alice = jid("alice@example.test");
-    assert_eq!(sweep(&store, 364).await.messages, 0);
-    assert!(store
-        .message_by_id(&alice, "m1@example.test")
-        .await
-        .expect("lookup")
-        .is_some());
-    assert_eq!(sweep(&store, 366).await.messages, 1);
-    assert!(store
-        .message_by_id(&alice, "m1@example.test")
-        .await
-        .expect("lookup")
-        .is_none());
+store_test! {
+    async fn thread_metadata_has_its_own_retention(store, scratch) {
+        outgoing(&store).await;
+        let alice = jid("alice@example.test");
+        assert_eq!(sweep(&store, 364).await.messages, 0);
+        assert!(store
+            .message_by_id(&alice, "m1@example.test")
+            .await
+            .expect("lookup")
+            .is_some());
+        assert_eq!(sweep(&store, 366).await.messages, 1);
+        assert!(store
+            .message_by_id(&alice, "m1@example.test")
+            .await
+            .expect("lookup")
+            .is_none());
+    }
 }
 
-#[tokio::test]
-async fn a_sweep_goes_on_past_one_batch_and_stops_when_told() {
-    let (store, _dir) = scratch().await;
-    let mail = InboundMail {
-        mail_from: "bob@example.net".into(),
-        client_ip: "127.0.0.1".into(),
-        raw: b"Subject: x\r\n\r\nhi\r\n".to_vec(),
-        recipients: vec![jid("alice@example.test")],
-        ..InboundMail::default()
-    };
-    let many = vec![mail; 1201];
-    store.accept_mails(&many).await.expect("accepted");
-    let due = store.due_to_xmpp(Millis::now(), 2000).await.expect("due");
-    let ids: Vec<i64> = due.iter().map(|item| item.id).collect();
-    store
-        .to_xmpp_delivered(&ids, &[], &[])
-        .await
-        .expect("delivered");
-    let stopped = CancellationToken::new();
-    stopped.cancel();
-    let none = store
-        .sweep(Millis::now().after(DAY * 8), &RETENTION, &stopped)
-        .await
-        .expect("swept");
-    assert_eq!(none, Swept::default());
-    let swept = sweep(&store, 8).await;
-    assert_eq!((swept.to_xmpp, swept.inbound_mail), (1200, 1200));
+store_test! {
+    async fn a_sweep_goes_on_past_one_batch_and_stops_when_told(store, scratch) {
+        let mail = InboundMail {
+            mail_from: "bob@example.net".into(),
+            client_ip: "127.0.0.1".into(),
+            raw: b"Subject: x\r\n\r\nhi\r\n".to_vec(),
+            recipients: vec![jid("alice@example.test")],
+            ..InboundMail::default()
+        };
+        let many = vec![mail; 1201];
+        store.accept_mails(&many).await.expect("accepted");
+        let due = store.due_to_xmpp(Millis::now(), 2000).await.expect("due");
+        let ids: Vec<i64> = due.iter().map(|item| item.id).collect();
+        store
+            .to_xmpp_delivered(&ids, &[], &[])
+            .await
+            .expect("delivered");
+        let stopped = CancellationToken::new();
+        stopped.cancel();
+        let none = store
+            .sweep(Millis::now().after(DAY * 8), &RETENTION, &stopped)
+            .await
+            .expect("swept");
+        assert_eq!(none, Swept::default());
+        let swept = sweep(&store, 8).await;
+        assert_eq!((swept.to_xmpp, swept.inbound_mail), (1200, 1200));
+    }
 }

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use super::*;
-use crate::store::scratch;
+use crate::store::testing::store_test;
 
 fn jid(s: &str) -> BareJid {
     BareJid::new(s).expect("valid")
@@ -20,104 +20,104 @@ fn mail_to(recipients: &[&str]) -> InboundMail {
     }
 }
 
-#[tokio::test]
-async fn inbound_mail_waits_until_delivered() {
-    let (store, _dir) = scratch().await;
-    let mail = mail_to(&["alice@example.test", "carol@example.test"]);
-    let ids = store
-        .accept_mails(&[mail.clone(), mail])
-        .await
-        .expect("accepted");
-    assert_eq!(ids.len(), 2);
-    let due = store.due_to_xmpp(Millis::now(), 10).await.expect("due");
-    assert_eq!(due.len(), 4);
-    store
-        .to_xmpp_delivered(&[due[2].id, due[3].id], &[], &[])
-        .await
-        .expect("delivered");
-    store
-        .to_xmpp_delivered(&[due[0].id], &[], &[])
-        .await
-        .expect("delivered");
-    store
-        .to_xmpp_retry(
-            due[1].id,
-            Millis::now().after(Duration::from_secs(60)),
-            "wait",
-        )
-        .await
-        .expect("retry");
-    assert!(store
-        .due_to_xmpp(Millis::now(), 10)
-        .await
-        .expect("due")
-        .is_empty());
-    let next = store
-        .next_to_xmpp()
-        .await
-        .expect("next")
-        .expect("one pending");
-    assert!(next > Millis::now());
-    let counts = store.queue_counts().await.expect("counts");
-    assert_eq!(
-        counts,
-        [
-            ("to_xmpp".into(), "delivered".into(), 3),
-            ("to_xmpp".into(), "pending".into(), 1)
-        ]
-    );
+store_test! {
+    async fn inbound_mail_waits_until_delivered(store, scratch) {
+        let mail = mail_to(&["alice@example.test", "carol@example.test"]);
+        let ids = store
+            .accept_mails(&[mail.clone(), mail])
+            .await
+            .expect("accepted");
+        assert_eq!(ids.len(), 2);
+        let due = store.due_to_xmpp(Millis::now(), 10).await.expect("due");
+        assert_eq!(due.len(), 4);
+        store
+            .to_xmpp_delivered(&[due[2].id, due[3].id], &[], &[])
+            .await
+            .expect("delivered");
+        store
+            .to_xmpp_delivered(&[due[0].id], &[], &[])
+            .await
+            .expect("delivered");
+        store
+            .to_xmpp_retry(
+                due[1].id,
+                Millis::now().after(Duration::from_secs(60)),
+                "wait",
+            )
+            .await
+            .expect("retry");
+        assert!(store
+            .due_to_xmpp(Millis::now(), 10)
+            .await
+            .expect("due")
+            .is_empty());
+        let next = store
+            .next_to_xmpp()
+            .await
+            .expect("next")
+            .expect("one pending");
+        assert!(next > Millis::now());
+        let counts = store.queue_counts().await.expect("counts");
+        assert_eq!(
+            counts,
+            [
+                ("to_xmpp".into(), "delivered".into(), 3),
+                ("to_xmpp".into(), "pending".into(), 1)
+            ]
+        );
+    }
 }
 
-#[tokio::test]
-async fn accepted_mail_wakes_the_runner() {
-    let (store, _dir) = scratch().await;
-    let woken = tokio::time::timeout(Duration::from_millis(50), store.to_xmpp_committed());
-    assert!(woken.await.is_err(), "nothing was committed yet");
-    store
-        .accept_mails(&[mail_to(&["alice@example.test"])])
-        .await
-        .expect("accepted");
-    // Committed before anyone waited: the wake-up is kept.
-    tokio::time::timeout(Duration::from_secs(5), store.to_xmpp_committed())
-        .await
-        .expect("woken");
+store_test! {
+    async fn accepted_mail_wakes_the_runner(store, scratch) {
+        let woken = tokio::time::timeout(Duration::from_millis(50), store.to_xmpp_committed());
+        assert!(woken.await.is_err(), "nothing was committed yet");
+        store
+            .accept_mails(&[mail_to(&["alice@example.test"])])
+            .await
+            .expect("accepted");
+        // Committed before anyone waited: the wake-up is kept.
+        tokio::time::timeout(Duration::from_secs(5), store.to_xmpp_committed())
+            .await
+            .expect("woken");
+    }
 }
 
-#[tokio::test]
-async fn a_failed_delivery_queues_its_report_once_and_wakes_the_mail_runner() {
-    let (store, _dir) = scratch().await;
-    store
-        .accept_mails(&[mail_to(&["alice@example.test"])])
-        .await
-        .expect("accepted");
-    let due = store.due_to_xmpp(Millis::now(), 10).await.expect("due");
-    let gateway = jid("mail.example.test");
-    let report = NewMail {
-        sender: &gateway,
-        mail_from: "",
-        rcpt: "bob@example.net",
-        message_id: "report-1@mx.example.test",
-        raw: b"report",
-        stanza: "",
-    };
-    store
-        .to_xmpp_failed(due[0].id, "gone", Some(&report))
-        .await
-        .expect("failed");
-    tokio::time::timeout(Duration::from_secs(5), store.to_mail_committed())
-        .await
-        .expect("woken");
-    store
-        .to_xmpp_failed(due[0].id, "gone", Some(&report))
-        .await
-        .expect("failed again");
-    let counts = store.queue_counts().await.expect("counts");
-    assert!(
-        counts.contains(&("to_mail".into(), "queued".into(), 1)),
-        "{counts:?}"
-    );
-    assert!(
-        counts.contains(&("to_xmpp".into(), "failed".into(), 1)),
-        "{counts:?}"
-    );
+store_test! {
+    async fn a_failed_delivery_queues_its_report_once_and_wakes_the_mail_runner(store, scratch) {
+        store
+            .accept_mails(&[mail_to(&["alice@example.test"])])
+            .await
+            .expect("accepted");
+        let due = store.due_to_xmpp(Millis::now(), 10).await.expect("due");
+        let gateway = jid("mail.example.test");
+        let report = NewMail {
+            sender: &gateway,
+            mail_from: "",
+            rcpt: "bob@example.net",
+            message_id: "report-1@mx.example.test",
+            raw: b"report",
+            stanza: "",
+        };
+        store
+            .to_xmpp_failed(due[0].id, "gone", Some(&report))
+            .await
+            .expect("failed");
+        tokio::time::timeout(Duration::from_secs(5), store.to_mail_committed())
+            .await
+            .expect("woken");
+        store
+            .to_xmpp_failed(due[0].id, "gone", Some(&report))
+            .await
+            .expect("failed again");
+        let counts = store.queue_counts().await.expect("counts");
+        assert!(
+            counts.contains(&("to_mail".into(), "queued".into(), 1)),
+            "{counts:?}"
+        );
+        assert!(
+            counts.contains(&("to_xmpp".into(), "failed".into(), 1)),
+            "{counts:?}"
+        );
+    }
 }
