@@ -203,3 +203,29 @@ fn log_formats() {
     );
     assert!(with("[log]\nlevel = \"debug\"\n").is_err());
 }
+
+#[test]
+fn the_store_is_sqlite_or_postgres() {
+    for url in [
+        "sqlite:///var/lib/facteur/facteur.db",
+        "postgres://facteur@db.example.test/facteur",
+        "postgresql://facteur:secret@127.0.0.1:5433/facteur?sslmode=require",
+        "postgres:///facteur?host=/run/postgresql",
+    ] {
+        let config = with(&format!("[store]\nurl = \"{url}\"\n")).expect(url);
+        assert_eq!(config.store.url, url);
+    }
+    for (url, problem) in [
+        ("mysql://db/facteur", "store.url: must be a sqlite: or a postgres:// URL"),
+        ("/var/lib/facteur/facteur.db", "store.url: must be a sqlite: or a postgres:// URL"),
+        ("postgres://db.example.test:port/facteur", "store.url: not a PostgreSQL URL"),
+    ] {
+        let errors = with(&format!("[store]\nurl = \"{url}\"\n"))
+            .expect_err(url)
+            .0;
+        assert!(
+            errors.iter().any(|e| e.starts_with(problem)),
+            "{url}: {errors:?}"
+        );
+    }
+}

@@ -4,7 +4,7 @@ loopback, all stopped by PID even when a test fails."""
 
 import pytest
 
-from peers import Gateway
+from peers import Gateway, PgCluster
 
 
 @pytest.hookimpl(hookwrapper=True)
@@ -35,8 +35,36 @@ def xmpp_server():
 
 
 @pytest.fixture
-def gateway(tmp_path, xmpp_server):
-    gw = Gateway(tmp_path, server=xmpp_server)
+def store():
+    """The store behind facteur: "sqlite", or "postgres" where a test
+    module parametrises it."""
+    return "sqlite"
+
+
+@pytest.fixture(scope="session")
+def pg_cluster():
+    """One PostgreSQL cluster for the whole run, started by the first
+    test that asks for it."""
+    cluster = PgCluster()
+    try:
+        cluster.start()
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+@pytest.fixture
+def store_url(request, store):
+    """The `[store] url` of the test's facteur: None for SQLite in its
+    directory, or a fresh PostgreSQL database."""
+    if store == "sqlite":
+        return None
+    return request.getfixturevalue("pg_cluster").database()
+
+
+@pytest.fixture
+def gateway(tmp_path, xmpp_server, store_url):
+    gw = Gateway(tmp_path, server=xmpp_server, store_url=store_url)
     try:
         gw.start()
         yield gw

@@ -16,6 +16,7 @@ import time
 from email import policy
 from email.parser import BytesParser
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import slixmpp
 from aiosmtpd.controller import Controller
@@ -67,6 +68,50 @@ def wait_port(port, timeout=15.0, proc=None, host="127.0.0.1"):
                 return
         time.sleep(0.05)
     raise TimeoutError(f"port {port} did not open in {timeout}s")
+
+
+class PgCluster:
+    """PostgreSQL for the stores of the tests: the server named by
+    FACTEUR_TEST_PG when it is set, or else a private cluster
+    (tests/peers/pg-cluster: initdb in a temporary directory, a free
+    loopback port), stopped by `stop`. `database()` makes a fresh
+    database and returns its URL."""
+
+    SCRIPT = ROOT / "tests" / "peers" / "pg-cluster"
+
+    def __init__(self, options="-c fsync=off -c max_connections=300"):
+        self.options = options
+        self.dir = None
+        self.url = os.environ.get("FACTEUR_TEST_PG") or None
+        self.shared = self.url is not None
+        self.made = []
+
+    def start(self):
+        if self.url is not None:
+            return
+        self.dir = Path(tempfile.mkdtemp(prefix="facteur-pg-"))
+        out = subprocess.run([str(self.SCRIPT), "start", str(self.dir), "--port", str(free_port()),
+                              "--", self.options],
+                             check=True, capture_output=True, text=True, timeout=120)
+        self.url = out.stdout.strip()
+
+    def psql(self, sql):
+        subprocess.run(["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", self.url, "-c", sql],
+                       check=True, capture_output=True, timeout=60)
+
+    def database(self):
+        name = f"facteur_e2e_{os.getpid()}_{len(self.made)}_{random.randrange(1 << 32):08x}"
+        self.psql(f'CREATE DATABASE "{name}"')
+        self.made.append(name)
+        return urlsplit(self.url)._replace(path=f"/{name}").geturl()
+
+    def stop(self):
+        if self.shared:
+            for name in self.made:
+                self.psql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        elif self.dir is not None:
+            subprocess.run([str(self.SCRIPT), "stop", str(self.dir)], check=False, timeout=60)
+            self.dir = None
 
 
 def stop_process(proc, sig=signal.SIGTERM, timeout=10.0):
@@ -462,12 +507,13 @@ class Facteur:
     sections, `retry` replaces keys of the outbound retry schedule;
     `gateway` and `domain` are its component JID and served domain, and
     its SMTP server listens on `smtp_host`:`smtp_port` (a free port by
-    default) as `hostname`."""
+    default) as `hostname`. Its store is SQLite in `store_dir`, or the
+    database at `store_url` (postgres://…)."""
 
     def __init__(self, workdir, prosody, relay, dns, store_dir=None, fetch_hosts=(), extra="",
                  limits=None, auth="", mx_port=25, mail="", outbound="", http="",
                  fetch_private=True, store="", gateway=GATEWAY, domain=DOMAIN, component="",
-                 retry=None,
+                 retry=None, store_url=None,
                  smtp_host="127.0.0.1", smtp_port=None, hostname="mx.example.test", **inbound):
         self.dir = Path(workdir) / "facteur"
         self.dir.mkdir(parents=True, exist_ok=True)
@@ -518,7 +564,7 @@ fetch_hosts = {fetch_hosts}
 fetch_private = {str(fetch_private).lower()}
 {http}
 [store]
-url = "sqlite://{store_dir}/facteur.db"
+url = "{store_url or f'sqlite://{store_dir}/facteur.db'}"
 {store}
 [dns]
 nameservers = ["{dns.address}"]

@@ -1,6 +1,7 @@
 """The first journeys, end to end: a real XMPP server (each journey runs
-beside Prosody and beside ejabberd), real slixmpp clients, real SMTP on
-both sides, facteur as a process."""
+beside Prosody and beside ejabberd, with the store on SQLite, and beside
+Prosody with the store on PostgreSQL), real slixmpp clients, real SMTP
+on both sides, facteur as a process."""
 
 import asyncio
 import hashlib
@@ -15,9 +16,22 @@ import slixmpp
 from peers import (GATEWAY, ROOT, Client, Gateway, dkim_record, escaped, mail_parser_malformed,
                    rcpt_reply, registered_client, run, send_mail, wait_until)
 
-@pytest.fixture(params=["prosody", "ejabberd"])
-def xmpp_server(request):
+@pytest.fixture(params=[("prosody", "sqlite"), ("ejabberd", "sqlite"), ("prosody", "postgres")],
+                ids=["prosody", "ejabberd", "prosody-postgres"])
+def setup(request):
+    """(XMPP server, store): the store does not depend on the server, so
+    PostgreSQL runs beside one of them."""
     return request.param
+
+
+@pytest.fixture
+def xmpp_server(setup):
+    return setup[0]
+
+
+@pytest.fixture
+def store(setup):
+    return setup[1]
 
 
 UTF8_MAIL = (
@@ -81,8 +95,8 @@ def test_reply_reaches_the_relay_as_mail(gateway):
     run(scenario())
 
 
-def test_refusals(tmp_path, xmpp_server):
-    gateway = Gateway(tmp_path, server=xmpp_server, max_recipients=1)
+def test_refusals(tmp_path, xmpp_server, store_url):
+    gateway = Gateway(tmp_path, server=xmpp_server, store_url=store_url, max_recipients=1)
 
     async def scenario():
         alice = await registered_client(gateway)
@@ -217,8 +231,8 @@ def test_malformed_mail_never_kills_the_gateway(gateway):
     run(scenario())
 
 
-def test_connection_limit(tmp_path, xmpp_server):
-    gateway = Gateway(tmp_path, server=xmpp_server, max_connections=2)
+def test_connection_limit(tmp_path, xmpp_server, store_url):
+    gateway = Gateway(tmp_path, server=xmpp_server, store_url=store_url, max_connections=2)
     try:
         gateway.start()
         held = []
@@ -361,7 +375,7 @@ def test_attachments_are_links_with_the_same_bytes(gateway):
     run(scenario())
 
 
-def test_shared_files_are_attached_from_allowed_hosts_only(tmp_path, xmpp_server):
+def test_shared_files_are_attached_from_allowed_hosts_only(tmp_path, xmpp_server, store_url):
     import http.server
     import threading
 
@@ -373,7 +387,7 @@ def test_shared_files_are_attached_from_allowed_hosts_only(tmp_path, xmpp_server
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     port = server.server_address[1]
-    gateway = Gateway(tmp_path, server=xmpp_server, fetch_hosts=["127.0.0.1"])
+    gateway = Gateway(tmp_path, server=xmpp_server, store_url=store_url, fetch_hosts=["127.0.0.1"])
     try:
         gateway.start()
 
@@ -476,7 +490,8 @@ def test_large_html_is_a_link(gateway):
 
 
 @pytest.mark.parametrize("algorithm", ["rsa", "ed25519"])
-def test_dkim_signatures_verify_with_an_independent_verifier(tmp_path, algorithm, xmpp_server):
+def test_dkim_signatures_verify_with_an_independent_verifier(tmp_path, algorithm, xmpp_server,
+                                                              store_url):
     import dkim
     import subprocess as sp
 
@@ -489,7 +504,8 @@ def test_dkim_signatures_verify_with_an_independent_verifier(tmp_path, algorithm
         name, value = dkim_record(out)
         records[name] = value
         extra += f'[dkim."{domain}"]\nselector = "s-{algorithm}"\nkey_file = "{key}"\n'
-    gateway = Gateway(tmp_path / "gw", server=xmpp_server, extra=extra, dns={"txt": records})
+    gateway = Gateway(tmp_path / "gw", server=xmpp_server, store_url=store_url, extra=extra,
+                      dns={"txt": records})
     dns_server = gateway.dns
     try:
         gateway.start()
