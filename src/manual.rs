@@ -18,8 +18,9 @@ The configuration (TOML). Every key, with its default, is in
 \fIconfig/facteur.example.toml\fR of the sources.
 .TP
 \fI/var/lib/facteur/\fR
-The store (\fIfacteur.db\fR, SQLite) and attachment files, as the
-configuration names them.
+The store (\fIfacteur.db\fR, SQLite, unless \fB[store] url\fR names a
+PostgreSQL database) and attachment files, as the configuration names
+them.
 .SH ENVIRONMENT
 .TP
 \fBFACTEUR_CONFIG\fR

@@ -407,3 +407,37 @@ fn check_config_refuses_an_unknown_log_format() {
         "{stderr}"
     );
 }
+
+#[test]
+fn check_config_takes_a_postgres_store_without_connecting() {
+    // Nothing listens there: the URL's form is checked, not the server.
+    let (_dir, path) = config_file(
+        "[component]\njid = \"mail.example.test\"\nsecret = \"s\"\n\
+         [mail]\ndomains = [\"example.test\"]\n\
+         [store]\nurl = \"postgres://facteur:pw@127.0.0.1:1/facteur?sslmode=require\"\n",
+    );
+    let out = facteur()
+        .args(["check-config", "--config"])
+        .arg(&path)
+        .output()
+        .expect("runs");
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stdout).ends_with(": ok\n"));
+
+    let (_dir, path) = config_file(
+        "[component]\njid = \"mail.example.test\"\nsecret = \"s\"\n\
+         [mail]\ndomains = [\"example.test\"]\n\
+         [store]\nurl = \"mysql://127.0.0.1/facteur\"\n",
+    );
+    let out = facteur()
+        .args(["check-config", "--config"])
+        .arg(&path)
+        .output()
+        .expect("runs");
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("store.url: must be a sqlite: or a postgres:// URL"),
+        "{stderr}"
+    );
+}

@@ -216,9 +216,18 @@ fn the_store_is_sqlite_or_postgres() {
         assert_eq!(config.store.url, url);
     }
     for (url, problem) in [
-        ("mysql://db/facteur", "store.url: must be a sqlite: or a postgres:// URL"),
-        ("/var/lib/facteur/facteur.db", "store.url: must be a sqlite: or a postgres:// URL"),
-        ("postgres://db.example.test:port/facteur", "store.url: not a PostgreSQL URL"),
+        (
+            "mysql://db/facteur",
+            "store.url: must be a sqlite: or a postgres:// URL",
+        ),
+        (
+            "/var/lib/facteur/facteur.db",
+            "store.url: must be a sqlite: or a postgres:// URL",
+        ),
+        (
+            "postgres://db.example.test:port/facteur",
+            "store.url: not a PostgreSQL URL",
+        ),
     ] {
         let errors = with(&format!("[store]\nurl = \"{url}\"\n"))
             .expect_err(url)

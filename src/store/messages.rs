@@ -3,7 +3,7 @@
 use anyhow::Context;
 use jid::BareJid;
 
-use super::{Conn, Millis, Store};
+use super::{Backend, Conn, Millis, Store};
 
 /// One message of a user's conversations.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -62,6 +62,48 @@ pub(crate) async fn insert_message(conn: Conn<'_>, message: &MessageRecord) -> a
     .await
     .map(|_| ()))
     .with_context(|| format!("Remembering message {}", message.message_id))?;
+    Ok(())
+}
+
+/// Remembers messages (see [`insert_message`]): one statement each on
+/// SQLite, one for all on PostgreSQL (each statement is a round trip to
+/// the server).
+pub(crate) async fn insert_messages(
+    conn: Conn<'_>,
+    messages: &[MessageRecord],
+) -> anyhow::Result<()> {
+    match conn {
+        Backend::Sqlite(conn) => {
+            for message in messages {
+                insert_message(Backend::Sqlite(&mut *conn), message).await?;
+            }
+        }
+        Backend::Postgres(conn) if !messages.is_empty() => {
+            let column =
+                |f: fn(&MessageRecord) -> String| messages.iter().map(f).collect::<Vec<_>>();
+            // Only the constant column list is formatted in.
+            sqlx::query(sqlx::AssertSqlSafe(format!(
+                "
+                INSERT INTO messages ({COLUMNS}, created_at)
+                SELECT *, $8 FROM UNNEST($1::TEXT[], $2::TEXT[], $3::TEXT[], $4::TEXT[],
+                                         $5::TEXT[], $6::TEXT[], $7::TEXT[])
+                ON CONFLICT (user_jid, message_id) DO NOTHING
+                "
+            )))
+            .bind(column(|m| m.user.as_str().to_owned()))
+            .bind(column(|m| m.message_id.clone()))
+            .bind(column(|m| m.peer.as_str().to_owned()))
+            .bind(column(|m| m.stanza_id.clone()))
+            .bind(column(|m| m.author.as_str().to_owned()))
+            .bind(column(|m| m.thread.clone()))
+            .bind(column(|m| m.references.join(" ")))
+            .bind(Millis::now().0)
+            .execute(conn)
+            .await
+            .context("Remembering messages")?;
+        }
+        Backend::Postgres(_) => {}
+    }
     Ok(())
 }
 
@@ -179,6 +221,54 @@ mod tests {
                 store.message_by_id(&bob, "a@example.net").await.expect("q"),
                 None
             );
+        }
+    }
+
+    store_test! {
+        async fn a_batch_keeps_the_first_record_of_each_message(store, scratch) {
+            let alice = jid("alice@example.test");
+            let bob = jid("bob\\40example.net@mail.example.test");
+            let first = MessageRecord {
+                user: alice.clone(),
+                message_id: "a@example.net".into(),
+                peer: bob.clone(),
+                stanza_id: "mail-1".into(),
+                author: bob.clone(),
+                thread: "t1".into(),
+                references: vec!["x@example.net".into(), "y@example.net".into()],
+            };
+            let again = MessageRecord {
+                stanza_id: "mail-1-again".into(),
+                ..first.clone()
+            };
+            let other = MessageRecord {
+                message_id: "b@example.net".into(),
+                stanza_id: "mail-2".into(),
+                references: vec![],
+                ..first.clone()
+            };
+            store
+                .to_xmpp_delivered(&[], &[first.clone(), again.clone(), other.clone()], &[])
+                .await
+                .expect("stored");
+            store
+                .to_xmpp_delivered(&[], &[again], &[])
+                .await
+                .expect("stored again");
+            assert_eq!(
+                store.message_by_id(&alice, "a@example.net").await.expect("q"),
+                Some(first)
+            );
+            assert_eq!(
+                store.message_by_stanza_id(&alice, "mail-1-again").await.expect("q"),
+                None
+            );
+            assert_eq!(
+                store.message_by_stanza_id(&alice, "mail-2").await.expect("q"),
+                Some(other)
+            );
+            // Nothing to remember is no statement at all.
+            store.to_xmpp_delivered(&[], &[], &[]).await.expect("nothing");
         }
     }
 }

@@ -303,3 +303,46 @@ pub(crate) async fn scratch() -> (Store, tempfile::TempDir) {
     let url = format!("sqlite://{}", dir.path().join("facteur.db").display());
     (Store::open(&url).await.expect("scratch store"), dir)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_are_shown_without_their_password() {
+        for (url, shown) in [
+            (
+                "postgres://facteur:s3cret@db.example.test:5432/facteur?sslmode=require",
+                "postgres://facteur:***@db.example.test:5432/facteur?sslmode=require",
+            ),
+            (
+                "postgres://facteur@db.example.test/facteur",
+                "postgres://facteur@db.example.test/facteur",
+            ),
+            (
+                "postgres:///facteur?host=/run/postgresql",
+                "postgres:///facteur?host=/run/postgresql",
+            ),
+            (
+                "sqlite:///var/lib/facteur/facteur.db",
+                "sqlite:///var/lib/facteur/facteur.db",
+            ),
+        ] {
+            assert_eq!(without_password(url), shown);
+        }
+        assert_eq!(Kind::of("postgresql://db/facteur"), Some(Kind::Postgres));
+        assert_eq!(Kind::of("mysql://db/facteur"), None);
+    }
+
+    #[tokio::test]
+    async fn an_unknown_scheme_is_refused_by_name() {
+        let error = Store::open("mysql://root:pw@db/facteur")
+            .await
+            .err()
+            .expect("refused");
+        assert_eq!(
+            error.to_string(),
+            "Store URL mysql://root:***@db/facteur is neither sqlite: nor postgres://"
+        );
+    }
+}

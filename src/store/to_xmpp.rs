@@ -7,9 +7,9 @@ use jid::BareJid;
 use sqlx::Row;
 
 use super::contacts::{upsert_contact, Contact};
-use super::messages::{insert_message, MessageRecord};
+use super::messages::{insert_messages, MessageRecord};
 use super::to_mail::{insert_mail, NewMail};
-use super::{Conn, Millis, Store};
+use super::{Backend, Conn, Millis, Store};
 use crate::telemetry::{meters, Timed};
 
 /// Where a stanza owed to a user stands; stored as its lower-case name.
@@ -177,24 +177,8 @@ impl Store {
         let now = Millis::now();
         on_backend!(&self.pool, |pool| {
             let mut tx = pool.begin().await.context("Starting transaction")?;
-            for id in ids {
-                sqlx::query(
-                    "
-                UPDATE to_xmpp
-                SET state = $1, attempts = attempts + 1, last_error = '', updated_at = $2
-                WHERE id = $3
-                ",
-                )
-                .bind(ToXmppState::Delivered)
-                .bind(now.0)
-                .bind(id)
-                .execute(&mut *tx)
-                .await
-                .with_context(|| format!("Marking delivery {id} done"))?;
-            }
-            for message in messages {
-                insert_message((&mut *tx).into(), message).await?;
-            }
+            mark_delivered((&mut *tx).into(), ids, now).await?;
+            insert_messages((&mut *tx).into(), messages).await?;
             for contact in contacts {
                 upsert_contact((&mut *tx).into(), contact).await?;
             }
@@ -307,13 +291,77 @@ pub(super) async fn insert_notice(
     Ok(())
 }
 
+/// Marks deliveries done, in the caller's transaction: one statement per
+/// delivery on SQLite (in-process, each is cheap), one for all on
+/// PostgreSQL (each statement is a round trip to the server).
+async fn mark_delivered(tx: Conn<'_>, ids: &[i64], now: Millis) -> anyhow::Result<()> {
+    const SET: &str = "
+        UPDATE to_xmpp
+        SET state = $1, attempts = attempts + 1, last_error = '', updated_at = $2";
+    match tx {
+        Backend::Sqlite(tx) => {
+            for id in ids {
+                sqlx::query(sqlx::AssertSqlSafe(format!("{SET} WHERE id = $3")))
+                    .bind(ToXmppState::Delivered)
+                    .bind(now.0)
+                    .bind(id)
+                    .execute(&mut *tx)
+                    .await
+                    .with_context(|| format!("Marking delivery {id} done"))?;
+            }
+        }
+        Backend::Postgres(tx) if !ids.is_empty() => {
+            sqlx::query(sqlx::AssertSqlSafe(format!("{SET} WHERE id = ANY($3)")))
+                .bind(ToXmppState::Delivered)
+                .bind(now.0)
+                .bind(ids)
+                .execute(&mut *tx)
+                .await
+                .context("Marking deliveries done")?;
+        }
+        Backend::Postgres(_) => {}
+    }
+    Ok(())
+}
+
 /// Inserts an inbound mail with one pending delivery per recipient, in
-/// the caller's transaction; returns the mail's id.
+/// the caller's transaction; returns the mail's id. PostgreSQL does it
+/// in one statement (one round trip).
 pub(super) async fn insert_inbound(
     tx: Conn<'_>,
     mail: &InboundMail,
     now: Millis,
 ) -> anyhow::Result<i64> {
+    if let Backend::Postgres(tx) = tx {
+        let recipients: Vec<&str> = mail.recipients.iter().map(|r| r.as_str()).collect();
+        return sqlx::query_scalar(
+            "
+            WITH m AS (
+                INSERT INTO inbound_mail (mail_from, client_ip, raw, received_at, auth, warning)
+                VALUES ($1, $2, $3, $4, $5, $6)
+                RETURNING id
+            ), d AS (
+                INSERT INTO to_xmpp (mail_id, recipient, state, next_attempt_at, created_at,
+                                     updated_at)
+                SELECT m.id, r.recipient, $7, $4, $4, $4
+                FROM m, UNNEST($8::TEXT[]) WITH ORDINALITY AS r (recipient, n)
+                ORDER BY r.n
+            )
+            SELECT id FROM m
+            ",
+        )
+        .bind(&mail.mail_from)
+        .bind(&mail.client_ip)
+        .bind(&mail.raw)
+        .bind(now.0)
+        .bind(&mail.auth)
+        .bind(&mail.warning)
+        .bind(ToXmppState::Pending)
+        .bind(recipients)
+        .fetch_one(tx)
+        .await
+        .context("Storing inbound mail");
+    }
     on_backend!(tx, |tx| {
         let mail_id: i64 = sqlx::query_scalar(
             "

@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "e2e"))
-from peers import (DOMAIN, ROOT, USERS, Client, Gateway, escaped, free_port,  # noqa: E402
+from peers import (DOMAIN, ROOT, USERS, Client, Gateway, PgCluster, escaped, free_port,  # noqa: E402
                    registered_client, stop_process, wait_port)
 import native  # noqa: E402
 
@@ -133,7 +133,8 @@ async def xmpp_rate(sender, receiver, count, size):
     return max(got, 1) / (time.monotonic() - start)
 
 
-async def inbound(gateway, alice, bob, results):
+async def inbound(gateway, alice, bob, results, table="inbound"):
+    """The email → XMPP journey, into `results[table]`."""
     port = gateway.facteur.smtp_port
     pid = gateway.facteur.proc.pid
     for label, size in SIZES.items():
@@ -157,7 +158,7 @@ async def inbound(gateway, alice, bob, results):
             wanted = {stanza_id(mid): mid for mid in sent_at}
             await wait_count(lambda: len(wanted.keys() & alice.arrival.keys()), len(wanted), 120)
             latencies = [(alice.arrival[sid] - sent_at[mid]) * 1000 for sid, mid in wanted.items() if sid in alice.arrival]
-            results["inbound"].append({
+            results[table].append({
                 "size": label, "sessions": sessions, "mails": count, "delivered": delivered,
                 "mails_per_s": round(rate, 1), "smtp_sink_per_s": round(limit, 1), "ratio": round(rate / limit, 3),
                 "prosody_per_s": round(xmpp_limit, 1), "ratio_xmpp": round(rate / xmpp_limit, 3),
@@ -165,9 +166,9 @@ async def inbound(gateway, alice, bob, results):
                 "latency_p99_ms": round(percentile(latencies, 0.99), 1),
                 "rss_peak_mb": round(rss(pid, "VmHWM"), 1),
             })
-            print(f"inbound {label} x{sessions}: {rate:.0f}/s (smtp-sink {limit:.0f}/s, "
+            print(f"{table} {label} x{sessions}: {rate:.0f}/s (smtp-sink {limit:.0f}/s, "
                   f"Prosody client→client {xmpp_limit:.0f}/s), "
-                  f"p50 {results['inbound'][-1]['latency_p50_ms']} ms", flush=True)
+                  f"p50 {results[table][-1]['latency_p50_ms']} ms", flush=True)
 
 
 async def wait_count(counter, wanted, timeout, poll=0.005):
@@ -407,13 +408,94 @@ def criterion_figures(path):
 
 async def main(criterion_output):
     OUT.mkdir(parents=True, exist_ok=True)
-    results = {"inbound": [], "outbound": [], "memory": {}, "translation_mib_per_s": criterion_figures(criterion_output)}
+    results = {"inbound": [], "inbound_postgres": [], "outbound": [], "memory": {},
+               "translation_mib_per_s": criterion_figures(criterion_output)}
     work = Path(tempfile.mkdtemp(prefix="facteur-bench-"))
     if ONLY != "native":
         await gateway_journeys(work, results)
+        await inbound_on_postgres(work / "postgres", results)
     if ONLY != "inbound":
         await native_journey(work / "native", results)
     report(results)
+
+
+async def stamped_client(gateway):
+    """alice, registered, noting when each stanza arrives (`arrival`)."""
+    alice = Client("alice", gateway.prosody.c2s)
+    alice.arrival = {}
+    original = alice._on_message
+
+    def stamped(stanza):
+        alice.arrival[stanza["id"]] = time.monotonic()
+        original(stanza)
+    alice.xmpp.remove_handler("all messages")
+    from slixmpp.xmlstream.handler import Callback
+    from slixmpp.xmlstream.matcher import MatchXPath
+    alice.xmpp.register_handler(Callback("all messages", MatchXPath("{jabber:client}message"), stamped))
+    await alice.connect()
+    await alice.register()
+    return alice
+
+
+async def inbound_on_postgres(work, results):
+    """The email → XMPP journey again, the store on PostgreSQL: a private
+    cluster on loopback with the server's default durability (fsync and
+    synchronous_commit on), as SQLite commits with a sync each time."""
+    cluster = PgCluster(options="")
+    gateway, clients = None, []
+    try:
+        cluster.start()
+        url = cluster.database()
+        gateway = Gateway(work, max_connections=2000, max_message_size=2_000_000, store_url=url)
+        gateway.start()
+        now = int(time.time() * 1000)
+        cluster.psql("INSERT INTO users (jid, registered_at) SELECT 'member' || n || '@" + DOMAIN + "', "
+                     f"{now} FROM generate_series(0, 999) AS n ON CONFLICT DO NOTHING", url)
+        alice = await stamped_client(gateway)
+        clients.append(alice)
+        bob = Client("bob", gateway.prosody.c2s)
+        await bob.connect()
+        clients.append(bob)
+        await inbound(gateway, alice, bob, results, table="inbound_postgres")
+    finally:
+        for c in clients:
+            try:
+                await c.disconnect()
+            except Exception:
+                pass
+        if gateway is not None:
+            gateway.stop()
+        cluster.stop()
+
+
+def postgres_ratio(results):
+    """PostgreSQL's inbound accept rate over SQLite's, 10 clients, 4 KB."""
+    def rate(table):
+        row = next((r for r in results.get(table, []) if r["size"] == "4KB" and r["sessions"] == 10), None)
+        return row["mails_per_s"] if row else None
+    sqlite, postgres = rate("inbound"), rate("inbound_postgres")
+    return postgres / sqlite if sqlite and postgres else float("nan")
+
+
+def inbound_table(rows, title, against=None):
+    """The email → XMPP table; with `against` (the SQLite rows), a last
+    column with the ratio of each rate to SQLite's."""
+    extra = " vs SQLite |" if against is not None else ""
+    lines = [title, "",
+             "Latency: end of DATA → stanza at the client, at half the sustained rate. "
+             "Prosody client→client: the same body size (at most 200 KB) routed between two clients.", "",
+             "| size | SMTP clients | facteur mails/s | smtp-sink mails/s | ratio | Prosody client→client/s | ratio | "
+             "p50 ms | p99 ms | delivered | peak RSS MB |" + extra,
+             "|---|---|---|---|---|---|---|---|---|---|---|" + ("---|" if extra else "")]
+    for r in rows:
+        line = (f"| {r['size']} | {r['sessions']} | {r['mails_per_s']} | {r['smtp_sink_per_s']} | {r['ratio']:.2f} | "
+                f"{r['prosody_per_s']} | {r['ratio_xmpp']:.2f} | "
+                f"{r['latency_p50_ms']} | {r['latency_p99_ms']} | {r['delivered']}/{r['mails']} | {r['rss_peak_mb']} |")
+        if against is not None:
+            same = next((a for a in against if a["size"] == r["size"] and a["sessions"] == r["sessions"]), None)
+            line += f" {r['mails_per_s'] / same['mails_per_s']:.2f} |" if same and same["mails_per_s"] else " |"
+        lines.append(line)
+    return lines
 
 
 async def gateway_journeys(work, results):
@@ -435,19 +517,7 @@ async def gateway_journeys(work, results):
                        [(f"member{n}@{DOMAIN}", now) for n in range(1000)])
         db.commit()
         db.close()
-        alice = Client("alice", gateway.prosody.c2s)
-        alice.arrival = {}
-        original = alice._on_message
-
-        def stamped(stanza):
-            alice.arrival[stanza["id"]] = time.monotonic()
-            original(stanza)
-        alice.xmpp.remove_handler("all messages")
-        from slixmpp.xmlstream.handler import Callback
-        from slixmpp.xmlstream.matcher import MatchXPath
-        alice.xmpp.register_handler(Callback("all messages", MatchXPath("{jabber:client}message"), stamped))
-        await alice.connect()
-        await alice.register()
+        alice = await stamped_client(gateway)
         clients.append(alice)
         await asyncio.sleep(1)
         results["memory"]["rss_1000_users_mb"] = round(rss(pid), 1)
@@ -501,22 +571,17 @@ def report(results):
         print(f"ratios: native_vs_c2c={native_ratio(results):.2f} "
               f"native_prosody_bound={prosody_bound(results):.2f}")
         return
-    lines = ["## Email → XMPP (durable, counted at the client)", "",
-             "Latency: end of DATA → stanza at the client, at half the sustained rate. "
-             "Prosody client→client: the same body size (at most 200 KB) routed between two clients.", "",
-             "| size | SMTP clients | facteur mails/s | smtp-sink mails/s | ratio | Prosody client→client/s | ratio | "
-             "p50 ms | p99 ms | delivered | peak RSS MB |",
-             "|---|---|---|---|---|---|---|---|---|---|---|"]
-    for r in results["inbound"]:
-        lines.append(f"| {r['size']} | {r['sessions']} | {r['mails_per_s']} | {r['smtp_sink_per_s']} | {r['ratio']:.2f} | "
-                     f"{r['prosody_per_s']} | {r['ratio_xmpp']:.2f} | "
-                     f"{r['latency_p50_ms']} | {r['latency_p99_ms']} | {r['delivered']}/{r['mails']} | {r['rss_peak_mb']} |")
+    lines = inbound_table(results["inbound"], "## Email → XMPP (durable, counted at the client), store on SQLite")
+    lines += [""] + inbound_table(results["inbound_postgres"],
+                                  "## Email → XMPP, store on PostgreSQL (private cluster on loopback, "
+                                  "fsync and synchronous_commit on)", against=results["inbound"])
     if ONLY == "inbound":
         (OUT / "results.json").write_text(json.dumps(results, indent=2))
         print("\n".join(lines))
         key = next((r for r in results["inbound"] if r["size"] == "4KB" and r["sessions"] == 10), None)
         print(f"\nJSON: {OUT / 'results.json'}")
-        print(f"ratios: inbound_vs_smtp_sink={key['ratio'] if key else float('nan'):.2f}")
+        print(f"ratios: inbound_vs_smtp_sink={key['ratio'] if key else float('nan'):.2f} "
+              f"postgres_vs_sqlite={postgres_ratio(results):.2f}")
         return
     lines += ["", "## XMPP → email (until stored by the relay)", "",
               "| XMPP clients | facteur mails/s | Prosody client→client/s | ratio | stored | peak RSS MB |",
@@ -543,6 +608,7 @@ def report(results):
     half = [r for r in results["inbound"] if r["size"] == "4KB" and r["sessions"] == 10]
     targets = [
         ("inbound ≥ 50% of smtp-sink (10 clients, 4 KB)", inbound_ratio >= 0.5),
+        ("inbound on PostgreSQL ≥ 70% of SQLite's (10 clients, 4 KB)", postgres_ratio(results) >= 0.7),
         ("outbound ≥ 80% of Prosody routing", outbound_ratio >= 0.8),
         ("p99 latency < 50 ms at half the sustained rate (10 clients, 4 KB)",
          bool(half) and half[0]["latency_p99_ms"] < 50),
@@ -556,6 +622,7 @@ def report(results):
     print("\n".join(lines))
     print(f"\nJSON: {OUT / 'results.json'}")
     print(f"ratios: inbound_vs_smtp_sink={inbound_ratio:.2f} outbound_vs_prosody={outbound_ratio:.2f} "
+          f"postgres_vs_sqlite={postgres_ratio(results):.2f} "
           f"native_vs_c2c={native_ratio(results):.2f} native_prosody_bound={prosody_bound(results):.2f}")
 
 

@@ -95,8 +95,9 @@ class PgCluster:
                              check=True, capture_output=True, text=True, timeout=120)
         self.url = out.stdout.strip()
 
-    def psql(self, sql):
-        subprocess.run(["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", self.url, "-c", sql],
+    def psql(self, sql, url=None):
+        """Runs `sql` in the database at `url` (default: the server's own)."""
+        subprocess.run(["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", url or self.url, "-c", sql],
                        check=True, capture_output=True, timeout=60)
 
     def database(self):

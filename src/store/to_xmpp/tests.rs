@@ -30,6 +30,23 @@ store_test! {
         assert_eq!(ids.len(), 2);
         let due = store.due_to_xmpp(Millis::now(), 10).await.expect("due");
         assert_eq!(due.len(), 4);
+        // Mail by mail, recipient by recipient, in the order they came.
+        let order: Vec<(i64, &str)> = due
+            .iter()
+            .map(|item| match &item.body {
+                ToXmppBody::Mail { mail_id, .. } => (*mail_id, item.recipient.as_str()),
+                ToXmppBody::Notice(_) => panic!("a mail"),
+            })
+            .collect();
+        assert_eq!(
+            order,
+            [
+                (ids[0], "alice@example.test"),
+                (ids[0], "carol@example.test"),
+                (ids[1], "alice@example.test"),
+                (ids[1], "carol@example.test"),
+            ]
+        );
         store
             .to_xmpp_delivered(&[due[2].id, due[3].id], &[], &[])
             .await
