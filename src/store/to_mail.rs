@@ -222,28 +222,32 @@ impl Store {
         limit: u32,
         busy: &[i64],
     ) -> anyhow::Result<Vec<ToMailItem>> {
-        const COLUMNS: &str = "
+        // `busy` goes as one parameter, a JSON array, that each database
+        // reads with its own JSON function.
+        let busy = format!(
+            "[{}]",
+            busy.iter()
+                .map(i64::to_string)
+                .collect::<Vec<_>>()
+                .join(",")
+        );
+        let busy_ids = match self.pool {
+            Backend::Sqlite(_) => "SELECT value FROM json_each($3)",
+            Backend::Postgres(_) => "SELECT jsonb_array_elements_text($3::JSONB)::BIGINT",
+        };
+        // Only the constant fragment above is formatted in.
+        let sql = format!(
+            "
             SELECT id, sender, mail_from, rcpt, message_id, raw, attempts, created_at,
                    route, stanza
-            FROM to_mail";
-        // `busy` goes as one parameter: a JSON array that SQLite's
-        // json_each reads, a BIGINT[] in PostgreSQL.
-        match &self.pool {
-            Backend::Sqlite(pool) => {
-                let busy = format!(
-                    "[{}]",
-                    busy.iter()
-                        .map(i64::to_string)
-                        .collect::<Vec<_>>()
-                        .join(",")
-                );
-                let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
-                    "{COLUMNS}
-                    WHERE state = $1 AND next_attempt_at <= $2
-                      AND id NOT IN (SELECT value FROM json_each($3))
-                    ORDER BY id
-                    LIMIT $4"
-                )))
+            FROM to_mail
+            WHERE state = $1 AND next_attempt_at <= $2 AND id NOT IN ({busy_ids})
+            ORDER BY id
+            LIMIT $4
+            "
+        );
+        on_backend!(&self.pool, |pool| {
+            let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
                 .bind(ToMailState::Queued)
                 .bind(now.0)
                 .bind(busy)
@@ -251,25 +255,8 @@ impl Store {
                 .fetch_all(pool)
                 .await
                 .context("Loading due outgoing mail")?;
-                rows.into_iter().map(to_mail_item).collect()
-            }
-            Backend::Postgres(pool) => {
-                let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
-                    "{COLUMNS}
-                    WHERE state = $1 AND next_attempt_at <= $2 AND id <> ALL($3)
-                    ORDER BY id
-                    LIMIT $4"
-                )))
-                .bind(ToMailState::Queued)
-                .bind(now.0)
-                .bind(busy)
-                .bind(i64::from(limit))
-                .fetch_all(pool)
-                .await
-                .context("Loading due outgoing mail")?;
-                rows.into_iter().map(to_mail_item).collect()
-            }
-        }
+            rows.into_iter().map(to_mail_item).collect()
+        })
     }
 
     /// When the next queued mail is due, if any.
