@@ -11,6 +11,7 @@ mod manual;
 mod pipeline;
 mod postfix_map;
 mod probe;
+mod reload;
 mod return_path;
 mod smtp;
 mod store;
@@ -59,7 +60,10 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run the gateway in the foreground until SIGTERM or SIGINT.
+    /// Run the gateway in the foreground until SIGTERM or SIGINT. SIGHUP
+    /// reloads the configuration file: what a reload may change is put in
+    /// force if the whole file passes every check; restart-only keys keep
+    /// their running value, and each one changed is named in the log.
     Run {
         /// The configuration file (TOML).
         #[arg(long, short, env = "FACTEUR_CONFIG")]
@@ -300,6 +304,7 @@ fn main() -> ExitCode {
             }
         },
         Command::Run { config } => {
+            let path = config.clone();
             // The log's format is in the file: read it first, and report a
             // file that does not load in the default format.
             let loaded = Config::load(&config);
@@ -318,7 +323,7 @@ fn main() -> ExitCode {
                     return ExitCode::FAILURE;
                 }
             };
-            match runtime.block_on(run(config)) {
+            match runtime.block_on(run(config, path)) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     error!("{e:#}");
@@ -370,9 +375,11 @@ where
     }
 }
 
-async fn run(config: Arc<Config>) -> anyhow::Result<()> {
+async fn run(config: Arc<Config>, path: PathBuf) -> anyhow::Result<()> {
     let metrics = telemetry::install().context("Installing the metrics recorder")?;
-    let systemd = systemd::Notifier::from_env();
+    let systemd = Arc::new(systemd::Notifier::from_env());
+    // What a reload replaces; the tasks below read it when they use it.
+    let (config_tx, live) = config::Live::new(config.clone());
     for warning in &config.warnings {
         warn!(%warning, "Configuration to update.");
     }
@@ -392,16 +399,13 @@ async fn run(config: Arc<Config>) -> anyhow::Result<()> {
     let tracker = TaskTracker::new();
 
     let resolver = dns::resolver(&config.dns)?;
-    let verifier = config.auth.verify.then(|| {
-        smtp::verify::Verifier::new(
-            resolver.clone(),
-            &config.inbound.hostname,
-            config.auth.rules.clone(),
-        )
-    });
+    let verifier = config
+        .auth
+        .verify
+        .then(|| smtp::verify::Verifier::new(resolver.clone(), &config.inbound.hostname));
     let return_paths = return_path::ReturnPaths::new(&store.secret("return-path").await?);
     let reception = Arc::new(Reception::new(
-        config.clone(),
+        live.clone(),
         store.clone(),
         verifier,
         return_paths.clone(),
@@ -411,6 +415,8 @@ async fn run(config: Arc<Config>) -> anyhow::Result<()> {
         Some(files) => Some(smtp::server::tls_acceptor(files)?),
         None => None,
     };
+    let (tls_tx, tls) = watch::channel(tls);
+    let reloader = reload::Reloader::new(path, config_tx, tls_tx, systemd.clone());
     let listeners = smtp::server::bind(&reception).await?;
     let http_listener = tokio::net::TcpListener::bind(config.http.listen)
         .await
@@ -426,17 +432,18 @@ async fn run(config: Arc<Config>) -> anyhow::Result<()> {
     let (intake_tx, intake_rx) = mpsc::channel(4096);
     // Errors other domains send for XMPP-Mail after the server confirmed it.
     let (late_tx, late_rx) = mpsc::channel(256);
-    let (link, handle) = Link::new(config.clone(), intake_tx, late_tx);
+    let (link, handle) = Link::new(live.clone(), intake_tx, late_tx);
     let link_up = handle.watch();
     tracker.spawn(link.run(shutdown.clone()));
     let signers = Arc::new(dkim::Signers::load(&config.dkim)?);
     let intake = Intake::new(
-        config.clone(),
+        live.clone(),
         store.clone(),
         handle.clone(),
         signers,
         fetch::Fetcher::new(&config.http).context("Setting up file fetching")?,
         tracker.clone(),
+        Some(reloader.clone()),
     );
     tracker.spawn(intake.run(intake_rx, shutdown.clone()));
     tracker.spawn(component::listing::run(
@@ -474,20 +481,20 @@ async fn run(config: Arc<Config>) -> anyhow::Result<()> {
         shutdown.clone(),
     ));
     let to_xmpp = ToXmpp {
-        config: config.clone(),
+        config: live.clone(),
         store: store.clone(),
         files,
         link: handle.clone(),
     };
     tracker.spawn(to_xmpp.run(shutdown.clone()));
     let to_mail = ToMail {
-        config: config.clone(),
+        config: live.clone(),
         store: store.clone(),
         outcomes: store::OutcomeCommitter::outcomes(store.clone(), &tracker),
         sender,
         return_paths,
         prober: Arc::new(probe::Prober::new(
-            config.clone(),
+            live.clone(),
             store.clone(),
             handle.clone(),
             resolver,
@@ -515,7 +522,7 @@ async fn run(config: Arc<Config>) -> anyhow::Result<()> {
     drop(reception);
     info!(component = %config.component.jid, domains = ?config.mail.domains, "facteur started.");
 
-    serve(&systemd, link_up).await?;
+    serve(&systemd, &reloader, link_up).await?;
     info!("Shutting down.");
     systemd.stopping();
     shutdown.cancel();
@@ -530,14 +537,17 @@ async fn run(config: Arc<Config>) -> anyhow::Result<()> {
 
 /// The main loop, until SIGTERM or SIGINT: tells systemd facteur is
 /// ready once the component link is up for the first time (the store is
-/// migrated and the listeners bound by then), and feeds its watchdog.
+/// migrated and the listeners bound by then), feeds its watchdog, and
+/// reloads the configuration on SIGHUP.
 async fn serve(
     systemd: &systemd::Notifier,
+    reloader: &reload::Reloader,
     mut link_up: watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
     use tokio::signal::unix::{signal, SignalKind};
     let mut term = signal(SignalKind::terminate()).context("Installing the SIGTERM handler")?;
     let mut int = signal(SignalKind::interrupt()).context("Installing the SIGINT handler")?;
+    let mut hup = signal(SignalKind::hangup()).context("Installing the SIGHUP handler")?;
     let every = systemd.watchdog_every();
     // Never fires without a watchdog: the branch below is disabled then.
     let mut watchdog = tokio::time::interval(every.unwrap_or(Duration::from_secs(3600)));
@@ -546,6 +556,9 @@ async fn serve(
         tokio::select! {
             _ = term.recv() => return Ok(()),
             _ = int.recv() => return Ok(()),
+            _ = hup.recv() => {
+                reloader.reload("SIGHUP").await;
+            }
             up = link_up.wait_for(|up| *up), if !ready => {
                 if up.is_ok() {
                     systemd.ready();

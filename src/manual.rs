@@ -35,12 +35,23 @@ text or JSON (\fB[log] format\fR).
 Set by systemd for \fBType=notify\fR: \fBfacteur run\fR sends
 \fBREADY=1\fR once the store is migrated, the listeners are bound and the
 component link is up for the first time, \fBWATCHDOG=1\fR every half
-\fBWATCHDOG_USEC\fR, and \fBSTOPPING=1\fR on shutdown.
+\fBWATCHDOG_USEC\fR, \fBRELOADING=1\fR and \fBREADY=1\fR around a reload,
+and \fBSTOPPING=1\fR on shutdown.
 .SH SIGNALS
 .TP
 \fBSIGTERM\fR, \fBSIGINT\fR
 Stop: the listeners close, idle SMTP sessions get \fB421 4.3.2\fR, a DATA
 in progress and deliveries in progress finish (30 seconds at most).
+.TP
+\fBSIGHUP\fR
+Reload the configuration file (\fBsystemctl reload facteur\fR). The whole
+file is checked as at start and the STARTTLS certificate and key are read
+again; only then is it put in force, at once. A file with a problem is
+refused, every problem logged, and the running configuration stays.
+Keys marked \fB(restart)\fR in \fIconfig/facteur.example.toml\fR keep
+their running value until the next start; the log names each one the
+file changes. Administrators reload from their XMPP client with the
+ad-hoc command \fBreload\fR, whose note says the same.
 .SH MONITORING
 The HTTP listener (\fB[http] listen\fR) answers \fB/health\fR (\fB200 ok\fR,
 or \fB503\fR naming what is down) and \fB/metrics\fR (Prometheus text).

@@ -1,10 +1,12 @@
 //! Notifications to systemd (`sd_notify(3)`, `Type=notify`): `READY=1`
-//! once facteur serves, `WATCHDOG=1` while it lives, `STOPPING=1` on
+//! once facteur serves, `WATCHDOG=1` while it lives, `RELOADING=1` and
+//! `READY=1` around a reload of the configuration, `STOPPING=1` on
 //! shutdown. A datagram to the socket named by `$NOTIFY_SOCKET` (a path,
 //! or `@name` in the abstract namespace); without it, nothing is sent.
 
 use std::io;
 use std::os::unix::net::UnixDatagram;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use tracing::{debug, warn};
@@ -13,6 +15,8 @@ use tracing::{debug, warn};
 pub struct Notifier {
     socket: Option<(UnixDatagram, std::os::unix::net::SocketAddr)>,
     watchdog: Option<Duration>,
+    /// Whether `READY=1` was sent: a reload before it must not send one.
+    ready: AtomicBool,
 }
 
 impl Notifier {
@@ -35,7 +39,11 @@ impl Notifier {
             .and_then(|usec| usec.parse::<u64>().ok())
             .filter(|usec| *usec > 0 && ours)
             .map(Duration::from_micros);
-        Notifier { socket, watchdog }
+        Notifier {
+            socket,
+            watchdog,
+            ready: AtomicBool::new(false),
+        }
     }
 
     /// How often to send `WATCHDOG=1`: half the watchdog's timeout, as
@@ -47,7 +55,28 @@ impl Notifier {
     }
 
     pub fn ready(&self) {
+        self.ready.store(true, Ordering::SeqCst);
         self.send("READY=1\nSTATUS=Serving\n");
+    }
+
+    /// A reload begins: `RELOADING=1` with the monotonic time, as
+    /// `sd_notify(3)` asks for `Type=notify-reload` (and `Type=notify`
+    /// takes it too). Nothing before facteur is ready.
+    pub fn reloading(&self) {
+        if self.ready.load(Ordering::SeqCst) {
+            let now = rustix::time::clock_gettime(rustix::time::ClockId::Monotonic);
+            let usec = now.tv_sec as u64 * 1_000_000 + now.tv_nsec as u64 / 1000;
+            self.send(&format!(
+                "RELOADING=1\nMONOTONIC_USEC={usec}\nSTATUS=Reloading the configuration\n"
+            ));
+        }
+    }
+
+    /// A reload is over, taken or refused: `READY=1` again.
+    pub fn reloaded(&self) {
+        if self.ready.load(Ordering::SeqCst) {
+            self.send("READY=1\nSTATUS=Serving\n");
+        }
     }
 
     pub fn watchdog(&self) {
@@ -91,25 +120,43 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("notify");
         let listener = UnixDatagram::bind(&path).expect("bind");
+        // A datagram that never comes fails the test instead of hanging it.
+        listener
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .expect("timeout");
         let notifier = Notifier {
             socket: Some(open(path.as_os_str()).expect("open")),
             watchdog: Some(Duration::from_secs(10)),
+            ready: AtomicBool::new(false),
         };
         assert_eq!(notifier.watchdog_every(), Some(Duration::from_secs(5)));
+        // Not ready yet: a reload tells nothing.
+        notifier.reloading();
+        notifier.reloaded();
         notifier.ready();
         notifier.watchdog();
+        notifier.reloading();
+        notifier.reloaded();
         notifier.stopping();
         let mut buf = [0u8; 256];
         let mut got = Vec::new();
-        for _ in 0..3 {
+        for _ in 0..5 {
             let n = listener.recv(&mut buf).expect("recv");
             got.push(String::from_utf8_lossy(&buf[..n]).into_owned());
         }
+        let reloading = got.remove(2);
+        let usec: u64 = reloading
+            .strip_prefix("RELOADING=1\nMONOTONIC_USEC=")
+            .and_then(|rest| rest.strip_suffix("\nSTATUS=Reloading the configuration\n"))
+            .and_then(|usec| usec.parse().ok())
+            .unwrap_or_else(|| panic!("{reloading:?}"));
+        assert!(usec > 0);
         assert_eq!(
             got,
             [
                 "READY=1\nSTATUS=Serving\n",
                 "WATCHDOG=1\n",
+                "READY=1\nSTATUS=Serving\n",
                 "STOPPING=1\nSTATUS=Shutting down\n"
             ]
         );
@@ -120,6 +167,7 @@ mod tests {
         let notifier = Notifier {
             socket: None,
             watchdog: Some(Duration::from_secs(10)),
+            ready: AtomicBool::new(false),
         };
         assert_eq!(notifier.watchdog_every(), None);
         notifier.ready();

@@ -61,6 +61,12 @@ impl<K: Hash + Eq + Clone> Limiter<K> {
         }
     }
 
+    /// Allows `rate` from now on (a reloaded configuration); what each key
+    /// already used stays counted.
+    pub fn set_rate(&mut self, rate: Rate) {
+        self.rate = rate;
+    }
+
     /// Counts `cost` events for `key` at `now` if the budget allows all of
     /// them; otherwise counts none.
     pub fn check(&mut self, key: &K, cost: u32, now: Instant) -> Decision {
@@ -117,6 +123,12 @@ impl<K: Hash + Eq + Clone> Concurrency<K> {
             max,
             open: HashMap::new(),
         }
+    }
+
+    /// At most `max` at once per key from now on (a reloaded
+    /// configuration); slots already taken stay taken.
+    pub fn set_max(&mut self, max: u32) {
+        self.max = max;
     }
 
     /// Takes one slot for `key`; false when all are taken.
@@ -313,5 +325,48 @@ mod tests {
         open.release(&"192.0.2.1");
         open.release(&"192.0.2.1");
         assert_eq!(open.open(&"192.0.2.1"), 0);
+    }
+
+    #[test]
+    fn a_new_rate_applies_to_what_was_counted() {
+        let now = Instant::now();
+        let mut limiter = Limiter::new(Rate {
+            count: 10,
+            period: HOUR,
+        });
+        let key = "192.0.2.1";
+        for _ in 0..9 {
+            assert_eq!(limiter.check(&key, 1, now), Decision::Allow);
+        }
+        // Lowered below what the key used (54 of 60 minutes of budget): the
+        // next one, 20 minutes of the new budget, is refused.
+        limiter.set_rate(Rate {
+            count: 3,
+            period: HOUR,
+        });
+        assert!(matches!(limiter.check(&key, 1, now), Decision::Deny { .. }));
+        // Raised: room again at once.
+        limiter.set_rate(Rate {
+            count: 100,
+            period: HOUR,
+        });
+        assert_eq!(limiter.check(&key, 1, now), Decision::Allow);
+    }
+
+    #[test]
+    fn a_new_maximum_keeps_the_slots_taken() {
+        let mut open = Concurrency::new(3);
+        for _ in 0..3 {
+            assert!(open.acquire(&"192.0.2.1"));
+        }
+        open.set_max(2);
+        assert!(!open.acquire(&"192.0.2.1"));
+        open.release(&"192.0.2.1");
+        assert!(!open.acquire(&"192.0.2.1"), "still 2 open, the new maximum");
+        open.release(&"192.0.2.1");
+        assert!(open.acquire(&"192.0.2.1"));
+        open.set_max(5);
+        assert!(open.acquire(&"192.0.2.1"));
+        assert_eq!(open.open(&"192.0.2.1"), 3);
     }
 }

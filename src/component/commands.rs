@@ -1,8 +1,10 @@
 //! Ad-hoc commands (XEP-0050) for the gateway's administrators, the JIDs
 //! of `[component] admins`: the users commands of XEP-0133 that fit a
 //! gateway (add, remove, list, count), and facteur's own for the queues
-//! and statistics. Each has a `facteur` command-line twin over the same
-//! store calls (`facteur users …`, `facteur queue …`, `facteur stats`).
+//! and statistics, and the reload of the configuration file. Each has a
+//! twin outside XMPP: `facteur users …`, `facteur queue …` and `facteur
+//! stats` over the same store calls; SIGHUP (`systemctl reload facteur`)
+//! for the reload.
 //!
 //! A command that needs input answers `execute` with a form and
 //! `status='executing'`; the submitted form completes it. Nothing is kept
@@ -23,6 +25,7 @@ use xmpp_parsers::stanza_error::{DefinedCondition, ErrorType};
 
 use super::reply::{self, error, result, Fault};
 use crate::config::Config;
+use crate::reload::Reloader;
 use crate::store::admin::{ItemId, LIST_LIMIT};
 use crate::store::{Millis, Store};
 
@@ -38,6 +41,13 @@ const NOT_ADMIN: Fault = Fault::new(
     "only the gateway's administrators run its commands",
 );
 
+/// Where nothing can reload (no configuration file to read again).
+const NO_RELOAD: Fault = Fault::new(
+    ErrorType::Cancel,
+    DefinedCondition::ServiceUnavailable,
+    "this gateway cannot reload its configuration",
+);
+
 /// The commands, in the order they are listed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Command {
@@ -50,9 +60,10 @@ enum Command {
     QueueRetry,
     QueueDelete,
     Stats,
+    Reload,
 }
 
-const COMMANDS: [Command; 9] = [
+const COMMANDS: [Command; 10] = [
     Command::AddUser,
     Command::DeleteUser,
     Command::ListUsers,
@@ -62,6 +73,7 @@ const COMMANDS: [Command; 9] = [
     Command::QueueRetry,
     Command::QueueDelete,
     Command::Stats,
+    Command::Reload,
 ];
 
 /// A field the administrator fills in.
@@ -99,6 +111,7 @@ impl Command {
             Command::QueueRetry => "queue-retry",
             Command::QueueDelete => "queue-delete",
             Command::Stats => "stats",
+            Command::Reload => "reload",
         }
     }
 
@@ -113,6 +126,7 @@ impl Command {
             Command::QueueRetry => "Retry a queue item now",
             Command::QueueDelete => "Delete a queue item",
             Command::Stats => "Statistics",
+            Command::Reload => "Reload the configuration",
         }
     }
 
@@ -121,7 +135,11 @@ impl Command {
             Command::AddUser => Some(ACCOUNT),
             Command::DeleteUser => Some(ACCOUNTS),
             Command::QueueShow | Command::QueueRetry | Command::QueueDelete => Some(ITEM),
-            Command::ListUsers | Command::CountUsers | Command::QueueList | Command::Stats => None,
+            Command::ListUsers
+            | Command::CountUsers
+            | Command::QueueList
+            | Command::Stats
+            | Command::Reload => None,
         }
     }
 
@@ -176,7 +194,8 @@ pub fn is_command(iq: &Iq) -> bool {
 }
 
 /// Runs the command `iq` asks for, or answers why not.
-pub async fn answer(config: &Config, store: &Store, iq: Iq) -> Iq {
+/// `reloader` runs the reload command; without one it is unavailable.
+pub async fn answer(config: &Config, store: &Store, reloader: Option<&Reloader>, iq: Iq) -> Iq {
     let Iq::Set { from, payload, .. } = &iq else {
         return error(&iq, reply::NOT_A_REQUEST);
     };
@@ -231,7 +250,7 @@ pub async fn answer(config: &Config, store: &Store, iq: Iq) -> Iq {
                 (Some(input), Some(form)) => field_values(form, input.var),
                 _ => Vec::new(),
             };
-            match run(config, store, &from, command, &values).await {
+            match run(config, store, reloader, &from, command, &values).await {
                 Ok(done) => reply("completed", done),
                 Err(fault) => error(&iq, fault),
             }
@@ -256,6 +275,7 @@ fn new_session() -> String {
 async fn run(
     config: &Config,
     store: &Store,
+    reloader: Option<&Reloader>,
     admin: &Jid,
     command: Command,
     values: &[String],
@@ -370,6 +390,20 @@ async fn run(
                 fields.push(field(&var, "text-single", &label, &[value]));
             }
             vec![result_form(NS_COMMANDS, fields)]
+        }
+        Command::Reload => {
+            let reloader = reloader.ok_or(NO_RELOAD)?;
+            let outcome = reloader
+                .reload(&format!("ad-hoc command from {admin}"))
+                .await;
+            let kind = if !outcome.refused.is_empty() {
+                "error"
+            } else if !outcome.need_restart.is_empty() || !outcome.warnings.is_empty() {
+                "warn"
+            } else {
+                "info"
+            };
+            vec![note(kind, &outcome.note())]
         }
     };
     Ok(done)

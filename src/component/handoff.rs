@@ -28,7 +28,7 @@ use xmpp_parsers::stanza_error::{DefinedCondition, ErrorType};
 use super::probe::{rcpt_status, user_jid, RcptStatus};
 use super::reply::{self, message_error, receipt, Fault};
 use super::LinkHandle;
-use crate::config::Config;
+use crate::config::{Config, Live};
 use crate::probe::discover::{Discovery, NoAnswer};
 use crate::store::{Answer, AnswerKind, AnswerStatus, HandoffTaken, Millis, NewHandoff, Store};
 
@@ -109,7 +109,7 @@ struct Checked {
 
 /// Takes handoffs; shared with the tasks that finish them.
 pub struct Handoffs {
-    pub config: Arc<Config>,
+    pub config: Live,
     pub store: Store,
     pub discovery: Discovery,
     pub link: LinkHandle,
@@ -144,8 +144,9 @@ impl Handoffs {
             .ok_or((None, reply::NO_SENDER))?;
         let stated = stated(message).map_err(|fault| (None, fault))?;
         let refuse = |fault| (Some(stated.ofrom.clone()), fault);
-        let own = self.config.component.jid.domain();
-        let ours = |domain: &str| self.config.mail.serves(domain) || domain == own.as_str();
+        let config = self.config.get();
+        let own = config.component.jid.domain();
+        let ours = |domain: &str| config.mail.serves(domain) || domain == own.as_str();
         if ours(gateway.domain().as_str()) {
             return Err(refuse(Fault::new(
                 ErrorType::Auth,
@@ -160,7 +161,7 @@ impl Handoffs {
                 "the author is of a domain this gateway serves",
             )));
         }
-        let max_size = self.config.xmpp_mail.max_size;
+        let max_size = config.xmpp_mail.max_size;
         let size = String::from(&Element::from(message.clone())).len();
         if u64::try_from(size).unwrap_or(u64::MAX) > max_size {
             return Err(refuse(Fault::with_text(
@@ -169,7 +170,7 @@ impl Handoffs {
                 format!("the stanza is larger than max-size {max_size}"),
             )));
         }
-        match rcpt_status(&self.config, &self.store, &stated.rcpt).await {
+        match rcpt_status(&config, &self.store, &stated.rcpt).await {
             RcptStatus::Accept => {}
             RcptStatus::Reject => {
                 return Err(refuse(Fault::with_text(
@@ -182,7 +183,7 @@ impl Handoffs {
         }
         let now = Millis::now().0 / 1000;
         let (message_id, raw) =
-            to_mail(message, &stated, &gateway, &self.config, now).map_err(refuse)?;
+            to_mail(message, &stated, &gateway, &config, now).map_err(refuse)?;
         Ok(Checked {
             gateway,
             ofrom: stated.ofrom,
@@ -247,7 +248,7 @@ impl Handoffs {
             Err(e) => warn!(error = format!("{e:#}"), "Store unavailable for a listing."),
         }
         let listed = self.discovery.lists(domain, gateway).await?;
-        let ttl = &self.config.xmpp_mail.ttl;
+        let ttl = &self.config.get().xmpp_mail.ttl;
         let answer = Answer {
             status: match listed {
                 true => AnswerStatus::Listed,
@@ -279,7 +280,7 @@ impl Handoffs {
             gateway: checked.gateway.to_string(),
             max_size: 0,
             handoff: true,
-            expires_at: Millis::now().after(self.config.xmpp_mail.ttl.accept),
+            expires_at: Millis::now().after(self.config.get().xmpp_mail.ttl.accept),
         };
         if let Err(e) = self
             .store

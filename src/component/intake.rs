@@ -22,17 +22,18 @@ use super::lookups::Lookups;
 use super::outgoing::{Intaken, Outgoing, Prepared};
 use super::probe::{self, Probes};
 use super::{commands, registration, vcard, LinkHandle};
-use crate::config::Config;
+use crate::config::Live;
 use crate::dkim::Signers;
 use crate::fetch::Fetcher;
 use crate::probe::discover::Discovery;
+use crate::reload::Reloader;
 use crate::store::Store;
 
 /// Stanzas taken, at most, per batch.
 const BATCH: usize = 64;
 
 pub struct Intake {
-    config: Arc<Config>,
+    config: Live,
     store: Store,
     link: LinkHandle,
     outgoing: Arc<Outgoing>,
@@ -40,34 +41,38 @@ pub struct Intake {
     handoffs: Arc<Handoffs>,
     /// Mails prepared beside the loop, to be queued by it.
     prepared: mpsc::Receiver<Prepared>,
+    /// What the `reload` command runs; none where nothing can reload.
+    reloader: Option<Reloader>,
 }
 
 impl Intake {
     /// An intake answering through `link`; tasks that wait on other
     /// servers run under `tracker`.
     pub fn new(
-        config: Arc<Config>,
+        config: Live,
         store: Store,
         link: LinkHandle,
         signers: Arc<Signers>,
         fetcher: Fetcher,
         tracker: TaskTracker,
+        reloader: Option<Reloader>,
     ) -> Intake {
-        let lookups = Lookups::new(config.component.jid.clone().into(), link.clone());
+        let now = config.get();
+        let lookups = Lookups::new(now.component.jid.clone().into(), link.clone());
         let (ready, prepared) = mpsc::channel(BATCH * 4);
         let handoffs = Handoffs {
             config: config.clone(),
             store: store.clone(),
             discovery: Discovery {
-                own: config.component.jid.clone().into(),
+                own: now.component.jid.clone().into(),
                 link: link.clone(),
-                step: config.xmpp_mail.step_timeout,
+                step: now.xmpp_mail.step_timeout,
             },
             link: link.clone(),
             tracker: tracker.clone(),
         };
         let outgoing = Outgoing {
-            sender_mails: Mutex::new(Limiter::new(config.limits.sender_mails)),
+            sender_mails: Mutex::new(Limiter::new(now.limits.sender_mails)),
             config: config.clone(),
             store: store.clone(),
             signers,
@@ -78,7 +83,8 @@ impl Intake {
             ready,
         };
         Intake {
-            probes: Probes::new(config.xmpp_mail.probes),
+            probes: Probes::new(now.xmpp_mail.probes),
+            reloader,
             config,
             store,
             link,
@@ -103,22 +109,23 @@ impl Intake {
                 return self.finish(ready).await;
             }
             for stanza in batch.drain(..) {
+                let config = self.config.get();
                 let reply = match stanza {
                     Stanza::Iq(iq) if probe::is_probe(&iq) => Some(Stanza::Iq(
                         self.probes
-                            .answer(&self.config, &self.store, iq, Instant::now())
+                            .answer(&config, &self.store, iq, Instant::now())
                             .await,
                     )),
                     Stanza::Iq(iq) if commands::is_command(&iq) => Some(Stanza::Iq(
-                        commands::answer(&self.config, &self.store, iq).await,
+                        commands::answer(&config, &self.store, self.reloader.as_ref(), iq).await,
                     )),
-                    Stanza::Iq(iq) if vcard::is_request(&iq) => Some(Stanza::Iq(
-                        vcard::answer(&self.config, &self.store, iq).await,
-                    )),
+                    Stanza::Iq(iq) if vcard::is_request(&iq) => {
+                        Some(Stanza::Iq(vcard::answer(&config, &self.store, iq).await))
+                    }
                     Stanza::Iq(iq) => Some(Stanza::Iq(
-                        registration::answer(&self.config, &self.store, iq).await,
+                        registration::answer(&config, &self.store, iq).await,
                     )),
-                    Stanza::Message(message) if handoff::is_handoff(&self.config, &message) => {
+                    Stanza::Message(message) if handoff::is_handoff(&config, &message) => {
                         self.handoffs.take(message).await.map(Stanza::Message)
                     }
                     Stanza::Message(message) => match self.outgoing.message(message).await {

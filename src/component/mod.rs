@@ -33,7 +33,6 @@ mod tests;
 mod vcard;
 
 use std::collections::HashMap;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
@@ -49,7 +48,7 @@ use xmpp_parsers::message::{Message, MessageType};
 use xmpp_parsers::ping::Ping;
 use xmpp_parsers::stanza::Stanza;
 
-use crate::config::Config;
+use crate::config::Live;
 use crate::telemetry::meters;
 use acks::Acks;
 pub use acks::Refusal;
@@ -151,7 +150,7 @@ enum SessionEnd {
 }
 
 pub struct Link {
-    config: Arc<Config>,
+    config: Live,
     commands: mpsc::Receiver<Command>,
     up: watch::Sender<bool>,
     privileges: watch::Sender<Privileges>,
@@ -163,7 +162,7 @@ impl Link {
     /// A link whose incoming messages and registrations go to `intake`,
     /// and errors for messages it confirmed already to `late_errors`.
     pub fn new(
-        config: Arc<Config>,
+        config: Live,
         intake: mpsc::Sender<Stanza>,
         late_errors: mpsc::Sender<LateError>,
     ) -> (Link, LinkHandle) {
@@ -189,7 +188,7 @@ impl Link {
     }
 
     pub async fn run(mut self, shutdown: CancellationToken) {
-        let component = self.config.component.clone();
+        let component = self.config.get().component.clone();
         let mut failures: u32 = 0;
         let mut was_up = false;
         loop {
@@ -263,12 +262,19 @@ impl Link {
         mut stream: LinkStream,
         shutdown: &CancellationToken,
     ) -> SessionEnd {
-        let own = self.config.component.jid.clone();
-        let server = match self.config.mail.domains.first().map(|d| jid::Jid::new(d)) {
+        let own = self.config.get().component.jid.clone();
+        let server = match self
+            .config
+            .get()
+            .mail
+            .domains
+            .first()
+            .map(|d| jid::Jid::new(d))
+        {
             Some(Ok(server)) => server,
             _ => return SessionEnd::Lost("no served domain to ping".into()),
         };
-        let interval = self.config.component.ping_interval;
+        let interval = self.config.get().component.ping_interval;
         let mut acks = Acks::default();
         let mut requests: HashMap<String, oneshot::Sender<Iq>> = HashMap::new();
         let mut tick = tokio::time::interval(interval);
@@ -367,7 +373,7 @@ impl Link {
                     None => debug!(id, "IQ answer matches nothing sent."),
                 }
             }
-            Stanza::Iq(iq) => match answers::answer_iq(&self.config, iq) {
+            Stanza::Iq(iq) => match answers::answer_iq(&self.config.get(), iq) {
                 answers::IqRoute::Reply(reply) => outgoing.push(reply.into()),
                 answers::IqRoute::Intake(iq) => self.to_intake(Stanza::Iq(iq), outgoing),
             },
@@ -387,7 +393,7 @@ impl Link {
             }
             Stanza::Message(message) => {
                 let current = self.privileges.borrow().clone();
-                match privilege::announcement(&self.config, &current, &message) {
+                match privilege::announcement(&self.config.get(), &current, &message) {
                     Some(granted) => {
                         info!(
                             from = ?message.from,
@@ -400,7 +406,7 @@ impl Link {
                 }
             }
             Stanza::Presence(presence) => {
-                if let Some(reply) = answers::answer_presence(&self.config, presence) {
+                if let Some(reply) = answers::answer_presence(&self.config.get(), presence) {
                     outgoing.push(reply.into());
                 }
             }

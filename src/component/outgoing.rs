@@ -26,7 +26,7 @@ use xmpp_parsers::stanza_error::{DefinedCondition, ErrorType};
 use super::lookups::Lookups;
 use super::reply::{self, message_error, receipt, Fault};
 use super::LinkHandle;
-use crate::config::Config;
+use crate::config::Live;
 use crate::dkim::Signers;
 use crate::fetch::Fetcher;
 use crate::store::{MessageRecord, Millis, NewMail, Store};
@@ -68,7 +68,7 @@ struct Fetched {
 
 /// Everything outgoing mail needs.
 pub struct Outgoing {
-    pub config: Arc<Config>,
+    pub config: Live,
     pub store: Store,
     pub signers: Arc<Signers>,
     pub fetcher: Fetcher,
@@ -189,7 +189,8 @@ impl Outgoing {
             from,
             rcpt,
         } = sending;
-        let gateway = self.config.component.jid.domain();
+        let config = self.config.get();
+        let gateway = config.component.jid.domain();
         // A client that sends the stanza again (same origin-id or id) makes
         // the same mail, queued once.
         let message_id = match &parts.stanza_id {
@@ -222,11 +223,7 @@ impl Outgoing {
             html: parts.html.as_deref(),
             styled: parts.styled,
             files: &attached,
-            jabber_id: self
-                .config
-                .outbound
-                .jabber_id_header
-                .then_some(sender.as_str()),
+            jabber_id: config.outbound.jabber_id_header.then_some(sender.as_str()),
             date,
         };
         let raw = to_rfc5322(&outgoing).map_err(|e| {
@@ -256,7 +253,7 @@ impl Outgoing {
             .or_else(|| parent.as_ref().map(|p| p.thread.clone()))
             .or_else(|| thread_for(Some(&message_id), &[], &references))
             .unwrap_or_default();
-        let stanza = match self.config.xmpp_mail.enabled {
+        let stanza = match config.xmpp_mail.enabled {
             true => native::to_xml(&native::mail_message(
                 &message,
                 &MailMeta {

@@ -93,6 +93,7 @@ impl Probes {
             Err(fault) => return error(&iq, fault),
         };
         // One unit per probe, whatever it names: the limit is on questions.
+        self.limiter.set_rate(config.xmpp_mail.probes);
         let limited = matches!(
             self.limiter.check(&requester, 1, now),
             Decision::Deny { .. }

@@ -17,6 +17,7 @@ use xmpp_parsers::stanza::Stanza;
 
 use super::intake::Intake;
 use super::*;
+use crate::config::{Config, Live};
 use crate::store::{Millis, Store, ToMailItem};
 
 #[test]
@@ -118,16 +119,17 @@ async fn a_silent_server_delays_no_one_elses_mail() {
     store.register(&carol).await.expect("register");
     let (unused, _) = mpsc::channel(1);
     let (late_errors, _) = mpsc::channel(1);
-    let (link, handle) = Link::new(config.clone(), unused, late_errors);
+    let (link, handle) = Link::new(Live::fixed(config.clone()), unused, late_errors);
     fake_servers(link, alice.clone());
     let tracker = TaskTracker::new();
     let intake = Intake::new(
-        config.clone(),
+        Live::fixed(config.clone()),
         store.clone(),
         handle,
         Arc::new(crate::dkim::Signers::load(&config.dkim).expect("signers")),
         crate::fetch::Fetcher::new(&config.http).expect("fetcher"),
         tracker.clone(),
+        None,
     );
     let (stanzas, intake_rx) = mpsc::channel(16);
     let shutdown = CancellationToken::new();

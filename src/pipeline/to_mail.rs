@@ -15,7 +15,7 @@ use tracing::{info, warn};
 
 use super::{jitter, sleep_until};
 use crate::component::LinkHandle;
-use crate::config::Config;
+use crate::config::Live;
 use crate::probe::Prober;
 use crate::return_path::ReturnPaths;
 use crate::smtp::client::{SendFailure, Sender};
@@ -44,7 +44,7 @@ const CONCURRENCY: usize = 64;
 const BATCH: u32 = 64;
 
 pub struct ToMail {
-    pub config: Arc<Config>,
+    pub config: Live,
     pub store: Store,
     pub outcomes: OutcomeCommitter,
     pub sender: Arc<Sender>,
@@ -83,9 +83,9 @@ impl ToMail {
                 let wait = match in_flight.is_empty() {
                     true => {
                         let next = this.store.next_to_mail().await.ok().flatten();
-                        sleep_until(next, this.config.store.poll_interval)
+                        sleep_until(next, this.config.get().store.poll_interval)
                     }
-                    false => this.config.store.poll_interval,
+                    false => this.config.get().store.poll_interval,
                 };
                 tokio::select! {
                     () = this.store.to_mail_committed() => {}
@@ -162,12 +162,11 @@ impl ToMail {
             Err(failure) if failure.permanent => self.fail(&item, &failure.text),
             Err(SendFailure { text, .. }) => {
                 let age = Millis::now().since(item.created_at);
-                match self
-                    .config
-                    .outbound
-                    .retry
-                    .after_failure(item.attempts + 1, age, jitter())
-                {
+                match self.config.get().outbound.retry.after_failure(
+                    item.attempts + 1,
+                    age,
+                    jitter(),
+                ) {
                     RetryDecision::RetryAfter(wait) => {
                         info!(queue_id = item.id, rcpt = %item.rcpt, error = %text, wait_s = wait.as_secs(), "Mail deferred.");
                         Ok(MailOutcome::Retry {
@@ -232,7 +231,7 @@ impl ToMail {
         let notice = match item.mail_from.is_empty() {
             true => None,
             false => Some(Notice::undelivered(
-                &self.config.component.jid,
+                &self.config.get().component.jid,
                 &item.sender,
                 &item.rcpt,
                 reason,

@@ -5,7 +5,6 @@
 //! stanza error of type `wait` or a lost link retries the item; any other
 //! error fails it, with the reason kept in the store.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use facteur_bridge::attach::{attachments, oob, SharedFile};
@@ -24,7 +23,7 @@ use xmpp_parsers::sha2::Digest;
 use super::reports::{owed_report, status_for_refusal};
 use super::{jitter, sleep_until};
 use crate::component::{LinkHandle, Undelivered};
-use crate::config::Config;
+use crate::config::Live;
 use crate::http::files::FileStore;
 use crate::http::percent_encode;
 use crate::store::{
@@ -54,7 +53,7 @@ enum Unmade {
 }
 
 pub struct ToXmpp {
-    pub config: Arc<Config>,
+    pub config: Live,
     pub store: Store,
     pub files: FileStore,
     pub link: LinkHandle,
@@ -88,7 +87,7 @@ impl ToXmpp {
                 let next = self.store.next_to_xmpp().await.ok().flatten();
                 tokio::select! {
                     () = self.store.to_xmpp_committed() => {}
-                    () = tokio::time::sleep(sleep_until(next, self.config.store.poll_interval)) => {}
+                    () = tokio::time::sleep(sleep_until(next, self.config.get().store.poll_interval)) => {}
                     _ = up.changed() => {}
                     () = shutdown.cancelled() => return,
                 }
@@ -193,9 +192,10 @@ impl ToXmpp {
 
     /// Gives a delivery up, with the report its sender is owed, if any.
     async fn give_up(&self, item: &ToXmppItem, reason: &str, status: &str) -> anyhow::Result<()> {
-        let report = owed_report(&self.config, item, reason, status);
+        let config = self.config.get();
+        let report = owed_report(&config, item, reason, status);
         let queued = report.as_ref().map(|report| NewMail {
-            sender: &self.config.component.jid,
+            sender: &config.component.jid,
             mail_from: "",
             rcpt: &report.rcpt,
             message_id: &report.message_id,
@@ -217,6 +217,7 @@ impl ToXmpp {
         let age = Millis::now().since(item.created_at);
         match self
             .config
+            .get()
             .xmpp
             .retry
             .after_failure(item.attempts + 1, age, jitter())
@@ -272,12 +273,13 @@ impl ToXmpp {
                     .unwrap_or(id);
                 let (from, contact) = self.sender_jid(&mail, mail_from);
                 let reply = self.reply_target(&to, &mail).await;
+                let config = self.config.get();
                 let envelope = Envelope {
                     from: from.clone(),
                     to: to.clone(),
                     id: &id,
-                    gateway: self.config.component.jid.domain(),
-                    served: &self.config.mail.domains,
+                    gateway: config.component.jid.domain(),
+                    served: &config.mail.domains,
                     reply,
                 };
                 let mut message = to_stanza(&mail, &envelope);
@@ -375,7 +377,7 @@ impl ToXmpp {
             shared.push(SharedFile {
                 url: format!(
                     "{}/{token}/{}",
-                    self.config.http.public_url,
+                    self.config.get().http.public_url,
                     percent_encode(&part.name)
                 ),
                 name: part.name,
@@ -412,7 +414,7 @@ impl ToXmpp {
             .share_attachment(mail_id, usize::from(u16::MAX), &record)
             .await
             .map_err(|e| Unmade::NotNow(format!("{e:#}")))?;
-        let url = format!("{}/{token}/message.html", self.config.http.public_url);
+        let url = format!("{}/{token}/message.html", self.config.get().http.public_url);
         mail.text
             .push_str(&format!("\n\n[formatted version: message.html] {url}"));
         mail.files.push(SharedFile {
@@ -445,7 +447,7 @@ impl ToXmpp {
     /// The JID the mail comes from: its From header, else the envelope
     /// sender, else the gateway itself (bounces have a null sender).
     fn sender_jid(&self, mail: &IncomingMail, mail_from: &str) -> (BareJid, Option<Contact>) {
-        let gateway = &self.config.component.jid;
+        let gateway = &self.config.get().component.jid;
         let author = mail
             .author
             .clone()

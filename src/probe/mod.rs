@@ -25,7 +25,7 @@ use xmpp_parsers::minidom::rxml::xml_ncname;
 use xmpp_parsers::minidom::Element;
 
 use crate::component::LinkHandle;
-use crate::config::Config;
+use crate::config::Live;
 use crate::store::{Answer, AnswerKind, AnswerStatus, Millis, Store};
 use crate::telemetry::meters;
 use discover::{Discovery, NoAnswer};
@@ -52,7 +52,7 @@ impl Probed {
 
 /// Asks other domains, and remembers their answers in the store.
 pub struct Prober {
-    config: Arc<Config>,
+    config: Live,
     store: Store,
     discovery: Discovery,
     resolver: TokioResolver,
@@ -61,16 +61,12 @@ pub struct Prober {
 }
 
 impl Prober {
-    pub fn new(
-        config: Arc<Config>,
-        store: Store,
-        link: LinkHandle,
-        resolver: TokioResolver,
-    ) -> Prober {
+    pub fn new(config: Live, store: Store, link: LinkHandle, resolver: TokioResolver) -> Prober {
+        let now = config.get();
         let discovery = Discovery {
-            own: config.component.jid.clone().into(),
+            own: now.component.jid.clone().into(),
             link,
-            step: config.xmpp_mail.step_timeout,
+            step: now.xmpp_mail.step_timeout,
         };
         Prober {
             config,
@@ -96,7 +92,7 @@ impl Prober {
             }
             self.ask(&domain, rcpt).await
         };
-        match tokio::time::timeout(self.config.xmpp_mail.budget, asking).await {
+        match tokio::time::timeout(self.config.get().xmpp_mail.budget, asking).await {
             Ok(probed) => probed,
             Err(_) => {
                 info!(rcpt = %rcpt, "XMPP-Mail probe ran out of time.");
@@ -106,7 +102,7 @@ impl Prober {
                     AnswerStatus::Unknown,
                     "",
                     0,
-                    self.config.xmpp_mail.ttl.error,
+                    self.config.get().xmpp_mail.ttl.error,
                 )
                 .await;
                 Probed::without_gateway(RouteAnswer::Failed)
@@ -158,7 +154,7 @@ impl Prober {
 
     /// Asks `domain` about `rcpt`, step by step.
     async fn ask(&self, domain: &str, rcpt: &BareJid) -> Probed {
-        let ttl = self.config.xmpp_mail.ttl;
+        let ttl = self.config.get().xmpp_mail.ttl;
         let now = Millis::now();
         let gateway = match self
             .store
@@ -229,7 +225,7 @@ impl Prober {
     /// Whether the domain has an XMPP server: SRV records (not ".") or,
     /// without them, an address (RFC 6120 §3.2.2).
     async fn has_xmpp_server(&self, domain: &str) -> Result<bool, NoAnswer> {
-        let step = self.config.xmpp_mail.step_timeout;
+        let step = self.config.get().xmpp_mail.step_timeout;
         let name = format!("_xmpp-server._tcp.{}.", domain.trim_end_matches('.'));
         let srv = tokio::time::timeout(step, self.resolver.srv_lookup(name.as_str()))
             .await
@@ -265,7 +261,7 @@ impl Prober {
 
     /// The probe IQ (§5) for one recipient, and its answer remembered.
     async fn probe_rcpt(&self, gateway: &BareJid, rcpt: &BareJid) -> Probed {
-        let ttl = self.config.xmpp_mail.ttl;
+        let ttl = self.config.get().xmpp_mail.ttl;
         let probe = Element::builder("probe", NS_MAIL)
             .append(
                 Element::builder("rcpt", NS_MAIL)

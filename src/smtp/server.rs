@@ -9,7 +9,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
+use tokio::sync::{watch, Semaphore};
 use tokio_rustls::rustls;
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
@@ -48,7 +48,7 @@ pub fn tls_acceptor(files: &TlsFiles) -> anyhow::Result<TlsAcceptor> {
 /// Binds every listen address (so that a taken port fails at start-up).
 pub async fn bind(reception: &Reception) -> anyhow::Result<Vec<TcpListener>> {
     let mut listeners = Vec::new();
-    for addr in &reception.config.inbound.listen {
+    for addr in &reception.config.get().inbound.listen {
         let listener = TcpListener::bind(addr)
             .await
             .with_context(|| format!("Listening for SMTP on {addr}"))?;
@@ -68,10 +68,12 @@ impl ClientSlot {
     /// A slot for a connection from `ip`: `None` when all are taken,
     /// `Some(None)` when the limit does not apply to `ip`.
     fn take(reception: &Arc<Reception>, ip: IpAddr) -> Option<Option<ClientSlot>> {
-        if reception.config.limits.client_exceptions.contains(ip) {
+        let config = reception.config.get();
+        if config.limits.client_exceptions.contains(ip) {
             return Some(None);
         }
         let mut open = reception.client_connections.lock().ok()?;
+        open.set_max(config.limits.client_connections);
         open.acquire(&ip).then(|| {
             Some(ClientSlot {
                 reception: reception.clone(),
@@ -98,14 +100,18 @@ fn refuse(tracker: &TaskTracker, mut stream: tokio::net::TcpStream, reply: Reply
 }
 
 /// Accepts connections until shutdown; sessions run under `tracker`.
+/// Each session offers STARTTLS with the certificate in force when it
+/// opens (a reload replaces it).
 pub async fn run(
     listener: TcpListener,
     reception: Arc<Reception>,
-    tls: Option<TlsAcceptor>,
+    tls: watch::Receiver<Option<TlsAcceptor>>,
     tracker: TaskTracker,
     shutdown: CancellationToken,
 ) {
-    let limit = Arc::new(Semaphore::new(reception.config.inbound.max_connections));
+    let limit = Arc::new(Semaphore::new(
+        reception.config.get().inbound.max_connections,
+    ));
     loop {
         let accepted = tokio::select! {
             accepted = listener.accept() => accepted,
@@ -133,7 +139,7 @@ pub async fn run(
         let _ = stream.set_nodelay(true);
         let span = tracing::info_span!("smtp", peer = %peer);
         let reception = reception.clone();
-        let tls = tls.clone();
+        let tls = tls.borrow().clone();
         let shutdown = shutdown.clone();
         tracker.spawn(
             async move {

@@ -25,7 +25,7 @@ use tracing::{debug, info, warn};
 use super::reply::{self, Reply};
 use super::verify::Verifier;
 use super::xforward::{self, Forwarded};
-use crate::config::Config;
+use crate::config::{Config, Live};
 use crate::return_path::ReturnPaths;
 use crate::store::{Committer, InboundMail, Store};
 use crate::telemetry::meters;
@@ -37,7 +37,8 @@ const MAX_ERRORS: u32 = 10;
 
 /// What the receiver needs from the rest of the daemon.
 pub struct Reception {
-    pub config: Arc<Config>,
+    /// Each session takes the configuration in force when it opens.
+    pub config: Live,
     pub store: Store,
     /// Makes accepted mail durable, grouping concurrent commits.
     pub committer: Committer,
@@ -54,18 +55,19 @@ pub struct Reception {
 impl Reception {
     /// The committing task runs on `tasks` until the reception is gone.
     pub fn new(
-        config: Arc<Config>,
+        config: Live,
         store: Store,
         verifier: Option<Verifier>,
         return_paths: ReturnPaths,
         tasks: &TaskTracker,
     ) -> Reception {
+        let now = config.get();
         Reception {
             return_paths,
             committer: Committer::inbound(store.clone(), tasks),
             verifier,
-            client_mails: Mutex::new(Limiter::new(config.limits.client_mails)),
-            client_connections: Mutex::new(Concurrency::new(config.limits.client_connections)),
+            client_mails: Mutex::new(Limiter::new(now.limits.client_mails)),
+            client_connections: Mutex::new(Concurrency::new(now.limits.client_connections)),
             config,
             store,
         }
@@ -108,6 +110,9 @@ pub struct Session<'a, S> {
     reader: BufReader<S>,
     out: Vec<u8>,
     reception: &'a Reception,
+    /// The configuration in force when the session opened (or restarted
+    /// after STARTTLS).
+    config: Arc<Config>,
     peer: SocketAddr,
     tls_active: bool,
     tls_available: bool,
@@ -129,6 +134,7 @@ impl<'a, S: AsyncRead + AsyncWrite + Unpin> Session<'a, S> {
         Session {
             reader: BufReader::with_capacity(8 * 1024, stream),
             out: Vec::with_capacity(512),
+            config: reception.config.get(),
             reception,
             peer,
             tls_active,
@@ -141,7 +147,7 @@ impl<'a, S: AsyncRead + AsyncWrite + Unpin> Session<'a, S> {
     }
 
     fn config(&self) -> &Config {
-        &self.reception.config
+        &self.config
     }
 
     fn reply<T: std::fmt::Display>(&mut self, reply: Reply<T>) {
@@ -539,7 +545,10 @@ impl<'a, S: AsyncRead + AsyncWrite + Unpin> Session<'a, S> {
             return Decision::Allow;
         }
         match self.reception.client_mails.lock() {
-            Ok(mut limiter) => limiter.check(&self.peer.ip(), 1, Instant::now()),
+            Ok(mut limiter) => {
+                limiter.set_rate(self.config.limits.client_mails);
+                limiter.check(&self.peer.ip(), 1, Instant::now())
+            }
             Err(_) => Decision::Allow,
         }
     }
@@ -560,7 +569,9 @@ impl<'a, S: AsyncRead + AsyncWrite + Unpin> Session<'a, S> {
                     Some(helo) => helo.as_str(),
                     None => self.helo.as_deref().unwrap_or_default(),
                 };
-                let verified = verifier.verify(&data, client, helo, &mail_from).await;
+                let verified = verifier
+                    .verify(&data, client, helo, &mail_from, &self.config.auth.rules)
+                    .await;
                 debug!(auth = %verified.summary, "Checked.");
                 let warning = match verified.verdict {
                     AuthVerdict::Accept => String::new(),

@@ -31,21 +31,26 @@ pub struct Verified {
 pub struct Verifier {
     authenticator: MessageAuthenticator,
     hostname: String,
-    rules: AuthRules,
 }
 
 impl Verifier {
-    pub fn new(resolver: TokioResolver, hostname: &str, rules: AuthRules) -> Verifier {
+    pub fn new(resolver: TokioResolver, hostname: &str) -> Verifier {
         Verifier {
             authenticator: MessageAuthenticator(resolver),
             hostname: hostname.to_owned(),
-            rules,
         }
     }
 
     /// Runs every check on `raw` (the mail as received, without facteur's
-    /// own headers).
-    pub async fn verify(&self, raw: &[u8], ip: IpAddr, helo: &str, mail_from: &str) -> Verified {
+    /// own headers); `rules` say what a failure leads to.
+    pub async fn verify(
+        &self,
+        raw: &[u8],
+        ip: IpAddr,
+        helo: &str,
+        mail_from: &str,
+        rules: &AuthRules,
+    ) -> Verified {
         // RFC 7208 §2.3 and §2.4: the HELO identity, then MAIL FROM (the
         // HELO identity again for the null sender).
         let helo_spf = self
@@ -99,7 +104,7 @@ impl Verifier {
                 arc_sealer: None,
             };
             return Verified {
-                verdict: auth_verdict(&facts, &self.rules),
+                verdict: auth_verdict(&facts, rules),
                 header: format!("Authentication-Results: {results}\r\n"),
                 summary: summary(&facts),
             };
@@ -155,7 +160,7 @@ impl Verifier {
             arc_sealer,
         };
         Verified {
-            verdict: auth_verdict(&facts, &self.rules),
+            verdict: auth_verdict(&facts, rules),
             header: format!("Authentication-Results: {results}\r\n"),
             summary: summary(&facts),
         }

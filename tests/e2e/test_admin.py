@@ -78,7 +78,8 @@ def test_administrators_run_commands_from_their_client(gw):
             assert nodes == [f"{ADMIN}#add-user", f"{ADMIN}#delete-user",
                              f"{ADMIN}#get-registered-users-list",
                              f"{ADMIN}#get-registered-users-num",
-                             "queue-list", "queue-show", "queue-retry", "queue-delete", "stats"]
+                             "queue-list", "queue-show", "queue-retry", "queue-delete", "stats",
+                             "reload"]
             # A user who is no administrator sees no command and runs none.
             items = list((await alice.iq("get", GATEWAY, listing)).xml.iter(
                 "{http://jabber.org/protocol/disco#items}item"))

@@ -135,5 +135,5 @@ def test_the_shipped_unit_is_sandboxed():
     assert score <= 1.5 and verdict == "OK", out.stdout
     text = unit.read_text()
     for line in ["Type=notify", "NotifyAccess=main", "WatchdogSec=30s",
-                 "Documentation=man:facteur(1)"]:
+                 "Documentation=man:facteur(1)", "ExecReload=/bin/kill -HUP $MAINPID"]:
         assert line in text.splitlines(), line

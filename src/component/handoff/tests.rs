@@ -51,14 +51,15 @@ async fn handoffs() -> (Arc<Handoffs>, tempfile::TempDir) {
     let (store, dir) = scratch().await;
     let (intake, _) = tokio::sync::mpsc::channel(1);
     let (late_errors, _) = tokio::sync::mpsc::channel(1);
-    let (_link, link) = crate::component::Link::new(config.clone(), intake, late_errors);
+    let live = crate::config::Live::fixed(config.clone());
+    let (_link, link) = crate::component::Link::new(live.clone(), intake, late_errors);
     let handoffs = Handoffs {
         discovery: Discovery {
             own: config.component.jid.clone().into(),
             link: link.clone(),
             step: Duration::from_millis(50),
         },
-        config,
+        config: live,
         store,
         link,
         tracker: TaskTracker::new(),

@@ -5,7 +5,7 @@
 use std::time::Instant;
 
 use facteur_bridge::{jid_to_mailbox, MailAddress};
-use facteur_policy::limits::Decision;
+use facteur_policy::limits::{Decision, Rate};
 use facteur_policy::relay::{sender_verdict, AddressFacts, SenderVerdict};
 use jid::BareJid;
 use tracing::{info, warn};
@@ -26,8 +26,9 @@ pub struct Sending {
 impl Outgoing {
     /// Who sends to whom, or the error that refuses the message.
     pub(super) async fn check(&self, message: &Message) -> Result<Sending, Message> {
+        let config = self.config.get();
         let refuse = |fault| message_error(message, fault);
-        let domains = || self.config.mail.domains.join(", ");
+        let domains = || config.mail.domains.join(", ");
         if message.type_ == MessageType::Groupchat {
             return Err(refuse(Fault::new(
                 ErrorType::Cancel,
@@ -45,7 +46,7 @@ impl Outgoing {
                 "no recipient",
             )));
         };
-        let gateway = self.config.component.jid.domain();
+        let gateway = config.component.jid.domain();
         let rcpt = jid_to_mailbox(&to, gateway).map_err(|e| {
             refuse(Fault::with_text(
                 ErrorType::Modify,
@@ -63,10 +64,10 @@ impl Outgoing {
             refuse(reply::NOT_QUEUED)
         })?;
         let facts = AddressFacts {
-            domain_served: self.config.mail.serves(sender.domain().as_str()),
+            domain_served: config.mail.serves(sender.domain().as_str()),
             registered,
         };
-        match sender_verdict(self.config.mail.users, facts) {
+        match sender_verdict(config.mail.users, facts) {
             SenderVerdict::Allow => {}
             SenderVerdict::ForeignDomain => {
                 return Err(refuse(Fault::with_text(
@@ -83,9 +84,10 @@ impl Outgoing {
                 )));
             }
         }
-        if let Decision::Deny { retry_after } = self.count_mail(&sender) {
+        if let Decision::Deny { retry_after } = self.count_mail(&sender, config.limits.sender_mails)
+        {
             info!(sender = %sender, "Sender over its mail rate.");
-            let limit = self.config.limits.sender_mails.count;
+            let limit = config.limits.sender_mails.count;
             return Err(refuse(Fault::with_text(
                 ErrorType::Wait,
                 DefinedCondition::PolicyViolation,
@@ -112,9 +114,12 @@ impl Outgoing {
     }
 
     /// Counts one mail against the sender's rate.
-    fn count_mail(&self, sender: &BareJid) -> Decision {
+    fn count_mail(&self, sender: &BareJid, rate: Rate) -> Decision {
         match self.sender_mails.lock() {
-            Ok(mut limiter) => limiter.check(sender, 1, Instant::now()),
+            Ok(mut limiter) => {
+                limiter.set_rate(rate);
+                limiter.check(sender, 1, Instant::now())
+            }
             Err(_) => Decision::Allow,
         }
     }

@@ -50,7 +50,7 @@ pub(super) struct NativeRoute {
 impl ToMail {
     /// Decides, and records, how `item` goes.
     pub(super) async fn native_route(&self, item: &ToMailItem) -> Decision {
-        let settings = &self.config.xmpp_mail;
+        let settings = &self.config.get().xmpp_mail;
         let message = (!item.stanza.is_empty())
             .then(|| from_xml(&item.stanza))
             .flatten();
@@ -120,7 +120,7 @@ impl ToMail {
 
     /// Sends `item` as XMPP, and records what became of it.
     pub(super) async fn send_native(&self, item: &ToMailItem, route: Box<NativeRoute>) {
-        let gateway = &self.config.component.jid;
+        let gateway = &self.config.get().component.jid;
         let id = format!("{ID_PREFIX}{}-{}", item.id, item.created_at.0);
         let NativeRoute {
             via,
@@ -187,7 +187,7 @@ impl ToMail {
     /// XMPP, in her conversation with `rcpt`'s mail contact.
     fn told(&self, author: &BareJid, rcpt: &BareJid) -> Option<Told> {
         let address = MailAddress::parse(rcpt.as_str()).ok()?;
-        let from = mailbox_to_jid(&address, self.config.component.jid.domain()).ok()?;
+        let from = mailbox_to_jid(&address, self.config.get().component.jid.domain()).ok()?;
         Some(Told {
             peer: rcpt.to_string(),
             notice: Notice {

@@ -1,7 +1,10 @@
 //! The retry of deliveries to XMPP follows `[xmpp]`, not `[outbound]`;
 //! what threads an answer is stored before the stanza leaves.
 
+use std::sync::Arc;
+
 use super::*;
+use crate::config::Config;
 use crate::store::{scratch, InboundMail};
 
 /// A runner whose link never comes up: `retry` is called by hand.
@@ -10,6 +13,7 @@ async fn runner(config: &str) -> (ToXmpp, tempfile::TempDir) {
     let (store, dir) = scratch().await;
     let (intake, _) = tokio::sync::mpsc::channel(1);
     let (late_errors, _) = tokio::sync::mpsc::channel(1);
+    let config = Live::fixed(config);
     let (_link, link) = crate::component::Link::new(config.clone(), intake, late_errors);
     let runner = ToXmpp {
         config,
@@ -118,8 +122,14 @@ async fn a_handoff_reaches_its_user_from_the_authors_contact_without_auth() {
     let message = Message::try_from(element).expect("message");
     let stated = stated(&message).expect("a handoff");
     let gateway = BareJid::new("mail.a.test").expect("jid");
-    let (message_id, raw) =
-        to_mail(&message, &stated, &gateway, &runner.config, 1_764_547_300).expect("mail");
+    let (message_id, raw) = to_mail(
+        &message,
+        &stated,
+        &gateway,
+        &runner.config.get(),
+        1_764_547_300,
+    )
+    .expect("mail");
     runner
         .store
         .accept_handoff(&NewHandoff {

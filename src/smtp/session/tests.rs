@@ -25,7 +25,7 @@ fn reception(config: &str, store: &Store) -> Arc<Reception> {
     let config = Arc::new(Config::parse(config).expect("config"));
     let return_paths = crate::return_path::ReturnPaths::new(b"test key");
     Arc::new(Reception::new(
-        config,
+        crate::config::Live::fixed(config),
         store.clone(),
         None,
         return_paths,
