@@ -376,6 +376,9 @@ where
 }
 
 async fn run(config: Arc<Config>, path: PathBuf) -> anyhow::Result<()> {
+    // Before anything can be told facteur runs (a bound port, a log
+    // line): a SIGHUP that came before its handler would end the process.
+    let signals = Signals::install()?;
     let metrics = telemetry::install().context("Installing the metrics recorder")?;
     let systemd = Arc::new(systemd::Notifier::from_env());
     // What a reload replaces; the tasks below read it when they use it.
@@ -522,7 +525,7 @@ async fn run(config: Arc<Config>, path: PathBuf) -> anyhow::Result<()> {
     drop(reception);
     info!(component = %config.component.jid, domains = ?config.mail.domains, "facteur started.");
 
-    serve(&systemd, &reloader, link_up).await?;
+    serve(signals, &systemd, &reloader, link_up).await?;
     info!("Shutting down.");
     systemd.stopping();
     shutdown.cancel();
@@ -535,19 +538,40 @@ async fn run(config: Arc<Config>, path: PathBuf) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The signals facteur handles; from their installation on, each waits
+/// for the main loop instead of taking its default action.
+struct Signals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+    hup: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn install() -> anyhow::Result<Signals> {
+        use tokio::signal::unix::{signal, SignalKind};
+        Ok(Signals {
+            term: signal(SignalKind::terminate()).context("Installing the SIGTERM handler")?,
+            int: signal(SignalKind::interrupt()).context("Installing the SIGINT handler")?,
+            hup: signal(SignalKind::hangup()).context("Installing the SIGHUP handler")?,
+        })
+    }
+}
+
 /// The main loop, until SIGTERM or SIGINT: tells systemd facteur is
 /// ready once the component link is up for the first time (the store is
 /// migrated and the listeners bound by then), feeds its watchdog, and
 /// reloads the configuration on SIGHUP.
 async fn serve(
+    signals: Signals,
     systemd: &systemd::Notifier,
     reloader: &reload::Reloader,
     mut link_up: watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut term = signal(SignalKind::terminate()).context("Installing the SIGTERM handler")?;
-    let mut int = signal(SignalKind::interrupt()).context("Installing the SIGINT handler")?;
-    let mut hup = signal(SignalKind::hangup()).context("Installing the SIGHUP handler")?;
+    let Signals {
+        mut term,
+        mut int,
+        mut hup,
+    } = signals;
     let every = systemd.watchdog_every();
     // Never fires without a watchdog: the branch below is disabled then.
     let mut watchdog = tokio::time::interval(every.unwrap_or(Duration::from_secs(3600)));
