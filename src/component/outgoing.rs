@@ -11,6 +11,7 @@
 
 use std::sync::{Arc, Mutex};
 
+use facteur_bridge::encryption::{encryption, refusal_text, Encrypted};
 use facteur_bridge::native::{self, MailMeta};
 use facteur_bridge::threading::{message_id_for_stanza, references_for_reply, thread_for};
 use facteur_bridge::to_mail::{stanza_parts, to_rfc5322, OutgoingFile, OutgoingMail, StanzaParts};
@@ -82,12 +83,37 @@ pub struct Outgoing {
     pub ready: mpsc::Sender<Prepared>,
 }
 
+/// The answer to an end-to-end encrypted message: nothing is mailed, and
+/// its author learns why, unless it carries nothing a person wrote (an
+/// OMEMO key transport), which needs no answer.
+fn refuse_encrypted(message: &Message, encrypted: &Encrypted) -> Option<Message> {
+    if !encrypted.content {
+        return None;
+    }
+    info!(
+        sender = ?message.from.as_ref().map(|j| j.to_bare()),
+        scheme = %encrypted.namespace,
+        "Encrypted message not mailed."
+    );
+    Some(message_error(
+        message,
+        Fault::with_text(
+            ErrorType::Cancel,
+            DefinedCondition::NotAcceptable,
+            refusal_text(encrypted),
+        ),
+    ))
+}
+
 impl Outgoing {
     /// A message to a mail contact: checked, then built now or in a task
     /// of its own. Returns the answer to send back now, if any.
     pub async fn message(self: &Arc<Self>, message: Message) -> Intaken {
         if matches!(message.type_, MessageType::Error | MessageType::Headline) {
             return Intaken::Answer(None);
+        }
+        if let Some(encrypted) = encryption(&message) {
+            return Intaken::Answer(refuse_encrypted(&message, &encrypted));
         }
         let parts = stanza_parts(&message);
         // Chat states, receipts and the like carry nothing to mail.

@@ -1,0 +1,69 @@
+"""What XMPP clients really send to a mail contact: each stanza in the
+shape of the client's published source or of the XEP's example, kept in
+fixtures/clients/ (the file's first line names the client), sent by a real
+slixmpp client through a real Prosody; the relay shows what was mailed."""
+
+from peers import ROOT, escaped, registered_client, run, wait_until
+
+CLIENTS = ROOT / "fixtures" / "clients"
+STANZAS = "urn:ietf:params:xml:ns:xmpp-stanzas"
+
+
+def client_stanza(name):
+    """The stanza of fixtures/clients/NAME.xml, without its comment, and
+    its id."""
+    text = (CLIENTS / f"{name}.xml").read_text()
+    xml = text[text.index("<message"):].strip()
+    stanza_id = xml.split(" id='", 1)[1].split("'", 1)[0]
+    return xml, stanza_id
+
+
+def error_text(message):
+    start = message["xml"].find(f"<text xmlns=\"{STANZAS}\"")
+    if start < 0:
+        return ""
+    return message["xml"][message["xml"].index(">", start) + 1:message["xml"].index("</text>", start)]
+
+
+def test_end_to_end_encrypted_messages_are_not_mailed(gateway):
+    """Conversations' and Gajim's OMEMO 0.3, OMEMO 2 (XEP-0384's example),
+    OpenPGP for XMPP (XEP-0374's example) and Conversations' legacy
+    OpenPGP (XEP-0027): none is mailed, each gets a not-acceptable error
+    that names its scheme; Conversations' OMEMO key transport gets nothing."""
+    cases = [
+        ("conversations-omemo", "OMEMO"),
+        ("gajim-omemo", "OMEMO"),
+        ("xep0384-omemo2", "OMEMO 2"),
+        ("xep0374-openpgp", "OpenPGP for XMPP"),
+        ("conversations-pgp", "Legacy OpenPGP"),
+    ]
+
+    async def scenario():
+        alice = await registered_client(gateway)
+        transport, transport_id = client_stanza("conversations-omemo-key-transport")
+        alice.xmpp.send_raw(transport)
+        for name, scheme in cases:
+            xml, stanza_id = client_stanza(name)
+            alice.xmpp.send_raw(xml)
+            error = await alice.wait_for(lambda m: m["id"] == stanza_id and m["type"] == "error")
+            assert (error["error"], error["error_type"]) == ("not-acceptable", "cancel"), (name, error)
+            assert error["from"] == escaped("bob@example.net"), (name, error)
+            text = error_text(error)
+            assert f"cannot read end-to-end encrypted messages ({scheme})" in text, (name, text)
+            assert "turn encryption off for this chat" in text, (name, text)
+            # Never the receipt that would say it was taken.
+            assert not any(m["receipt"] == stanza_id for m in alice.messages), (name, alice.messages)
+        # A plain message after them all: once it is sent, the queue and the
+        # relay hold that one mail and no other (each error above came once
+        # facteur had decided on its stanza).
+        sent = alice.send(escaped("bob@example.net"), "in clear, after all", receipt=True)
+        await alice.wait_for(lambda m: m["receipt"] == sent)
+        assert await wait_until(lambda: gateway.relay.received, timeout=15), gateway.facteur.log_tail()
+        assert await wait_until(lambda: gateway.facteur.queue().get(("to_mail", "sent")) == 1)
+        outgoing = {k: n for k, n in gateway.facteur.queue().items() if k[0] == "to_mail" and n}
+        assert outgoing == {("to_mail", "sent"): 1}, outgoing
+        bodies = [r["message"].get_content().strip() for r in gateway.relay.received]
+        assert bodies == ["in clear, after all"], bodies
+        assert not any(m["id"] == transport_id for m in alice.messages), alice.messages
+        await alice.disconnect()
+    run(scenario())
