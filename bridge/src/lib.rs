@@ -10,6 +10,7 @@ pub mod bounce;
 pub mod encryption;
 mod error;
 pub mod native;
+pub mod retract;
 pub mod threading;
 pub mod to_mail;
 pub mod to_xmpp;

@@ -13,6 +13,7 @@ use std::sync::{Arc, Mutex};
 
 use facteur_bridge::encryption::{encryption, refusal_text, Encrypted};
 use facteur_bridge::native::{self, MailMeta};
+use facteur_bridge::retract::retracted_id;
 use facteur_bridge::threading::{message_id_for_stanza, references_for_reply, thread_for};
 use facteur_bridge::to_mail::{stanza_parts, to_rfc5322, OutgoingFile, OutgoingMail, StanzaParts};
 use facteur_policy::limits::Limiter;
@@ -33,6 +34,7 @@ use crate::fetch::Fetcher;
 use crate::store::{MessageRecord, Millis, NewMail, Store};
 
 mod check;
+mod retract;
 
 pub use check::Sending;
 
@@ -114,6 +116,14 @@ impl Outgoing {
         }
         if let Some(encrypted) = encryption(&message) {
             return Intaken::Answer(refuse_encrypted(&message, &encrypted));
+        }
+        // A retraction is never a mail of its own, whatever its fallback
+        // body says (XEP-0428).
+        if let Some(id) = retracted_id(&message) {
+            return Intaken::Answer(match id.is_empty() {
+                true => None,
+                false => self.retract(&message, &id).await,
+            });
         }
         let parts = stanza_parts(&message);
         // Chat states, receipts and the like carry nothing to mail.

@@ -46,6 +46,7 @@ macro_rules! stored_as_text {
 }
 
 pub mod admin;
+mod amend;
 mod attachments;
 mod commit;
 mod contacts;

@@ -3,7 +3,9 @@ shape of the client's published source or of the XEP's example, kept in
 fixtures/clients/ (the file's first line names the client), sent by a real
 slixmpp client through a real Prosody; the relay shows what was mailed."""
 
-from peers import ROOT, escaped, registered_client, run, wait_until
+import subprocess
+
+from peers import ROOT, Gateway, escaped, registered_client, run, wait_until
 
 CLIENTS = ROOT / "fixtures" / "clients"
 STANZAS = "urn:ietf:params:xml:ns:xmpp-stanzas"
@@ -16,6 +18,18 @@ def client_stanza(name):
     xml = text[text.index("<message"):].strip()
     stanza_id = xml.split(" id='", 1)[1].split("'", 1)[0]
     return xml, stanza_id
+
+
+def queue_list(gateway):
+    """`facteur queue list`, one line per queued item."""
+    out = subprocess.run([gateway.facteur.binary, "queue", "--config", str(gateway.facteur.config),
+                          "list"], check=True, capture_output=True, text=True, timeout=30)
+    return out.stdout.splitlines()
+
+
+def mailed(gateway):
+    """The text of each mail the relay received, in order."""
+    return [r["message"].get_content().strip() for r in gateway.relay.received]
 
 
 def error_text(message):
@@ -67,3 +81,77 @@ def test_end_to_end_encrypted_messages_are_not_mailed(gateway):
         assert not any(m["id"] == transport_id for m in alice.messages), alice.messages
         await alice.disconnect()
     run(scenario())
+
+
+ORIGINAL = "Meet me at the old mill at nine."
+
+
+def test_retraction_of_a_mail_that_left(gateway):
+    """Conversations retracts its message after the mail has left: the
+    retraction and its fallback text are not mailed, and alice is told, in
+    her conversation with bob, that mail cannot be unsent."""
+    async def scenario():
+        alice = await registered_client(gateway)
+        original, original_id = client_stanza("conversations-chat")
+        alice.xmpp.send_raw(original)
+        await alice.wait_for(lambda m: m["receipt"] == original_id)
+        assert await wait_until(lambda: gateway.facteur.queue().get(("to_mail", "sent")) == 1)
+        assert mailed(gateway) == [ORIGINAL]
+        retraction, _ = client_stanza("conversations-retract")
+        alice.xmpp.send_raw(retraction)
+        notice = await alice.wait_for(lambda m: "unsent" in (m["body"] or ""))
+        assert notice["from"] == escaped("bob@example.net"), notice
+        assert notice["body"] == (
+            "Your retracted message to bob@example.net had already left as mail, and mail "
+            "cannot be unsent: bob@example.net keeps it."), notice
+        # A plain message after the retraction is the second and last mail.
+        sent = alice.send(escaped("bob@example.net"), "one more", receipt=True)
+        await alice.wait_for(lambda m: m["receipt"] == sent)
+        assert await wait_until(lambda: gateway.facteur.queue().get(("to_mail", "sent")) == 2)
+        outgoing = {k: n for k, n in gateway.facteur.queue().items() if k[0] == "to_mail" and n}
+        assert outgoing == {("to_mail", "sent"): 2}, outgoing
+        assert mailed(gateway) == [ORIGINAL, "one more"]
+        assert not any("/me retracted" in (m["body"] or "") for m in alice.messages), alice.messages
+        await alice.disconnect()
+    run(scenario())
+
+
+def test_retraction_of_a_mail_still_queued(tmp_path):
+    """Conversations retracts its message while the relay refuses it for
+    now (451, next attempt in an hour): the mail is withdrawn, alice is
+    told it was not sent, and it never leaves."""
+    gateway = Gateway(tmp_path, retry={"retry_initial": '"1h"', "retry_max": '"2h"'})
+
+    async def scenario():
+        alice = await registered_client(gateway)
+        gateway.relay.refusing = True
+        original, original_id = client_stanza("conversations-chat")
+        alice.xmpp.send_raw(original)
+        await alice.wait_for(lambda m: m["receipt"] == original_id)
+        # The refusal is recorded: the mail waits for its next attempt.
+        assert await wait_until(lambda: any(" attempts=1 " in line for line in queue_list(gateway)))
+        retraction, _ = client_stanza("conversations-retract")
+        alice.xmpp.send_raw(retraction)
+        notice = await alice.wait_for(lambda m: "withdrawn" in (m["body"] or ""))
+        assert notice["from"] == escaped("bob@example.net"), notice
+        assert notice["body"] == (
+            "Your retracted message to bob@example.net was still waiting to leave: it was "
+            "withdrawn and not sent."), notice
+        assert queue_list(gateway) == []
+        # The relay takes mail again: only the message sent after the
+        # retraction leaves; the withdrawn one is failed, never due again.
+        gateway.relay.refusing = False
+        sent = alice.send(escaped("bob@example.net"), "one more", receipt=True)
+        await alice.wait_for(lambda m: m["receipt"] == sent)
+        assert await wait_until(lambda: gateway.relay.received)
+        assert await wait_until(lambda: gateway.facteur.queue().get(("to_mail", "sent")) == 1)
+        outgoing = {k: n for k, n in gateway.facteur.queue().items() if k[0] == "to_mail" and n}
+        assert outgoing == {("to_mail", "sent"): 1, ("to_mail", "failed"): 1}, outgoing
+        assert mailed(gateway) == ["one more"]
+        assert [r["rcpt"] for r in gateway.relay.refused] == ["bob@example.net"]
+        await alice.disconnect()
+    try:
+        gateway.start()
+        run(scenario())
+    finally:
+        gateway.stop()

@@ -1,0 +1,125 @@
+//! What an author's later word does to a mail of theirs (XEP-0424
+//! retraction): a mail still waiting in the queue is withdrawn; one that
+//! has left cannot be unsent. Either way the author is told, by a notice
+//! queued in the same transaction.
+
+use anyhow::Context;
+use jid::BareJid;
+
+use super::to_mail::ToMailState;
+use super::to_xmpp::{insert_notice, Notice};
+use super::{Millis, Store};
+
+/// The reason a withdrawn mail's row gives, among those of failures.
+const WITHDRAWN: &str = "withdrawn by its author";
+
+/// What became of a mail its author retracted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Withdrawal {
+    /// It was still queued and will never leave.
+    Withdrawn,
+    /// It has left, or is leaving now.
+    Left,
+    /// It had failed already: its author knows it never arrived.
+    Failed,
+    /// The queue has no such mail.
+    Unknown,
+}
+
+impl Withdrawal {
+    /// What the author is told, in the conversation with `contact`, whose
+    /// mail address is `rcpt`.
+    fn notice(self, author: &BareJid, contact: &BareJid, rcpt: &str) -> Option<Notice> {
+        let (subject, body) = match self {
+            Withdrawal::Withdrawn => (
+                "Mail not sent",
+                format!(
+                    "Your retracted message to {rcpt} was still waiting to leave: it was withdrawn and not sent."
+                ),
+            ),
+            Withdrawal::Left => (
+                "Mail cannot be unsent",
+                format!(
+                    "Your retracted message to {rcpt} had already left as mail, and mail cannot be unsent: {rcpt} keeps it."
+                ),
+            ),
+            Withdrawal::Failed | Withdrawal::Unknown => return None,
+        };
+        Some(Notice {
+            recipient: author.clone(),
+            from: contact.clone(),
+            subject: subject.to_owned(),
+            body,
+        })
+    }
+}
+
+impl Store {
+    /// Withdraws `author`'s mail `message_id` to `rcpt` if it is still
+    /// queued and not due before `leaving_until` (a mail due sooner may be
+    /// in the hands of the delivery runner already, which does not ask
+    /// again before sending), and queues the notice that tells the author,
+    /// from `contact`, what became of it.
+    pub async fn withdraw_mail(
+        &self,
+        author: &BareJid,
+        contact: &BareJid,
+        rcpt: &str,
+        message_id: &str,
+        leaving_until: Millis,
+    ) -> anyhow::Result<Withdrawal> {
+        let now = Millis::now();
+        let mut tx = self.pool.begin().await.context("Starting transaction")?;
+        let withdrawn: Option<i64> = sqlx::query_scalar(
+            "
+            UPDATE to_mail
+            SET state = ?, last_error = ?, updated_at = ?
+            WHERE sender = ? AND message_id = ? AND rcpt = ? AND state = ?
+              AND next_attempt_at > ?
+            RETURNING id
+            ",
+        )
+        .bind(ToMailState::Failed)
+        .bind(WITHDRAWN)
+        .bind(now.0)
+        .bind(author.as_str())
+        .bind(message_id)
+        .bind(rcpt)
+        .bind(ToMailState::Queued)
+        .bind(leaving_until.0)
+        .fetch_optional(&mut *tx)
+        .await
+        .with_context(|| format!("Withdrawing mail {message_id}"))?;
+        let outcome = match withdrawn {
+            Some(_) => Withdrawal::Withdrawn,
+            None => {
+                let state: Option<ToMailState> = sqlx::query_scalar(
+                    "SELECT state FROM to_mail WHERE sender = ? AND message_id = ? AND rcpt = ?",
+                )
+                .bind(author.as_str())
+                .bind(message_id)
+                .bind(rcpt)
+                .fetch_optional(&mut *tx)
+                .await
+                .with_context(|| format!("Finding mail {message_id}"))?;
+                match state {
+                    Some(ToMailState::Queued | ToMailState::Sent) => Withdrawal::Left,
+                    Some(ToMailState::Failed) => Withdrawal::Failed,
+                    None => Withdrawal::Unknown,
+                }
+            }
+        };
+        let notice = outcome.notice(author, contact, rcpt);
+        if let Some(notice) = &notice {
+            insert_notice(&mut tx, notice, now).await?;
+        }
+        tx.commit().await.context("Committing a withdrawal")?;
+        if notice.is_some() {
+            self.wake.to_xmpp.notify_one();
+        }
+        Ok(outcome)
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,131 @@
+//! Withdrawals against a scratch store: a mail waiting for its retry is
+//! withdrawn and never due again; one due now or sent has left; each
+//! outcome tells the author once, or not at all.
+
+use std::time::Duration;
+
+use super::*;
+use crate::store::to_mail::NewMail;
+use crate::store::{scratch, MailOutcome, ToXmppBody};
+
+fn jid(s: &str) -> BareJid {
+    BareJid::new(s).expect("valid")
+}
+
+async fn queued(store: &Store, author: &BareJid, message_id: &str) -> i64 {
+    store
+        .queue_mail(
+            &NewMail {
+                sender: author,
+                mail_from: "alice@example.test",
+                rcpt: "bob@example.net",
+                message_id,
+                raw: b"raw",
+                stanza: "",
+            },
+            None,
+        )
+        .await
+        .expect("queued")
+}
+
+async fn notices(store: &Store) -> Vec<String> {
+    store
+        .due_to_xmpp(Millis::now(), 10)
+        .await
+        .expect("due")
+        .into_iter()
+        .filter_map(|item| match item.body {
+            ToXmppBody::Notice(notice) => Some(notice.body),
+            _ => None,
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn a_mail_waiting_for_its_retry_is_withdrawn() {
+    let (store, _dir) = scratch().await;
+    let alice = jid("alice@example.test");
+    let bob = jid("bob\\40example.net@mail.example.test");
+    let id = queued(&store, &alice, "m1@x").await;
+    let retry = Millis::now().after(Duration::from_secs(600));
+    store
+        .apply_mail_outcomes(&[MailOutcome::Retry {
+            id,
+            at: retry,
+            error: "451 later".into(),
+        }])
+        .await
+        .expect("deferred");
+    let leaving_until = Millis::now().after(Duration::from_secs(5));
+    let outcome = store
+        .withdraw_mail(&alice, &bob, "bob@example.net", "m1@x", leaving_until)
+        .await
+        .expect("withdrawn");
+    assert_eq!(outcome, Withdrawal::Withdrawn);
+    assert!(store
+        .due_to_mail(retry.after(Duration::from_secs(1)), 10)
+        .await
+        .expect("due")
+        .is_empty());
+    assert_eq!(
+        notices(&store).await,
+        ["Your retracted message to bob@example.net was still waiting to leave: it was withdrawn and not sent."]
+    );
+    // A second retraction finds it failed: nobody is told twice.
+    let again = store
+        .withdraw_mail(&alice, &bob, "bob@example.net", "m1@x", leaving_until)
+        .await
+        .expect("again");
+    assert_eq!(again, Withdrawal::Failed);
+    assert_eq!(notices(&store).await.len(), 1);
+}
+
+#[tokio::test]
+async fn a_mail_due_now_or_sent_cannot_be_unsent() {
+    let (store, _dir) = scratch().await;
+    let alice = jid("alice@example.test");
+    let bob = jid("bob\\40example.net@mail.example.test");
+    queued(&store, &alice, "due@x").await;
+    let sent = queued(&store, &alice, "sent@x").await;
+    store
+        .apply_mail_outcomes(&[MailOutcome::Sent(sent)])
+        .await
+        .expect("sent");
+    let leaving_until = Millis::now().after(Duration::from_secs(5));
+    for message_id in ["due@x", "sent@x"] {
+        let outcome = store
+            .withdraw_mail(&alice, &bob, "bob@example.net", message_id, leaving_until)
+            .await
+            .expect("asked");
+        assert_eq!(outcome, Withdrawal::Left, "{message_id}");
+    }
+    // Still due: the runner may hold it, and will send it.
+    assert_eq!(
+        store
+            .due_to_mail(Millis::now(), 10)
+            .await
+            .expect("due")
+            .len(),
+        1
+    );
+    let told = notices(&store).await;
+    assert_eq!(told.len(), 2);
+    assert!(
+        told.iter().all(|t| t.contains("mail cannot be unsent")),
+        "{told:?}"
+    );
+    // Another author's Message-ID, or none queued: nothing, no one told.
+    let outcome = store
+        .withdraw_mail(
+            &jid("eve@example.test"),
+            &bob,
+            "bob@example.net",
+            "sent@x",
+            leaving_until,
+        )
+        .await
+        .expect("asked");
+    assert_eq!(outcome, Withdrawal::Unknown);
+    assert_eq!(notices(&store).await.len(), 2);
+}
