@@ -7,6 +7,7 @@ pub mod address;
 pub mod attach;
 pub mod body;
 pub mod bounce;
+pub mod correct;
 pub mod encryption;
 mod error;
 pub mod native;

@@ -9,8 +9,10 @@
 //! intake loop, and the mail goes out with what is known by then: the task
 //! hands it back to the loop, to be queued with the next batch.
 
+use std::borrow::Cow;
 use std::sync::{Arc, Mutex};
 
+use facteur_bridge::correct::{correction_text, with_text};
 use facteur_bridge::encryption::{encryption, refusal_text, Encrypted};
 use facteur_bridge::native::{self, MailMeta};
 use facteur_bridge::retract::retracted_id;
@@ -34,9 +36,15 @@ use crate::fetch::Fetcher;
 use crate::store::{MessageRecord, Millis, NewMail, Store};
 
 mod check;
+mod correct;
 mod retract;
 
 pub use check::Sending;
+
+/// A queued mail due within this long may be in the delivery runner's
+/// hands already: it counts as leaving, not as still waiting, for a
+/// retraction or a correction.
+const LEAVING: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// What an incoming message leads to now.
 // One per stanza and short-lived: the size difference does not matter.
@@ -60,6 +68,16 @@ pub struct Prepared {
     stanza: String,
     record: MessageRecord,
     files: usize,
+    /// For a correction of a mail that may still wait in the queue: the
+    /// mail to put in its place.
+    replacement: Option<Replacing>,
+}
+
+/// A mail to put in the place of a queued one.
+struct Replacing {
+    message_id: String,
+    raw: Vec<u8>,
+    stanza: String,
 }
 
 /// A fetched shared file, named.
@@ -233,7 +251,20 @@ impl Outgoing {
             Some(id) => message_id_for_stanza(&sender, id, gateway.as_str()),
             None => format!("{:032x}@{}", rand::rng().random::<u128>(), gateway),
         };
-        let parent = self.parent(&sender, &parts).await;
+        let original = self.corrected(&message, &sender, &to, &rcpt).await;
+        let parent = match &original {
+            Some(original) => Some(original.record.clone()),
+            None => self.parent(&sender, &parts).await,
+        };
+        let subject = parts
+            .subject
+            .clone()
+            .or_else(|| original.as_ref().and_then(|o| o.subject.clone()));
+        // A correction that goes as a mail of its own says what it is.
+        let body = match &original {
+            Some(_) => correction_text(&parts.body),
+            None => parts.body.clone(),
+        };
         let references = parent
             .as_ref()
             .map(|p| references_for_reply(&p.message_id, &p.references))
@@ -251,8 +282,8 @@ impl Outgoing {
             from: &from,
             from_name: from_name.as_deref(),
             to: &rcpt,
-            subject: parts.subject.as_deref(),
-            body: &parts.body,
+            subject: subject.as_deref(),
+            body: &body,
             message_id: &message_id,
             in_reply_to: parent.as_ref().map(|p| p.message_id.as_str()),
             references: &references,
@@ -262,45 +293,68 @@ impl Outgoing {
             jabber_id: config.outbound.jabber_id_header.then_some(sender.as_str()),
             date,
         };
-        let raw = to_rfc5322(&outgoing).map_err(|e| {
-            message_error(
-                &message,
-                Fault::with_text(
-                    ErrorType::Modify,
-                    DefinedCondition::BadRequest,
-                    e.to_string(),
-                ),
-            )
-        })?;
-        let raw = self.signers.sign(from.domain(), raw).map_err(|e| {
-            error!(error = format!("{e:#}"), "DKIM signing failed.");
-            message_error(
-                &message,
-                Fault::new(
-                    ErrorType::Wait,
-                    DefinedCondition::InternalServerError,
-                    "the mail could not be signed",
-                ),
-            )
-        })?;
+        let raw = self.build(&message, &outgoing)?;
         let thread = parts
             .thread
             .clone()
             .or_else(|| parent.as_ref().map(|p| p.thread.clone()))
             .or_else(|| thread_for(Some(&message_id), &[], &references))
             .unwrap_or_default();
-        let stanza = match config.xmpp_mail.enabled {
-            true => native::to_xml(&native::mail_message(
-                &message,
-                &MailMeta {
-                    message_id: &message_id,
-                    date,
-                    thread: &thread,
-                    in_reply_to: parent.as_ref().map(|p| p.message_id.as_str()),
-                    references: &references,
-                },
-            )),
-            false => String::new(),
+        // The message as XMPP-Mail carries it: as the client sent it, but
+        // for a correction, whose text and Subject are the mail's.
+        let native = |text: Option<&str>, meta: &MailMeta<'_>| {
+            if !config.xmpp_mail.enabled {
+                return String::new();
+            }
+            let author: Cow<'_, Message> = match text {
+                Some(text) => Cow::Owned(with_text(&message, text, subject.as_deref())),
+                None => Cow::Borrowed(&message),
+            };
+            native::to_xml(&native::mail_message(&author, meta))
+        };
+        let stanza = native(
+            original.as_ref().map(|_| body.as_str()),
+            &MailMeta {
+                message_id: &message_id,
+                date,
+                thread: &thread,
+                in_reply_to: parent.as_ref().map(|p| p.message_id.as_str()),
+                references: &references,
+            },
+        );
+        // The mail to put in the original's place while it still waits:
+        // the original's Message-ID and threading, the corrected text.
+        let replacement = match &original {
+            Some(original) => {
+                let earlier = &original.record;
+                let in_reply_to = earlier.references.last().map(String::as_str);
+                let raw = self.build(
+                    &message,
+                    &OutgoingMail {
+                        body: &parts.body,
+                        message_id: &earlier.message_id,
+                        in_reply_to,
+                        references: &earlier.references,
+                        ..outgoing.clone()
+                    },
+                )?;
+                let stanza = native(
+                    Some(&parts.body),
+                    &MailMeta {
+                        message_id: &earlier.message_id,
+                        date,
+                        thread: &earlier.thread,
+                        in_reply_to,
+                        references: &earlier.references,
+                    },
+                );
+                Some(Replacing {
+                    message_id: earlier.message_id.clone(),
+                    raw,
+                    stanza,
+                })
+            }
+            None => None,
         };
         let record = MessageRecord {
             user: sender.clone(),
@@ -321,12 +375,51 @@ impl Outgoing {
             stanza,
             record,
             files: files.len(),
+            replacement,
+        })
+    }
+
+    /// The mail's bytes, DKIM-signed; or the error that answers `message`.
+    // Once per mail, as `prepare`'s own error: the size does not matter.
+    #[allow(clippy::result_large_err)]
+    fn build(&self, message: &Message, outgoing: &OutgoingMail<'_>) -> Result<Vec<u8>, Message> {
+        let raw = to_rfc5322(outgoing).map_err(|e| {
+            message_error(
+                message,
+                Fault::with_text(
+                    ErrorType::Modify,
+                    DefinedCondition::BadRequest,
+                    e.to_string(),
+                ),
+            )
+        })?;
+        self.signers.sign(outgoing.from.domain(), raw).map_err(|e| {
+            error!(error = format!("{e:#}"), "DKIM signing failed.");
+            message_error(
+                message,
+                Fault::new(
+                    ErrorType::Wait,
+                    DefinedCondition::InternalServerError,
+                    "the mail could not be signed",
+                ),
+            )
         })
     }
 
     /// Queues prepared mails in one transaction; the answer to each
     /// stanza: its receipt if asked for, or a `wait` error.
     pub async fn queue(&self, batch: Vec<Prepared>) -> Vec<Option<Message>> {
+        let (corrections, batch): (Vec<_>, Vec<_>) =
+            batch.into_iter().partition(|p| p.replacement.is_some());
+        let mut answers = self.queue_new(batch).await;
+        for prepared in corrections {
+            answers.push(self.queue_correction(prepared).await);
+        }
+        answers
+    }
+
+    /// Queues new mails in one transaction (see [`Outgoing::queue`]).
+    async fn queue_new(&self, batch: Vec<Prepared>) -> Vec<Option<Message>> {
         if batch.is_empty() {
             return Vec::new();
         }

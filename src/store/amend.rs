@@ -1,12 +1,19 @@
-//! What an author's later word does to a mail of theirs (XEP-0424
-//! retraction): a mail still waiting in the queue is withdrawn; one that
-//! has left cannot be unsent. Either way the author is told, by a notice
-//! queued in the same transaction.
+//! What an author's later word does to a mail of theirs. A retraction
+//! (XEP-0424): a mail still waiting in the queue is withdrawn; one that has
+//! left cannot be unsent; either way the author is told, by a notice queued
+//! in the same transaction. A correction (XEP-0308): a mail still waiting
+//! takes the corrected text in its place; else the correction is queued as
+//! a mail of its own.
+//!
+//! "Still waiting" means queued and not due before a bound the caller
+//! gives: a mail due sooner may be in the delivery runner's hands already,
+//! and the runner does not ask the store again before it sends.
 
 use anyhow::Context;
 use jid::BareJid;
 
-use super::to_mail::ToMailState;
+use super::messages::{insert_message, MessageRecord};
+use super::to_mail::{insert_mail, NewMail, ToMailState};
 use super::to_xmpp::{insert_notice, Notice};
 use super::{Millis, Store};
 
@@ -54,7 +61,105 @@ impl Withdrawal {
     }
 }
 
+/// The corrected form of a mail still queued: the same Message-ID, the
+/// new bytes.
+#[derive(Debug, Clone)]
+pub struct Replacement<'a> {
+    pub message_id: &'a str,
+    pub raw: &'a [u8],
+    /// See [`NewMail::stanza`].
+    pub stanza: &'a str,
+}
+
+/// Where a correction went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Corrected {
+    /// Into the place of the queued mail `id`.
+    Replaced(i64),
+    /// Into the queue as mail `id`, a reply to the original.
+    Queued(i64),
+}
+
 impl Store {
+    /// The bytes of `author`'s mail `message_id` to `rcpt`, in whatever
+    /// state.
+    pub async fn mail_raw(
+        &self,
+        author: &BareJid,
+        rcpt: &str,
+        message_id: &str,
+    ) -> anyhow::Result<Option<Vec<u8>>> {
+        sqlx::query_scalar(
+            "SELECT raw FROM to_mail WHERE sender = ? AND message_id = ? AND rcpt = ?",
+        )
+        .bind(author.as_str())
+        .bind(message_id)
+        .bind(rcpt)
+        .fetch_optional(&self.pool)
+        .await
+        .with_context(|| format!("Loading mail {message_id}"))
+    }
+
+    /// Puts `replacement` in the place of the author's mail of its
+    /// Message-ID to the same recipient while it is still waiting (not
+    /// due before `leaving_until`); otherwise queues `reply`, with its
+    /// `record`. One transaction either way.
+    pub async fn queue_correction(
+        &self,
+        replacement: &Replacement<'_>,
+        reply: &NewMail<'_>,
+        record: &MessageRecord,
+        leaving_until: Millis,
+    ) -> anyhow::Result<Corrected> {
+        let now = Millis::now();
+        let mut tx = self.pool.begin().await.context("Starting transaction")?;
+        let replaced: Option<i64> = sqlx::query_scalar(
+            "
+            UPDATE to_mail
+            SET raw = ?, stanza = ?, updated_at = ?
+            WHERE sender = ? AND message_id = ? AND rcpt = ? AND state = ?
+              AND next_attempt_at > ?
+            RETURNING id
+            ",
+        )
+        .bind(replacement.raw)
+        .bind(replacement.stanza)
+        .bind(now.0)
+        .bind(reply.sender.as_str())
+        .bind(replacement.message_id)
+        .bind(reply.rcpt)
+        .bind(ToMailState::Queued)
+        .bind(leaving_until.0)
+        .fetch_optional(&mut *tx)
+        .await
+        .with_context(|| format!("Correcting mail {}", replacement.message_id))?;
+        let corrected = match replaced {
+            Some(id) => Corrected::Replaced(id),
+            None => {
+                let id = match insert_mail(&mut tx, reply, now).await? {
+                    Some(id) => id,
+                    // The same correction again: queued once.
+                    None => sqlx::query_scalar(
+                        "SELECT id FROM to_mail WHERE sender = ? AND message_id = ? AND rcpt = ?",
+                    )
+                    .bind(reply.sender.as_str())
+                    .bind(reply.message_id)
+                    .bind(reply.rcpt)
+                    .fetch_one(&mut *tx)
+                    .await
+                    .context("Finding the queued copy of a correction")?,
+                };
+                insert_message(&mut tx, record).await?;
+                Corrected::Queued(id)
+            }
+        };
+        tx.commit().await.context("Committing a correction")?;
+        if let Corrected::Queued(_) = corrected {
+            self.wake.to_mail.notify_one();
+        }
+        Ok(corrected)
+    }
+
     /// Withdraws `author`'s mail `message_id` to `rcpt` if it is still
     /// queued and not due before `leaving_until` (a mail due sooner may be
     /// in the hands of the delivery runner already, which does not ask

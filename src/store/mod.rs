@@ -73,6 +73,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::{PgConnection, PgPool, SqliteConnection, SqlitePool};
 use tokio::sync::Notify;
 
+pub use amend::{Corrected, Replacement};
 pub use attachments::SharedRecord;
 pub use commit::{Committer, OutcomeCommitter};
 pub use contacts::Contact;

@@ -155,3 +155,88 @@ def test_retraction_of_a_mail_still_queued(tmp_path):
         run(scenario())
     finally:
         gateway.stop()
+
+
+CORRECTED = "Meet me at the old mill at ten."
+
+
+def original_with_subject():
+    """Conversations' plain message, with a Subject as Gajim's subject
+    field sends one."""
+    xml, stanza_id = client_stanza("conversations-chat")
+    return xml.replace("<body>", "<subject>Dinner</subject><body>", 1), stanza_id
+
+
+def test_correction_of_a_mail_that_left(gateway):
+    """Conversations corrects its last message after the mail has left:
+    the correction goes as a reply to it, under the same Subject, opening
+    with a line that says what it is."""
+    async def scenario():
+        alice = await registered_client(gateway)
+        original, original_id = original_with_subject()
+        alice.xmpp.send_raw(original)
+        await alice.wait_for(lambda m: m["receipt"] == original_id)
+        assert await wait_until(lambda: gateway.facteur.queue().get(("to_mail", "sent")) == 1)
+        correction, correction_id = client_stanza("conversations-correction")
+        alice.xmpp.send_raw(correction)
+        await alice.wait_for(lambda m: m["receipt"] == correction_id)
+        assert await wait_until(lambda: len(gateway.relay.received) == 2), gateway.facteur.log_tail()
+        first, second = (r["message"] for r in gateway.relay.received)
+        assert first["Subject"] == "Dinner"
+        assert first.get_content().strip() == ORIGINAL
+        assert second["Subject"] == "Dinner"
+        assert second["In-Reply-To"] == first["Message-ID"], (second["In-Reply-To"], first["Message-ID"])
+        assert second["References"].split()[-1] == first["Message-ID"], second["References"]
+        assert second["Message-ID"] != first["Message-ID"]
+        text = second.get_content().replace("\r\n", "\n").rstrip("\n")
+        assert text == "Correction of my previous message:\n\n" + CORRECTED, text
+        outgoing = {k: n for k, n in gateway.facteur.queue().items() if k[0] == "to_mail" and n}
+        assert outgoing == {("to_mail", "sent"): 2}, outgoing
+        await alice.disconnect()
+    run(scenario())
+
+
+def test_correction_of_a_mail_still_queued(tmp_path):
+    """Conversations corrects its last message while the relay refuses it
+    for now (451, next attempt in an hour): the corrected text takes the
+    queued mail's place, and only the corrected mail leaves, as the
+    original (its Message-ID, its Subject, no correction line)."""
+    gateway = Gateway(tmp_path, retry={"retry_initial": '"1h"', "retry_max": '"2h"'})
+
+    def cli(*args):
+        return subprocess.run([gateway.facteur.binary, "queue", "--config", str(gateway.facteur.config),
+                               *args], check=True, capture_output=True, text=True, timeout=30).stdout
+
+    async def scenario():
+        alice = await registered_client(gateway)
+        gateway.relay.refusing = True
+        original, original_id = original_with_subject()
+        alice.xmpp.send_raw(original)
+        await alice.wait_for(lambda m: m["receipt"] == original_id)
+        assert await wait_until(lambda: any(" attempts=1 " in line for line in queue_list(gateway)))
+        [line] = queue_list(gateway)
+        item = line.split()[0]
+        shown = cli("show", item)
+        [message_id] = [l.split(":", 1)[1].strip() for l in shown.splitlines() if l.startswith("Message-ID:")]
+        correction, correction_id = client_stanza("conversations-correction")
+        alice.xmpp.send_raw(correction)
+        await alice.wait_for(lambda m: m["receipt"] == correction_id)
+        # Still one mail waiting: the same.
+        assert [l.split()[0] for l in queue_list(gateway)] == [item]
+        gateway.relay.refusing = False
+        cli("retry", item)
+        assert await wait_until(lambda: gateway.relay.received), gateway.facteur.log_tail()
+        assert await wait_until(lambda: gateway.facteur.queue().get(("to_mail", "sent")) == 1)
+        outgoing = {k: n for k, n in gateway.facteur.queue().items() if k[0] == "to_mail" and n}
+        assert outgoing == {("to_mail", "sent"): 1}, outgoing
+        [mail] = [r["message"] for r in gateway.relay.received]
+        assert mail["Message-ID"].strip("<>") == message_id.strip("<>"), (mail["Message-ID"], message_id)
+        assert mail["Subject"] == "Dinner"
+        assert mail["In-Reply-To"] is None
+        assert mail.get_content().strip() == CORRECTED
+        await alice.disconnect()
+    try:
+        gateway.start()
+        run(scenario())
+    finally:
+        gateway.stop()

@@ -4,18 +4,12 @@
 //! cannot be unsent. The author is told which, by a notice in the
 //! conversation.
 
-use std::time::Duration;
-
 use tracing::{debug, info, warn};
 use xmpp_parsers::message::Message;
 
-use super::Outgoing;
+use super::{Outgoing, LEAVING};
 use crate::component::reply::{self, message_error};
 use crate::store::Millis;
-
-/// A queued mail due within this long may be in the delivery runner's
-/// hands already: it counts as leaving, not as withdrawable.
-const LEAVING: Duration = Duration::from_secs(5);
 
 impl Outgoing {
     /// Acts on a retraction of the message its author's client knows by

@@ -129,3 +129,86 @@ async fn a_mail_due_now_or_sent_cannot_be_unsent() {
     assert_eq!(outcome, Withdrawal::Unknown);
     assert_eq!(notices(&store).await.len(), 2);
 }
+
+#[tokio::test]
+async fn a_correction_replaces_a_waiting_mail_else_is_queued_as_a_reply() {
+    let (store, _dir) = scratch().await;
+    let alice = jid("alice@example.test");
+    let bob = jid("bob\\40example.net@mail.example.test");
+    let id = queued(&store, &alice, "orig@x").await;
+    let retry = Millis::now().after(Duration::from_secs(600));
+    store
+        .apply_mail_outcomes(&[MailOutcome::Retry {
+            id,
+            at: retry,
+            error: "451 later".into(),
+        }])
+        .await
+        .expect("deferred");
+    let reply = NewMail {
+        sender: &alice,
+        mail_from: "alice@example.test",
+        rcpt: "bob@example.net",
+        message_id: "fix@x",
+        raw: b"reply",
+        stanza: "",
+    };
+    let record = MessageRecord {
+        user: alice.clone(),
+        message_id: "fix@x".into(),
+        peer: bob.clone(),
+        stanza_id: "fix".into(),
+        author: alice.clone(),
+        thread: "t".into(),
+        references: vec!["orig@x".into()],
+    };
+    let replacement = Replacement {
+        message_id: "orig@x",
+        raw: b"corrected",
+        stanza: "",
+    };
+    let leaving_until = Millis::now().after(Duration::from_secs(5));
+    let corrected = store
+        .queue_correction(&replacement, &reply, &record, leaving_until)
+        .await
+        .expect("corrected");
+    assert_eq!(corrected, Corrected::Replaced(id));
+    let due = store
+        .due_to_mail(retry.after(Duration::from_secs(1)), 10)
+        .await
+        .expect("due");
+    assert_eq!(
+        due.iter()
+            .map(|m| (m.message_id.as_str(), m.raw.as_slice()))
+            .collect::<Vec<_>>(),
+        [("orig@x", b"corrected".as_slice())]
+    );
+    // Once it has left, the next correction is a mail of its own.
+    store
+        .apply_mail_outcomes(&[MailOutcome::Sent(id)])
+        .await
+        .expect("sent");
+    let corrected = store
+        .queue_correction(&replacement, &reply, &record, leaving_until)
+        .await
+        .expect("corrected");
+    let Corrected::Queued(reply_id) = corrected else {
+        panic!("{corrected:?}");
+    };
+    assert_ne!(reply_id, id);
+    let due = store.due_to_mail(Millis::now(), 10).await.expect("due");
+    assert_eq!(
+        due.iter()
+            .map(|m| (m.message_id.as_str(), m.raw.as_slice()))
+            .collect::<Vec<_>>(),
+        [("fix@x", b"reply".as_slice())]
+    );
+    assert_eq!(
+        store
+            .message_by_stanza_id(&alice, "fix")
+            .await
+            .expect("found")
+            .map(|m| m.references),
+        Some(vec!["orig@x".to_owned()])
+    );
+}
