@@ -11,6 +11,7 @@ pub mod correct;
 pub mod encryption;
 mod error;
 pub mod native;
+pub mod quote;
 pub mod retract;
 pub mod threading;
 pub mod to_mail;

@@ -103,6 +103,9 @@ pub fn stanza_parts(message: &xmpp_parsers::message::Message) -> StanzaParts {
     use crate::wire::{NS_REPLY, NS_SID};
 
     let body = message.bodies.values().next().cloned().unwrap_or_default();
+    // A reply's quote, marked as its fallback, becomes a proper quote.
+    let quoted = crate::quote::reply_quote(message, &body);
+    let body = quoted.as_ref().map(|q| q.body()).unwrap_or(body);
     let mut shared = Vec::new();
     for payload in &message.payloads {
         if payload.is("x", NS_OOB) {
@@ -158,6 +161,11 @@ pub fn stanza_parts(message: &xmpp_parsers::message::Message) -> StanzaParts {
                 .find(|p| p.is("html", NS_XHTML_IM))?;
             let body = xhtml.get_child("body", NS_XHTML)?;
             Some(String::from(body))
+        })
+        // The client's HTML gets the quote unless it quotes already.
+        .map(|html| match &quoted {
+            Some(q) if !html.contains("<blockquote") => format!("{}{html}", q.blockquote()),
+            _ => html,
         });
     StanzaParts {
         body,

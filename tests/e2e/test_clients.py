@@ -3,9 +3,10 @@ shape of the client's published source or of the XEP's example, kept in
 fixtures/clients/ (the file's first line names the client), sent by a real
 slixmpp client through a real Prosody; the relay shows what was mailed."""
 
+import asyncio
 import subprocess
 
-from peers import ROOT, Gateway, escaped, registered_client, run, wait_until
+from peers import ROOT, Gateway, escaped, registered_client, run, send_mail, wait_until
 
 CLIENTS = ROOT / "fixtures" / "clients"
 STANZAS = "urn:ietf:params:xml:ns:xmpp-stanzas"
@@ -240,3 +241,40 @@ def test_correction_of_a_mail_still_queued(tmp_path):
         run(scenario())
     finally:
         gateway.stop()
+
+
+CAKE_MAIL = (
+    "From: Bob <bob@example.net>\r\n"
+    "To: alice@example.test\r\n"
+    "Subject: Cake\r\n"
+    "Message-ID: <cake@example.net>\r\n"
+    "Content-Type: text/plain; charset=utf-8\r\n"
+    "\r\n"
+    "Shall we bake a cake?\r\n"
+).encode()
+
+
+def test_reply_with_a_fallback_quote(gateway):
+    """A reply in the shape of XEP-0461's example (Conversations', Gajim's,
+    Dino's): the quote its fallback marks is one `> ` block in text/plain
+    and one blockquote in HTML, and the quoted text appears nowhere else."""
+    async def scenario():
+        alice = await registered_client(gateway)
+        code, text = await asyncio.to_thread(
+            send_mail, gateway.facteur.smtp_port, "bob@example.net", ["alice@example.test"], CAKE_MAIL)
+        assert code == 250, text
+        got = await alice.wait_for(lambda m: m["body"] == "Shall we bake a cake?")
+        xml, stanza_id = client_stanza("xep0461-reply")
+        alice.xmpp.send_raw(xml.replace("REPLIED-ID", got["id"]))
+        assert await wait_until(lambda: gateway.relay.received), gateway.facteur.log_tail()
+        mail = gateway.relay.received[0]["message"]
+        assert mail["In-Reply-To"] == "<cake@example.net>"
+        plain = mail.get_body(("plain",)).get_content().replace("\r\n", "\n").rstrip("\n")
+        assert plain == "> Bob wrote:\n> Shall we bake a cake?\nGreat idea!", plain
+        html = mail.get_body(("html",)).get_content()
+        assert html.count("<blockquote>") == 1, html
+        assert html.count("Shall we bake a cake?") == 1, html
+        quote_end = html.index("</blockquote>")
+        assert html.index("Shall we bake a cake?") < quote_end < html.index("Great idea!"), html
+        await alice.disconnect()
+    run(scenario())
