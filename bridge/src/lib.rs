@@ -12,6 +12,7 @@ pub mod encryption;
 mod error;
 pub mod native;
 pub mod quote;
+pub mod reaction;
 pub mod retract;
 pub mod threading;
 pub mod to_mail;

@@ -15,6 +15,7 @@ use std::sync::{Arc, Mutex};
 use facteur_bridge::correct::{correction_text, with_text};
 use facteur_bridge::encryption::{encryption, refusal_text, Encrypted};
 use facteur_bridge::native::{self, MailMeta};
+use facteur_bridge::reaction::stanza_reaction;
 use facteur_bridge::retract::retracted_id;
 use facteur_bridge::threading::{message_id_for_stanza, references_for_reply, thread_for};
 use facteur_bridge::to_mail::{stanza_parts, to_rfc5322, OutgoingFile, OutgoingMail, StanzaParts};
@@ -37,6 +38,7 @@ use crate::store::{MessageRecord, Millis, NewMail, Store};
 
 mod check;
 mod correct;
+mod react;
 mod retract;
 
 pub use check::Sending;
@@ -142,6 +144,10 @@ impl Outgoing {
                 true => None,
                 false => self.retract(&message, &id).await,
             });
+        }
+        // A reaction is never a mail of text, whatever its fallback body.
+        if let Some(reaction) = stanza_reaction(&message) {
+            return Intaken::Answer(self.react(&message, reaction).await);
         }
         let parts = stanza_parts(&message);
         // Chat states, receipts and the like carry nothing to mail.

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use facteur_bridge::attach::{attachments, oob, SharedFile};
 use facteur_bridge::body::xhtml_im;
+use facteur_bridge::reaction::{mail_reaction, reaction_stanza, MailReaction};
 use facteur_bridge::threading::stanza_id_for_mail;
 use facteur_bridge::to_xmpp::{
     read_mail_with, to_stanza, Envelope, IncomingMail, ReplyTarget, MAX_HTML_BYTES,
@@ -260,6 +261,9 @@ impl ToXmpp {
                 auth,
                 warning,
             } => {
+                if let Some(reaction) = mail_reaction(raw) {
+                    return self.reaction(to, id, mail_from, raw, reaction).await;
+                }
                 let files = self.share_attachments(*mail_id, raw).await?;
                 let mut mail =
                     read_mail_with(raw, &files).map_err(|e| Unmade::Never(e.to_string()))?;
@@ -426,6 +430,38 @@ impl ToXmpp {
             content_id: None,
         });
         Ok(())
+    }
+
+    /// An RFC 9078 reaction mail, as the XEP-0444 reaction of its sender
+    /// on the message the user's client knows (never a chat message of its
+    /// own). A message the gateway does not know keeps the id it would
+    /// have had, which no client knows either.
+    async fn reaction(
+        &self,
+        to: BareJid,
+        id: String,
+        mail_from: &str,
+        raw: &[u8],
+        reaction: MailReaction,
+    ) -> Result<Made, Unmade> {
+        let mail = read_mail_with(raw, &[]).map_err(|e| Unmade::Never(e.to_string()))?;
+        let (from, contact) = self.sender_jid(&mail, mail_from);
+        let target = match self.store.message_by_id(&to, &reaction.in_reply_to).await {
+            Ok(Some(record)) => record.stanza_id,
+            Ok(None) => stanza_id_for_mail(&reaction.in_reply_to),
+            Err(e) => return Err(Unmade::NotNow(format!("{e:#}"))),
+        };
+        let id = mail
+            .message_id
+            .as_deref()
+            .map(stanza_id_for_mail)
+            .unwrap_or(id);
+        Ok(Made {
+            message: reaction_stanza(from.into(), to.into(), &id, &target, &reaction.emoji),
+            followups: Vec::new(),
+            record: None,
+            contact,
+        })
     }
 
     /// The message a mail answers, as the user's client knows it.

@@ -278,3 +278,62 @@ def test_reply_with_a_fallback_quote(gateway):
         assert html.index("Shall we bake a cake?") < quote_end < html.index("Great idea!"), html
         await alice.disconnect()
     run(scenario())
+
+
+REACTIONS = "urn:xmpp:reactions:0"
+
+
+def test_reactions_to_a_mail_go_as_rfc_9078_mails(gateway):
+    """Conversations' reaction, and a reaction with a fallback body, to
+    bob's mail: each is a mail with Content-Disposition: reaction,
+    In-Reply-To bob's mail, the emoji as its text; no fallback is mailed
+    as a message of its own."""
+    async def scenario():
+        alice = await registered_client(gateway)
+        code, text = await asyncio.to_thread(
+            send_mail, gateway.facteur.smtp_port, "bob@example.net", ["alice@example.test"], CAKE_MAIL)
+        assert code == 250, text
+        got = await alice.wait_for(lambda m: m["body"] == "Shall we bake a cake?")
+        for name in ["conversations-reaction", "xep0444-reaction-with-fallback"]:
+            xml, _ = client_stanza(name)
+            alice.xmpp.send_raw(xml.replace("REACTED-ID", got["id"]))
+        assert await wait_until(lambda: len(gateway.relay.received) == 2), gateway.facteur.log_tail()
+        assert await wait_until(lambda: gateway.facteur.queue().get(("to_mail", "sent")) == 2)
+        by_text = {r["message"].get_content().strip(): r["message"] for r in gateway.relay.received}
+        assert set(by_text) == {"👍", "❤️🐢"}, set(by_text)
+        for mail in by_text.values():
+            assert mail["Content-Disposition"] == "reaction", mail
+            assert mail.get_content_type() == "text/plain"
+            assert mail["In-Reply-To"] == "<cake@example.net>"
+            assert mail["References"].split()[-1] == "<cake@example.net>"
+            assert mail["From"].addresses[0].addr_spec == "alice@example.test"
+        await alice.disconnect()
+    run(scenario())
+
+
+def test_delta_chat_reaction_reaches_the_client_as_a_reaction(gateway):
+    """Delta Chat reacts (RFC 9078) to alice's mail: alice's client gets a
+    XEP-0444 reaction on her own message, by the id her client gave it, and
+    no chat message."""
+    async def scenario():
+        alice = await registered_client(gateway)
+        original, original_id = client_stanza("conversations-chat")
+        alice.xmpp.send_raw(original)
+        assert await wait_until(lambda: gateway.relay.received), gateway.facteur.log_tail()
+        message_id = gateway.relay.received[0]["message"]["Message-ID"]
+        raw = (ROOT / "fixtures" / "reaction" / "deltachat-thumbs-up.eml").read_bytes()
+        raw = raw.replace(b"<alice-original@mail.example.test>", message_id.encode())
+        code, text = await asyncio.to_thread(
+            send_mail, gateway.facteur.smtp_port, "bob@example.net", ["alice@example.test"], raw)
+        assert code == 250, text
+        got = await alice.wait_for(lambda m: REACTIONS in m["xml"])
+        assert got["from"] == escaped("bob@example.net"), got
+        assert not got["body"], got
+        assert f"id=\"{original_id}\"" in got["xml"], got["xml"]
+        assert ">👍</reaction>" in got["xml"], got["xml"]
+        # Once the server has confirmed that one delivery, nothing else came:
+        # no chat message.
+        assert await wait_until(lambda: gateway.facteur.queue().get(("to_xmpp", "delivered")) == 1)
+        assert [m for m in alice.messages if m["body"]] == [], alice.messages
+        await alice.disconnect()
+    run(scenario())
