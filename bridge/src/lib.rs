@@ -10,6 +10,7 @@ pub mod bounce;
 pub mod correct;
 pub mod encryption;
 mod error;
+pub mod mdn;
 pub mod native;
 pub mod quote;
 pub mod reaction;

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use facteur_bridge::attach::{attachments, oob, SharedFile};
 use facteur_bridge::body::xhtml_im;
+use facteur_bridge::mdn::{displayed_stanza, mail_disposition, Disposition};
 use facteur_bridge::reaction::{mail_reaction, reaction_stanza, MailReaction};
 use facteur_bridge::threading::stanza_id_for_mail;
 use facteur_bridge::to_xmpp::{
@@ -264,6 +265,12 @@ impl ToXmpp {
                 if let Some(reaction) = mail_reaction(raw) {
                     return self.reaction(to, id, mail_from, raw, reaction).await;
                 }
+                if let Some(displayed) = mail_disposition(raw).filter(|d| d.displayed) {
+                    if let Some(made) = self.displayed(&to, &id, mail_from, raw, &displayed).await?
+                    {
+                        return Ok(made);
+                    }
+                }
                 let files = self.share_attachments(*mail_id, raw).await?;
                 let mut mail =
                     read_mail_with(raw, &files).map_err(|e| Unmade::Never(e.to_string()))?;
@@ -462,6 +469,42 @@ impl ToXmpp {
             record: None,
             contact,
         })
+    }
+
+    /// An RFC 8098 MDN saying that a mail of the user's was displayed, as
+    /// the XEP-0333 `displayed` marker on the message the user's client
+    /// sent; `None` when the gateway does not know that mail, which then
+    /// arrives as the readable mail it is.
+    async fn displayed(
+        &self,
+        to: &BareJid,
+        id: &str,
+        mail_from: &str,
+        raw: &[u8],
+        displayed: &Disposition,
+    ) -> Result<Option<Made>, Unmade> {
+        let record = match self
+            .store
+            .message_by_id(to, &displayed.original_message_id)
+            .await
+        {
+            Ok(Some(record)) if record.author == *to => record,
+            Ok(_) => return Ok(None),
+            Err(e) => return Err(Unmade::NotNow(format!("{e:#}"))),
+        };
+        let mail = read_mail_with(raw, &[]).map_err(|e| Unmade::Never(e.to_string()))?;
+        let (from, contact) = self.sender_jid(&mail, mail_from);
+        let id = mail
+            .message_id
+            .as_deref()
+            .map(stanza_id_for_mail)
+            .unwrap_or_else(|| id.to_owned());
+        Ok(Some(Made {
+            message: displayed_stanza(from.into(), to.clone().into(), &id, &record.stanza_id),
+            followups: Vec::new(),
+            record: None,
+            contact,
+        }))
     }
 
     /// The message a mail answers, as the user's client knows it.

@@ -337,3 +337,39 @@ def test_delta_chat_reaction_reaches_the_client_as_a_reaction(gateway):
         assert [m for m in alice.messages if m["body"]] == [], alice.messages
         await alice.disconnect()
     run(scenario())
+
+
+MARKERS = "urn:xmpp:chat-markers:0"
+
+
+def test_thunderbird_return_receipt_becomes_a_displayed_marker(gateway):
+    """Bob's Thunderbird sends an RFC 8098 return receipt (displayed) for
+    alice's mail: her client gets the XEP-0333 displayed marker on her
+    message, no chat message. A receipt for a mail the gateway never sent
+    arrives as the readable mail it is."""
+    async def scenario():
+        alice = await registered_client(gateway)
+        original, original_id = client_stanza("conversations-chat")
+        alice.xmpp.send_raw(original)
+        assert await wait_until(lambda: gateway.relay.received), gateway.facteur.log_tail()
+        message_id = gateway.relay.received[0]["message"]["Message-ID"]
+        raw = (ROOT / "fixtures" / "mdn" / "thunderbird-displayed.eml").read_bytes()
+        mdn = raw.replace(b"<alice-original@mail.example.test>", message_id.encode())
+        code, text = await asyncio.to_thread(
+            send_mail, gateway.facteur.smtp_port, "bob@example.net", ["alice@example.test"], mdn)
+        assert code == 250, text
+        marker = await alice.wait_for(lambda m: MARKERS in m["xml"] and "displayed" in m["xml"])
+        assert marker["from"] == escaped("bob@example.net"), marker
+        assert f"id=\"{original_id}\"" in marker["xml"], marker["xml"]
+        assert not marker["body"], marker
+        assert await wait_until(lambda: gateway.facteur.queue().get(("to_xmpp", "delivered")) == 1)
+        assert [m for m in alice.messages if m["body"]] == [], alice.messages
+        # About a mail facteur never sent: the mail itself, readable.
+        other = raw.replace(b"<5c1e2f9a-", b"<other-")
+        code, text = await asyncio.to_thread(
+            send_mail, gateway.facteur.smtp_port, "bob@example.net", ["alice@example.test"], other)
+        assert code == 250, text
+        readable = await alice.wait_for(lambda m: "Return Receipt" in (m["body"] or ""))
+        assert MARKERS not in readable["xml"], readable["xml"]
+        await alice.disconnect()
+    run(scenario())
