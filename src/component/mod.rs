@@ -26,7 +26,7 @@ mod outgoing;
 pub mod privilege;
 mod probe;
 mod registration;
-mod reply;
+pub mod reply;
 mod stream;
 #[cfg(test)]
 mod tests;

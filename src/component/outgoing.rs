@@ -1,6 +1,7 @@
 //! Chat messages to mail contacts become queued outgoing mail: checked
 //! (sender, recipient, rate), built as RFC 5322 mail, DKIM-signed, and
-//! queued; the sender gets an error, or the XEP-0184 receipt once queued.
+//! queued; the sender gets an error now, or the XEP-0184 receipt once the
+//! mail is delivered (the recipient's server accepted it).
 //!
 //! A message whose sender's display name is known, and which shares no
 //! files, is built at once and queued with others in one transaction.
@@ -29,12 +30,12 @@ use xmpp_parsers::message::{Message, MessageType};
 use xmpp_parsers::stanza_error::{DefinedCondition, ErrorType};
 
 use super::lookups::Lookups;
-use super::reply::{self, message_error, receipt, Fault};
+use super::reply::{self, message_error, receipt_owed, Fault};
 use super::LinkHandle;
 use crate::config::Live;
 use crate::dkim::Signers;
 use crate::fetch::Fetcher;
-use crate::store::{MessageRecord, Millis, NewMail, Store};
+use crate::store::{MessageRecord, Millis, NewMail, OwedReceipt, Store};
 
 mod check;
 mod correct;
@@ -103,6 +104,20 @@ pub struct Outgoing {
     pub tracker: TaskTracker,
     /// Where those tasks hand back the mails they prepared.
     pub ready: mpsc::Sender<Prepared>,
+}
+
+/// The receipt `message` asks for, owed by the mail (`sender`,
+/// `message_id`, `rcpt`).
+fn owe(message: &Message, sender: &BareJid, message_id: &str, rcpt: &str) -> Option<OwedReceipt> {
+    let (author_jid, contact_jid, stanza_id) = receipt_owed(message)?;
+    Some(OwedReceipt {
+        sender: sender.to_string(),
+        message_id: message_id.to_owned(),
+        rcpt: rcpt.to_owned(),
+        stanza_id,
+        author_jid,
+        contact_jid,
+    })
 }
 
 /// The answer to an end-to-end encrypted message: nothing is mailed, and
@@ -413,7 +428,8 @@ impl Outgoing {
     }
 
     /// Queues prepared mails in one transaction; the answer to each
-    /// stanza: its receipt if asked for, or a `wait` error.
+    /// stanza: none (its receipt, if asked for, comes once the mail is
+    /// delivered), or a `wait` error.
     pub async fn queue(&self, batch: Vec<Prepared>) -> Vec<Option<Message>> {
         let (corrections, batch): (Vec<_>, Vec<_>) =
             batch.into_iter().partition(|p| p.replacement.is_some());
@@ -443,12 +459,24 @@ impl Outgoing {
                 (mail, Some(&p.record))
             })
             .collect();
-        match self.store.queue_mails(&mails).await {
+        // Owed before the mails are queued: no delivery can outrun them.
+        let owed: Vec<OwedReceipt> = batch
+            .iter()
+            .filter_map(|p| owe(&p.message, &p.sender, &p.message_id, &p.rcpt))
+            .collect();
+        let queued = match owed.is_empty() {
+            true => self.store.queue_mails(&mails).await,
+            false => match self.store.owe_receipts(&owed).await {
+                Ok(()) => self.store.queue_mails(&mails).await,
+                Err(e) => Err(e),
+            },
+        };
+        match queued {
             Ok(ids) => {
                 for (p, id) in batch.iter().zip(ids) {
                     info!(queue_id = id, sender = %p.sender, rcpt = %p.rcpt, size = p.raw.len(), files = p.files, "Queued mail.");
                 }
-                batch.iter().map(|p| receipt(&p.message)).collect()
+                batch.iter().map(|_| None).collect()
             }
             Err(e) => {
                 warn!(

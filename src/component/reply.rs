@@ -152,6 +152,32 @@ pub fn invalid_stanza(kind: &str, header: &RawStanzaHeader, reason: &str) -> Opt
     }
 }
 
+/// The XEP-0184 receipt `message` asks for, owed until its mail is
+/// delivered: who it goes to, from whom, and the id it names.
+pub fn receipt_owed(message: &Message) -> Option<(String, String, String)> {
+    let asked = message
+        .payloads
+        .iter()
+        .any(|p| p.is("request", ns::RECEIPTS));
+    let id = message.id.as_ref()?.0.clone();
+    match asked && !id.is_empty() {
+        true => Some((
+            message.from.as_ref()?.to_string(),
+            message.to.as_ref()?.to_string(),
+            id,
+        )),
+        false => None,
+    }
+}
+
+/// The XEP-0184 receipt naming `id`, from `from` to `to`.
+pub fn receipt_for(from: Jid, to: Jid, id: String) -> Message {
+    let mut reply = Message::new_with_type(MessageType::Normal, Some(to));
+    reply.from = Some(from);
+    reply.payloads.push(Received { id }.into());
+    reply
+}
+
 /// The XEP-0184 receipt for `message`, if it asked for one.
 pub fn receipt(message: &Message) -> Option<Message> {
     let asked = message

@@ -8,12 +8,14 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use facteur_policy::retry::RetryDecision;
+use jid::Jid;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use super::{jitter, sleep_until};
+use crate::component::reply::receipt_for;
 use crate::component::LinkHandle;
 use crate::config::Live;
 use crate::probe::Prober;
@@ -202,10 +204,18 @@ impl ToMail {
             Ok(MailOutcome::Rerouted { .. }) => (Some(&meters.xmpp_mail_rerouted), false),
             Ok(MailOutcome::Routed { .. }) | Err(_) => (None, false),
         };
+        let delivered = matches!(
+            outcome,
+            Ok(MailOutcome::Sent(_) | MailOutcome::SentAsXmpp { .. })
+        );
+        let failed = matches!(outcome, Ok(MailOutcome::Failed { .. }));
         let stored = match outcome {
             Ok(outcome) => self.outcomes.commit(outcome).await,
             Err(e) => Err(e),
         };
+        if stored.is_ok() && (delivered || failed) {
+            self.receipts(item, delivered).await;
+        }
         if let (Ok(()), Some(counter)) = (&stored, counter) {
             counter.increment(1);
             if sent {
@@ -220,6 +230,37 @@ impl ToMail {
                 queue_id = item.id,
                 "Store unavailable; the attempt will be repeated."
             );
+        }
+    }
+
+    /// Sends the XEP-0184 receipts a delivered mail owes (the recipient's
+    /// server accepted it, or the other XMPP-Mail domain confirmed it); a
+    /// failed mail owes none: its sender gets the notice instead.
+    async fn receipts(&self, item: &ToMailItem, delivered: bool) {
+        let owed = match self
+            .store
+            .take_receipts(&item.sender, &item.message_id, &item.rcpt)
+            .await
+        {
+            Ok(owed) => owed,
+            Err(e) => {
+                warn!(
+                    error = format!("{e:#}"),
+                    queue_id = item.id,
+                    "Receipts not sent."
+                );
+                return;
+            }
+        };
+        if !delivered {
+            return;
+        }
+        for owed in owed {
+            let (Ok(from), Ok(to)) = (Jid::new(&owed.contact_jid), Jid::new(&owed.author_jid))
+            else {
+                continue;
+            };
+            self.link.send(receipt_for(from, to, owed.stanza_id)).await;
         }
     }
 

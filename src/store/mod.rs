@@ -54,6 +54,7 @@ mod gauges;
 mod handoffs;
 mod health;
 mod messages;
+mod receipts;
 mod secrets;
 pub mod sweep;
 #[cfg(test)]
@@ -79,6 +80,7 @@ pub use commit::{Committer, OutcomeCommitter};
 pub use contacts::Contact;
 pub use handoffs::{HandoffTaken, NewHandoff};
 pub use messages::MessageRecord;
+pub use receipts::OwedReceipt;
 pub use to_mail::{MailOutcome, MailRoute, NewMail, ToMailItem, Told};
 pub use to_xmpp::{InboundMail, Notice, ToXmppBody, ToXmppItem};
 pub use xmpp_mail::{Answer, AnswerKind, AnswerStatus, Refused};

@@ -128,7 +128,6 @@ def test_retraction_of_a_mail_still_queued(tmp_path):
         gateway.relay.refusing = True
         original, original_id = client_stanza("conversations-chat")
         alice.xmpp.send_raw(original)
-        await alice.wait_for(lambda m: m["receipt"] == original_id)
         # The refusal is recorded: the mail waits for its next attempt.
         assert await wait_until(lambda: any(" attempts=1 " in line for line in queue_list(gateway)))
         retraction, _ = client_stanza("conversations-retract")
@@ -150,6 +149,8 @@ def test_retraction_of_a_mail_still_queued(tmp_path):
         assert outgoing == {("to_mail", "sent"): 1, ("to_mail", "failed"): 1}, outgoing
         assert mailed(gateway) == ["one more"]
         assert [r["rcpt"] for r in gateway.relay.refused] == ["bob@example.net"]
+        # The withdrawn mail was never delivered: no receipt for it.
+        assert not any(m["receipt"] == original_id for m in alice.messages), alice.messages
         await alice.disconnect()
     try:
         gateway.start()
@@ -213,7 +214,6 @@ def test_correction_of_a_mail_still_queued(tmp_path):
         gateway.relay.refusing = True
         original, original_id = original_with_subject()
         alice.xmpp.send_raw(original)
-        await alice.wait_for(lambda m: m["receipt"] == original_id)
         assert await wait_until(lambda: any(" attempts=1 " in line for line in queue_list(gateway)))
         [line] = queue_list(gateway)
         item = line.split()[0]
@@ -221,8 +221,9 @@ def test_correction_of_a_mail_still_queued(tmp_path):
         [message_id] = [l.split(":", 1)[1].strip() for l in shown.splitlines() if l.startswith("Message-ID:")]
         correction, correction_id = client_stanza("conversations-correction")
         alice.xmpp.send_raw(correction)
-        await alice.wait_for(lambda m: m["receipt"] == correction_id)
-        # Still one mail waiting: the same.
+        await asyncio.to_thread(gateway.facteur.wait_log, "Queued mail corrected.", 15)
+        # Still one mail waiting: the same; nothing delivered, no receipt.
+        assert not any(m["receipt"] for m in alice.messages), alice.messages
         assert [l.split()[0] for l in queue_list(gateway)] == [item]
         gateway.relay.refusing = False
         cli("retry", item)
@@ -235,6 +236,9 @@ def test_correction_of_a_mail_still_queued(tmp_path):
         assert mail["Subject"] == "Dinner"
         assert mail["In-Reply-To"] is None
         assert mail.get_content().strip() == CORRECTED
+        # Delivered: the receipts of the original and of its correction.
+        await alice.wait_for(lambda m: m["receipt"] == original_id)
+        await alice.wait_for(lambda m: m["receipt"] == correction_id)
         await alice.disconnect()
     try:
         gateway.start()

@@ -16,7 +16,7 @@ def test_disco_info_lists_what_the_gateway_does(gateway):
         identity = info.xml.find(f".//{DISCO_INFO}identity")
         assert (identity.get("category"), identity.get("type")) == ("gateway", "smtp")
         features = {f.get("var") for f in info.xml.iter(f"{DISCO_INFO}feature")}
-        # It answers vCards of contacts and sends receipts for queued mail.
+        # It answers vCards of contacts and sends receipts for delivered mail.
         assert {"vcard-temp", "urn:xmpp:receipts", "jabber:iq:register",
                 "jabber:iq:gateway", "urn:xmpp:ping", "urn:xmpp:mail:0"} <= features, features
 

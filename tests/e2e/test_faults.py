@@ -224,10 +224,14 @@ def test_relay_outage_then_queue_drains(gateway):
     async def scenario():
         gateway.relay.stop()
         alice = await registered_client(gateway)
-        deadline = time.monotonic() + 60
+        # Taken while nothing can be delivered: no receipt yet (a receipt
+        # says delivered), no error either.
         for n in range(50):
-            assert await send_until_receipt(alice, escaped("bob@example.net"), f"queued-{n}", f"q-{n}", deadline)
+            alice.send(escaped("bob@example.net"), f"queued-{n}", receipt=True)
+        assert await wait_until(lambda: gateway.facteur.queue().get(("to_mail", "queued")) == 50, timeout=30), \
+            gateway.facteur.queue()
         await asyncio.to_thread(gateway.facteur.wait_log, "Mail deferred.", 15)
+        assert not any(m["receipt"] or m["type"] == "error" for m in alice.messages), alice.messages
         # The relay is back but refuses with 451: it could take the mails,
         # and sees every one of them tried again, yet keeps none.
         gateway.relay.refusing = True
@@ -250,6 +254,9 @@ def test_relay_outage_then_queue_drains(gateway):
         assert await wait_until(drained, timeout=30, interval=0.5), gateway.facteur.queue()
         bodies = sorted(r["message"].get_content().strip() for r in gateway.relay.received)
         assert bodies == sorted(f"queued-{n}" for n in range(50)), bodies
+        # Delivered now: one receipt each.
+        assert await wait_until(lambda: len({m["receipt"] for m in alice.messages if m["receipt"]}) == 50), \
+            len([m for m in alice.messages if m["receipt"]])
         await alice.disconnect()
     asyncio.run(scenario())
 

@@ -12,9 +12,9 @@ use jid::BareJid;
 use tracing::{info, warn};
 use xmpp_parsers::message::Message;
 
-use super::{Outgoing, Prepared, LEAVING};
-use crate::component::reply::{self, message_error, receipt};
-use crate::store::{Corrected, MessageRecord, Millis, NewMail, Replacement};
+use super::{owe, Outgoing, Prepared, LEAVING};
+use crate::component::reply::{self, message_error};
+use crate::store::{Corrected, MessageRecord, Millis, NewMail, OwedReceipt, Replacement};
 
 /// The message a correction corrects, as the gateway mailed it.
 pub(super) struct Original {
@@ -63,7 +63,8 @@ impl Outgoing {
     }
 
     /// Queues a correction (see [`Store::queue_correction`]); the answer
-    /// to its stanza: the receipt if asked for, or a `wait` error.
+    /// to its stanza: none (its receipt comes once delivered), or a `wait`
+    /// error.
     ///
     /// [`Store::queue_correction`]: crate::store::Store::queue_correction
     pub(super) async fn queue_correction(&self, prepared: Prepared) -> Option<Message> {
@@ -81,6 +82,19 @@ impl Outgoing {
             raw: &replacing.raw,
             stanza: &replacing.stanza,
         };
+        // Owed by whichever mail the correction becomes, before either can
+        // leave.
+        let owed: Vec<OwedReceipt> = [&replacing.message_id, &prepared.message_id]
+            .into_iter()
+            .filter_map(|id| owe(&prepared.message, &prepared.sender, id, &prepared.rcpt))
+            .collect();
+        if let Err(e) = self.store.owe_receipts(&owed).await {
+            warn!(
+                error = format!("{e:#}"),
+                "Store unavailable for a correction."
+            );
+            return Some(message_error(&prepared.message, reply::NOT_QUEUED));
+        }
         let leaving_until = Millis::now().after(LEAVING);
         match self
             .store
@@ -89,11 +103,11 @@ impl Outgoing {
         {
             Ok(Corrected::Replaced(id)) => {
                 info!(queue_id = id, sender = %prepared.sender, rcpt = %prepared.rcpt, size = replacing.raw.len(), "Queued mail corrected.");
-                receipt(&prepared.message)
+                None
             }
             Ok(Corrected::Queued(id)) => {
                 info!(queue_id = id, sender = %prepared.sender, rcpt = %prepared.rcpt, size = prepared.raw.len(), "Queued a correction.");
-                receipt(&prepared.message)
+                None
             }
             Err(e) => {
                 warn!(

@@ -11,8 +11,8 @@ use tracing::{debug, error, info, warn};
 use xmpp_parsers::message::Message;
 use xmpp_parsers::stanza_error::{DefinedCondition, ErrorType};
 
-use super::Outgoing;
-use crate::component::reply::{self, message_error, receipt, Fault};
+use super::{owe, Outgoing};
+use crate::component::reply::{self, message_error, Fault};
 use crate::store::{Millis, NewMail};
 
 impl Outgoing {
@@ -101,10 +101,17 @@ impl Outgoing {
             raw: &raw,
             stanza: "",
         };
-        match self.store.queue_mails(&[(mail, None)]).await {
+        let owed: Vec<_> = owe(message, &sending.sender, &message_id, &rcpt)
+            .into_iter()
+            .collect();
+        let queued = match self.store.owe_receipts(&owed).await {
+            Ok(()) => self.store.queue_mails(&[(mail, None)]).await,
+            Err(e) => Err(e),
+        };
+        match queued {
             Ok(ids) => {
                 info!(queue_id = ?ids.first(), sender = %sending.sender, rcpt = %rcpt, size = raw.len(), "Queued a reaction.");
-                receipt(message)
+                None
             }
             Err(e) => {
                 warn!(
