@@ -89,15 +89,15 @@ impl Store {
         rcpt: &str,
         message_id: &str,
     ) -> anyhow::Result<Option<Vec<u8>>> {
-        sqlx::query_scalar(
-            "SELECT raw FROM to_mail WHERE sender = ? AND message_id = ? AND rcpt = ?",
+        on_backend!(&self.pool, |pool| sqlx::query_scalar(
+            "SELECT raw FROM to_mail WHERE sender = $1 AND message_id = $2 AND rcpt = $3",
         )
         .bind(author.as_str())
         .bind(message_id)
         .bind(rcpt)
-        .fetch_optional(&self.pool)
+        .fetch_optional(pool)
         .await
-        .with_context(|| format!("Loading mail {message_id}"))
+        .with_context(|| format!("Loading mail {message_id}")))
     }
 
     /// Puts `replacement` in the place of the author's mail of its
@@ -112,48 +112,52 @@ impl Store {
         leaving_until: Millis,
     ) -> anyhow::Result<Corrected> {
         let now = Millis::now();
-        let mut tx = self.pool.begin().await.context("Starting transaction")?;
-        let replaced: Option<i64> = sqlx::query_scalar(
-            "
-            UPDATE to_mail
-            SET raw = ?, stanza = ?, updated_at = ?
-            WHERE sender = ? AND message_id = ? AND rcpt = ? AND state = ?
-              AND next_attempt_at > ?
-            RETURNING id
-            ",
-        )
-        .bind(replacement.raw)
-        .bind(replacement.stanza)
-        .bind(now.0)
-        .bind(reply.sender.as_str())
-        .bind(replacement.message_id)
-        .bind(reply.rcpt)
-        .bind(ToMailState::Queued)
-        .bind(leaving_until.0)
-        .fetch_optional(&mut *tx)
-        .await
-        .with_context(|| format!("Correcting mail {}", replacement.message_id))?;
-        let corrected = match replaced {
-            Some(id) => Corrected::Replaced(id),
-            None => {
-                let id = match insert_mail(&mut tx, reply, now).await? {
-                    Some(id) => id,
-                    // The same correction again: queued once.
-                    None => sqlx::query_scalar(
-                        "SELECT id FROM to_mail WHERE sender = ? AND message_id = ? AND rcpt = ?",
-                    )
-                    .bind(reply.sender.as_str())
-                    .bind(reply.message_id)
-                    .bind(reply.rcpt)
-                    .fetch_one(&mut *tx)
-                    .await
-                    .context("Finding the queued copy of a correction")?,
-                };
-                insert_message(&mut tx, record).await?;
-                Corrected::Queued(id)
-            }
-        };
-        tx.commit().await.context("Committing a correction")?;
+        let corrected = on_backend!(&self.pool, |pool| {
+            let mut tx = pool.begin().await.context("Starting transaction")?;
+            let replaced: Option<i64> = sqlx::query_scalar(
+                "
+                UPDATE to_mail
+                SET raw = $1, stanza = $2, updated_at = $3
+                WHERE sender = $4 AND message_id = $5 AND rcpt = $6 AND state = $7
+                  AND next_attempt_at > $8
+                RETURNING id
+                ",
+            )
+            .bind(replacement.raw)
+            .bind(replacement.stanza)
+            .bind(now.0)
+            .bind(reply.sender.as_str())
+            .bind(replacement.message_id)
+            .bind(reply.rcpt)
+            .bind(ToMailState::Queued)
+            .bind(leaving_until.0)
+            .fetch_optional(&mut *tx)
+            .await
+            .with_context(|| format!("Correcting mail {}", replacement.message_id))?;
+            let corrected = match replaced {
+                Some(id) => Corrected::Replaced(id),
+                None => {
+                    let id = match insert_mail((&mut *tx).into(), reply, now).await? {
+                        Some(id) => id,
+                        // The same correction again: queued once.
+                        None => sqlx::query_scalar(
+                            "SELECT id FROM to_mail
+                             WHERE sender = $1 AND message_id = $2 AND rcpt = $3",
+                        )
+                        .bind(reply.sender.as_str())
+                        .bind(reply.message_id)
+                        .bind(reply.rcpt)
+                        .fetch_one(&mut *tx)
+                        .await
+                        .context("Finding the queued copy of a correction")?,
+                    };
+                    insert_message((&mut *tx).into(), record).await?;
+                    Corrected::Queued(id)
+                }
+            };
+            tx.commit().await.context("Committing a correction")?;
+            corrected
+        });
         if let Corrected::Queued(_) = corrected {
             self.wake.to_mail.notify_one();
         }
@@ -174,52 +178,56 @@ impl Store {
         leaving_until: Millis,
     ) -> anyhow::Result<Withdrawal> {
         let now = Millis::now();
-        let mut tx = self.pool.begin().await.context("Starting transaction")?;
-        let withdrawn: Option<i64> = sqlx::query_scalar(
-            "
-            UPDATE to_mail
-            SET state = ?, last_error = ?, updated_at = ?
-            WHERE sender = ? AND message_id = ? AND rcpt = ? AND state = ?
-              AND next_attempt_at > ?
-            RETURNING id
-            ",
-        )
-        .bind(ToMailState::Failed)
-        .bind(WITHDRAWN)
-        .bind(now.0)
-        .bind(author.as_str())
-        .bind(message_id)
-        .bind(rcpt)
-        .bind(ToMailState::Queued)
-        .bind(leaving_until.0)
-        .fetch_optional(&mut *tx)
-        .await
-        .with_context(|| format!("Withdrawing mail {message_id}"))?;
-        let outcome = match withdrawn {
-            Some(_) => Withdrawal::Withdrawn,
-            None => {
-                let state: Option<ToMailState> = sqlx::query_scalar(
-                    "SELECT state FROM to_mail WHERE sender = ? AND message_id = ? AND rcpt = ?",
-                )
-                .bind(author.as_str())
-                .bind(message_id)
-                .bind(rcpt)
-                .fetch_optional(&mut *tx)
-                .await
-                .with_context(|| format!("Finding mail {message_id}"))?;
-                match state {
-                    Some(ToMailState::Queued | ToMailState::Sent) => Withdrawal::Left,
-                    Some(ToMailState::Failed) => Withdrawal::Failed,
-                    None => Withdrawal::Unknown,
+        let (outcome, told) = on_backend!(&self.pool, |pool| {
+            let mut tx = pool.begin().await.context("Starting transaction")?;
+            let withdrawn: Option<i64> = sqlx::query_scalar(
+                "
+                UPDATE to_mail
+                SET state = $1, last_error = $2, updated_at = $3
+                WHERE sender = $4 AND message_id = $5 AND rcpt = $6 AND state = $7
+                  AND next_attempt_at > $8
+                RETURNING id
+                ",
+            )
+            .bind(ToMailState::Failed)
+            .bind(WITHDRAWN)
+            .bind(now.0)
+            .bind(author.as_str())
+            .bind(message_id)
+            .bind(rcpt)
+            .bind(ToMailState::Queued)
+            .bind(leaving_until.0)
+            .fetch_optional(&mut *tx)
+            .await
+            .with_context(|| format!("Withdrawing mail {message_id}"))?;
+            let outcome = match withdrawn {
+                Some(_) => Withdrawal::Withdrawn,
+                None => {
+                    let state: Option<ToMailState> = sqlx::query_scalar(
+                        "SELECT state FROM to_mail
+                         WHERE sender = $1 AND message_id = $2 AND rcpt = $3",
+                    )
+                    .bind(author.as_str())
+                    .bind(message_id)
+                    .bind(rcpt)
+                    .fetch_optional(&mut *tx)
+                    .await
+                    .with_context(|| format!("Finding mail {message_id}"))?;
+                    match state {
+                        Some(ToMailState::Queued | ToMailState::Sent) => Withdrawal::Left,
+                        Some(ToMailState::Failed) => Withdrawal::Failed,
+                        None => Withdrawal::Unknown,
+                    }
                 }
+            };
+            let notice = outcome.notice(author, contact, rcpt);
+            if let Some(notice) = &notice {
+                insert_notice((&mut *tx).into(), notice, now).await?;
             }
-        };
-        let notice = outcome.notice(author, contact, rcpt);
-        if let Some(notice) = &notice {
-            insert_notice(&mut tx, notice, now).await?;
-        }
-        tx.commit().await.context("Committing a withdrawal")?;
-        if notice.is_some() {
+            tx.commit().await.context("Committing a withdrawal")?;
+            (outcome, notice.is_some())
+        });
+        if told {
             self.wake.to_xmpp.notify_one();
         }
         Ok(outcome)

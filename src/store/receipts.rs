@@ -25,28 +25,30 @@ impl Store {
     /// Records receipts owed; one already owed stays as it is.
     pub async fn owe_receipts(&self, receipts: &[OwedReceipt]) -> anyhow::Result<()> {
         let now = Millis::now();
-        let mut tx = self.pool.begin().await.context("Starting transaction")?;
-        for r in receipts {
-            sqlx::query(
-                "
-                INSERT INTO mail_receipts (sender, message_id, rcpt, stanza_id, author_jid,
-                                           contact_jid, created_at)
-                VALUES (?, ?, ?, ?, ?, ?, ?)
-                ON CONFLICT DO NOTHING
-                ",
-            )
-            .bind(&r.sender)
-            .bind(&r.message_id)
-            .bind(&r.rcpt)
-            .bind(&r.stanza_id)
-            .bind(&r.author_jid)
-            .bind(&r.contact_jid)
-            .bind(now.0)
-            .execute(&mut *tx)
-            .await
-            .context("Recording a receipt owed")?;
-        }
-        tx.commit().await.context("Committing receipts owed")
+        on_backend!(&self.pool, |pool| {
+            let mut tx = pool.begin().await.context("Starting transaction")?;
+            for r in receipts {
+                sqlx::query(
+                    "
+                    INSERT INTO mail_receipts (sender, message_id, rcpt, stanza_id, author_jid,
+                                               contact_jid, created_at)
+                    VALUES ($1, $2, $3, $4, $5, $6, $7)
+                    ON CONFLICT DO NOTHING
+                    ",
+                )
+                .bind(&r.sender)
+                .bind(&r.message_id)
+                .bind(&r.rcpt)
+                .bind(&r.stanza_id)
+                .bind(&r.author_jid)
+                .bind(&r.contact_jid)
+                .bind(now.0)
+                .execute(&mut *tx)
+                .await
+                .context("Recording a receipt owed")?;
+            }
+            tx.commit().await.context("Committing receipts owed")
+        })
     }
 
     /// Takes the receipts owed for a mail, which owes none afterwards.
@@ -56,19 +58,19 @@ impl Store {
         message_id: &str,
         rcpt: &str,
     ) -> anyhow::Result<Vec<OwedReceipt>> {
-        let rows: Vec<(String, String, String)> = sqlx::query_as(
+        let rows: Vec<(String, String, String)> = on_backend!(&self.pool, |pool| sqlx::query_as(
             "
             DELETE FROM mail_receipts
-            WHERE sender = ? AND message_id = ? AND rcpt = ?
+            WHERE sender = $1 AND message_id = $2 AND rcpt = $3
             RETURNING stanza_id, author_jid, contact_jid
             ",
         )
         .bind(sender)
         .bind(message_id)
         .bind(rcpt)
-        .fetch_all(&self.pool)
+        .fetch_all(pool)
         .await
-        .with_context(|| format!("Taking the receipts of mail {message_id}"))?;
+        .with_context(|| format!("Taking the receipts of mail {message_id}")))?;
         Ok(rows
             .into_iter()
             .map(|(stanza_id, author_jid, contact_jid)| OwedReceipt {
@@ -86,11 +88,10 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::scratch;
+    use crate::store::testing::store_test;
 
-    #[tokio::test]
-    async fn a_receipt_is_owed_once_and_taken_once() {
-        let (store, _dir) = scratch().await;
+    store_test! {
+    async fn a_receipt_is_owed_once_and_taken_once(store, scratch) {
         let owed = OwedReceipt {
             sender: "alice@example.test".into(),
             message_id: "m@x".into(),
@@ -113,5 +114,6 @@ mod tests {
             .await
             .expect("taken")
             .is_empty());
+    }
     }
 }

@@ -44,7 +44,8 @@ impl Outgoing {
                 return Some(message_error(message, reply::TRY_LATER));
             }
         };
-        let gateway = self.config.component.jid.domain();
+        let config = self.config.get();
+        let gateway = config.component.jid.domain();
         // The same reaction stanza again makes the same mail, queued once.
         let message_id = match stanza_parts(message).stanza_id {
             Some(id) => message_id_for_stanza(&sending.sender, &id, gateway.as_str()),
@@ -58,8 +59,7 @@ impl Outgoing {
             in_reply_to: &target.message_id,
             references: &references,
             emoji: &reaction.emoji,
-            jabber_id: self
-                .config
+            jabber_id: config
                 .outbound
                 .jabber_id_header
                 .then_some(sending.sender.as_str()),
