@@ -1,15 +1,23 @@
 """What XMPP clients really send to a mail contact: each stanza in the
 shape of the client's published source or of the XEP's example, kept in
 fixtures/clients/ (the file's first line names the client), sent by a real
-slixmpp client through a real Prosody; the relay shows what was mailed."""
+slixmpp client through a real Prosody; the relay shows what was mailed.
+Each test runs with the store on SQLite and on PostgreSQL."""
 
 import asyncio
 import subprocess
+
+import pytest
 
 from peers import ROOT, Gateway, escaped, registered_client, run, send_mail, wait_until
 
 CLIENTS = ROOT / "fixtures" / "clients"
 STANZAS = "urn:ietf:params:xml:ns:xmpp-stanzas"
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def store(request):
+    return request.param
 
 
 def client_stanza(name):
@@ -117,11 +125,12 @@ def test_retraction_of_a_mail_that_left(gateway):
     run(scenario())
 
 
-def test_retraction_of_a_mail_still_queued(tmp_path):
+def test_retraction_of_a_mail_still_queued(tmp_path, store_url):
     """Conversations retracts its message while the relay refuses it for
     now (451, next attempt in an hour): the mail is withdrawn, alice is
     told it was not sent, and it never leaves."""
-    gateway = Gateway(tmp_path, retry={"retry_initial": '"1h"', "retry_max": '"2h"'})
+    gateway = Gateway(tmp_path, retry={"retry_initial": '"1h"', "retry_max": '"2h"'},
+                      store_url=store_url)
 
     async def scenario():
         alice = await registered_client(gateway)
@@ -198,12 +207,13 @@ def test_correction_of_a_mail_that_left(gateway):
     run(scenario())
 
 
-def test_correction_of_a_mail_still_queued(tmp_path):
+def test_correction_of_a_mail_still_queued(tmp_path, store_url):
     """Conversations corrects its last message while the relay refuses it
     for now (451, next attempt in an hour): the corrected text takes the
     queued mail's place, and only the corrected mail leaves, as the
     original (its Message-ID, its Subject, no correction line)."""
-    gateway = Gateway(tmp_path, retry={"retry_initial": '"1h"', "retry_max": '"2h"'})
+    gateway = Gateway(tmp_path, retry={"retry_initial": '"1h"', "retry_max": '"2h"'},
+                      store_url=store_url)
 
     def cli(*args):
         return subprocess.run([gateway.facteur.binary, "queue", "--config", str(gateway.facteur.config),
