@@ -1,9 +1,9 @@
 //! What an author's later word does to a mail of theirs. A retraction
 //! (XEP-0424): a mail still waiting in the queue is withdrawn; one that has
 //! left cannot be unsent; either way the author is told, by a notice queued
-//! in the same transaction. A correction (XEP-0308): a mail still waiting
-//! takes the corrected text in its place; else the correction is queued as
-//! a mail of its own.
+//! in the same transaction, and a withdrawn mail owes no receipt. A
+//! correction (XEP-0308): a mail still waiting takes the corrected text in
+//! its place; else the correction is queued as a mail of its own.
 //!
 //! "Still waiting" means queued and not due before a bound the caller
 //! gives: a mail due sooner may be in the delivery runner's hands already,
@@ -201,7 +201,20 @@ impl Store {
             .await
             .with_context(|| format!("Withdrawing mail {message_id}"))?;
             let outcome = match withdrawn {
-                Some(_) => Withdrawal::Withdrawn,
+                Some(_) => {
+                    // It never leaves: no receipt will say it was delivered.
+                    sqlx::query(
+                        "DELETE FROM mail_receipts
+                         WHERE sender = $1 AND message_id = $2 AND rcpt = $3",
+                    )
+                    .bind(author.as_str())
+                    .bind(message_id)
+                    .bind(rcpt)
+                    .execute(&mut *tx)
+                    .await
+                    .with_context(|| format!("Forgetting the receipts of mail {message_id}"))?;
+                    Withdrawal::Withdrawn
+                }
                 None => {
                     let state: Option<ToMailState> = sqlx::query_scalar(
                         "SELECT state FROM to_mail

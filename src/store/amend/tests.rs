@@ -7,7 +7,7 @@ use std::time::Duration;
 use super::*;
 use crate::store::testing::store_test;
 use crate::store::to_mail::NewMail;
-use crate::store::{MailOutcome, ToXmppBody};
+use crate::store::{MailOutcome, OwedReceipt, ToXmppBody};
 
 fn jid(s: &str) -> BareJid {
     BareJid::new(s).expect("valid")
@@ -57,12 +57,29 @@ store_test! {
             }])
             .await
             .expect("deferred");
+        store
+            .owe_receipts(&[OwedReceipt {
+                sender: alice.to_string(),
+                message_id: "m1@x".into(),
+                rcpt: "bob@example.net".into(),
+                stanza_id: "s1".into(),
+                author_jid: "alice@example.test/phone".into(),
+                contact_jid: bob.to_string(),
+            }])
+            .await
+            .expect("owed");
         let leaving_until = Millis::now().after(Duration::from_secs(5));
         let outcome = store
             .withdraw_mail(&alice, &bob, "bob@example.net", "m1@x", leaving_until)
             .await
             .expect("withdrawn");
         assert_eq!(outcome, Withdrawal::Withdrawn);
+        // A mail that never leaves owes no receipt.
+        assert!(store
+            .take_receipts("alice@example.test", "m1@x", "bob@example.net")
+            .await
+            .expect("taken")
+            .is_empty());
         assert!(store
             .due_to_mail(retry.after(Duration::from_secs(1)), 10)
             .await
