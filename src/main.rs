@@ -397,9 +397,17 @@ async fn run(config: Arc<Config>, path: PathBuf) -> anyhow::Result<()> {
         Ok(_) => {}
         Err(e) => warn!(error = %e, "Cannot raise the open files limit."),
     }
-    let store = Store::open(&config.store.url).await?;
+    let store = Store::open(&config.store.url)
+        .await?
+        .with_lease(config.store.lease);
+    info!(
+        instance = store.instance(),
+        lease_s = config.store.lease.as_secs(),
+        "Taking queue items as this instance."
+    );
     let shutdown = CancellationToken::new();
     let tracker = TaskTracker::new();
+    tracker.spawn(store::keep_leases(store.clone(), shutdown.clone()));
 
     let resolver = dns::resolver(&config.dns)?;
     let verifier = config

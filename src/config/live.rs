@@ -134,6 +134,7 @@ fn keys(c: &Config) -> Vec<(&'static str, Apply, String)> {
         ("store.keep_finished", R, d(&c.store.keep_finished)),
         ("store.keep_threads", R, d(&c.store.keep_threads)),
         ("store.sweep_interval", R, d(&c.store.sweep_interval)),
+        ("store.lease", R, d(&c.store.lease)),
         ("dns.nameservers", R, d(&c.dns.nameservers)),
         ("dns.timeout", R, d(&c.dns.timeout)),
         ("auth.verify", R, d(&c.auth.verify)),

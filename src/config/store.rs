@@ -9,6 +9,9 @@ use serde::Deserialize;
 
 use super::Problems;
 
+/// The shortest lease of a queue item.
+const MIN_LEASE: Duration = Duration::from_secs(3);
+
 /// The store.
 #[derive(Debug, Clone)]
 pub struct StoreConfig {
@@ -22,6 +25,9 @@ pub struct StoreConfig {
     pub keep_threads: Duration,
     /// How often the store deletes what it no longer keeps.
     pub sweep_interval: Duration,
+    /// How long a queue item taken by an instance stays reserved for it;
+    /// renewed every third of it while the instance works on the item.
+    pub lease: Duration,
 }
 
 #[derive(Debug, Deserialize)]
@@ -32,6 +38,7 @@ pub(super) struct RawStore {
     keep_finished: String,
     keep_threads: String,
     sweep_interval: String,
+    lease: String,
 }
 
 impl Default for RawStore {
@@ -42,6 +49,7 @@ impl Default for RawStore {
             keep_finished: "7d".into(),
             keep_threads: "365d".into(),
             sweep_interval: "1h".into(),
+            lease: "60s".into(),
         }
     }
 }
@@ -61,11 +69,19 @@ impl RawStore {
                  sqlite:///var/lib/facteur/facteur.db or postgres://facteur@db.example/facteur",
             ),
         }
+        let lease = p.duration("store.lease", &self.lease);
+        if lease < MIN_LEASE {
+            p.add(
+                "store.lease",
+                "must be at least 3s (it is renewed every third of it)",
+            );
+        }
         StoreConfig {
             poll_interval: p.duration("store.poll_interval", &self.poll_interval),
             keep_finished: p.duration("store.keep_finished", &self.keep_finished),
             keep_threads: p.duration("store.keep_threads", &self.keep_threads),
             sweep_interval: p.duration("store.sweep_interval", &self.sweep_interval),
+            lease: lease.max(MIN_LEASE),
             url: self.url,
         }
     }

@@ -53,6 +53,8 @@ mod contacts;
 mod gauges;
 mod handoffs;
 mod health;
+#[cfg(test)]
+mod lease_tests;
 mod messages;
 mod receipts;
 mod secrets;
@@ -183,12 +185,20 @@ impl Kind {
     }
 }
 
+/// How long an item taken from a queue stays reserved for the instance
+/// that took it, unless renewed ([`Store::with_lease`]).
+pub const DEFAULT_LEASE: Duration = Duration::from_secs(60);
+
 /// Handle on the database; cheap to clone.
 #[derive(Clone)]
 pub struct Store {
     pool: Pool,
     users: users::UserCache,
     wake: Arc<Wake>,
+    /// This instance, as the owner of the queue items it takes.
+    owner: Arc<str>,
+    /// How long a taken item stays reserved without renewal.
+    lease: Duration,
 }
 
 impl Store {
@@ -208,7 +218,56 @@ impl Store {
             pool,
             users: users::UserCache::default(),
             wake: Arc::default(),
+            owner: instance_id().into(),
+            lease: DEFAULT_LEASE,
         })
+    }
+
+    /// The same store, with items taken from the queues reserved for
+    /// `lease` (renewed every third of it while they are worked on).
+    pub fn with_lease(mut self, lease: Duration) -> Store {
+        self.lease = lease;
+        self
+    }
+
+    /// This instance's id (`host:pid:random`), the owner of its leases.
+    pub fn instance(&self) -> &str {
+        &self.owner
+    }
+
+    /// The same database as another instance would see it, for tests.
+    #[cfg(test)]
+    pub(crate) fn as_instance(&self, owner: &str) -> Store {
+        Store {
+            owner: owner.into(),
+            wake: Arc::default(),
+            ..self.clone()
+        }
+    }
+
+    /// Extends the leases of the items this instance is working on, in
+    /// both queues; returns how many it still holds.
+    pub async fn renew_leases(&self) -> anyhow::Result<u64> {
+        let now = Millis::now();
+        let until = now.after(self.lease);
+        let mut held = 0;
+        on_backend!(&self.pool, |pool| {
+            for sql in [
+                "UPDATE to_mail SET lease_until = $1
+                 WHERE lease_owner = $2 AND lease_until IS NOT NULL AND state = 'queued'",
+                "UPDATE to_xmpp SET lease_until = $1
+                 WHERE lease_owner = $2 AND lease_until IS NOT NULL AND state = 'pending'",
+            ] {
+                held += sqlx::query(sql)
+                    .bind(until.0)
+                    .bind(&*self.owner)
+                    .execute(pool)
+                    .await
+                    .context("Renewing leases")?
+                    .rows_affected();
+            }
+        });
+        Ok(held)
     }
 
     /// Waits for running statements and closes the database.
@@ -241,6 +300,42 @@ impl Store {
             .await
             .context("Counting queues"))
     }
+}
+
+/// Renews this instance's leases every third of the lease, until
+/// `shutdown`. A renewal that fails is retried at the next tick: the
+/// leases run out only if the store stays unreachable for two of them.
+pub async fn keep_leases(store: Store, shutdown: tokio_util::sync::CancellationToken) {
+    let mut tick = tokio::time::interval(store.lease / 3);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            () = shutdown.cancelled() => return,
+        }
+        if let Err(e) = store.renew_leases().await {
+            tracing::warn!(
+                error = format!("{e:#}"),
+                "Store unavailable; leases not renewed."
+            );
+        }
+    }
+}
+
+/// An id for this process among the instances sharing a store:
+/// `host:pid:random`.
+fn instance_id() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty())
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .unwrap_or_else(|| "localhost".into());
+    format!(
+        "{host}:{}:{:08x}",
+        std::process::id(),
+        rand::random::<u32>()
+    )
 }
 
 /// Opens a SQLite store: WAL, synchronous commits, foreign keys.

@@ -8,6 +8,7 @@ use anyhow::Context;
 use facteur_bridge::bounce::Bounce;
 use facteur_bridge::{mailbox_to_jid, MailAddress};
 use jid::BareJid;
+use tracing::warn;
 
 use super::messages::{insert_message, MessageRecord};
 use super::to_xmpp::{insert_notice, Notice};
@@ -208,14 +209,19 @@ impl Store {
         Ok(ids)
     }
 
-    /// Queued mail that is due, oldest first.
+    /// Takes queued mail that is due, oldest first (see
+    /// [`Store::due_to_mail_except`]).
     #[cfg(test)]
     pub async fn due_to_mail(&self, now: Millis, limit: u32) -> anyhow::Result<Vec<ToMailItem>> {
         self.due_to_mail_except(now, limit, &[]).await
     }
 
-    /// Queued mail that is due, oldest first, but for `busy` (mail being
-    /// delivered already).
+    /// Takes queued mail that is due, oldest first, but for `busy` (mail
+    /// this instance is delivering already): each is leased to this
+    /// instance until `now` plus the lease, in one statement. Mail leased
+    /// to another instance is left to it until its lease runs out; mail
+    /// leased to this one is taken again (an attempt that ended without
+    /// an outcome).
     pub async fn due_to_mail_except(
         &self,
         now: Millis,
@@ -231,32 +237,50 @@ impl Store {
                 .collect::<Vec<_>>()
                 .join(",")
         );
-        let busy_ids = match self.pool {
-            Backend::Sqlite(_) => "SELECT value FROM json_each($3)",
-            Backend::Postgres(_) => "SELECT jsonb_array_elements_text($3::JSONB)::BIGINT",
+        // SQLite has one writer at a time: what it selects is not taken
+        // by another before the update. PostgreSQL skips the rows another
+        // instance is taking at the same moment.
+        let (busy_ids, lock) = match self.pool {
+            Backend::Sqlite(_) => ("SELECT value FROM json_each($3)", ""),
+            Backend::Postgres(_) => (
+                "SELECT jsonb_array_elements_text($3::JSONB)::BIGINT",
+                "FOR UPDATE SKIP LOCKED",
+            ),
         };
-        // Only the constant fragment above is formatted in.
+        // Only the constant fragments above are formatted in.
         let sql = format!(
             "
-            SELECT id, sender, mail_from, rcpt, message_id, raw, attempts, created_at,
-                   route, stanza
-            FROM to_mail
-            WHERE state = $1 AND next_attempt_at <= $2 AND id NOT IN ({busy_ids})
-            ORDER BY id
-            LIMIT $4
+            UPDATE to_mail SET lease_owner = $5, lease_until = $6
+            WHERE id IN (
+                SELECT id FROM to_mail
+                WHERE state = $1 AND next_attempt_at <= $2
+                  AND (lease_until IS NULL OR lease_until < $2 OR lease_owner = $5)
+                  AND id NOT IN ({busy_ids})
+                ORDER BY id
+                LIMIT $4
+                {lock}
+            )
+            RETURNING id, sender, mail_from, rcpt, message_id, raw, attempts, created_at,
+                      route, stanza
             "
         );
-        on_backend!(&self.pool, |pool| {
+        let mut items = on_backend!(&self.pool, |pool| {
             let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
                 .bind(ToMailState::Queued)
                 .bind(now.0)
                 .bind(busy)
                 .bind(i64::from(limit))
+                .bind(&*self.owner)
+                .bind(now.after(self.lease).0)
                 .fetch_all(pool)
                 .await
-                .context("Loading due outgoing mail")?;
-            rows.into_iter().map(to_mail_item).collect()
-        })
+                .context("Taking due outgoing mail")?;
+            rows.into_iter()
+                .map(to_mail_item)
+                .collect::<anyhow::Result<Vec<_>>>()?
+        });
+        items.sort_by_key(|item| item.id);
+        Ok(items)
     }
 
     /// When the next queued mail is due, if any.
@@ -278,21 +302,34 @@ impl Store {
         let _timed = Timed::start(&meters().store.mail_outcomes);
         let now = Millis::now();
         let mut noticed = false;
+        // Outcomes that changed nothing: the mail is leased to another
+        // instance now (this one's lease ran out), or it ended already.
+        let mut lost = Vec::new();
         on_backend!(&self.pool, |pool| {
             let mut tx = pool.begin().await.context("Starting transaction")?;
             for outcome in outcomes {
                 match outcome {
                     MailOutcome::Routed { id, route } => {
-                        sqlx::query("UPDATE to_mail SET route = $1, updated_at = $2 WHERE id = $3")
-                            .bind(route)
-                            .bind(now.0)
-                            .bind(id)
-                            .execute(&mut *tx)
-                            .await
-                            .with_context(|| format!("Routing mail {id}"))?;
+                        let routed = sqlx::query(
+                            "UPDATE to_mail SET route = $1, updated_at = $2
+                             WHERE id = $3 AND lease_owner = $4",
+                        )
+                        .bind(route)
+                        .bind(now.0)
+                        .bind(id)
+                        .bind(&*self.owner)
+                        .execute(&mut *tx)
+                        .await
+                        .with_context(|| format!("Routing mail {id}"))?;
+                        if routed.rows_affected() == 0 {
+                            lost.push(*id);
+                        }
                     }
                     MailOutcome::SentAsXmpp { id, told } => {
-                        mark_sent((&mut *tx).into(), *id, now).await?;
+                        if !mark_sent((&mut *tx).into(), *id, &self.owner, now).await? {
+                            lost.push(*id);
+                            continue;
+                        }
                         if let Some(told) = told {
                             let first = sqlx::query(
                                 "INSERT INTO xmpp_mail_told (\"user\", peer) VALUES ($1, $2)
@@ -310,12 +347,12 @@ impl Store {
                         }
                     }
                     MailOutcome::Rerouted { id, error } => {
-                        sqlx::query(
+                        let rerouted = sqlx::query(
                             "
                         UPDATE to_mail
                         SET route = $1, attempts = attempts + 1, next_attempt_at = $2,
-                            last_error = $3, updated_at = $4
-                        WHERE id = $5
+                            last_error = $3, updated_at = $4, lease_until = NULL
+                        WHERE id = $5 AND lease_owner = $6
                         ",
                         )
                         .bind(MailRoute::Smtp)
@@ -323,33 +360,47 @@ impl Store {
                         .bind(error)
                         .bind(now.0)
                         .bind(id)
+                        .bind(&*self.owner)
                         .execute(&mut *tx)
                         .await
                         .with_context(|| format!("Rerouting mail {id}"))?;
+                        if rerouted.rows_affected() == 0 {
+                            lost.push(*id);
+                        }
                     }
-                    MailOutcome::Sent(id) => mark_sent((&mut *tx).into(), *id, now).await?,
+                    MailOutcome::Sent(id) => {
+                        if !mark_sent((&mut *tx).into(), *id, &self.owner, now).await? {
+                            lost.push(*id);
+                        }
+                    }
                     MailOutcome::Retry { id, at, error } => {
-                        sqlx::query(
-                        "
+                        let deferred = sqlx::query(
+                            "
                         UPDATE to_mail
-                        SET attempts = attempts + 1, next_attempt_at = $1, last_error = $2, updated_at = $3
-                        WHERE id = $4
+                        SET attempts = attempts + 1, next_attempt_at = $1, last_error = $2,
+                            updated_at = $3, lease_until = NULL
+                        WHERE id = $4 AND lease_owner = $5
                         ",
-                    )
-                    .bind(at.0)
-                    .bind(error)
-                    .bind(now.0)
-                    .bind(id)
-                    .execute(&mut *tx)
-                    .await
-                    .with_context(|| format!("Deferring mail {id}"))?;
+                        )
+                        .bind(at.0)
+                        .bind(error)
+                        .bind(now.0)
+                        .bind(id)
+                        .bind(&*self.owner)
+                        .execute(&mut *tx)
+                        .await
+                        .with_context(|| format!("Deferring mail {id}"))?;
+                        if deferred.rows_affected() == 0 {
+                            lost.push(*id);
+                        }
                     }
                     MailOutcome::Failed { id, error, notice } => {
                         let failed = sqlx::query(
                             "
                         UPDATE to_mail
-                        SET state = $1, attempts = attempts + 1, last_error = $2, updated_at = $3
-                        WHERE id = $4 AND state = $5
+                        SET state = $1, attempts = attempts + 1, last_error = $2, updated_at = $3,
+                            lease_until = NULL
+                        WHERE id = $4 AND state = $5 AND lease_owner = $6
                         ",
                         )
                         .bind(ToMailState::Failed)
@@ -357,9 +408,13 @@ impl Store {
                         .bind(now.0)
                         .bind(id)
                         .bind(ToMailState::Queued)
+                        .bind(&*self.owner)
                         .execute(&mut *tx)
                         .await
                         .with_context(|| format!("Failing mail {id}"))?;
+                        if failed.rows_affected() == 0 {
+                            lost.push(*id);
+                        }
                         // A mail no longer queued (a bounce failed it first)
                         // has told its sender already.
                         if let (1, Some(notice)) = (failed.rows_affected(), notice) {
@@ -371,6 +426,13 @@ impl Store {
             }
             tx.commit().await.context("Committing delivery outcomes")?;
         });
+        for id in lost {
+            warn!(
+                queue_id = id,
+                instance = &*self.owner,
+                "Outcome not recorded: another instance holds the mail now, or it ended already."
+            );
+        }
         if noticed {
             self.wake.to_xmpp.notify_one();
         }
@@ -445,23 +507,26 @@ where
     })
 }
 
-/// Records that mail `id` was sent.
-async fn mark_sent(tx: Conn<'_>, id: i64, now: Millis) -> anyhow::Result<()> {
-    on_backend!(tx, |tx| sqlx::query(
+/// Records that mail `id`, leased to `owner`, was sent; false when
+/// `owner` no longer holds it.
+async fn mark_sent(tx: Conn<'_>, id: i64, owner: &str, now: Millis) -> anyhow::Result<bool> {
+    let sent = on_backend!(tx, |tx| sqlx::query(
         "
         UPDATE to_mail
-        SET state = $1, attempts = attempts + 1, last_error = '', updated_at = $2
-        WHERE id = $3
+        SET state = $1, attempts = attempts + 1, last_error = '', updated_at = $2,
+            lease_until = NULL
+        WHERE id = $3 AND lease_owner = $4
         ",
     )
     .bind(ToMailState::Sent)
     .bind(now.0)
     .bind(id)
+    .bind(owner)
     .execute(tx)
     .await
-    .map(|_| ())
+    .map(|done| done.rows_affected())
     .with_context(|| format!("Marking mail {id} sent")))?;
-    Ok(())
+    Ok(sent == 1)
 }
 
 /// Queues one outgoing mail; `None` when the same mail (sender,

@@ -5,6 +5,7 @@
 use anyhow::Context;
 use jid::BareJid;
 use sqlx::Row;
+use tracing::warn;
 
 use super::contacts::{upsert_contact, Contact};
 use super::messages::{insert_messages, MessageRecord};
@@ -94,26 +95,50 @@ impl Store {
         Ok(ids)
     }
 
-    /// Pending deliveries to XMPP users that are due, oldest first.
+    /// Takes pending deliveries to XMPP users that are due, oldest
+    /// first: each is leased to this instance until `now` plus the lease,
+    /// in one statement. Deliveries leased to another instance are left
+    /// to it until its lease runs out; those leased to this one are taken
+    /// again (a batch that ended without their outcome).
     pub async fn due_to_xmpp(&self, now: Millis, limit: u32) -> anyhow::Result<Vec<ToXmppItem>> {
-        on_backend!(&self.pool, |pool| {
-            let rows = sqlx::query(
-                "
-            SELECT d.id, d.recipient, d.attempts, d.created_at, d.mail_id,
-                   d.notice_from, d.notice_subject, d.notice_body,
-                   m.mail_from, m.raw, m.auth, m.warning
-            FROM to_xmpp d LEFT JOIN inbound_mail m ON m.id = d.mail_id
-            WHERE d.state = $1 AND d.next_attempt_at <= $2
-            ORDER BY d.id
-            LIMIT $3
-            ",
+        // SQLite has one writer at a time: what it selects is not taken
+        // by another before the update. PostgreSQL skips the rows another
+        // instance is taking at the same moment.
+        let lock = match self.pool {
+            Backend::Sqlite(_) => "",
+            Backend::Postgres(_) => "FOR UPDATE SKIP LOCKED",
+        };
+        // Only the constant fragment above is formatted in. The mail goes
+        // with each row, read by subqueries (RETURNING names one table).
+        let sql = format!(
+            "
+            UPDATE to_xmpp SET lease_owner = $4, lease_until = $5
+            WHERE id IN (
+                SELECT id FROM to_xmpp
+                WHERE state = $1 AND next_attempt_at <= $2
+                  AND (lease_until IS NULL OR lease_until < $2 OR lease_owner = $4)
+                ORDER BY id
+                LIMIT $3
+                {lock}
             )
-            .bind(ToXmppState::Pending)
-            .bind(now.0)
-            .bind(i64::from(limit))
-            .fetch_all(pool)
-            .await
-            .context("Loading due deliveries to XMPP")?;
+            RETURNING id, recipient, attempts, created_at, mail_id,
+                notice_from, notice_subject, notice_body,
+                (SELECT m.mail_from FROM inbound_mail m WHERE m.id = to_xmpp.mail_id) AS mail_from,
+                (SELECT m.raw FROM inbound_mail m WHERE m.id = to_xmpp.mail_id) AS raw,
+                (SELECT m.auth FROM inbound_mail m WHERE m.id = to_xmpp.mail_id) AS auth,
+                (SELECT m.warning FROM inbound_mail m WHERE m.id = to_xmpp.mail_id) AS warning
+            "
+        );
+        let mut items = on_backend!(&self.pool, |pool| {
+            let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+                .bind(ToXmppState::Pending)
+                .bind(now.0)
+                .bind(i64::from(limit))
+                .bind(&*self.owner)
+                .bind(now.after(self.lease).0)
+                .fetch_all(pool)
+                .await
+                .context("Taking due deliveries to XMPP")?;
             let mut items = Vec::with_capacity(rows.len());
             for row in rows {
                 let recipient: String = row.try_get("recipient")?;
@@ -146,8 +171,10 @@ impl Store {
                     body,
                 });
             }
-            Ok(items)
-        })
+            items
+        });
+        items.sort_by_key(|item| item.id);
+        Ok(items)
     }
 
     /// When the next pending delivery to XMPP is due, if any.
@@ -177,7 +204,15 @@ impl Store {
         let now = Millis::now();
         on_backend!(&self.pool, |pool| {
             let mut tx = pool.begin().await.context("Starting transaction")?;
-            mark_delivered((&mut *tx).into(), ids, now).await?;
+            let marked = mark_delivered((&mut *tx).into(), ids, &self.owner, now).await?;
+            if marked < ids.len() as u64 {
+                warn!(
+                    confirmed = ids.len(),
+                    recorded = marked,
+                    instance = &*self.owner,
+                    "Deliveries not all recorded: another instance holds some now, or they ended already."
+                );
+            }
             insert_messages((&mut *tx).into(), messages).await?;
             for contact in contacts {
                 upsert_contact((&mut *tx).into(), contact).await?;
@@ -197,25 +232,39 @@ impl Store {
         self.to_xmpp_delivered(&[], messages, contacts).await
     }
 
-    /// Counts a failed attempt and schedules the next one.
+    /// Counts a failed attempt and schedules the next one, for anyone.
     pub async fn to_xmpp_retry(&self, id: i64, at: Millis, error: &str) -> anyhow::Result<()> {
         let _timed = Timed::start(&meters().store.to_xmpp_retry);
-        on_backend!(&self.pool, |pool| sqlx::query(
+        let deferred = on_backend!(&self.pool, |pool| sqlx::query(
             "
             UPDATE to_xmpp
-            SET attempts = attempts + 1, next_attempt_at = $1, last_error = $2, updated_at = $3
-            WHERE id = $4
+            SET attempts = attempts + 1, next_attempt_at = $1, last_error = $2, updated_at = $3,
+                lease_until = NULL
+            WHERE id = $4 AND lease_owner = $5
             ",
         )
         .bind(at.0)
         .bind(error)
         .bind(Millis::now().0)
         .bind(id)
+        .bind(&*self.owner)
         .execute(pool)
         .await
-        .map(|_| ()))
+        .map(|done| done.rows_affected()))
         .with_context(|| format!("Deferring delivery {id}"))?;
+        if deferred == 0 {
+            self.lease_lost(id);
+        }
         Ok(())
+    }
+
+    /// Says that an outcome for delivery `id` changed nothing.
+    fn lease_lost(&self, id: i64) {
+        warn!(
+            delivery = id,
+            instance = &*self.owner,
+            "Outcome not recorded: another instance holds the delivery now, or it ended already."
+        );
     }
 
     /// Gives a delivery up; `report`, a delivery status notification to
@@ -234,8 +283,9 @@ impl Store {
             let failed = sqlx::query(
                 "
             UPDATE to_xmpp
-            SET state = $1, attempts = attempts + 1, last_error = $2, updated_at = $3
-            WHERE id = $4 AND state = $5
+            SET state = $1, attempts = attempts + 1, last_error = $2, updated_at = $3,
+                lease_until = NULL
+            WHERE id = $4 AND state = $5 AND lease_owner = $6
             ",
             )
             .bind(ToXmppState::Failed)
@@ -243,9 +293,13 @@ impl Store {
             .bind(now.0)
             .bind(id)
             .bind(ToXmppState::Pending)
+            .bind(&*self.owner)
             .execute(&mut *tx)
             .await
             .with_context(|| format!("Failing delivery {id}"))?;
+            if failed.rows_affected() == 0 {
+                self.lease_lost(id);
+            }
             let mut queued = false;
             if let (1, Some(report)) = (failed.rows_affected(), report) {
                 queued = insert_mail((&mut *tx).into(), report, now).await?.is_some();
@@ -294,34 +348,50 @@ pub(super) async fn insert_notice(
 /// Marks deliveries done, in the caller's transaction: one statement per
 /// delivery on SQLite (in-process, each is cheap), one for all on
 /// PostgreSQL (each statement is a round trip to the server).
-async fn mark_delivered(tx: Conn<'_>, ids: &[i64], now: Millis) -> anyhow::Result<()> {
+/// Only deliveries leased to `owner` change; returns how many did.
+async fn mark_delivered(
+    tx: Conn<'_>,
+    ids: &[i64],
+    owner: &str,
+    now: Millis,
+) -> anyhow::Result<u64> {
     const SET: &str = "
         UPDATE to_xmpp
-        SET state = $1, attempts = attempts + 1, last_error = '', updated_at = $2";
+        SET state = $1, attempts = attempts + 1, last_error = '', updated_at = $2,
+            lease_until = NULL";
+    let mut marked = 0;
     match tx {
         Backend::Sqlite(tx) => {
             for id in ids {
-                sqlx::query(sqlx::AssertSqlSafe(format!("{SET} WHERE id = $3")))
-                    .bind(ToXmppState::Delivered)
-                    .bind(now.0)
-                    .bind(id)
-                    .execute(&mut *tx)
-                    .await
-                    .with_context(|| format!("Marking delivery {id} done"))?;
+                marked += sqlx::query(sqlx::AssertSqlSafe(format!(
+                    "{SET} WHERE id = $3 AND lease_owner = $4"
+                )))
+                .bind(ToXmppState::Delivered)
+                .bind(now.0)
+                .bind(id)
+                .bind(owner)
+                .execute(&mut *tx)
+                .await
+                .with_context(|| format!("Marking delivery {id} done"))?
+                .rows_affected();
             }
         }
         Backend::Postgres(tx) if !ids.is_empty() => {
-            sqlx::query(sqlx::AssertSqlSafe(format!("{SET} WHERE id = ANY($3)")))
-                .bind(ToXmppState::Delivered)
-                .bind(now.0)
-                .bind(ids)
-                .execute(&mut *tx)
-                .await
-                .context("Marking deliveries done")?;
+            marked = sqlx::query(sqlx::AssertSqlSafe(format!(
+                "{SET} WHERE id = ANY($3) AND lease_owner = $4"
+            )))
+            .bind(ToXmppState::Delivered)
+            .bind(now.0)
+            .bind(ids)
+            .bind(owner)
+            .execute(&mut *tx)
+            .await
+            .context("Marking deliveries done")?
+            .rows_affected();
         }
         Backend::Postgres(_) => {}
     }
-    Ok(())
+    Ok(marked)
 }
 
 /// Inserts an inbound mail with one pending delivery per recipient, in

@@ -115,6 +115,7 @@ store_test! {
     async fn retry_makes_a_waiting_item_due_and_delete_gives_it_up(store, scratch) {
         let (out, inbound) = one_of_each(&store).await;
         let later = Millis::now().after(std::time::Duration::from_secs(3600));
+        store.due_to_mail(Millis::now(), 100).await.expect("taken");
         store
             .apply_mail_outcomes(&[crate::store::MailOutcome::Retry {
                 id: out.id,

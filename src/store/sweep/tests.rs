@@ -99,6 +99,7 @@ async fn outgoing(store: &Store) {
         let record = (n == 1).then_some(&record);
         ids.push(store.queue_mail(&mail, record).await.expect("queued"));
     }
+    store.due_to_mail(Millis::now(), 100).await.expect("taken");
     store
         .apply_mail_outcomes(&[
             MailOutcome::Sent(ids[0]),

@@ -59,6 +59,7 @@ store_test! {
             error: "550 no".into(),
             notice: Some(notice),
         };
+        store.due_to_mail(Millis::now(), 100).await.expect("taken");
         store
             .apply_mail_outcomes(std::slice::from_ref(&failed))
             .await
@@ -305,6 +306,7 @@ store_test! {
                 ..mail(&sender)
             };
             let id = store.queue_mail(&mail, None).await.expect("queued");
+            store.due_to_mail(Millis::now(), 100).await.expect("taken");
             store
                 .apply_mail_outcomes(&[MailOutcome::SentAsXmpp {
                     id,
