@@ -191,11 +191,24 @@ pub async fn expire(
     files: FileStore,
     shutdown: CancellationToken,
 ) {
-    let mut tick = tokio::time::interval(std::time::Duration::from_secs(3600));
+    let every = std::time::Duration::from_secs(3600);
+    let mut tick = tokio::time::interval(every);
     loop {
         tokio::select! {
             _ = tick.tick() => {}
             () = shutdown.cancelled() => return,
+        }
+        // One instance of a cluster expires them (the files are shared).
+        match store
+            .hold_job("attachment-expiry", store.job_hold(every))
+            .await
+        {
+            Ok(true) => {}
+            Ok(false) => continue,
+            Err(e) => {
+                warn!(error = format!("{e:#}"), "Expiring attachments failed.");
+                continue;
+            }
         }
         let before = Millis(
             Millis::now().0 - i64::try_from(config.http.retention.as_millis()).unwrap_or(i64::MAX),

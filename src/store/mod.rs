@@ -53,6 +53,7 @@ mod contacts;
 mod gauges;
 mod handoffs;
 mod health;
+mod jobs;
 #[cfg(test)]
 mod lease_tests;
 mod messages;

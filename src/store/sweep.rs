@@ -198,7 +198,8 @@ impl Store {
 }
 
 /// Sweeps the store every `every` until `shutdown`; the first sweep runs
-/// at start.
+/// at start. Of the instances sharing a store, the one holding the job's
+/// lease sweeps.
 pub async fn run(store: Store, retention: Retention, every: Duration, shutdown: CancellationToken) {
     let mut tick = tokio::time::interval(every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -206,6 +207,15 @@ pub async fn run(store: Store, retention: Retention, every: Duration, shutdown: 
         tokio::select! {
             _ = tick.tick() => {}
             () = shutdown.cancelled() => return,
+        }
+        // One instance of a cluster sweeps.
+        match store.hold_job("store-sweep", store.job_hold(every)).await {
+            Ok(true) => {}
+            Ok(false) => continue,
+            Err(e) => {
+                warn!(error = format!("{e:#}"), "Sweeping the store failed.");
+                continue;
+            }
         }
         match store.sweep(Millis::now(), &retention, &shutdown).await {
             Ok(swept) if swept.total() > 0 => info!(
