@@ -405,6 +405,17 @@ async fn run(config: Arc<Config>, path: PathBuf) -> anyhow::Result<()> {
         lease_s = config.store.lease.as_secs(),
         "Taking queue items as this instance."
     );
+    match store.release_dead_leases().await {
+        Ok(0) => {}
+        Ok(freed) => info!(
+            items = freed,
+            "Queue items an earlier run on this host was working on are due again."
+        ),
+        Err(e) => warn!(
+            error = format!("{e:#}"),
+            "Cannot free earlier runs' leases."
+        ),
+    }
     let shutdown = CancellationToken::new();
     let tracker = TaskTracker::new();
     tracker.spawn(store::keep_leases(store.clone(), shutdown.clone()));

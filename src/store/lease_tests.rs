@@ -179,3 +179,41 @@ store_test! {
         assert_eq!(count(&store, "to_xmpp", "delivered").await, 2);
     }
 }
+
+store_test! {
+    async fn a_restart_frees_the_leases_of_its_dead_predecessor_only(store, scratch) {
+        let pid = std::process::id();
+        let me = store.as_instance(&format!("host-a:{pid}:new"));
+        let owners = [
+            format!("host-a:{pid}:old"),   // this pid, earlier run: gone
+            "host-a:999999999:x".to_owned(), // no such process: gone
+            "host-a:1:x".to_owned(),         // a live process of this host
+            "host-b:999999999:x".to_owned(), // another host: not ours to judge
+        ];
+        for (n, owner) in owners.iter().enumerate() {
+            let sender = jid(&format!("user{n}@example.test"));
+            store
+                .queue_mail(
+                    &NewMail {
+                        sender: &sender,
+                        mail_from: "alice@example.test",
+                        rcpt: "bob@example.net",
+                        message_id: "m@x",
+                        raw: b"raw",
+                        stanza: "",
+                    },
+                    None,
+                )
+                .await
+                .expect("queued");
+            let taken = store.as_instance(owner).due_to_mail(Millis::now(), 1).await.expect("due");
+            assert_eq!(taken.len(), 1);
+        }
+        assert_eq!(me.release_dead_leases().await.expect("freed"), 2);
+        let due = me.due_to_mail(Millis::now(), 10).await.expect("due");
+        assert_eq!(
+            due.iter().map(|i| i.sender.as_str()).collect::<Vec<_>>(),
+            vec!["user0@example.test", "user1@example.test"]
+        );
+    }
+}

@@ -246,6 +246,51 @@ impl Store {
         }
     }
 
+    /// Frees the leases of the earlier runs of this instance: those of
+    /// the same host whose process is gone (or has this one's pid, as in
+    /// a restarted container), so that what they were working on is due
+    /// at once rather than when their leases run out. Returns how many.
+    pub async fn release_dead_leases(&self) -> anyhow::Result<u64> {
+        let Some((host, rest)) = self.owner.split_once(':') else {
+            return Ok(0);
+        };
+        let me = rest.split(':').next().unwrap_or_default();
+        let owners: Vec<String> = on_backend!(&self.pool, |pool| sqlx::query_scalar(
+            "SELECT lease_owner FROM to_mail WHERE lease_until IS NOT NULL
+             UNION
+             SELECT lease_owner FROM to_xmpp WHERE lease_until IS NOT NULL"
+        )
+        .fetch_all(pool)
+        .await
+        .context("Reading leases")?);
+        let mut freed = 0;
+        for owner in owners {
+            let pid = owner.split(':').nth(1).unwrap_or_default();
+            let gone = owner != *self.owner
+                && owner.split_once(':').map(|(h, _)| h) == Some(host)
+                && (pid == me
+                    || !std::path::Path::new("/proc").join(pid).exists()
+                    || pid.is_empty());
+            if !gone {
+                continue;
+            }
+            on_backend!(&self.pool, |pool| {
+                for sql in [
+                    "UPDATE to_mail SET lease_until = NULL WHERE lease_owner = $1",
+                    "UPDATE to_xmpp SET lease_until = NULL WHERE lease_owner = $1",
+                ] {
+                    freed += sqlx::query(sql)
+                        .bind(&owner)
+                        .execute(pool)
+                        .await
+                        .context("Freeing leases")?
+                        .rows_affected();
+                }
+            });
+        }
+        Ok(freed)
+    }
+
     /// Extends the leases of the items this instance is working on, in
     /// both queues; returns how many it still holds.
     pub async fn renew_leases(&self) -> anyhow::Result<u64> {
