@@ -154,6 +154,7 @@ mod tests {
             ));
             let later = NewHandoff {
                 message_id: "def@a.test",
+                raw: b"Message-ID: <def@a.test>\r\n\r\nhi\r\n",
                 ..handoff
             };
             assert!(matches!(

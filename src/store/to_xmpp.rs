@@ -75,6 +75,17 @@ pub struct InboundMail {
     pub warning: String,
 }
 
+impl InboundMail {
+    /// The mail's Message-ID, without its angle brackets, if it has one.
+    fn message_id(&self) -> Option<String> {
+        mail_parser::MessageParser::new()
+            .parse_headers(&self.raw)?
+            .message_id()
+            .filter(|id| !id.is_empty())
+            .map(str::to_owned)
+    }
+}
+
 impl Store {
     /// Commits inbound mails, each with one pending delivery per
     /// recipient, in one transaction (one fsync for all). Returns their ids.
@@ -395,13 +406,15 @@ async fn mark_delivered(
 }
 
 /// Inserts an inbound mail with one pending delivery per recipient, in
-/// the caller's transaction; returns the mail's id. PostgreSQL does it
-/// in one statement (one round trip).
+/// the caller's transaction; returns the mail's id. A recipient who has
+/// a delivery of the same Message-ID already gets none. PostgreSQL does
+/// it in one statement (one round trip).
 pub(super) async fn insert_inbound(
     tx: Conn<'_>,
     mail: &InboundMail,
     now: Millis,
 ) -> anyhow::Result<i64> {
+    let message_id = mail.message_id();
     if let Backend::Postgres(tx) = tx {
         let recipients: Vec<&str> = mail.recipients.iter().map(|r| r.as_str()).collect();
         return sqlx::query_scalar(
@@ -412,10 +425,11 @@ pub(super) async fn insert_inbound(
                 RETURNING id
             ), d AS (
                 INSERT INTO to_xmpp (mail_id, recipient, state, next_attempt_at, created_at,
-                                     updated_at)
-                SELECT m.id, r.recipient, $7, $4, $4, $4
+                                     updated_at, message_id)
+                SELECT m.id, r.recipient, $7, $4, $4, $4, $9
                 FROM m, UNNEST($8::TEXT[]) WITH ORDINALITY AS r (recipient, n)
                 ORDER BY r.n
+                ON CONFLICT DO NOTHING
             )
             SELECT id FROM m
             ",
@@ -428,6 +442,7 @@ pub(super) async fn insert_inbound(
         .bind(&mail.warning)
         .bind(ToXmppState::Pending)
         .bind(recipients)
+        .bind(&message_id)
         .fetch_one(tx)
         .await
         .context("Storing inbound mail");
@@ -452,8 +467,10 @@ pub(super) async fn insert_inbound(
         for rcpt in &mail.recipients {
             sqlx::query(
                 "
-            INSERT INTO to_xmpp (mail_id, recipient, state, next_attempt_at, created_at, updated_at)
-            VALUES ($1, $2, $3, $4, $5, $6)
+            INSERT INTO to_xmpp (mail_id, recipient, state, next_attempt_at, created_at, updated_at,
+                                 message_id)
+            VALUES ($1, $2, $3, $4, $5, $6, $7)
+            ON CONFLICT DO NOTHING
             ",
             )
             .bind(mail_id)
@@ -462,6 +479,7 @@ pub(super) async fn insert_inbound(
             .bind(now.0)
             .bind(now.0)
             .bind(now.0)
+            .bind(&message_id)
             .execute(&mut *tx)
             .await
             .context("Queueing delivery to XMPP")?;

@@ -138,3 +138,63 @@ store_test! {
         );
     }
 }
+
+store_test! {
+    async fn a_mail_accepted_again_is_delivered_once_per_recipient(store, scratch) {
+        let with_id = |id: &str, recipients: &[&str]| InboundMail {
+            raw: format!("Message-ID: <{id}>\r\nSubject: x\r\n\r\nhi\r\n").into_bytes(),
+            ..mail_to(recipients)
+        };
+        let due = |store: Store| async move {
+            let mut due: Vec<(String, String)> = store
+                .due_to_xmpp(Millis::now(), 100)
+                .await
+                .expect("due")
+                .into_iter()
+                .map(|item| match item.body {
+                    ToXmppBody::Mail { raw, .. } => {
+                        let first = String::from_utf8_lossy(&raw).lines().next().map(str::to_owned);
+                        (item.recipient, first.unwrap_or_default())
+                    }
+                    ToXmppBody::Notice(_) => panic!("a notice"),
+                })
+                .collect();
+            due.sort();
+            due
+        };
+        store
+            .accept_mails(&[with_id("m1@x", &["alice@example.test"])])
+            .await
+            .expect("accepted");
+        // Again (a retry to another instance), in one group with others:
+        // alice has it already, carol not; m2 is another mail.
+        store
+            .accept_mails(&[
+                with_id("m1@x", &["alice@example.test", "carol@example.test"]),
+                with_id("m2@x", &["alice@example.test"]),
+            ])
+            .await
+            .expect("accepted");
+        // Delivered since: still not queued again.
+        let first = store.due_to_xmpp(Millis::now(), 1).await.expect("due");
+        store.to_xmpp_delivered(&[first[0].id], &[], &[]).await.expect("delivered");
+        store
+            .accept_mails(&[with_id("m1@x", &["alice@example.test"])])
+            .await
+            .expect("accepted");
+        // Mail without a Message-ID is never taken for another.
+        store
+            .accept_mails(&[mail_to(&["alice@example.test"]), mail_to(&["alice@example.test"])])
+            .await
+            .expect("accepted");
+        assert_eq!(
+            due(store.clone()).await,
+            vec![
+                ("alice@example.test".to_owned(), "Message-ID: <m2@x>".to_owned()),
+                ("alice@example.test".to_owned(), "Subject: x".to_owned()),
+                ("alice@example.test".to_owned(), "Subject: x".to_owned()),
+                ("carol@example.test".to_owned(), "Message-ID: <m1@x>".to_owned()),
+            ]
+        );
+    }
+}

@@ -13,3 +13,11 @@ CREATE TABLE job_leases (
     owner TEXT NOT NULL,
     until BIGINT NOT NULL
 );
+
+-- A mail is delivered once per recipient and Message-ID: the same mail
+-- accepted again (its sender retrying to another instance, say, when the
+-- first one died before answering) is not queued twice, for as long as
+-- finished deliveries are kept. Notices and mail without a Message-ID
+-- have none (NULL), and are never taken for one another.
+ALTER TABLE to_xmpp ADD COLUMN message_id TEXT;
+CREATE UNIQUE INDEX to_xmpp_once ON to_xmpp (recipient, message_id);
