@@ -144,6 +144,7 @@ impl ToXmpp {
             waiting.push((item, confirmation));
         }
         let mut delivered = Vec::with_capacity(waiting.len());
+        let mut unsent = Vec::new();
         for (item, confirmation) in waiting {
             let outcome = tokio::time::timeout(CONFIRM_TIMEOUT, confirmation).await;
             let stored = match outcome {
@@ -170,6 +171,7 @@ impl ToXmpp {
                         delivery = item.id,
                         "Link lost before confirmation; will resend."
                     );
+                    unsent.push(item.id);
                     Ok(())
                 }
             };
@@ -188,6 +190,14 @@ impl ToXmpp {
                 error = format!("{e:#}"),
                 count = delivered.len(),
                 "Store unavailable; deliveries will be repeated."
+            );
+        }
+        // Given back: another instance whose link is up may send them.
+        if let Err(e) = self.store.to_xmpp_release(&unsent).await {
+            warn!(
+                error = format!("{e:#}"),
+                count = unsent.len(),
+                "Store unavailable; deliveries wait for their leases to run out."
             );
         }
     }

@@ -217,3 +217,19 @@ store_test! {
         );
     }
 }
+
+store_test! {
+    async fn a_delivery_given_back_is_due_at_once_for_another_instance(store, scratch) {
+        let a = store.as_instance("a").with_lease(LEASE);
+        let b = store.as_instance("b").with_lease(LEASE);
+        accept_one_mail(&a).await;
+        let now = Millis::now();
+        let taken = ids(&a.due_to_xmpp(now, 10).await.expect("due"), |i| i.id);
+        assert!(b.due_to_xmpp(now, 10).await.expect("due").is_empty());
+        // b cannot give back what it does not hold.
+        b.to_xmpp_release(&taken).await.expect("released");
+        assert!(b.due_to_xmpp(now, 10).await.expect("due").is_empty());
+        a.to_xmpp_release(&taken).await.expect("released");
+        assert_eq!(ids(&b.due_to_xmpp(now, 10).await.expect("due"), |i| i.id), taken);
+    }
+}

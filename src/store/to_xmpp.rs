@@ -243,6 +243,28 @@ impl Store {
         self.to_xmpp_delivered(&[], messages, contacts).await
     }
 
+    /// Gives back deliveries this instance took but could not send (its
+    /// link went down): they are due at once for any instance whose link
+    /// is up, and for this one when its link is back.
+    pub async fn to_xmpp_release(&self, ids: &[i64]) -> anyhow::Result<()> {
+        for id in ids {
+            on_backend!(&self.pool, |pool| sqlx::query(
+                "
+                UPDATE to_xmpp SET lease_until = NULL
+                WHERE id = $1 AND lease_owner = $2 AND state = $3
+                ",
+            )
+            .bind(id)
+            .bind(&*self.owner)
+            .bind(ToXmppState::Pending)
+            .execute(pool)
+            .await
+            .map(|_| ())
+            .with_context(|| format!("Releasing delivery {id}")))?;
+        }
+        Ok(())
+    }
+
     /// Counts a failed attempt and schedules the next one, for anyone.
     pub async fn to_xmpp_retry(&self, id: i64, at: Millis, error: &str) -> anyhow::Result<()> {
         let _timed = Timed::start(&meters().store.to_xmpp_retry);
