@@ -49,6 +49,7 @@ store_test! {
         let bob = jid("bob\\40example.net@mail.example.test");
         let id = queued(&store, &alice, "m1@x").await;
         let retry = Millis::now().after(Duration::from_secs(600));
+        store.due_to_mail(Millis::now(), 100).await.expect("taken");
         store
             .apply_mail_outcomes(&[MailOutcome::Retry {
                 id,
@@ -105,6 +106,7 @@ store_test! {
         let bob = jid("bob\\40example.net@mail.example.test");
         queued(&store, &alice, "due@x").await;
         let sent = queued(&store, &alice, "sent@x").await;
+        store.due_to_mail(Millis::now(), 100).await.expect("taken");
         store
             .apply_mail_outcomes(&[MailOutcome::Sent(sent)])
             .await
@@ -154,6 +156,7 @@ store_test! {
         let bob = jid("bob\\40example.net@mail.example.test");
         let id = queued(&store, &alice, "orig@x").await;
         let retry = Millis::now().after(Duration::from_secs(600));
+        store.due_to_mail(Millis::now(), 100).await.expect("taken");
         store
             .apply_mail_outcomes(&[MailOutcome::Retry {
                 id,
@@ -201,6 +204,7 @@ store_test! {
             [("orig@x", b"corrected".as_slice())]
         );
         // Once it has left, the next correction is a mail of its own.
+        store.due_to_mail(Millis::now(), 100).await.expect("taken");
         store
             .apply_mail_outcomes(&[MailOutcome::Sent(id)])
             .await
