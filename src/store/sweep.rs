@@ -2,7 +2,8 @@
 //! once operators had `keep_finished` to inspect them, inbound mail (the
 //! raw bytes) once no delivery is pending and no attachment link leads
 //! into it, thread metadata after `keep_threads`, XMPP-Mail answers once
-//! expired and handoffs taken after `keep_finished`. Rows go in small
+//! expired, handoffs taken after `keep_finished`, and receipts owed for
+//! mail that is no longer queued after `keep_finished`. Rows go in small
 //! transactions, so that accepting mail never waits long behind a sweep.
 
 use std::time::Duration;
@@ -44,11 +45,19 @@ pub struct Swept {
     pub messages: u64,
     /// Expired XMPP-Mail answers and old handoffs.
     pub xmpp_mail: u64,
+    /// Receipts still owed for mail no longer queued (it failed, or was
+    /// withdrawn, or its receipt could not be sent).
+    pub receipts: u64,
 }
 
 impl Swept {
     fn total(&self) -> u64 {
-        self.to_xmpp + self.to_mail + self.inbound_mail + self.messages + self.xmpp_mail
+        self.to_xmpp
+            + self.to_mail
+            + self.inbound_mail
+            + self.messages
+            + self.xmpp_mail
+            + self.receipts
     }
 }
 
@@ -154,6 +163,25 @@ impl Store {
                         stop,
                     )
                     .await?,
+            // A receipt owed for a mail still queued stays, however old.
+            receipts: self
+                .delete_batches(
+                    "mail_receipts",
+                    "
+                    DELETE FROM mail_receipts
+                    WHERE (sender, message_id, rcpt, stanza_id) IN (
+                        SELECT r.sender, r.message_id, r.rcpt, r.stanza_id FROM mail_receipts r
+                        WHERE r.created_at < $1
+                          AND NOT EXISTS (
+                              SELECT 1 FROM to_mail m
+                              WHERE m.sender = r.sender AND m.message_id = r.message_id
+                                AND m.rcpt = r.rcpt AND m.state = $2)
+                        LIMIT $3)
+                    ",
+                    &[Param::Int(finished), Param::ToMail(ToMailState::Queued)],
+                    stop,
+                )
+                .await?,
         };
         Ok(swept)
     }
@@ -224,6 +252,7 @@ pub async fn run(store: Store, retention: Retention, every: Duration, shutdown: 
                 inbound_mail = swept.inbound_mail,
                 messages = swept.messages,
                 xmpp_mail = swept.xmpp_mail,
+                receipts = swept.receipts,
                 "Store swept."
             ),
             Ok(_) => {}

@@ -130,6 +130,7 @@ store_test! {
                 inbound_mail: 1,
                 messages: 0,
                 xmpp_mail: 0,
+                receipts: 0,
             }
         );
         // The pending delivery (of mail 2) and the newest row stay; the mail
@@ -201,5 +202,35 @@ store_test! {
         assert_eq!(none, Swept::default());
         let swept = sweep(&store, 8).await;
         assert_eq!((swept.to_xmpp, swept.inbound_mail), (1200, 1200));
+    }
+}
+
+store_test! {
+    async fn receipts_owed_go_once_their_mail_is_no_longer_queued(store, scratch) {
+        outgoing(&store).await;
+        let owed = |n: u32| crate::store::receipts::OwedReceipt {
+            sender: "alice@example.test".into(),
+            message_id: format!("m{n}@example.test"),
+            rcpt: "bob@example.net".into(),
+            stanza_id: format!("s{n}"),
+            author_jid: "alice@example.test/phone".into(),
+            contact_jid: "bob\\40example.net@mail.example.test".into(),
+        };
+        // Mail 2 failed, mail 3 is still queued.
+        store.owe_receipts(&[owed(2), owed(3)]).await.expect("owed");
+
+        assert_eq!(sweep(&store, 6).await.receipts, 0, "kept a week");
+        assert_eq!(sweep(&store, 8).await.receipts, 1);
+        let taken = |n: u32| {
+            let store = store.clone();
+            async move {
+                store
+                    .take_receipts("alice@example.test", &format!("m{n}@example.test"), "bob@example.net")
+                    .await
+                    .expect("taken")
+            }
+        };
+        assert_eq!(taken(2).await, []);
+        assert_eq!(taken(3).await, [owed(3)]);
     }
 }
