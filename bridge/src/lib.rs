@@ -15,6 +15,8 @@ pub mod native;
 pub mod quote;
 pub mod reaction;
 pub mod retract;
+#[cfg(test)]
+mod testing;
 pub mod threading;
 pub mod to_mail;
 pub mod to_xmpp;

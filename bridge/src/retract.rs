@@ -32,26 +32,11 @@ pub fn retracted_id(message: &Message) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use xmpp_parsers::minidom::Element;
-
-    fn parse(xml: &str) -> Message {
-        let element: Element = xml.parse().expect("xml");
-        Message::try_from(element).expect("message")
-    }
+    use crate::testing::{client_stanza, parse};
 
     #[test]
     fn conversations_retraction() {
-        let path = format!(
-            "{}/../fixtures/clients/conversations-retract.xml",
-            env!("CARGO_MANIFEST_DIR")
-        );
-        let text = std::fs::read_to_string(path).expect("fixture");
-        let start = text.find("<message").expect("a message");
-        let message = parse(
-            &text[start..]
-                .trim()
-                .replace("xmlns='jabber:client'", "xmlns='jabber:component:accept'"),
-        );
+        let message = client_stanza("conversations-retract");
         assert_eq!(
             retracted_id(&message).as_deref(),
             Some("4e0cfd2a-60d5-4a5c-b1a9-2b2b8e7e4d11")

@@ -1,25 +1,7 @@
 //! The stanzas of `fixtures/clients/`, as the clients named there send them.
 
 use super::*;
-
-fn fixture(name: &str) -> Message {
-    let path = format!(
-        "{}/../fixtures/clients/{name}.xml",
-        env!("CARGO_MANIFEST_DIR")
-    );
-    let text = std::fs::read_to_string(&path).expect("fixture");
-    let start = text.find("<message").expect("a message");
-    let xml = text[start..]
-        .trim()
-        .replace("xmlns='jabber:client'", "xmlns='jabber:component:accept'");
-    let element: Element = xml.parse().expect("xml");
-    Message::try_from(element).expect("message")
-}
-
-fn parse(xml: &str) -> Message {
-    let element: Element = xml.parse().expect("xml");
-    Message::try_from(element).expect("message")
-}
+use crate::testing::{client_stanza as fixture, parse};
 
 #[test]
 fn conversations_and_gajim_omemo_are_named_by_their_eme() {

@@ -1,12 +1,7 @@
 //! Reply quotes as clients send them.
 
 use super::*;
-use xmpp_parsers::minidom::Element;
-
-fn parse(xml: &str) -> Message {
-    let element: Element = xml.parse().expect("xml");
-    Message::try_from(element).expect("message")
-}
+use crate::testing::parse;
 
 fn body(message: &Message) -> String {
     message.bodies.values().next().cloned().unwrap_or_default()

@@ -7,6 +7,7 @@
 use std::path::PathBuf;
 
 use super::*;
+use crate::testing::client_stanza;
 
 fn fixtures() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../fixtures")
@@ -24,17 +25,6 @@ fn golden(path: PathBuf, made: &[u8]) {
         "{} differs",
         path.display()
     );
-}
-
-fn client_stanza(name: &str) -> Message {
-    let text =
-        std::fs::read_to_string(fixtures().join(format!("clients/{name}.xml"))).expect("fixture");
-    let start = text.find("<message").expect("a message");
-    let xml = text[start..]
-        .trim()
-        .replace("xmlns='jabber:client'", "xmlns='jabber:component:accept'");
-    let element: Element = xml.parse().expect("xml");
-    Message::try_from(element).expect("message")
 }
 
 fn jid(s: &str) -> jid::Jid {
