@@ -233,3 +233,24 @@ store_test! {
         assert_eq!(ids(&b.due_to_xmpp(now, 10).await.expect("due"), |i| i.id), taken);
     }
 }
+
+store_test! {
+    async fn work_leased_to_another_instance_is_due_when_its_lease_runs_out(store, scratch) {
+        let a = store.as_instance("a").with_lease(LEASE);
+        let b = store.as_instance("b").with_lease(LEASE);
+        queue_one_mail(&a).await;
+        accept_one_mail(&a).await;
+        let now = Millis::now();
+        assert_eq!(a.due_to_mail(now, 10).await.expect("due").len(), 1);
+        assert_eq!(a.due_to_xmpp(now, 10).await.expect("due").len(), 1);
+
+        // For b, nothing is due before a's leases run out: it sleeps until
+        // then instead of asking the store again at once.
+        let lease_end = Some(now.after(LEASE));
+        assert_eq!(b.next_to_mail().await.expect("next"), lease_end);
+        assert_eq!(b.next_to_xmpp().await.expect("next"), lease_end);
+        // For a, what it leased is due as before.
+        assert!(a.next_to_mail().await.expect("next") <= Some(now));
+        assert!(a.next_to_xmpp().await.expect("next") <= Some(now));
+    }
+}

@@ -283,12 +283,18 @@ impl Store {
         Ok(items)
     }
 
-    /// When the next queued mail is due, if any.
+    /// When the next queued mail is due for this instance, if any: mail
+    /// leased to another instance is due when its lease runs out.
     pub async fn next_to_mail(&self) -> anyhow::Result<Option<Millis>> {
         let next: Option<i64> = on_backend!(&self.pool, |pool| sqlx::query_scalar(
-            "SELECT MIN(next_attempt_at) FROM to_mail WHERE state = $1"
+            "
+            SELECT MIN(CASE WHEN lease_owner <> $2 AND lease_until > next_attempt_at
+                            THEN lease_until ELSE next_attempt_at END)
+            FROM to_mail WHERE state = $1
+            "
         )
         .bind(ToMailState::Queued)
+        .bind(&*self.owner)
         .fetch_one(pool)
         .await
         .context("Finding the next due mail")?);
