@@ -573,8 +573,10 @@ fn decode_escapes(text: &str) -> String {
     out
 }
 
+mod delivered;
 mod report;
 
+pub use delivered::{read_delivered, Delivered, DeliveredRecipient};
 #[cfg(test)]
 use report::header_block;
 pub use report::{failure_report, FailureReport};

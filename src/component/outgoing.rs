@@ -1,7 +1,8 @@
 //! Chat messages to mail contacts become queued outgoing mail: checked
 //! (sender, recipient, rate), built as RFC 5322 mail, DKIM-signed, and
 //! queued; the sender gets an error now, or the XEP-0184 receipt once the
-//! mail is delivered (the recipient's server accepted it).
+//! mail is delivered (the recipient's server accepted it). A XEP-0333
+//! `displayed` marker may owe a read notification (`displayed.rs`).
 //!
 //! A message whose sender's display name is known, and which shares no
 //! files, is built at once and queued with others in one transaction.
@@ -15,6 +16,7 @@ use std::sync::{Arc, Mutex};
 
 use facteur_bridge::correct::{correction_text, with_text};
 use facteur_bridge::encryption::{encryption, refusal_text, Encrypted};
+use facteur_bridge::mdn::stanza_displayed;
 use facteur_bridge::native::{self, MailMeta};
 use facteur_bridge::reaction::stanza_reaction;
 use facteur_bridge::retract::retracted_id;
@@ -39,6 +41,7 @@ use crate::store::{MessageRecord, Millis, NewMail, OwedReceipt, Store};
 
 mod check;
 mod correct;
+mod displayed;
 mod react;
 mod retract;
 
@@ -165,8 +168,12 @@ impl Outgoing {
             return Intaken::Answer(self.react(&message, reaction).await);
         }
         let parts = stanza_parts(&message);
-        // Chat states, receipts and the like carry nothing to mail.
+        // Chat states, receipts and the like carry nothing to mail; a
+        // displayed marker may owe a read notification.
         if parts.body.trim().is_empty() && parts.shared.is_empty() {
+            if let Some(target) = stanza_displayed(&message) {
+                self.displayed(&message, &target).await;
+            }
             return Intaken::Answer(None);
         }
         let sending = match self.check(&message).await {

@@ -43,7 +43,7 @@ pub async fn answer(config: &Config, store: &Store, iq: Iq) -> Iq {
         Iq::Set { payload, .. } => {
             let options = submitted_options(payload);
             store.register_with(&user, options).await.map(|()| {
-                info!(user = %user, oob_each_file = options.oob_each_file, xhtml_im = options.xhtml_im, "Registered.");
+                info!(user = %user, oob_each_file = options.oob_each_file, xhtml_im = options.xhtml_im, send_mdn = options.send_mdn, "Registered.");
                 None
             })
         }
@@ -119,6 +119,12 @@ fn options_form(options: UserOptions) -> Element {
             Some("Also send formatted mail as XHTML-IM (for older clients)"),
             flag(options.xhtml_im),
         ))
+        .append(field(
+            "send_mdn",
+            "boolean",
+            Some("Send read receipts when my client marks a mail read"),
+            flag(options.send_mdn),
+        ))
         .build()
 }
 
@@ -136,6 +142,7 @@ fn submitted_options(query: &Element) -> UserOptions {
     UserOptions {
         oob_each_file: value("oob_each_file"),
         xhtml_im: value("xhtml_im"),
+        send_mdn: value("send_mdn"),
     }
 }
 
@@ -148,6 +155,7 @@ mod tests {
         let options = UserOptions {
             oob_each_file: true,
             xhtml_im: false,
+            send_mdn: true,
         };
         let mut form = options_form(options);
         form.set_attr(

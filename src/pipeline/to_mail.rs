@@ -20,8 +20,10 @@ use crate::component::LinkHandle;
 use crate::config::Live;
 use crate::probe::Prober;
 use crate::return_path::ReturnPaths;
-use crate::smtp::client::{SendFailure, Sender};
-use crate::store::{MailOutcome, MailRoute, Millis, Notice, OutcomeCommitter, Store, ToMailItem};
+use crate::smtp::client::{Accepted, SendFailure, Sender};
+use crate::store::{
+    envelope_id, MailOutcome, MailRoute, Millis, Notice, OutcomeCommitter, Store, ToMailItem,
+};
 use crate::telemetry::meters;
 
 pub use native::late_errors;
@@ -152,13 +154,44 @@ impl ToMail {
             Some((_, domain)) => Some(self.return_paths.address(item.id, domain)),
             None => None,
         };
+        // Through a smarthost, the 250 says only that the smarthost took
+        // the mail: a mail whose author asked for a receipt asks for a
+        // delivery report, and the receipt waits for it.
+        let report = match self.sender.relays() && return_path.is_some() {
+            true => match self
+                .store
+                .owes_receipts(&item.sender, &item.message_id, &item.rcpt)
+                .await
+            {
+                Ok(owed) => owed.then(|| envelope_id(item.id)),
+                Err(e) => {
+                    warn!(
+                        error = format!("{e:#}"),
+                        queue_id = item.id,
+                        "Store unavailable; outgoing mail waits."
+                    );
+                    return;
+                }
+            },
+            false => None,
+        };
         let outcome = self
             .sender
-            .send(return_path.as_deref(), &item.rcpt, &item.raw)
+            .send(
+                return_path.as_deref(),
+                &item.rcpt,
+                &item.raw,
+                report.as_deref(),
+            )
             .await;
+        let mut awaiting_report = false;
         let outcome = match outcome {
-            Ok(reply) => {
-                info!(queue_id = item.id, rcpt = %item.rcpt, message_id = %item.message_id, reply, "Sent mail.");
+            Ok(Accepted {
+                reply,
+                report_asked,
+            }) => {
+                info!(queue_id = item.id, rcpt = %item.rcpt, message_id = %item.message_id, reply, report_asked, "Sent mail.");
+                awaiting_report = report_asked;
                 Ok(MailOutcome::Sent(item.id))
             }
             Err(failure) if failure.permanent => self.fail(&item, &failure.text),
@@ -189,11 +222,18 @@ impl ToMail {
         };
         // Committed as soon as possible, grouped with concurrent attempts:
         // the window in which a crash repeats a sent mail stays small.
-        self.record(&item, outcome).await;
+        self.record(&item, outcome, awaiting_report).await;
     }
 
     /// Records an outcome, grouped with concurrent attempts.
-    async fn record(&self, item: &ToMailItem, outcome: anyhow::Result<MailOutcome>) {
+    /// With `awaiting_report`, a mail sent keeps its receipts owed until
+    /// its delivery report comes.
+    async fn record(
+        &self,
+        item: &ToMailItem,
+        outcome: anyhow::Result<MailOutcome>,
+        awaiting_report: bool,
+    ) {
         // Counted once the outcome is durable; a sent mail's latency too.
         let meters = meters();
         let (counter, sent) = match &outcome {
@@ -213,7 +253,7 @@ impl ToMail {
             Ok(outcome) => self.outcomes.commit(outcome).await,
             Err(e) => Err(e),
         };
-        if stored.is_ok() && (delivered || failed) {
+        if stored.is_ok() && (delivered || failed) && !awaiting_report {
             self.receipts(item, delivered).await;
         }
         if let (Ok(()), Some(counter)) = (&stored, counter) {

@@ -9,14 +9,16 @@ use std::time::Duration;
 
 use facteur_bridge::attach::{attachments, oob, SharedFile};
 use facteur_bridge::body::xhtml_im;
-use facteur_bridge::mdn::{displayed_stanza, mail_disposition, Disposition};
+use facteur_bridge::mdn::{
+    displayed_stanza, mail_disposition, markable, receipt_request, Disposition,
+};
 use facteur_bridge::reaction::{mail_reaction, reaction_stanza, MailReaction};
 use facteur_bridge::threading::stanza_id_for_mail;
 use facteur_bridge::to_xmpp::{
     read_mail_with, to_stanza, Envelope, IncomingMail, ReplyTarget, MAX_HTML_BYTES,
 };
 use facteur_bridge::{mailbox_to_jid, MailAddress};
-use jid::BareJid;
+use jid::{BareJid, Jid};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 use xmpp_parsers::message::{Lang, Message, MessageType};
@@ -24,12 +26,14 @@ use xmpp_parsers::sha2::Digest;
 
 use super::reports::{owed_report, status_for_refusal};
 use super::{jitter, sleep_until};
+use crate::component::reply::receipt_for;
 use crate::component::{LinkHandle, Undelivered};
 use crate::config::Live;
 use crate::http::files::FileStore;
 use crate::http::percent_encode;
 use crate::store::{
-    Contact, MessageRecord, Millis, NewMail, SharedRecord, Store, ToXmppBody, ToXmppItem,
+    Contact, MdnRequest, MessageRecord, Millis, NewMail, SharedRecord, Store, ToXmppBody,
+    ToXmppItem,
 };
 use crate::telemetry::meters;
 
@@ -293,6 +297,7 @@ impl ToXmpp {
                     .map(stanza_id_for_mail)
                     .unwrap_or(id);
                 let (from, contact) = self.sender_jid(&mail, mail_from);
+                let mdn_asked = self.remember_mdn_request(&to, &id, &from, raw).await?;
                 let reply = self.reply_target(&to, &mail).await;
                 let config = self.config.get();
                 let envelope = Envelope {
@@ -313,6 +318,10 @@ impl ToXmpp {
                     .unwrap_or_default();
                 if let (true, Some(html)) = (options.xhtml_im, &mail.html) {
                     message.payloads.push(xhtml_im(html));
+                }
+                // Clients send XEP-0333 markers only for markable messages.
+                if mdn_asked && options.send_mdn {
+                    message.payloads.push(markable());
                 }
                 // One message per file, its URL as the body, for clients
                 // that show a file only then (Conversations).
@@ -353,6 +362,18 @@ impl ToXmpp {
                     followups,
                     record,
                     contact,
+                })
+            }
+            ToXmppBody::Receipt(receipt) => {
+                let from = Jid::new(&receipt.from)
+                    .map_err(|e| Unmade::Never(format!("receipt from {}: {e}", receipt.from)))?;
+                let to = Jid::new(&receipt.to)
+                    .map_err(|e| Unmade::Never(format!("receipt to {}: {e}", receipt.to)))?;
+                Ok(Made {
+                    message: receipt_for(from, to, receipt.id.clone()),
+                    followups: Vec::new(),
+                    record: None,
+                    contact: None,
                 })
             }
             ToXmppBody::Notice(notice) => {
@@ -515,6 +536,36 @@ impl ToXmpp {
             record: None,
             contact,
         }))
+    }
+
+    /// Remembers the read notification a mail asks for, if it asks for
+    /// one, by the id of the message the user's client gets: whether it
+    /// is sent is the user's choice, made when the client marks the
+    /// message displayed. Says whether the mail asked.
+    async fn remember_mdn_request(
+        &self,
+        to: &BareJid,
+        id: &str,
+        from: &BareJid,
+        raw: &[u8],
+    ) -> Result<bool, Unmade> {
+        let Some(asked) = receipt_request(raw) else {
+            return Ok(false);
+        };
+        let request = MdnRequest {
+            user: to.clone(),
+            stanza_id: id.to_owned(),
+            peer: from.clone(),
+            message_id: asked.message_id,
+            subject: asked.subject,
+            notify_to: asked.notify_to.to_string(),
+            final_recipient: to.to_string(),
+        };
+        self.store
+            .remember_mdn_request(&request)
+            .await
+            .map(|()| true)
+            .map_err(|e| Unmade::NotNow(format!("{e:#}")))
     }
 
     /// The message a mail answers, as the user's client knows it.

@@ -2,6 +2,12 @@
 //! smarthost, or to the recipient domain's MX hosts (RFC 5321 §5.1) in
 //! preference order, with opportunistic STARTTLS, connections reused per
 //! destination and a limit of simultaneous deliveries per destination.
+//!
+//! Through a smarthost, a mail whose author asked for a XEP-0184 receipt
+//! asks for RFC 3461 delivery status notifications (`NOTIFY=SUCCESS,FAILURE`,
+//! `RET=HDRS`, an `ENVID`, the `ORCPT`) when the smarthost offers DSN: its
+//! `250` only says that the smarthost took the mail, and the success
+//! report that comes back later says that it was delivered.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -12,7 +18,10 @@ use hickory_resolver::proto::rr::RData;
 use hickory_resolver::TokioResolver;
 use lettre::address::Envelope;
 use lettre::transport::smtp::client::{AsyncSmtpConnection, TlsParameters};
-use lettre::transport::smtp::extension::ClientId;
+use lettre::transport::smtp::commands::{Data, Ehlo, Mail, Rcpt};
+use lettre::transport::smtp::extension::{
+    ClientId, Extension, MailBodyParameter, MailParameter, RcptParameter,
+};
 use lettre::Address;
 use tokio::net::TcpStream;
 use tokio::sync::Semaphore;
@@ -57,6 +66,23 @@ impl SendFailure {
     }
 }
 
+/// A connection, and whether its server offers DSN (RFC 3461); known
+/// only for a smarthost, where facteur may ask for reports.
+struct Connection {
+    smtp: AsyncSmtpConnection,
+    dsn: bool,
+}
+
+/// What the server that took a mail said.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Accepted {
+    /// Its reply.
+    pub reply: String,
+    /// Whether delivery status notifications were asked for (RFC 3461):
+    /// the success report, not this reply, says the mail was delivered.
+    pub report_asked: bool,
+}
+
 /// Delivers messages, reusing connections per destination.
 pub struct Sender {
     relay: Option<Destination>,
@@ -67,7 +93,7 @@ pub struct Sender {
     per_destination: usize,
     /// How long an idle connection is kept ([`IDLE_TIME`]).
     idle_time: Duration,
-    idle: Mutex<HashMap<Destination, Vec<(Instant, AsyncSmtpConnection)>>>,
+    idle: Mutex<HashMap<Destination, Vec<(Instant, Connection)>>>,
     busy: Mutex<HashMap<Destination, Arc<Semaphore>>>,
 }
 
@@ -105,14 +131,22 @@ impl Sender {
             .clone()
     }
 
+    /// Whether mail goes through a smarthost.
+    pub fn relays(&self) -> bool {
+        self.relay.is_some()
+    }
+
     /// Sends `raw` from `mail_from` (`None`: the null sender) to `rcpt`;
-    /// returns the server's reply.
+    /// returns the server's reply. With `report` (an RFC 3461 ENVID), a
+    /// smarthost that offers DSN is asked for success and failure
+    /// reports.
     pub async fn send(
         &self,
         mail_from: Option<&str>,
         rcpt: &str,
         raw: &[u8],
-    ) -> Result<String, SendFailure> {
+        report: Option<&str>,
+    ) -> Result<Accepted, SendFailure> {
         let from: Option<Address> = mail_from
             .map(|sender| {
                 sender
@@ -125,6 +159,8 @@ impl Sender {
             .map_err(|e| SendFailure::permanent(format!("recipient address {rcpt}: {e}")))?;
         let envelope = Envelope::new(from, vec![to.clone()])
             .map_err(|e| SendFailure::permanent(e.to_string()))?;
+        // Reports go to the return path: the null sender gets none.
+        let report = report.filter(|_| self.relay.is_some() && mail_from.is_some());
         let hosts = match &self.relay {
             Some((host, port)) => vec![(host.clone(), *port)],
             None => self
@@ -134,7 +170,7 @@ impl Sender {
                 .map(|h| (h, self.mx_port))
                 .collect(),
         };
-        self.send_to(&hosts, &envelope, raw).await
+        self.send_to(&hosts, &envelope, raw, report).await
     }
 
     /// Tries each destination in turn until one takes the mail.
@@ -143,10 +179,11 @@ impl Sender {
         hosts: &[Destination],
         envelope: &Envelope,
         raw: &[u8],
-    ) -> Result<String, SendFailure> {
+        report: Option<&str>,
+    ) -> Result<Accepted, SendFailure> {
         let mut last = SendFailure::transient("no mail host answered");
         for destination in hosts {
-            match self.attempt(destination, envelope, raw).await {
+            match self.attempt(destination, envelope, raw, report).await {
                 Ok(reply) => return Ok(reply),
                 // A 5xx is the domain's answer: another MX of it would
                 // say the same. An unreachable host or a 4xx (busy, out
@@ -164,7 +201,8 @@ impl Sender {
         destination: &Destination,
         envelope: &Envelope,
         raw: &[u8],
-    ) -> Result<String, SendFailure> {
+        report: Option<&str>,
+    ) -> Result<Accepted, SendFailure> {
         let name = format!("{}:{}", destination.0, destination.1);
         let slots = self.slots(destination);
         let _slot = slots
@@ -176,11 +214,24 @@ impl Sender {
             .await
             .map_err(|e| SendFailure::transient(format!("{name}: {e}")))?;
         debug!(host = %name, "Sending.");
-        match tokio::time::timeout(self.timeout * 2, connection.send(envelope, raw)).await {
+        let report = report.filter(|_| connection.dsn);
+        let sent = match report {
+            Some(envid) => {
+                let sending = send_with_report(&mut connection.smtp, envelope, raw, envid);
+                tokio::time::timeout(self.timeout * 2, sending).await
+            }
+            None => {
+                tokio::time::timeout(self.timeout * 2, connection.smtp.send(envelope, raw)).await
+            }
+        };
+        match sent {
             Ok(Ok(response)) => {
                 self.park(destination, connection);
                 let text = response.message().collect::<Vec<_>>().join(" ");
-                Ok(format!("{name} said: {} {text}", response.code()))
+                Ok(Accepted {
+                    reply: format!("{name} said: {} {text}", response.code()),
+                    report_asked: report.is_some(),
+                })
             }
             Ok(Err(e)) if e.is_permanent() => {
                 Err(SendFailure::permanent(format!("{name} said: {e}")))
@@ -194,7 +245,7 @@ impl Sender {
     /// new one: TCP without Nagle's delay (the small last write of a mail
     /// must not wait for the peer's delayed ACK), EHLO, then STARTTLS
     /// whenever offered.
-    async fn connection(&self, destination: &Destination) -> Result<AsyncSmtpConnection, String> {
+    async fn connection(&self, destination: &Destination) -> Result<Connection, String> {
         loop {
             let parked = self
                 .idle
@@ -204,7 +255,7 @@ impl Sender {
             let Some((parked_at, mut connection)) = parked else {
                 break;
             };
-            if parked_at.elapsed() < self.idle_time && connection.test_connected().await {
+            if parked_at.elapsed() < self.idle_time && connection.smtp.test_connected().await {
                 return Ok(connection);
             }
         }
@@ -233,7 +284,21 @@ impl Sender {
                 .map_err(|_| "STARTTLS timed out".to_owned())?
                 .map_err(|e| format!("STARTTLS failed: {e}"))?;
         }
-        Ok(connection)
+        // lettre keeps only the EHLO keywords it knows: a smarthost is
+        // asked again, to learn whether it offers DSN (RFC 3461 §4).
+        let dsn = match self.relay.as_ref() == Some(destination) {
+            true => tokio::time::timeout(self.timeout, connection.command(Ehlo::new(hello)))
+                .await
+                .map_err(|_| "EHLO timed out".to_owned())?
+                .map_err(|e| format!("EHLO failed: {e}"))?
+                .message()
+                .any(|line| line.split_whitespace().next() == Some("DSN")),
+            false => false,
+        };
+        Ok(Connection {
+            smtp: connection,
+            dsn,
+        })
     }
 
     /// A TCP connection to the first address of `host` that answers; its
@@ -261,7 +326,7 @@ impl Sender {
     }
 
     /// Keeps a connection that just worked for the next mail.
-    fn park(&self, destination: &Destination, connection: AsyncSmtpConnection) {
+    fn park(&self, destination: &Destination, connection: Connection) {
         if let Ok(mut idle) = self.idle.lock() {
             for parked in idle.values_mut() {
                 parked.retain(|(at, _)| at.elapsed() < self.idle_time);
@@ -312,6 +377,68 @@ impl Sender {
             ))),
         }
     }
+}
+
+/// Sends as lettre's `send` does, with the RFC 3461 parameters that ask
+/// for success and failure reports: `RET=HDRS` and `ENVID` on MAIL,
+/// `NOTIFY=SUCCESS,FAILURE` and the `ORCPT` on RCPT. A connection that
+/// fails here is dropped, not parked, whatever state it is in.
+async fn send_with_report(
+    smtp: &mut AsyncSmtpConnection,
+    envelope: &Envelope,
+    raw: &[u8],
+    envid: &str,
+) -> Result<lettre::transport::smtp::response::Response, lettre::transport::smtp::Error> {
+    let mut mail = vec![
+        MailParameter::Other {
+            keyword: "RET".into(),
+            value: Some("HDRS".into()),
+        },
+        MailParameter::Other {
+            keyword: "ENVID".into(),
+            value: Some(xtext(envid)),
+        },
+    ];
+    let addresses = envelope.from().into_iter().chain(envelope.to());
+    if addresses
+        .into_iter()
+        .any(|a: &Address| !AsRef::<str>::as_ref(a).is_ascii())
+    {
+        mail.push(MailParameter::SmtpUtfEight);
+    }
+    if !raw.is_ascii() && smtp.server_info().supports_feature(Extension::EightBitMime) {
+        mail.push(MailParameter::Body(MailBodyParameter::EightBitMime));
+    }
+    smtp.command(Mail::new(envelope.from().cloned(), mail))
+        .await?;
+    for to in envelope.to() {
+        let orcpt = format!("rfc822;{}", xtext(to.as_ref()));
+        let rcpt = vec![
+            RcptParameter::Other {
+                keyword: "NOTIFY".into(),
+                value: Some("SUCCESS,FAILURE".into()),
+            },
+            RcptParameter::Other {
+                keyword: "ORCPT".into(),
+                value: Some(orcpt),
+            },
+        ];
+        smtp.command(Rcpt::new(to.clone(), rcpt)).await?;
+    }
+    smtp.command(Data).await?;
+    smtp.message(raw).await
+}
+
+/// RFC 3461 §4 xtext: `+`, `=`, controls, space and what is not ASCII as
+/// `+HH`.
+fn xtext(value: &str) -> String {
+    value
+        .bytes()
+        .map(|b| match b {
+            b'!'..=b'~' if b != b'+' && b != b'=' => char::from(b).to_string(),
+            _ => format!("+{b:02X}"),
+        })
+        .collect()
 }
 
 #[cfg(test)]

@@ -630,11 +630,24 @@ impl<'a, S: AsyncRead + AsyncWrite + Unpin> Session<'a, S> {
     }
 
     /// Hands a bounce of mail facteur sent to the outgoing queue, which
-    /// tells the XMPP sender. Reports that are not failures (delays,
-    /// successes, auto-replies to the return path) are taken and dropped.
+    /// tells the XMPP sender; a positive delivery report (RFC 3464
+    /// `delivered`, `relayed` or `expanded`) sends the XEP-0184 receipts
+    /// the mail owes. Other reports (delays, auto-replies to the return
+    /// path) are taken and dropped: none reaches the user.
     async fn bounced(&self, ids: &[i64], data: &[u8]) -> anyhow::Result<()> {
         let Some(bounce) = facteur_bridge::bounce::read_bounce(data).filter(|b| b.permanent) else {
-            info!(peer = %self.peer, queue_ids = ?ids, "Report to a return path is no failure; dropped.");
+            let Some(delivered) = facteur_bridge::bounce::read_delivered(data) else {
+                info!(peer = %self.peer, queue_ids = ?ids, "Report to a return path is no failure; dropped.");
+                return Ok(());
+            };
+            for &id in ids {
+                let receipts = self
+                    .reception
+                    .store
+                    .mail_reported_delivered(id, &delivered)
+                    .await?;
+                info!(queue_id = id, receipts, "Delivery report received.");
+            }
             return Ok(());
         };
         let gateway = &self.config().component.jid;

@@ -57,6 +57,7 @@ mod jobs;
 #[cfg(test)]
 mod lease_tests;
 mod messages;
+mod read_receipts;
 mod receipts;
 mod secrets;
 pub mod sweep;
@@ -83,7 +84,8 @@ pub use commit::{Committer, OutcomeCommitter};
 pub use contacts::Contact;
 pub use handoffs::{HandoffTaken, NewHandoff};
 pub use messages::MessageRecord;
-pub use receipts::OwedReceipt;
+pub use read_receipts::MdnRequest;
+pub use receipts::{envelope_id, OwedReceipt};
 pub use to_mail::{MailOutcome, MailRoute, NewMail, ToMailItem, Told};
 pub use to_xmpp::{InboundMail, Notice, ToXmppBody, ToXmppItem};
 pub use xmpp_mail::{Answer, AnswerKind, AnswerStatus, Refused};
@@ -127,6 +129,10 @@ pub struct UserOptions {
     pub oob_each_file: bool,
     /// Also send formatted text as XHTML-IM (XEP-0071, deprecated).
     pub xhtml_im: bool,
+    /// Mail an RFC 8098 read notification when the user's client marks
+    /// displayed a mail that asked for one (the user's consent, RFC 8098
+    /// §2.1).
+    pub send_mdn: bool,
 }
 
 /// One wake-up per queue. A `Notify` keeps one permit when its runner is

@@ -1,10 +1,15 @@
 //! XEP-0184 receipts owed for outgoing mail. A receipt says that the mail
 //! was delivered: it is owed when the stanza is taken, and sent when the
-//! recipient's mail server accepts the mail or the other XMPP-Mail domain
-//! confirms it. A mail that fails owes nothing: its author gets the notice.
+//! recipient's mail server accepts the mail, the other XMPP-Mail domain
+//! confirms it, or (mail sent through a relay with RFC 3461
+//! `NOTIFY=SUCCESS`) a positive delivery report comes back for it. A mail
+//! that fails owes nothing: its author gets the notice.
 
 use anyhow::Context;
+use facteur_bridge::bounce::Delivered;
 
+use super::to_mail::ToMailState;
+use super::to_xmpp::{insert_receipt, Receipt};
 use super::{Millis, Store};
 
 /// A receipt owed for the mail (`sender`, `message_id`, `rcpt`).
@@ -51,6 +56,100 @@ impl Store {
         })
     }
 
+    /// Whether the mail (`sender`, `message_id`, `rcpt`) owes a receipt.
+    pub async fn owes_receipts(
+        &self,
+        sender: &str,
+        message_id: &str,
+        rcpt: &str,
+    ) -> anyhow::Result<bool> {
+        let found: Option<i64> = on_backend!(&self.pool, |pool| sqlx::query_scalar(
+            "
+            SELECT CAST(1 AS BIGINT) FROM mail_receipts
+            WHERE sender = $1 AND message_id = $2 AND rcpt = $3
+            LIMIT 1
+            ",
+        )
+        .bind(sender)
+        .bind(message_id)
+        .bind(rcpt)
+        .fetch_optional(pool)
+        .await
+        .with_context(|| format!("Looking up the receipts of mail {message_id}")))?;
+        Ok(found.is_some())
+    }
+
+    /// A positive delivery report came to the return path of mail `id`:
+    /// when it names the mail's recipient (and its envelope id, if it
+    /// gives one, is the mail's), the receipts the mail owes are taken and
+    /// queued to their authors, in one transaction. A mail that failed, or
+    /// one the queue no longer has, gets none. Returns how many were
+    /// queued.
+    pub async fn mail_reported_delivered(
+        &self,
+        id: i64,
+        report: &Delivered,
+    ) -> anyhow::Result<usize> {
+        if report
+            .envelope_id
+            .as_deref()
+            .is_some_and(|envid| envid != envelope_id(id))
+        {
+            return Ok(0);
+        }
+        let now = Millis::now();
+        on_backend!(&self.pool, |pool| {
+            let mut tx = pool.begin().await.context("Starting transaction")?;
+            let mail: Option<(String, String, String)> = sqlx::query_as(
+                "
+                SELECT sender, message_id, rcpt FROM to_mail
+                WHERE id = $1 AND state != $2
+                ",
+            )
+            .bind(id)
+            .bind(ToMailState::Failed)
+            .fetch_optional(&mut *tx)
+            .await
+            .with_context(|| format!("Looking up mail {id}"))?;
+            let Some((sender, message_id, rcpt)) = mail else {
+                return Ok(0);
+            };
+            if !report.recipients.iter().any(|r| r.is(&rcpt)) {
+                return Ok(0);
+            }
+            // Taken and queued together: a second report finds none owed.
+            let owed: Vec<(String, String, String)> = sqlx::query_as(
+                "
+                DELETE FROM mail_receipts
+                WHERE sender = $1 AND message_id = $2 AND rcpt = $3
+                RETURNING stanza_id, author_jid, contact_jid
+                ",
+            )
+            .bind(&sender)
+            .bind(&message_id)
+            .bind(&rcpt)
+            .fetch_all(&mut *tx)
+            .await
+            .with_context(|| format!("Taking the receipts of mail {message_id}"))?;
+            for (stanza_id, author_jid, contact_jid) in &owed {
+                let recipient = jid::Jid::new(author_jid)
+                    .map(|jid| jid.to_bare().to_string())
+                    .with_context(|| format!("Stored author {author_jid}"))?;
+                let receipt = Receipt {
+                    to: author_jid.clone(),
+                    from: contact_jid.clone(),
+                    id: stanza_id.clone(),
+                };
+                insert_receipt((&mut *tx).into(), &recipient, &receipt, now).await?;
+            }
+            tx.commit().await.context("Committing receipts")?;
+            if !owed.is_empty() {
+                self.wake.to_xmpp.notify_one();
+            }
+            Ok(owed.len())
+        })
+    }
+
     /// Takes the receipts owed for a mail, which owes none afterwards.
     pub async fn take_receipts(
         &self,
@@ -85,6 +184,12 @@ impl Store {
     }
 }
 
+/// The RFC 3461 ENVID mail `id` is sent with, when it asks for a
+/// delivery report: its queue id, which the return path signs as well.
+pub fn envelope_id(id: i64) -> String {
+    id.to_string()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -114,6 +219,68 @@ mod tests {
             .await
             .expect("taken")
             .is_empty());
+    }
+    }
+
+    store_test! {
+    async fn a_delivery_report_queues_the_receipts_once(store, scratch) {
+        use facteur_bridge::bounce::DeliveredRecipient;
+        use crate::store::{NewMail, ToXmppBody};
+
+        let sender = jid::BareJid::new("alice@example.test").expect("jid");
+        let mail = NewMail {
+            sender: &sender,
+            mail_from: "alice@example.test",
+            rcpt: "bob@example.net",
+            message_id: "m@x",
+            raw: b"raw",
+            stanza: "",
+        };
+        let id = store.queue_mail(&mail, None).await.expect("queued");
+        let owed = OwedReceipt {
+            sender: "alice@example.test".into(),
+            message_id: "m@x".into(),
+            rcpt: "bob@example.net".into(),
+            stanza_id: "s1".into(),
+            author_jid: "alice@example.test/phone".into(),
+            contact_jid: "bob\\40example.net@mail.example.test".into(),
+        };
+        store.owe_receipts(&[owed]).await.expect("owed");
+        assert!(store.owes_receipts("alice@example.test", "m@x", "bob@example.net").await.expect("owes"));
+        let report = |envid: Option<&str>, rcpt: &str| Delivered {
+            envelope_id: envid.map(str::to_owned),
+            recipients: vec![DeliveredRecipient {
+                original: Some(rcpt.to_owned()),
+                final_recipient: None,
+            }],
+        };
+        // Another recipient, another envelope id: not this mail's report.
+        let other_envid = envelope_id(id + 1);
+        assert_eq!(store.mail_reported_delivered(id, &report(None, "carol@example.net")).await.expect("report"), 0);
+        assert_eq!(store.mail_reported_delivered(id, &report(Some(&other_envid), "bob@example.net")).await.expect("report"), 0);
+        let envid = envelope_id(id);
+        assert_eq!(store.mail_reported_delivered(id, &report(Some(&envid), "BOB@example.net")).await.expect("report"), 1);
+        assert_eq!(store.mail_reported_delivered(id, &report(Some(&envid), "bob@example.net")).await.expect("report"), 0, "a second report sends nothing");
+        assert!(!store.owes_receipts("alice@example.test", "m@x", "bob@example.net").await.expect("owes"));
+        let due = store.due_to_xmpp(Millis::now().after(std::time::Duration::from_secs(1)), 10).await.expect("due");
+        let receipts: Vec<_> = due
+            .iter()
+            .map(|item| match &item.body {
+                ToXmppBody::Receipt(receipt) => (item.recipient.clone(), receipt.clone()),
+                _ => panic!("a receipt"),
+            })
+            .collect();
+        assert_eq!(
+            receipts,
+            [(
+                "alice@example.test".to_owned(),
+                Receipt {
+                    to: "alice@example.test/phone".into(),
+                    from: "bob\\40example.net@mail.example.test".into(),
+                    id: "s1".into(),
+                }
+            )]
+        );
     }
     }
 }

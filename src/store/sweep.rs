@@ -2,8 +2,9 @@
 //! once operators had `keep_finished` to inspect them, inbound mail (the
 //! raw bytes) once no delivery is pending and no attachment link leads
 //! into it, thread metadata after `keep_threads`, XMPP-Mail answers once
-//! expired, handoffs taken after `keep_finished`, and receipts owed for
-//! mail that is no longer queued after `keep_finished`. Rows go in small
+//! expired, handoffs taken after `keep_finished`, receipts owed for
+//! mail that is no longer queued after `keep_finished`, and read
+//! notifications asked for but never sent after `keep_threads`. Rows go in small
 //! transactions, so that accepting mail never waits long behind a sweep.
 
 use std::time::Duration;
@@ -42,6 +43,7 @@ pub struct Swept {
     pub to_xmpp: u64,
     pub to_mail: u64,
     pub inbound_mail: u64,
+    /// Thread metadata, and read notifications asked for with it.
     pub messages: u64,
     /// Expired XMPP-Mail answers and old handoffs.
     pub xmpp_mail: u64,
@@ -140,7 +142,21 @@ impl Store {
                     &[Param::Int(threads)],
                     stop,
                 )
-                .await?,
+                .await?
+                // Read notifications asked for live as long as the thread
+                // metadata of the mail that asked.
+                + self
+                    .delete_batches(
+                        "mdn_requests",
+                        "
+                        DELETE FROM mdn_requests WHERE (user_jid, stanza_id) IN (
+                            SELECT user_jid, stanza_id FROM mdn_requests
+                            WHERE created_at < $1 LIMIT $2)
+                        ",
+                        &[Param::Int(threads)],
+                        stop,
+                    )
+                    .await?,
             xmpp_mail: self
                 .delete_batches(
                     "xmpp_mail_answers",

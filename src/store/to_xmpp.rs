@@ -51,6 +51,19 @@ pub enum ToXmppBody {
     },
     /// A notice from the gateway.
     Notice(Notice),
+    /// A XEP-0184 receipt for a mail a positive delivery report came for.
+    Receipt(Receipt),
+}
+
+/// A XEP-0184 receipt queued for delivery to XMPP.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Receipt {
+    /// The full JID of the client that asked for it.
+    pub to: String,
+    /// The mail contact it comes from.
+    pub from: String,
+    /// The id of the message it names.
+    pub id: String,
 }
 
 /// A message the gateway itself sends a user.
@@ -133,7 +146,7 @@ impl Store {
                 {lock}
             )
             RETURNING id, recipient, attempts, created_at, mail_id,
-                notice_from, notice_subject, notice_body,
+                notice_from, notice_subject, notice_body, receipt_to, receipt_id,
                 (SELECT m.mail_from FROM inbound_mail m WHERE m.id = to_xmpp.mail_id) AS mail_from,
                 (SELECT m.raw FROM inbound_mail m WHERE m.id = to_xmpp.mail_id) AS raw,
                 (SELECT m.auth FROM inbound_mail m WHERE m.id = to_xmpp.mail_id) AS auth,
@@ -154,25 +167,34 @@ impl Store {
             for row in rows {
                 let recipient: String = row.try_get("recipient")?;
                 let mail_id: Option<i64> = row.try_get("mail_id")?;
-                let body = match mail_id {
-                    Some(mail_id) => ToXmppBody::Mail {
-                        mail_id,
-                        mail_from: row.try_get("mail_from")?,
-                        raw: row.try_get("raw")?,
-                        auth: row.try_get("auth")?,
-                        warning: row.try_get("warning")?,
+                let receipt_to: Option<String> = row.try_get("receipt_to")?;
+                let receipt_id: Option<String> = row.try_get("receipt_id")?;
+                let body = match (mail_id, receipt_to, receipt_id) {
+                    (None, Some(to), Some(id)) => ToXmppBody::Receipt(Receipt {
+                        to,
+                        from: row.try_get("notice_from")?,
+                        id,
+                    }),
+                    (mail_id, _, _) => match mail_id {
+                        Some(mail_id) => ToXmppBody::Mail {
+                            mail_id,
+                            mail_from: row.try_get("mail_from")?,
+                            raw: row.try_get("raw")?,
+                            auth: row.try_get("auth")?,
+                            warning: row.try_get("warning")?,
+                        },
+                        None => {
+                            let from: String = row.try_get("notice_from")?;
+                            ToXmppBody::Notice(Notice {
+                                recipient: BareJid::new(&recipient)
+                                    .with_context(|| format!("Stored recipient {recipient}"))?,
+                                from: BareJid::new(&from)
+                                    .with_context(|| format!("Stored notice sender {from}"))?,
+                                subject: row.try_get("notice_subject")?,
+                                body: row.try_get("notice_body")?,
+                            })
+                        }
                     },
-                    None => {
-                        let from: String = row.try_get("notice_from")?;
-                        ToXmppBody::Notice(Notice {
-                            recipient: BareJid::new(&recipient)
-                                .with_context(|| format!("Stored recipient {recipient}"))?,
-                            from: BareJid::new(&from)
-                                .with_context(|| format!("Stored notice sender {from}"))?,
-                            subject: row.try_get("notice_subject")?,
-                            body: row.try_get("notice_body")?,
-                        })
-                    }
                 };
                 items.push(ToXmppItem {
                     id: row.try_get("id")?,
@@ -382,6 +404,35 @@ pub(super) async fn insert_notice(
     .await
     .map(|_| ())
     .context("Queueing notice"))?;
+    Ok(())
+}
+
+/// Queues a XEP-0184 receipt to `recipient` (the bare JID of its `to`).
+pub(super) async fn insert_receipt(
+    tx: Conn<'_>,
+    recipient: &str,
+    receipt: &Receipt,
+    now: Millis,
+) -> anyhow::Result<()> {
+    on_backend!(tx, |tx| sqlx::query(
+        "
+        INSERT INTO to_xmpp (recipient, notice_from, receipt_to, receipt_id, state,
+                             next_attempt_at, created_at, updated_at)
+        VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+        ",
+    )
+    .bind(recipient)
+    .bind(&receipt.from)
+    .bind(&receipt.to)
+    .bind(&receipt.id)
+    .bind(ToXmppState::Pending)
+    .bind(now.0)
+    .bind(now.0)
+    .bind(now.0)
+    .execute(tx)
+    .await
+    .map(|_| ())
+    .context("Queueing a receipt"))?;
     Ok(())
 }
 

@@ -85,16 +85,17 @@ impl Store {
         if let Some(options) = self.users.get(user) {
             return Ok(options);
         }
-        let row: Option<(bool, bool)> = on_backend!(&self.pool, |pool| sqlx::query_as(
-            "SELECT oob_each_file, xhtml_im FROM users WHERE jid = $1"
+        let row: Option<(bool, bool, bool)> = on_backend!(&self.pool, |pool| sqlx::query_as(
+            "SELECT oob_each_file, xhtml_im, send_mdn FROM users WHERE jid = $1"
         )
         .bind(user.as_str())
         .fetch_optional(pool)
         .await)
         .with_context(|| format!("Looking up user {user}"))?;
-        let options = row.map(|(oob_each_file, xhtml_im)| UserOptions {
+        let options = row.map(|(oob_each_file, xhtml_im, send_mdn)| UserOptions {
             oob_each_file,
             xhtml_im,
+            send_mdn,
         });
         self.users.put(user, options);
         Ok(options)
@@ -104,17 +105,19 @@ impl Store {
     pub async fn register_with(&self, user: &BareJid, options: UserOptions) -> anyhow::Result<()> {
         on_backend!(&self.pool, |pool| sqlx::query(
             "
-            INSERT INTO users (jid, registered_at, oob_each_file, xhtml_im)
-            VALUES ($1, $2, $3, $4)
+            INSERT INTO users (jid, registered_at, oob_each_file, xhtml_im, send_mdn)
+            VALUES ($1, $2, $3, $4, $5)
             ON CONFLICT (jid) DO UPDATE SET
                 oob_each_file = excluded.oob_each_file,
-                xhtml_im = excluded.xhtml_im
+                xhtml_im = excluded.xhtml_im,
+                send_mdn = excluded.send_mdn
             ",
         )
         .bind(user.as_str())
         .bind(Millis::now().0)
         .bind(options.oob_each_file)
         .bind(options.xhtml_im)
+        .bind(options.send_mdn)
         .execute(pool)
         .await
         .map(|_| ()))
@@ -153,6 +156,7 @@ mod tests {
             let options = UserOptions {
                 oob_each_file: true,
                 xhtml_im: false,
+                send_mdn: true,
             };
             store.register_with(&alice, options).await.expect("options");
             assert_eq!(

@@ -9,7 +9,8 @@ import subprocess
 
 import pytest
 
-from peers import ROOT, Gateway, escaped, registered_client, run, send_mail, wait_until
+from peers import (GATEWAY, ROOT, Gateway, escaped, registered_client, run, send_mail,
+                   wait_until)
 
 CLIENTS = ROOT / "fixtures" / "clients"
 STANZAS = "urn:ietf:params:xml:ns:xmpp-stanzas"
@@ -387,3 +388,84 @@ def test_thunderbird_return_receipt_becomes_a_displayed_marker(gateway):
         assert MARKERS not in readable["xml"], readable["xml"]
         await alice.disconnect()
     run(scenario())
+
+
+def asking_mail(n):
+    """Bob's mail n to alice, asking for a read notification at his
+    address for receipts."""
+    return (f"From: Bob <bob@example.net>\r\nTo: alice@example.test\r\n"
+            f"Subject: Read me {n}\r\nMessage-ID: <read-me-{n}@example.net>\r\n"
+            f"Disposition-Notification-To: Bob <bob+receipts@example.net>\r\n\r\n"
+            f"Tell me when you have read this ({n}).\r\n").encode()
+
+
+def set_read_receipts(alice, on):
+    return alice.iq("set", GATEWAY, (
+        "<query xmlns='jabber:iq:register'><x xmlns='jabber:x:data' type='submit'>"
+        "<field var='FORM_TYPE'><value>jabber:iq:register</value></field>"
+        f"<field var='send_mdn'><value>{int(on)}</value></field></x></query>"))
+
+
+def test_conversations_displayed_marker_sends_the_read_notification_once(gateway):
+    """Bob's mails ask for a read notification (Disposition-Notification-To).
+    Alice's option is off at first: her client's displayed marker sends
+    nothing. With "Send read receipts when my client marks a mail read"
+    on, the mail reaches her client markable, and Conversations' displayed
+    marker on it mails the RFC 8098 MDN From alice to the address the mail
+    named, once: the same marker again sends nothing."""
+    marker, _ = client_stanza("conversations-displayed")
+
+    async def receive(alice, n):
+        code, text = await asyncio.to_thread(
+            send_mail, gateway.facteur.smtp_port, "bob@example.net", ["alice@example.test"],
+            asking_mail(n))
+        assert code == 250, text
+        return await alice.wait_for(lambda m: m["subject"] == f"Read me {n}")
+
+    async def barrier(alice, count):
+        """A plain message after the markers: once it is mailed, every
+        marker before it has been handled; the relay then holds `count`
+        mails in all."""
+        sent = alice.send(escaped("bob@example.net"), f"barrier {count}", receipt=True)
+        await alice.wait_for(lambda m: m["receipt"] == sent)
+        subjects = lambda: [r["message"]["Subject"] for r in gateway.relay.received]
+        assert await wait_until(lambda: len(gateway.relay.received) >= count), subjects()
+        last = gateway.relay.received[-1]["message"]
+        assert last.get_content_type() == "text/plain", subjects()
+        assert last.get_content().strip() == f"barrier {count}", subjects()
+        assert len(gateway.relay.received) == count, subjects()
+
+    async def scenario():
+        alice = await registered_client(gateway)
+        # Off (the default): nothing is mailed for the marker.
+        first = await receive(alice, 1)
+        assert f"<markable xmlns=\"{MARKERS}\"" not in first["xml"], first["xml"]
+        alice.xmpp.send_raw(marker.replace("TARGET", first["id"]))
+        await barrier(alice, 1)
+
+        result = await set_read_receipts(alice, True)
+        assert result["type"] == "result", result
+        second = await receive(alice, 2)
+        assert f"<markable xmlns=\"{MARKERS}\"" in second["xml"], second["xml"]
+        displayed = marker.replace("TARGET", second["id"])
+        alice.xmpp.send_raw(displayed)
+        assert await wait_until(lambda: len(gateway.relay.received) == 2), gateway.facteur.log_tail()
+        alice.xmpp.send_raw(displayed)
+        await barrier(alice, 3)
+        await alice.disconnect()
+    run(scenario())
+
+    mdn = gateway.relay.received[1]
+    assert mdn["rcpt_tos"] == ["bob+receipts@example.net"], mdn
+    message = mdn["message"]
+    assert message["From"] == "alice@example.test"
+    assert message["To"] == "bob+receipts@example.net"
+    assert message["Subject"] == "Return Receipt (displayed) - Read me 2"
+    assert message["In-Reply-To"] == "<read-me-2@example.net>"
+    assert message["Auto-Submitted"] == "auto-replied"
+    assert message.get_content_type() == "multipart/report"
+    assert message.get_param("report-type") == "disposition-notification"
+    raw = mdn["raw"].decode()
+    assert "Final-Recipient: rfc822;alice@example.test\r\n" in raw, raw
+    assert "Original-Message-ID: <read-me-2@example.net>\r\n" in raw, raw
+    assert "Disposition: manual-action/MDN-sent-manually; displayed\r\n" in raw, raw

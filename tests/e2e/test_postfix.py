@@ -224,6 +224,46 @@ def test_a_bounce_from_beyond_postfix_reaches_the_sender(front):
                      front.postfix.log()), front.postfix.log_tail()
 
 
+def test_a_receipt_waits_for_the_delivery_report_of_postfix(front):
+    """Alice asks for a XEP-0184 receipt. facteur hands the mail to Postfix
+    asking for delivery reports (RFC 3461 NOTIFY=SUCCESS,FAILURE): the 250
+    of Postfix brings no receipt while the internet still refuses the mail
+    for now; once it takes it, Postfix's success report (relayed: the
+    internet here offers no DSN) comes back to the return path, and the
+    receipt reaches alice, once. The report itself reaches nobody."""
+    since = front.facteur.log_size()
+    front.relay.refusing = True
+    before = len(front.relay.received)
+    try:
+        async def scenario():
+            alice = Client("alice", front.prosody.c2s)
+            await alice.connect()
+            sent = alice.send(escaped("bob@example.net"), "Tell me when it arrives.",
+                              subject="Receipt please", receipt=True)
+            await asyncio.to_thread(front.facteur.wait_log, "report_asked=true", 30, since)
+            # Postfix tried the internet and was told to come back later.
+            await asyncio.to_thread(lambda: _wait(lambda: front.relay.refused))
+            assert not any(m["receipt"] == sent for m in alice.messages), alice.messages
+            front.relay.refusing = False
+            receipt = await alice.wait_for(lambda m: m["receipt"] == sent, timeout=30)
+            assert receipt["from"] == escaped("bob@example.net"), receipt
+            await asyncio.to_thread(front.facteur.wait_log, "Delivery report received.", 30, since)
+            await asyncio.to_thread(front.postfix.wait_queue_empty)
+            assert [m["receipt"] for m in alice.messages if m["receipt"]] == [sent], alice.messages
+            assert not any(m["body"] for m in alice.messages), alice.messages
+            await alice.disconnect()
+        run(scenario())
+    finally:
+        front.relay.refusing = False
+    [mail] = front.relay.received[before:]
+    assert mail["message"]["Subject"] == "Receipt please"
+    # Postfix's report went to the return path, at facteur.
+    assert re.search(rf"to=<{re.escape(mail['mail_from'])}>, "
+                     rf"relay=127\.0\.0\.1\[127\.0\.0\.1\]:{front.facteur.smtp_port},.* status=sent",
+                     front.postfix.log()), front.postfix.log_tail()
+    assert "sender delivery status notification" in front.postfix.log(), front.postfix.log_tail()
+
+
 def _wait(condition, timeout=30.0):
     deadline = time.monotonic() + timeout
     while not condition():

@@ -106,6 +106,14 @@ const CASES: &[Case] = &[
         expected: None,
     },
     Case {
+        file: "postfix-delivered-dsn.eml",
+        expected: None,
+    },
+    Case {
+        file: "postfix-relayed-dsn.eml",
+        expected: None,
+    },
+    Case {
         file: "postmaster-reply-not-a-bounce.eml",
         expected: None,
     },
@@ -479,4 +487,35 @@ fn encoded_reports_without_action_fall_back_on_the_status() {
         None,
         "a 4.x.x without Action is a delay"
     );
+}
+
+#[test]
+fn success_reports_name_the_recipients_delivered() {
+    let delivered = read_delivered(&read(BOUNCES, "postfix-delivered-dsn.eml")).expect("delivered");
+    assert_eq!(delivered.envelope_id.as_deref(), Some("42"));
+    assert_eq!(delivered.recipients.len(), 1);
+    assert!(delivered.recipients[0].is("Bob@Example.net"));
+    assert!(!delivered.recipients[0].is("carol@example.net"));
+    // Relayed to a server that sends no reports: the last word to come.
+    // (Postfix 3.7 as facteur's relay, captured, NOTIFY=SUCCESS ENVID=42.)
+    let postfix = read_delivered(&read(BOUNCES, "postfix-relayed-dsn.eml")).expect("relayed");
+    assert_eq!(postfix.envelope_id.as_deref(), Some("42"));
+    assert!(postfix.recipients[0].is("bob@example.net"));
+    let relayed = read_delivered(&read(BOUNCES, "delivered-success-notice-not-a-failure.eml"))
+        .expect("relayed");
+    assert_eq!(relayed.envelope_id, None);
+    assert!(relayed.recipients[0].is("judy@example.net"));
+    // Failures, delays, mere mail and MDNs are no success reports.
+    for file in [
+        "postfix-dsn-user-unknown.eml",
+        "delayed-not-a-failure.eml",
+        "out-of-office-not-a-bounce.eml",
+    ] {
+        assert_eq!(read_delivered(&read(BOUNCES, file)), None, "{file}");
+    }
+    let mdn = read(
+        concat!(env!("CARGO_MANIFEST_DIR"), "/../fixtures/mdn/"),
+        "thunderbird-displayed.eml",
+    );
+    assert_eq!(read_delivered(&mdn), None);
 }

@@ -20,6 +20,8 @@ struct Seen {
     mails: AtomicUsize,
     in_data: AtomicUsize,
     most_in_data: AtomicUsize,
+    /// The MAIL and RCPT commands, as sent.
+    envelopes: std::sync::Mutex<Vec<String>>,
 }
 
 /// How a test server answers.
@@ -28,6 +30,8 @@ struct Script {
     rcpt: &'static str,
     /// How long the reply to the end of DATA waits.
     data_delay: Duration,
+    /// Whether EHLO offers DSN (RFC 3461).
+    dsn: bool,
 }
 
 impl Default for Script {
@@ -35,6 +39,7 @@ impl Default for Script {
         Script {
             rcpt: "250 2.1.5 Ok",
             data_delay: Duration::ZERO,
+            dsn: false,
         }
     }
 }
@@ -60,7 +65,13 @@ async fn session(tcp: TcpStream, script: Script, seen: Arc<Seen>) {
     let _ = write.write_all(b"220 test ESMTP\r\n").await;
     while let Ok(Some(line)) = lines.next_line().await {
         let verb = line.get(..4).unwrap_or_default().to_ascii_uppercase();
+        if verb == "MAIL" || verb == "RCPT" {
+            if let Ok(mut envelopes) = seen.envelopes.lock() {
+                envelopes.push(line.clone());
+            }
+        }
         let reply = match verb.as_str() {
+            "EHLO" if script.dsn => "250-test\r\n250-DSN\r\n250 PIPELINING",
             "EHLO" => "250-test\r\n250 PIPELINING",
             "RCPT" => {
                 seen.rcpts.fetch_add(1, Ordering::SeqCst);
@@ -145,11 +156,11 @@ async fn the_next_destination_is_tried_after_a_temporary_reply() {
     let (second, second_seen) = server(Script::default()).await;
     let sender = sender(None, 10);
     let reply = sender
-        .send_to(&[first, second.clone()], &envelope(), MAIL)
+        .send_to(&[first, second.clone()], &envelope(), MAIL, None)
         .await
         .expect("delivered");
     assert_eq!(
-        reply,
+        reply.reply,
         format!("127.0.0.1:{} said: 250 2.0.0 Stored", second.1)
     );
     assert_eq!(first_seen.rcpts.load(Ordering::SeqCst), 1);
@@ -166,7 +177,7 @@ async fn a_permanent_reply_ends_the_attempt() {
     let (first, _) = server(refusing).await;
     let (second, second_seen) = server(Script::default()).await;
     let failure = sender(None, 10)
-        .send_to(&[first, second], &envelope(), MAIL)
+        .send_to(&[first, second], &envelope(), MAIL, None)
         .await
         .expect_err("refused");
     assert!(failure.permanent, "{failure:?}");
@@ -182,7 +193,8 @@ async fn deliveries_to_one_destination_are_limited() {
     };
     let (relay, seen) = server(slow).await;
     let sender = sender(Some(&relay), 2);
-    let sends = (0..6).map(|_| sender.send(Some("alice@example.test"), "bob@example.net", MAIL));
+    let sends =
+        (0..6).map(|_| sender.send(Some("alice@example.test"), "bob@example.net", MAIL, None));
     for result in futures_util::future::join_all(sends).await {
         result.expect("delivered");
     }
@@ -198,7 +210,7 @@ async fn connections_are_reused_and_dropped_when_idle() {
     sender.idle_time = Duration::from_millis(300);
     for _ in 0..3 {
         sender
-            .send(Some("alice@example.test"), "bob@example.net", MAIL)
+            .send(Some("alice@example.test"), "bob@example.net", MAIL, None)
             .await
             .expect("delivered");
     }
@@ -209,9 +221,69 @@ async fn connections_are_reused_and_dropped_when_idle() {
     // the old one is closed rather than kept open.
     tokio::time::sleep(Duration::from_millis(400)).await;
     sender
-        .send(Some("alice@example.test"), "bob@example.net", MAIL)
+        .send(Some("alice@example.test"), "bob@example.net", MAIL, None)
         .await
         .expect("delivered");
     assert_eq!(seen.connections.load(Ordering::SeqCst), 2);
     assert!(eventually(|| seen.closed.load(Ordering::SeqCst) == 1).await);
+}
+
+#[tokio::test]
+async fn a_smarthost_that_offers_dsn_is_asked_for_reports() {
+    let offers = Script {
+        dsn: true,
+        ..Script::default()
+    };
+    let (relay, seen) = server(offers).await;
+    let sender = sender(Some(&relay), 2);
+    let accepted = sender
+        .send(
+            Some("bounce+42-ab@example.test"),
+            "bob@example.net",
+            MAIL,
+            Some("42"),
+        )
+        .await
+        .expect("delivered");
+    assert!(accepted.report_asked);
+    let plain = sender
+        .send(Some("alice@example.test"), "bob@example.net", MAIL, None)
+        .await
+        .expect("delivered");
+    assert!(!plain.report_asked);
+    let envelopes = seen.envelopes.lock().expect("seen").clone();
+    assert_eq!(
+        envelopes,
+        [
+            "MAIL FROM:<bounce+42-ab@example.test> RET=HDRS ENVID=42",
+            "RCPT TO:<bob@example.net> NOTIFY=SUCCESS,FAILURE ORCPT=rfc822;bob@example.net",
+            "MAIL FROM:<alice@example.test>",
+            "RCPT TO:<bob@example.net>",
+        ]
+    );
+    assert_eq!(xtext("a+b=c d"), "a+2Bb+3Dc+20d");
+}
+
+#[tokio::test]
+async fn a_smarthost_without_dsn_is_asked_for_none() {
+    let (relay, seen) = server(Script::default()).await;
+    let sender = sender(Some(&relay), 2);
+    let accepted = sender
+        .send(
+            Some("bounce+42-ab@example.test"),
+            "bob@example.net",
+            MAIL,
+            Some("42"),
+        )
+        .await
+        .expect("delivered");
+    assert!(!accepted.report_asked);
+    let envelopes = seen.envelopes.lock().expect("seen").clone();
+    assert_eq!(
+        envelopes,
+        [
+            "MAIL FROM:<bounce+42-ab@example.test>",
+            "RCPT TO:<bob@example.net>",
+        ]
+    );
 }

@@ -234,3 +234,27 @@ store_test! {
         assert_eq!(taken(3).await, [owed(3)]);
     }
 }
+
+store_test! {
+    async fn read_notifications_asked_for_go_with_the_thread_metadata(store, scratch) {
+        let alice = jid::BareJid::new("alice@example.test").expect("jid");
+        let peer = jid::BareJid::new("bob\\40example.net@mail.example.test").expect("jid");
+        let request = crate::store::MdnRequest {
+            user: alice.clone(),
+            stanza_id: "facteur-1".into(),
+            peer: peer.clone(),
+            message_id: "dinner-1@example.net".into(),
+            subject: "Dinner".into(),
+            notify_to: "bob@example.net".into(),
+            final_recipient: "alice@example.test".into(),
+        };
+        store.remember_mdn_request(&request).await.expect("remembered");
+        let days = u32::try_from(RETENTION.keep_threads.as_secs() / DAY.as_secs()).expect("days");
+        assert_eq!(sweep(&store, days - 1).await.messages, 0);
+        assert_eq!(sweep(&store, days + 1).await.messages, 1);
+        assert_eq!(
+            store.take_mdn_request(&alice, &peer, "facteur-1").await.expect("taken"),
+            None
+        );
+    }
+}

@@ -35,7 +35,7 @@ store_test! {
             .iter()
             .map(|item| match &item.body {
                 ToXmppBody::Mail { mail_id, .. } => (*mail_id, item.recipient.as_str()),
-                ToXmppBody::Notice(_) => panic!("a mail"),
+                ToXmppBody::Notice(_) | ToXmppBody::Receipt(_) => panic!("a mail"),
             })
             .collect();
         assert_eq!(
@@ -156,7 +156,7 @@ store_test! {
                         let first = String::from_utf8_lossy(&raw).lines().next().map(str::to_owned);
                         (item.recipient, first.unwrap_or_default())
                     }
-                    ToXmppBody::Notice(_) => panic!("a notice"),
+                    ToXmppBody::Notice(_) | ToXmppBody::Receipt(_) => panic!("a notice"),
                 })
                 .collect();
             due.sort();
