@@ -16,6 +16,7 @@ mod component;
 mod dkim;
 mod dns;
 mod http;
+mod imap;
 mod inbound;
 mod limits;
 mod live;
@@ -32,6 +33,7 @@ pub use component::ComponentConfig;
 pub use dkim::DkimKey;
 pub use dns::DnsConfig;
 pub use http::HttpConfig;
+pub use imap::ImapConfig;
 pub use inbound::{InboundConfig, TlsFiles};
 pub use limits::LimitsConfig;
 pub use live::{merge, Live};
@@ -52,6 +54,7 @@ pub struct Config {
     pub xmpp: XmppConfig,
     pub xmpp_mail: XmppMailConfig,
     pub http: HttpConfig,
+    pub imap: ImapConfig,
     /// DKIM key per served domain.
     pub dkim: HashMap<String, DkimKey>,
     pub store: StoreConfig,
@@ -81,6 +84,8 @@ struct RawConfig {
     xmpp_mail: xmpp_mail::RawXmppMail,
     #[serde(default)]
     http: http::RawHttp,
+    #[serde(default)]
+    imap: imap::RawImap,
     #[serde(default)]
     dkim: dkim::RawDkim,
     #[serde(default)]
@@ -125,6 +130,7 @@ impl Config {
         let xmpp = raw.xmpp.check(&mut p, &outbound_retry);
         let xmpp_mail = raw.xmpp_mail.check(&mut p);
         let http = raw.http.check(&mut p);
+        let imap = raw.imap.check(&mut p);
         let dkim = raw.dkim.check(&mut p, &mail);
         let store = raw.store.check(&mut p);
         let dns = raw.dns.check(&mut p);
@@ -143,6 +149,7 @@ impl Config {
             xmpp,
             xmpp_mail,
             http,
+            imap,
             dkim,
             store,
             dns,

@@ -7,6 +7,7 @@ mod dkim;
 mod dns;
 mod fetch;
 mod http;
+mod imap;
 mod manual;
 mod pipeline;
 mod postfix_map;
@@ -104,6 +105,14 @@ enum Command {
         #[command(subcommand)]
         action: UsersAction,
     },
+    /// Attach, list or detach users' legacy IMAP mailboxes (what the
+    /// ad-hoc commands "Attach a mailbox", "Mailboxes" and "Detach a
+    /// mailbox" do from a client). A running gateway follows the change
+    /// within seconds.
+    Imap {
+        #[command(subcommand)]
+        action: ImapAction,
+    },
     /// Write the manual page, facteur(1), as roff to stdout.
     #[command(hide = true)]
     Man,
@@ -141,6 +150,66 @@ enum QueueAction {
     Retry { item: ItemId },
     /// Give a waiting item up without telling anyone.
     Delete { item: ItemId },
+}
+
+#[derive(Subcommand)]
+enum ImapAction {
+    /// Log in to a mailbox once and attach it to a user: new mail in its
+    /// folders reaches the user from then on. Attaching it again (a new
+    /// password, other folders) resumes a paused mailbox.
+    Attach {
+        /// The configuration file (TOML).
+        #[arg(long, short, env = "FACTEUR_CONFIG")]
+        config: PathBuf,
+        /// The user's bare JID.
+        #[arg(long)]
+        jid: String,
+        /// The IMAP server.
+        #[arg(long)]
+        host: String,
+        #[arg(long)]
+        port: u16,
+        /// implicit (TLS from the start, usually port 993), starttls
+        /// (usually 143) or none (a loopback address only).
+        #[arg(long)]
+        tls: store::TlsMode,
+        /// The login.
+        #[arg(long)]
+        user: String,
+        /// A file holding the password (a final newline is not part of it).
+        #[arg(long)]
+        password_file: PathBuf,
+        /// A folder to follow; repeat for several. Default: INBOX.
+        #[arg(long = "folder")]
+        folders: Vec<String>,
+        /// Also bring the latest N messages of each folder (only new
+        /// mail by default).
+        #[arg(long, default_value_t = 0)]
+        import_last: u32,
+    },
+    /// Print the attached mailboxes, one per line: user, server, TLS,
+    /// login, folders, state.
+    List {
+        /// The configuration file (TOML).
+        #[arg(long, short, env = "FACTEUR_CONFIG")]
+        config: PathBuf,
+        /// Only this user's.
+        #[arg(long)]
+        jid: Option<String>,
+    },
+    /// Detach a mailbox: nothing more is fetched from it.
+    Detach {
+        /// The configuration file (TOML).
+        #[arg(long, short, env = "FACTEUR_CONFIG")]
+        config: PathBuf,
+        #[arg(long)]
+        jid: String,
+        #[arg(long)]
+        host: String,
+        /// The login.
+        #[arg(long)]
+        user: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -296,6 +365,7 @@ fn main() -> ExitCode {
             }
             Ok(())
         }),
+        Command::Imap { action } => imap_command(action),
         Command::Man => match manual::render(Cli::command(), &mut std::io::stdout()) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
@@ -332,6 +402,80 @@ fn main() -> ExitCode {
             }
         }
     }
+}
+
+/// Runs `facteur imap …`.
+fn imap_command(action: ImapAction) -> ExitCode {
+    let path = match &action {
+        ImapAction::Attach { config, .. }
+        | ImapAction::List { config, .. }
+        | ImapAction::Detach { config, .. } => config.clone(),
+    };
+    let user = |jid: &str| jid::BareJid::new(jid).with_context(|| format!("Invalid JID {jid}"));
+    admin(&path, |store, config| async move {
+        match action {
+            ImapAction::Attach {
+                jid,
+                host,
+                port,
+                tls,
+                user: username,
+                password_file,
+                folders,
+                import_last,
+                ..
+            } => {
+                let user = user(&jid)?;
+                if !config.mail.serves(user.domain().as_str()) || user.node().is_none() {
+                    anyhow::bail!(
+                        "{user} is not a user of a served domain ({})",
+                        config.mail.domains.join(", ")
+                    );
+                }
+                let key = config.imap.key.as_ref().context(
+                    "No [imap] secret_file in the configuration: passwords cannot be stored",
+                )?;
+                let password = std::fs::read_to_string(&password_file)
+                    .with_context(|| format!("Reading {}", password_file.display()))?;
+                let password = password.trim_end_matches(['\r', '\n']).to_owned();
+                let request = imap::AttachRequest {
+                    user,
+                    host,
+                    port,
+                    tls,
+                    username,
+                    password,
+                    folders,
+                    import_last,
+                };
+                imap::attach(&store, key, &request).await?;
+                println!(
+                    "attached {} at {} for {}",
+                    request.username, request.host, request.user
+                );
+            }
+            ImapAction::List { jid, .. } => {
+                let user = jid.as_deref().map(user).transpose()?;
+                for mailbox in store.imap_mailboxes(user.as_ref()).await? {
+                    println!("{}", imap::line(&mailbox));
+                }
+            }
+            ImapAction::Detach {
+                jid,
+                host,
+                user: username,
+                ..
+            } => {
+                let user = user(&jid)?;
+                let host = host.trim().to_ascii_lowercase();
+                if !store.imap_detach(&user, &host, &username).await? {
+                    anyhow::bail!("{user} has no mailbox {username} at {host}");
+                }
+                println!("detached {username} at {host} from {user}");
+            }
+        }
+        Ok(())
+    })
 }
 
 /// Logs to stderr, at the level of `RUST_LOG` (`info` by default).
@@ -524,6 +668,18 @@ async fn run(config: Arc<Config>, path: PathBuf) -> anyhow::Result<()> {
         link: handle,
     };
     tracker.spawn(to_mail.run(shutdown.clone()));
+    match &config.imap.key {
+        Some(key) => {
+            let followers = imap::follow::Followers {
+                store: store.clone(),
+                key: key.clone(),
+                config: live.clone(),
+                gateway: config.component.jid.clone(),
+            };
+            tracker.spawn(followers.run(shutdown.clone()));
+        }
+        None => info!("No [imap] secret_file: IMAP mailboxes are not followed."),
+    }
     tracker.spawn(pipeline::to_mail::late_errors(
         store.clone(),
         config.component.jid.clone(),

@@ -128,6 +128,9 @@ fn keys(c: &Config) -> Vec<(&'static str, Apply, String)> {
         ("http.fetch_private", R, d(&c.http.fetch_private)),
         ("http.fetch_max_size", R, d(&c.http.fetch_max_size)),
         ("http.fetch_timeout", R, d(&c.http.fetch_timeout)),
+        ("imap.secret", R, d(&c.imap.key.as_ref().map(|k| k.id()))),
+        ("imap.poll_interval", R, d(&c.imap.poll_interval)),
+        ("imap.idle", R, d(&c.imap.idle)),
         ("dkim", R, d(&dkim)),
         ("store.url", R, d(&c.store.url)),
         ("store.poll_interval", R, d(&c.store.poll_interval)),
@@ -223,6 +226,7 @@ fn keep_restart_only(running: &Config, new: &mut Config) {
     new.xmpp_mail.step_timeout = r.xmpp_mail.step_timeout;
     new.xmpp_mail.budget = r.xmpp_mail.budget;
     new.http = r.http.clone();
+    new.imap = r.imap.clone();
     new.dkim = r.dkim.clone();
     new.store = r.store.clone();
     new.dns = r.dns.clone();

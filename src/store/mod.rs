@@ -53,6 +53,7 @@ mod contacts;
 mod gauges;
 mod handoffs;
 mod health;
+mod imap;
 mod jobs;
 #[cfg(test)]
 mod lease_tests;
@@ -83,6 +84,7 @@ pub use attachments::SharedRecord;
 pub use commit::{Committer, OutcomeCommitter};
 pub use contacts::Contact;
 pub use handoffs::{HandoffTaken, NewHandoff};
+pub use imap::{FolderStart, ImapMailbox, MailboxState, NewImapMailbox, Taken, TlsMode};
 pub use messages::MessageRecord;
 pub use read_receipts::MdnRequest;
 pub use receipts::{envelope_id, OwedReceipt};

@@ -12,6 +12,9 @@ fn two_configs(dir: &Path) -> (Config, Config) {
     for f in ["a.pem", "a.key", "b.pem", "b.key", "a.dkim", "b.dkim"] {
         std::fs::write(dir.join(f), "x").expect("written");
     }
+    for f in ["a.imap", "b.imap"] {
+        std::fs::write(dir.join(f), format!("{f} {}", "s".repeat(32))).expect("written");
+    }
     let d = dir.display();
     let a = format!(
         r#"
@@ -69,6 +72,10 @@ fetch_hosts = []
 fetch_private = false
 fetch_max_size = 20971520
 fetch_timeout = "30s"
+[imap]
+secret_file = "{d}/a.imap"
+poll_interval = "5m"
+idle = true
 [dkim."a.test"]
 selector = "a"
 key_file = "{d}/a.dkim"
@@ -153,6 +160,10 @@ fetch_hosts = ["up.b.test"]
 fetch_private = true
 fetch_max_size = 20971521
 fetch_timeout = "31s"
+[imap]
+secret_file = "{d}/b.imap"
+poll_interval = "6m"
+idle = false
 [dkim."b.test"]
 selector = "b"
 key_file = "{d}/b.dkim"

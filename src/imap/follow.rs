@@ -1,0 +1,412 @@
+//! One supervised task per attached mailbox: log in, take what is new in
+//! each followed folder (by UID, each message queued for the user in the
+//! transaction that advances the folder), then wait for more: IDLE
+//! (RFC 2177) where the server has it, re-issued before the 29 minutes
+//! after which a server may drop the connection, or a poll otherwise.
+//!
+//! A lost connection comes back after a jittered, capped back-off; three
+//! refused logins in a row pause the mailbox and tell the user once. The
+//! supervisor reads the store every few seconds, so that a mailbox
+//! attached, attached again, paused or detached (from the command line
+//! too) is followed, restarted or dropped without a restart. A mailbox
+//! that waits holds one connection and one sleeping task, nothing more.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_imap::extensions::idle::IdleResponse;
+use jid::BareJid;
+use rand::Rng;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{debug, info, warn};
+
+use super::connect::{login, ImapSession, LoginError, Server};
+use super::new_messages;
+use super::seal::SealKey;
+use crate::config::Live;
+use crate::store::{ImapMailbox, InboundMail, MailboxState, Millis, Notice, Store, Taken};
+
+/// How often the supervisor looks for mailboxes attached, changed or
+/// detached.
+const REFRESH: Duration = Duration::from_secs(2);
+/// IDLE is ended and issued again after this long (RFC 2177: servers
+/// may log a client out after 30 minutes).
+const IDLE_RENEW: Duration = Duration::from_secs(25 * 60);
+/// Consecutive refused logins that pause a mailbox.
+pub const PAUSE_AFTER: u32 = 3;
+const BACKOFF_FIRST: Duration = Duration::from_secs(1);
+const BACKOFF_MAX: Duration = Duration::from_secs(300);
+/// How long one command may take before the connection counts as lost.
+const COMMAND_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// What every follower needs.
+pub struct Followers {
+    pub store: Store,
+    pub key: SealKey,
+    pub config: Live,
+    /// The gateway, the sender of notices.
+    pub gateway: BareJid,
+}
+
+impl Followers {
+    /// Follows every active mailbox until `shutdown`.
+    pub async fn run(self, shutdown: CancellationToken) {
+        let this = Arc::new(self);
+        let tracker = TaskTracker::new();
+        // The running followers, by mailbox id, with the version they run.
+        let mut running: HashMap<i64, (Millis, CancellationToken)> = HashMap::new();
+        let mut seen: Option<(i64, i64, i64)> = None;
+        loop {
+            match this.store.imap_fingerprint().await {
+                Ok(now) if seen == Some(now) => {}
+                Ok(now) => match this.store.imap_mailboxes(None).await {
+                    Ok(mailboxes) => {
+                        seen = Some(now);
+                        this.reconcile(mailboxes, &mut running, &tracker, &shutdown);
+                    }
+                    Err(e) => warn!(
+                        error = format!("{e:#}"),
+                        "Store unavailable; mailboxes not read."
+                    ),
+                },
+                Err(e) => warn!(
+                    error = format!("{e:#}"),
+                    "Store unavailable; mailboxes not read."
+                ),
+            }
+            running.retain(|_, (_, cancel)| !cancel.is_cancelled());
+            tokio::select! {
+                () = tokio::time::sleep(REFRESH) => {}
+                () = shutdown.cancelled() => break,
+            }
+        }
+        tracker.close();
+        tracker.wait().await;
+    }
+
+    /// Starts, restarts and stops followers to match `mailboxes`.
+    fn reconcile(
+        self: &Arc<Self>,
+        mailboxes: Vec<ImapMailbox>,
+        running: &mut HashMap<i64, (Millis, CancellationToken)>,
+        tracker: &TaskTracker,
+        shutdown: &CancellationToken,
+    ) {
+        let active: HashMap<i64, ImapMailbox> = mailboxes
+            .into_iter()
+            .filter(|m| m.state == MailboxState::Active)
+            .map(|m| (m.id, m))
+            .collect();
+        running.retain(|id, (version, cancel)| {
+            let keep = active.get(id).is_some_and(|m| m.updated_at == *version);
+            if !keep {
+                cancel.cancel();
+            }
+            keep
+        });
+        for (id, mailbox) in active {
+            if running.contains_key(&id) {
+                continue;
+            }
+            let cancel = shutdown.child_token();
+            running.insert(id, (mailbox.updated_at, cancel.clone()));
+            tracker.spawn(self.clone().follow(mailbox, cancel));
+        }
+    }
+
+    /// Follows one mailbox until `cancel`, or until it is paused.
+    async fn follow(self: Arc<Self>, mailbox: ImapMailbox, cancel: CancellationToken) {
+        let mut backoff = BACKOFF_FIRST;
+        let mut last_problem = String::new();
+        info!(mailbox = mailbox.id, user = %mailbox.user, host = %mailbox.host, "Following a mailbox.");
+        loop {
+            let outcome = tokio::select! {
+                outcome = self.connected(&mailbox, &mut backoff, &mut last_problem) => outcome,
+                () = cancel.cancelled() => return,
+            };
+            match outcome {
+                Ok(()) => return,
+                Err(problem) => {
+                    if problem != last_problem {
+                        warn!(mailbox = mailbox.id, user = %mailbox.user, host = %mailbox.host, problem = %problem, "Mailbox unreachable; trying again.");
+                        last_problem = problem;
+                    }
+                }
+            }
+            let wait = backoff.mul_f64(rand::rng().random_range(0.5..=1.0));
+            backoff = (backoff * 2).min(BACKOFF_MAX);
+            tokio::select! {
+                () = tokio::time::sleep(wait) => {}
+                () = cancel.cancelled() => return,
+            }
+        }
+    }
+
+    /// One connection: logs in, takes what is new, waits for more, again
+    /// and again. `Ok` when the mailbox is paused; the problem otherwise.
+    async fn connected(
+        &self,
+        mailbox: &ImapMailbox,
+        backoff: &mut Duration,
+        last_problem: &mut String,
+    ) -> Result<(), String> {
+        let password = self
+            .key
+            .open(
+                mailbox.user.as_str(),
+                &mailbox.host,
+                &mailbox.username,
+                &mailbox.password,
+            )
+            .map_err(|e| format!("{e:#}"))?;
+        let server = Server {
+            host: &mailbox.host,
+            port: mailbox.port,
+            tls: mailbox.tls,
+        };
+        let mut session = match login(&server, &mailbox.username, &password).await {
+            Ok(session) => session,
+            Err(LoginError::Refused(words)) => return self.refused(mailbox, &words).await,
+            Err(LoginError::Failed(why)) => return Err(why),
+        };
+        drop(password);
+        if mailbox.auth_failures > 0 || !last_problem.is_empty() {
+            self.store
+                .imap_login_ok(mailbox.id)
+                .await
+                .map_err(|e| format!("{e:#}"))?;
+        }
+        if !last_problem.is_empty() {
+            info!(mailbox = mailbox.id, user = %mailbox.user, host = %mailbox.host, "Mailbox reachable again.");
+            last_problem.clear();
+        }
+        let config = self.config.get();
+        let idle = config.imap.idle && timed(session.capabilities()).await?.has_str("IDLE");
+        let poll = config.imap.poll_interval;
+        debug!(mailbox = mailbox.id, idle, "Logged in.");
+        loop {
+            for folder in &mailbox.folders {
+                self.take_new(&mut session, mailbox, folder).await?;
+            }
+            *backoff = BACKOFF_FIRST;
+            let first = mailbox.folders.first().map_or("INBOX", String::as_str);
+            session = if idle {
+                // Several folders: the others are looked at between IDLEs.
+                let renew = if mailbox.folders.len() > 1 {
+                    poll.min(IDLE_RENEW)
+                } else {
+                    IDLE_RENEW
+                };
+                timed(session.examine(first)).await?;
+                wait_idle(session, renew).await?
+            } else {
+                let stagger = poll.mul_f64(rand::rng().random_range(0.9..=1.1));
+                tokio::time::sleep(stagger).await;
+                session
+            };
+        }
+    }
+
+    /// A refused login: counted, and the third in a row pauses the
+    /// mailbox with one notice to the user.
+    async fn refused(&self, mailbox: &ImapMailbox, words: &str) -> Result<(), String> {
+        let reason = format!("the server refused the login {PAUSE_AFTER} times in a row: {words}");
+        let notice = Notice {
+            recipient: mailbox.user.clone(),
+            from: self.gateway.clone(),
+            subject: "Mailbox paused".into(),
+            body: format!(
+                "Mail from the mailbox {} at {} no longer comes here: {reason}\n\
+                 If its password changed, attach the mailbox again with the new one \
+                 (the command \"Attach a mailbox\" of {}); until then nothing is fetched from it.",
+                mailbox.username, mailbox.host, self.gateway
+            ),
+        };
+        let (count, paused) = self
+            .store
+            .imap_login_refused(mailbox.id, PAUSE_AFTER, &reason, &notice)
+            .await
+            .map_err(|e| format!("{e:#}"))?;
+        if paused {
+            warn!(mailbox = mailbox.id, user = %mailbox.user, host = %mailbox.host, refused = count, server_said = %words, "Mailbox paused: login refused; the user is told.");
+            return Ok(());
+        }
+        Err(format!("login refused ({count} in a row): {words}"))
+    }
+
+    /// Takes the messages of `folder` above the highest UID taken.
+    async fn take_new(
+        &self,
+        session: &mut ImapSession,
+        mailbox: &ImapMailbox,
+        folder: &str,
+    ) -> Result<(), String> {
+        let err = |e: anyhow::Error| format!("{e:#}");
+        let selected = timed(session.examine(folder)).await?;
+        let Some(mut state) = self
+            .store
+            .imap_folders(mailbox.id)
+            .await
+            .map_err(err)?
+            .into_iter()
+            .find(|f| f.name == folder)
+        else {
+            return Ok(());
+        };
+        let validity = selected.uid_validity.unwrap_or(0);
+        if validity != state.uid_validity {
+            info!(
+                mailbox = mailbox.id,
+                folder,
+                old = state.uid_validity,
+                new = validity,
+                after = state.last_date.0,
+                "UIDVALIDITY changed: taking only the mail that arrived after the latest taken."
+            );
+            self.store
+                .imap_resync(mailbox.id, folder, validity)
+                .await
+                .map_err(err)?;
+            state.since_date = state.last_date;
+            state.last_uid = 0;
+        }
+        let found = timed_any(new_messages(session, state.last_uid)).await?;
+        let max_size = self.config.get().inbound.max_message_size;
+        let mut last = state.last_uid;
+        for (uid, date, size) in found {
+            last = last.max(uid);
+            let date = Millis(date);
+            if state.since_date.0 > 0 && date <= state.since_date {
+                self.store
+                    .imap_take(mailbox.id, folder, validity, uid, date, Taken::Skip)
+                    .await
+                    .map_err(err)?;
+                continue;
+            }
+            if u64::from(size) > max_size as u64 {
+                let notice = Notice {
+                    recipient: mailbox.user.clone(),
+                    from: self.gateway.clone(),
+                    subject: "Mail too large".into(),
+                    body: format!(
+                        "A mail of {size} bytes in {folder} of {} at {} is over the limit of \
+                         {max_size} bytes; it was not fetched. Read it with a mail client.",
+                        mailbox.username, mailbox.host
+                    ),
+                };
+                info!(
+                    mailbox = mailbox.id,
+                    folder, uid, size, "Mail over the size limit; the user is told."
+                );
+                self.store
+                    .imap_take(
+                        mailbox.id,
+                        folder,
+                        validity,
+                        uid,
+                        date,
+                        Taken::Notice(&notice),
+                    )
+                    .await
+                    .map_err(err)?;
+                continue;
+            }
+            let raw = timed_any(fetch_raw(session, uid)).await?;
+            let Some(raw) = raw else {
+                // Expunged meanwhile.
+                continue;
+            };
+            let mail = InboundMail {
+                mail_from: sender(&raw),
+                client_ip: format!("imap:{}", mailbox.host),
+                raw,
+                recipients: vec![mailbox.user.clone()],
+                auth: String::new(),
+                warning: String::new(),
+            };
+            if self
+                .store
+                .imap_take(mailbox.id, folder, validity, uid, date, Taken::Mail(&mail))
+                .await
+                .map_err(err)?
+            {
+                info!(mailbox = mailbox.id, user = %mailbox.user, folder, uid, mail_from = %mail.mail_from, size = mail.raw.len(), "Took mail from IMAP.");
+            }
+        }
+        if state.since_date.0 > 0 {
+            self.store
+                .imap_caught_up(mailbox.id, folder, validity, last)
+                .await
+                .map_err(err)?;
+        }
+        Ok(())
+    }
+}
+
+/// The address in From, for logs and as the sender of last resort.
+fn sender(raw: &[u8]) -> String {
+    mail_parser::MessageParser::new()
+        .parse_headers(raw)
+        .and_then(|m| {
+            m.from()
+                .and_then(|f| f.first())
+                .and_then(|a| a.address())
+                .map(str::to_owned)
+        })
+        .unwrap_or_default()
+}
+
+/// The whole message `uid` of the selected folder, unless it is gone.
+/// PEEK: reading it does not mark it seen.
+async fn fetch_raw(session: &mut ImapSession, uid: u32) -> anyhow::Result<Option<Vec<u8>>> {
+    use anyhow::Context;
+    use futures_util::TryStreamExt;
+    let fetched: Vec<_> = session
+        .uid_fetch(uid.to_string(), "(UID BODY.PEEK[])")
+        .await
+        .with_context(|| format!("Fetching message {uid}"))?
+        .try_collect()
+        .await
+        .with_context(|| format!("Reading message {uid}"))?;
+    Ok(fetched
+        .iter()
+        .find(|f| f.uid == Some(uid))
+        .and_then(|f| f.body())
+        .map(<[u8]>::to_vec))
+}
+
+/// IDLE until the server tells of a change, or `renew` passes.
+async fn wait_idle(session: ImapSession, renew: Duration) -> Result<ImapSession, String> {
+    let mut handle = session.idle();
+    timed(handle.init()).await?;
+    let (wait, _stop) = handle.wait_with_timeout(renew);
+    match wait.await {
+        Ok(IdleResponse::NewData(_)) => debug!("IDLE: news."),
+        Ok(IdleResponse::Timeout | IdleResponse::ManualInterrupt) => {}
+        Err(e) => return Err(format!("IDLE: {e}")),
+    }
+    timed(handle.done()).await
+}
+
+/// An IMAP command, bounded in time.
+async fn timed<T>(
+    command: impl std::future::Future<Output = async_imap::error::Result<T>>,
+) -> Result<T, String> {
+    match tokio::time::timeout(COMMAND_TIMEOUT, command).await {
+        Ok(Ok(done)) => Ok(done),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(_) => Err(format!("no answer within {}s", COMMAND_TIMEOUT.as_secs())),
+    }
+}
+
+async fn timed_any<T>(
+    command: impl std::future::Future<Output = anyhow::Result<T>>,
+) -> Result<T, String> {
+    match tokio::time::timeout(COMMAND_TIMEOUT, command).await {
+        Ok(Ok(done)) => Ok(done),
+        Ok(Err(e)) => Err(format!("{e:#}")),
+        Err(_) => Err(format!("no answer within {}s", COMMAND_TIMEOUT.as_secs())),
+    }
+}

@@ -1,0 +1,174 @@
+//! Legacy IMAP mailboxes into XMPP: attaching one (a login at once, so
+//! that a wrong password or a bad certificate is answered with the
+//! server's words), and following each attached mailbox (`follow`) for
+//! new mail, which goes the way of mail received by SMTP.
+//!
+//! Only new mail is taken by default: at attach, each folder's highest
+//! UID (RFC 9051 §2.3.1.1, UIDNEXT - 1) counts as taken already.
+
+pub mod connect;
+pub mod follow;
+pub mod seal;
+
+use anyhow::Context;
+use futures_util::TryStreamExt;
+use jid::BareJid;
+
+use self::connect::{login, ImapSession, Server};
+use self::seal::SealKey;
+use crate::store::{FolderStart, ImapMailbox, NewImapMailbox, Store, TlsMode};
+
+/// What a user (or an operator for them) asks to attach.
+#[derive(Debug, Clone)]
+pub struct AttachRequest {
+    pub user: BareJid,
+    pub host: String,
+    pub port: u16,
+    pub tls: TlsMode,
+    pub username: String,
+    pub password: String,
+    /// INBOX when empty.
+    pub folders: Vec<String>,
+    /// Take this many of the latest messages of each folder too.
+    pub import_last: u32,
+}
+
+/// Where a folder starts for a request: the latest `import_last`
+/// messages are new, the others taken.
+async fn folder_start(
+    session: &mut ImapSession,
+    name: &str,
+    import_last: u32,
+) -> anyhow::Result<FolderStart> {
+    let mailbox = session
+        .examine(name)
+        .await
+        .map_err(|e| anyhow::anyhow!("Folder {name:?}: {e}"))?;
+    let uid_validity = mailbox.uid_validity.unwrap_or(0);
+    let last_uid = match (import_last, mailbox.uid_next) {
+        (0, Some(next)) => next.saturating_sub(1),
+        _ => {
+            let mut uids: Vec<u32> = session
+                .uid_search("ALL")
+                .await
+                .map_err(|e| anyhow::anyhow!("Folder {name:?}: {e}"))?
+                .into_iter()
+                .collect();
+            uids.sort_unstable();
+            let keep = usize::try_from(import_last).unwrap_or(usize::MAX);
+            match uids.len().checked_sub(keep.saturating_add(1)) {
+                Some(i) => uids.get(i).copied().unwrap_or(0),
+                None => 0,
+            }
+        }
+    };
+    Ok(FolderStart {
+        name: name.to_owned(),
+        uid_validity,
+        last_uid,
+    })
+}
+
+/// Logs in once, finds where each folder starts, and stores the mailbox
+/// with its password sealed. Every refusal comes back with the server's
+/// words. Returns the mailbox's id.
+pub async fn attach(store: &Store, key: &SealKey, request: &AttachRequest) -> anyhow::Result<i64> {
+    let host = request.host.trim().to_ascii_lowercase();
+    if host.is_empty() {
+        anyhow::bail!("No host given");
+    }
+    if request.tls == TlsMode::None && !connect::is_loopback(&host) {
+        anyhow::bail!(
+            "--tls none is only for a loopback address; {host} needs implicit or starttls"
+        );
+    }
+    let folders: Vec<String> = if request.folders.is_empty() {
+        vec!["INBOX".to_owned()]
+    } else {
+        let mut folders = request.folders.clone();
+        folders.dedup();
+        folders
+    };
+    let server = Server {
+        host: &host,
+        port: request.port,
+        tls: request.tls,
+    };
+    let mut session = login(&server, &request.username, &request.password)
+        .await
+        .map_err(|e| anyhow::anyhow!("{}:{} as {}: {e}", host, request.port, request.username))?;
+    let mut starts = Vec::with_capacity(folders.len());
+    for name in &folders {
+        starts.push(folder_start(&mut session, name, request.import_last).await?);
+    }
+    let _ = session.logout().await;
+    let sealed = key.seal(
+        request.user.as_str(),
+        &host,
+        &request.username,
+        &request.password,
+    )?;
+    store
+        .imap_attach(&NewImapMailbox {
+            user: &request.user,
+            host: &host,
+            port: request.port,
+            tls: request.tls,
+            username: &request.username,
+            password: &sealed,
+            folders: &starts,
+        })
+        .await
+        .context("Storing the mailbox")
+}
+
+/// One line about a mailbox: user, server, TLS, login, folders, state
+/// (and why it is paused).
+pub fn line(mailbox: &ImapMailbox) -> String {
+    let mut line = format!(
+        "{} {}:{} {} {} {} {}",
+        mailbox.user,
+        mailbox.host,
+        mailbox.port,
+        mailbox.tls.name(),
+        mailbox.username,
+        mailbox.folders.join(","),
+        mailbox.state
+    );
+    if !mailbox.reason.is_empty() {
+        line.push_str(": ");
+        line.push_str(&mailbox.reason);
+    }
+    line
+}
+
+/// Collects the UIDs, INTERNALDATEs (ms) and sizes of the messages of
+/// the selected folder above `after`, in UID order.
+async fn new_messages(
+    session: &mut ImapSession,
+    after: u32,
+) -> anyhow::Result<Vec<(u32, i64, u32)>> {
+    let fetched: Vec<_> = session
+        .uid_fetch(
+            format!("{}:*", after.saturating_add(1)),
+            "(UID INTERNALDATE RFC822.SIZE)",
+        )
+        .await
+        .context("Asking for new messages")?
+        .try_collect()
+        .await
+        .context("Reading new messages")?;
+    // `N:*` names the last message even when its UID is below N
+    // (RFC 9051 §6.4.8): keep only what is above.
+    let mut found: Vec<(u32, i64, u32)> = fetched
+        .iter()
+        .filter_map(|f| {
+            let uid = f.uid?;
+            let date = f.internal_date().map_or(0, |d| d.timestamp_millis());
+            (uid > after).then_some((uid, date, f.size.unwrap_or(0)))
+        })
+        .collect();
+    found.sort_unstable();
+    found.dedup_by_key(|m| m.0);
+    Ok(found)
+}

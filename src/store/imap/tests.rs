@@ -1,0 +1,149 @@
+//! Attached mailboxes against a scratch store: attached again, detached,
+//! mail taken once per UID in the transaction that queues it, resyncs,
+//! and the pause after refused logins with its one notice.
+
+use super::*;
+use crate::store::testing::store_test;
+use crate::store::ToXmppBody;
+
+fn jid(s: &str) -> BareJid {
+    BareJid::new(s).expect("valid")
+}
+
+fn inbox(uid_validity: u32, last_uid: u32) -> FolderStart {
+    FolderStart {
+        name: "INBOX".into(),
+        uid_validity,
+        last_uid,
+    }
+}
+
+async fn attach(store: &Store, folders: &[FolderStart], password: &[u8]) -> i64 {
+    store
+        .imap_attach(&NewImapMailbox {
+            user: &jid("alice@example.test"),
+            host: "imap.example.net",
+            port: 993,
+            tls: TlsMode::Implicit,
+            username: "alice",
+            password,
+            folders,
+        })
+        .await
+        .expect("attached")
+}
+
+fn mail(id: &str) -> InboundMail {
+    InboundMail {
+        mail_from: "bob@example.net".into(),
+        client_ip: "imap.example.net".into(),
+        raw: format!("Message-ID: <{id}>\r\nSubject: x\r\n\r\nhi\r\n").into_bytes(),
+        recipients: vec![jid("alice@example.test")],
+        ..InboundMail::default()
+    }
+}
+
+fn notice() -> Notice {
+    Notice {
+        recipient: jid("alice@example.test"),
+        from: jid("mail.example.test"),
+        subject: "Mailbox paused".into(),
+        body: "Attach it again with the new password.".into(),
+    }
+}
+
+store_test! {
+    async fn a_mailbox_attached_again_keeps_what_was_taken(store, scratch) {
+        let id = attach(&store, &[inbox(7, 41)], b"sealed-1").await;
+        assert!(store
+            .imap_take(id, "INBOX", 7, 42, Millis(1000), Taken::Skip)
+            .await
+            .expect("taken"));
+        let sent = FolderStart { name: "Sent".into(), uid_validity: 3, last_uid: 9 };
+        let again = attach(&store, &[inbox(7, 50), sent], b"sealed-2").await;
+        assert_eq!(again, id);
+        let listed = store.imap_mailboxes(None).await.expect("listed");
+        assert_eq!(listed.len(), 1);
+        let mailbox = &listed[0];
+        assert_eq!(mailbox.password, b"sealed-2");
+        assert_eq!(mailbox.folders, ["INBOX", "Sent"]);
+        assert_eq!((mailbox.state, mailbox.tls, mailbox.port), (MailboxState::Active, TlsMode::Implicit, 993));
+        assert!(!format!("{mailbox:?}").contains("sealed-2"));
+        let folders = store.imap_folders(id).await.expect("folders");
+        assert_eq!(
+            folders.iter().map(|f| (f.name.as_str(), f.uid_validity, f.last_uid)).collect::<Vec<_>>(),
+            [("INBOX", 7, 42), ("Sent", 3, 9)]
+        );
+        // Attached with INBOX alone: Sent is no longer followed.
+        attach(&store, &[inbox(7, 0)], b"sealed-2").await;
+        assert_eq!(store.imap_folders(id).await.expect("folders").len(), 1);
+        assert!(store.imap_mailboxes(Some(&jid("bob@example.test"))).await.expect("none").is_empty());
+        assert!(store
+            .imap_detach(&jid("alice@example.test"), "imap.example.net", "alice")
+            .await
+            .expect("detached"));
+        assert!(!store
+            .imap_detach(&jid("alice@example.test"), "imap.example.net", "alice")
+            .await
+            .expect("detached"));
+        assert!(store.imap_mailboxes(None).await.expect("listed").is_empty());
+        assert!(store.imap_folders(id).await.expect("folders").is_empty());
+    }
+}
+
+store_test! {
+    async fn a_message_is_queued_once_with_its_folder_state(store, scratch) {
+        let id = attach(&store, &[inbox(7, 10)], b"sealed").await;
+        // Mail dated after the attach.
+        let base = Millis::now().after(std::time::Duration::from_secs(3600)).0;
+        let (t5, t6, t7) = (Millis(base + 5000), Millis(base + 6000), Millis(base + 7000));
+        let one = mail("one@example.net");
+        assert!(store.imap_take(id, "INBOX", 7, 11, t5, Taken::Mail(&one)).await.expect("taken"));
+        // The same UID again (a crash before the follower knew), an older
+        // UID, or a UID of another UIDVALIDITY: nothing is queued.
+        let two = mail("two@example.net");
+        for (validity, uid) in [(7, 11), (7, 3), (8, 12)] {
+            assert!(!store.imap_take(id, "INBOX", validity, uid, t6, Taken::Mail(&two)).await.expect("not taken"));
+        }
+        let due = store.due_to_xmpp(Millis::now(), 10).await.expect("due");
+        assert_eq!(due.len(), 1);
+        assert!(matches!(&due[0].body, ToXmppBody::Mail { raw, .. } if raw == &one.raw));
+        let folder = &store.imap_folders(id).await.expect("folders")[0];
+        assert_eq!((folder.last_uid, folder.last_date), (11, t5));
+
+        // UIDVALIDITY changes: UIDs start again, mail after 5000 only.
+        store.imap_resync(id, "INBOX", 8).await.expect("resync");
+        let folder = &store.imap_folders(id).await.expect("folders")[0];
+        assert_eq!((folder.uid_validity, folder.last_uid, folder.since_date), (8, 0, t5));
+        assert!(store.imap_take(id, "INBOX", 8, 2, t7, Taken::Mail(&two)).await.expect("taken"));
+        store.imap_caught_up(id, "INBOX", 8, 5).await.expect("caught up");
+        let folder = &store.imap_folders(id).await.expect("folders")[0];
+        assert_eq!((folder.last_uid, folder.last_date, folder.since_date), (5, t7, Millis(0)));
+        assert_eq!(store.due_to_xmpp(Millis::now(), 10).await.expect("due").len(), 2);
+    }
+}
+
+store_test! {
+    async fn three_refused_logins_pause_with_one_notice(store, scratch) {
+        let id = attach(&store, &[inbox(1, 0)], b"sealed").await;
+        let reason = "Authentication failed.";
+        assert_eq!(store.imap_login_refused(id, 3, reason, &notice()).await.expect("counted"), (1, false));
+        store.imap_login_ok(id).await.expect("ok");
+        for n in 1..=2 {
+            assert_eq!(store.imap_login_refused(id, 3, reason, &notice()).await.expect("counted"), (n, false));
+        }
+        assert!(store.due_to_xmpp(Millis::now(), 10).await.expect("due").is_empty());
+        assert_eq!(store.imap_login_refused(id, 3, reason, &notice()).await.expect("counted"), (3, true));
+        // A paused mailbox counts nothing more and tells nothing more.
+        assert_eq!(store.imap_login_refused(id, 3, reason, &notice()).await.expect("counted"), (0, false));
+        let due = store.due_to_xmpp(Millis::now(), 10).await.expect("due");
+        assert_eq!(due.len(), 1);
+        assert!(matches!(&due[0].body, ToXmppBody::Notice(n) if n.subject == "Mailbox paused"));
+        let mailbox = &store.imap_mailboxes(None).await.expect("listed")[0];
+        assert_eq!((mailbox.state, mailbox.reason.as_str(), mailbox.auth_failures), (MailboxState::Paused, reason, 3));
+        // Attached again (the new password): active, nothing counted.
+        attach(&store, &[inbox(1, 0)], b"sealed-new").await;
+        let mailbox = &store.imap_mailboxes(None).await.expect("listed")[0];
+        assert_eq!((mailbox.state, mailbox.auth_failures, mailbox.reason.as_str()), (MailboxState::Active, 0, ""));
+    }
+}
