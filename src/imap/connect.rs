@@ -131,15 +131,25 @@ fn tls_config() -> Arc<ClientConfig> {
         .clone()
 }
 
-/// The text of an IMAP error, without the crate's prefix: the server's
+/// The text of an IMAP error, without the crate's wrapping: the server's
 /// own words for a NO or BAD.
 fn words(error: &async_imap::error::Error) -> String {
     match error {
         async_imap::error::Error::No(text) | async_imap::error::Error::Bad(text) => {
-            text.trim().to_owned()
+            server_words(text)
         }
         other => other.to_string(),
     }
+}
+
+/// The server's text out of async-imap's `code: …, info: Some("…")`.
+fn server_words(text: &str) -> String {
+    let Some(start) = text.find("info: Some(\"") else {
+        return text.trim().to_owned();
+    };
+    let quoted = text.get(start + 12..).unwrap_or_default();
+    let quoted = quoted.strip_suffix("\")").unwrap_or(quoted);
+    quoted.replace("\\\"", "\"").replace("\\\\", "\\")
 }
 
 async fn tls(host: &str, tcp: TcpStream) -> Result<Stream, LoginError> {
@@ -253,7 +263,7 @@ async fn logged_in(
     match client.login(username, password).await {
         Ok(session) => Ok(session),
         Err((async_imap::error::Error::No(text), _)) => {
-            Err(LoginError::Refused(text.trim().to_owned()))
+            Err(LoginError::Refused(server_words(&text)))
         }
         Err((e, _)) => Err(LoginError::Failed(format!(
             "Logging in to {}: {}",
@@ -266,6 +276,17 @@ async fn logged_in(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_servers_words_come_out_of_the_crates_wrapping() {
+        assert_eq!(
+            server_words(
+                r#"code: None, info: Some("[AUTHENTICATIONFAILED] Authentication \"failed\".")"#
+            ),
+            r#"[AUTHENTICATIONFAILED] Authentication "failed"."#
+        );
+        assert_eq!(server_words(" plain "), "plain");
+    }
 
     #[test]
     fn only_loopback_addresses_take_passwords_in_clear() {

@@ -16,6 +16,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_imap::extensions::idle::IdleResponse;
+use async_imap::types::UnsolicitedResponse;
 use jid::BareJid;
 use rand::Rng;
 use tokio_util::sync::CancellationToken;
@@ -187,8 +188,10 @@ impl Followers {
         let poll = config.imap.poll_interval;
         debug!(mailbox = mailbox.id, idle, "Logged in.");
         loop {
+            let mut first_last = None;
             for folder in &mailbox.folders {
-                self.take_new(&mut session, mailbox, folder).await?;
+                let last = self.take_new(&mut session, mailbox, folder).await?;
+                first_last.get_or_insert(last);
             }
             *backoff = BACKOFF_FIRST;
             let first = mailbox.folders.first().map_or("INBOX", String::as_str);
@@ -199,7 +202,17 @@ impl Followers {
                 } else {
                     IDLE_RENEW
                 };
-                timed(session.examine(first)).await?;
+                // What came between the fetch and now: IDLE would not
+                // tell of it.
+                while session.unsolicited_responses.try_recv().is_ok() {}
+                let selected = timed(session.examine(first)).await?;
+                let taken = first_last.unwrap_or(0);
+                if selected
+                    .uid_next
+                    .is_some_and(|next| next > taken.saturating_add(1))
+                {
+                    continue;
+                }
                 wait_idle(session, renew).await?
             } else {
                 let stagger = poll.mul_f64(rand::rng().random_range(0.9..=1.1));
@@ -236,13 +249,14 @@ impl Followers {
         Err(format!("login refused ({count} in a row): {words}"))
     }
 
-    /// Takes the messages of `folder` above the highest UID taken.
+    /// Takes the messages of `folder` above the highest UID taken;
+    /// returns the highest UID it knows of now.
     async fn take_new(
         &self,
         session: &mut ImapSession,
         mailbox: &ImapMailbox,
         folder: &str,
-    ) -> Result<(), String> {
+    ) -> Result<u32, String> {
         let err = |e: anyhow::Error| format!("{e:#}");
         let selected = timed(session.examine(folder)).await?;
         let Some(mut state) = self
@@ -253,7 +267,7 @@ impl Followers {
             .into_iter()
             .find(|f| f.name == folder)
         else {
-            return Ok(());
+            return Ok(0);
         };
         let validity = selected.uid_validity.unwrap_or(0);
         if validity != state.uid_validity {
@@ -341,7 +355,9 @@ impl Followers {
                 .await
                 .map_err(err)?;
         }
-        Ok(())
+        // Every UID below UIDNEXT as it was before the fetch was fetched
+        // (or expunged): UIDs are not dense.
+        Ok(last.max(selected.uid_next.unwrap_or(1).saturating_sub(1)))
     }
 }
 
@@ -379,8 +395,22 @@ async fn fetch_raw(session: &mut ImapSession, uid: u32) -> anyhow::Result<Option
 
 /// IDLE until the server tells of a change, or `renew` passes.
 async fn wait_idle(session: ImapSession, renew: Duration) -> Result<ImapSession, String> {
+    let news = session.unsolicited_responses.clone();
     let mut handle = session.idle();
     timed(handle.init()).await?;
+    // News the server sent before it was idling: no need to wait.
+    let mut early = false;
+    while let Ok(response) = news.try_recv() {
+        early |= matches!(
+            response,
+            UnsolicitedResponse::Exists(_) | UnsolicitedResponse::Recent(_)
+        );
+    }
+    if early {
+        debug!("IDLE: news before idling.");
+        return timed(handle.done()).await;
+    }
+    debug!("IDLE: waiting.");
     let (wait, _stop) = handle.wait_with_timeout(renew);
     match wait.await {
         Ok(IdleResponse::NewData(_)) => debug!("IDLE: news."),

@@ -811,6 +811,116 @@ async def wait_until(condition, timeout=15.0, interval=0.1):
     return condition()
 
 
+class Dovecot:
+    """Debian's Dovecot with its own configuration, mail and passwd-file,
+    IMAP (plain text, which facteur allows to loopback only, and implicit
+    TLS with a self-signed certificate) and LMTP on free loopback ports;
+    run in the foreground and stopped by PID. `users` maps logins to
+    passwords; `set_password` changes one while it runs (Dovecot reads
+    the passwd-file again when it changes)."""
+
+    def __init__(self, workdir, users=None):
+        # Dovecot's sockets live under base_dir: keep its path short; and
+        # its processes (users dovecot and nobody) must reach the
+        # passwd-file and the mail, which the test's own directory hides.
+        self.run_dir = Path(tempfile.mkdtemp(prefix="dc", dir="/tmp"))
+        os.chmod(self.run_dir, 0o755)
+        self.dir = self.run_dir
+        self.users = dict(users or {"alice": "imap-alice-pw"})
+        self.imap, self.imaps, self.lmtp = free_port(), free_port(), free_port()
+        self.proc = None
+        self.log = self.dir / "dovecot.log"
+        subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+                        "-subj", "/CN=localhost", "-keyout", str(self.dir / "key.pem"),
+                        "-out", str(self.dir / "cert.pem")], check=True, capture_output=True, timeout=60)
+        self.mail = self.dir / "mail"
+        self.mail.mkdir(exist_ok=True)
+        os.chown(self.mail, 65534, 65534)
+        self._write_users()
+        (self.dir / "dovecot.conf").write_text(f"""
+base_dir = {self.run_dir}/run
+state_dir = {self.run_dir}/state
+log_path = {self.log}
+instance_name = dovecot-{self.run_dir.name}
+listen = 127.0.0.1
+protocols = imap lmtp
+ssl = yes
+ssl_cert = <{self.dir}/cert.pem
+ssl_key = <{self.dir}/key.pem
+disable_plaintext_auth = no
+auth_mechanisms = plain login
+verbose_proctitle = yes
+passdb {{
+  driver = passwd-file
+  args = scheme=PLAIN username_format=%u {self.dir}/users
+}}
+userdb {{
+  driver = passwd-file
+  args = username_format=%u {self.dir}/users
+}}
+mail_location = maildir:~/Maildir
+namespace inbox {{
+  inbox = yes
+  mailbox Sent {{
+    special_use = \\Sent
+    auto = subscribe
+  }}
+}}
+service imap-login {{
+  inet_listener imap {{
+    port = {self.imap}
+  }}
+  inet_listener imaps {{
+    port = {self.imaps}
+  }}
+}}
+service lmtp {{
+  inet_listener lmtp {{
+    port = {self.lmtp}
+  }}
+}}
+""")
+
+    def _write_users(self):
+        lines = "".join(f"{u}:{{PLAIN}}{pw}:65534:65534::{self.mail}/{u}\n" for u, pw in self.users.items())
+        path = self.dir / "users"
+        tmp = self.dir / "users.new"
+        tmp.write_text(lines)
+        os.replace(tmp, path)
+
+    def set_password(self, user, password):
+        self.users[user] = password
+        self._write_users()
+
+    def start(self):
+        out = open(self.dir / "dovecot.stdout", "ab")
+        self.proc = subprocess.Popen(["dovecot", "-F", "-c", str(self.dir / "dovecot.conf")],
+                                     stdout=out, stderr=subprocess.STDOUT)
+        for port in (self.imap, self.imaps, self.lmtp):
+            wait_port(port, proc=self.proc)
+
+    def stop(self):
+        stop_process(self.proc)
+        self.proc = None
+
+    def cleanup(self):
+        self.stop()
+        shutil.rmtree(self.run_dir, ignore_errors=True)
+
+    def deliver(self, raws, rcpt="alice"):
+        """Delivers raw mails by LMTP in one session; each must be taken."""
+        with smtplib.LMTP("127.0.0.1", self.lmtp, timeout=30) as lmtp:
+            for raw in raws:
+                refused = lmtp.sendmail("bob@example.net", [rcpt], raw)
+                assert not refused, refused
+
+    def log_text(self):
+        try:
+            return self.log.read_text(errors="replace")
+        except FileNotFoundError:
+            return ""
+
+
 XMPP_SERVERS = {"prosody": Prosody, "ejabberd": Ejabberd}
 
 

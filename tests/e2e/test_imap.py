@@ -1,0 +1,216 @@
+"""Legacy IMAP mailboxes against a real Dovecot: attached from the command
+line (a login at once, refused with Dovecot's words), new mail brought to
+alice as from the sender's escaped JID, through IDLE or polling, every
+mail exactly once across restarts of Dovecot and kill -9 of facteur, and
+a mailbox whose password changed paused after 3 refused logins with one
+notice."""
+
+import asyncio
+import os
+import subprocess
+import threading
+import time
+from collections import defaultdict
+
+import pytest
+
+from peers import GATEWAY, Dovecot, Gateway, escaped, registered_client, run, wait_until
+
+PASSWORD = "imap-alice-pw"
+
+
+def mail(n, message_id=True, subject=None):
+    headers = (f"From: Bob <bob@example.net>\r\nTo: alice@example.net\r\n"
+               f"Subject: {subject or f'imap-{n}'}\r\n")
+    if message_id:
+        headers += f"Message-ID: <imap-{n}@example.net>\r\n"
+    return (headers + f"Date: Mon, 07 Dec 2026 10:00:00 +0000\r\n\r\nmail number {n}\r\n").encode()
+
+
+class Setup:
+    """Dovecot + Prosody + facteur with an [imap] section."""
+
+    def __init__(self, tmp_path, imap="", password=PASSWORD):
+        secret = tmp_path / "imap.secret"
+        secret.write_text("a-test-secret-of-more-than-32-bytes-0123456789\n")
+        self.dovecot = Dovecot(tmp_path, users={"alice": password})
+        self.gateway = Gateway(tmp_path, extra=f'[imap]\nsecret_file = "{secret}"\n{imap}\n')
+        self.password_file = tmp_path / "imap.password"
+        self.password_file.write_text(password + "\n")
+
+    def __enter__(self):
+        self.dovecot.start()
+        self.gateway.start()
+        return self
+
+    def __exit__(self, *exc):
+        try:
+            self.gateway.stop()
+        finally:
+            self.dovecot.cleanup()
+
+    @property
+    def facteur(self):
+        return self.gateway.facteur
+
+    def cli(self, *args):
+        return subprocess.run([self.facteur.binary, "imap", *args, "--config", str(self.facteur.config)],
+                              capture_output=True, text=True, timeout=60)
+
+    def attach(self, tls="none", port=None, host="127.0.0.1", password_file=None):
+        return self.cli("attach", "--jid", "alice@example.test", "--host", host,
+                        "--port", str(port or self.dovecot.imap), "--tls", tls, "--user", "alice",
+                        "--password-file", str(password_file or self.password_file))
+
+
+def from_imap(alice, prefix="imap-"):
+    """The stanza ids alice got for each mail, by subject."""
+    seen = defaultdict(list)
+    for m in alice.messages:
+        if m["body"] and (m["subject"] or "").startswith(prefix):
+            seen[m["subject"]].append(m["id"])
+    return seen
+
+
+def test_new_mail_reaches_alice_through_idle(tmp_path):
+    # Polling once an hour: what arrives within seconds came by IDLE.
+    with Setup(tmp_path, imap='poll_interval = "1h"\nidle = true') as s:
+        s.dovecot.deliver([mail(0, subject="before the attach")])
+
+        async def scenario():
+            alice = await registered_client(s.gateway)
+            attached = s.attach()
+            assert attached.returncode == 0, attached.stderr
+            listed = s.cli("list", "--jid", "alice@example.test")
+            assert listed.stdout.split() == ["alice@example.test", f"127.0.0.1:{s.dovecot.imap}", "none",
+                                             "alice", "INBOX", "active"], listed.stdout
+            await asyncio.to_thread(s.facteur.wait_log, "Logged in.", 15)
+            await asyncio.to_thread(s.facteur.wait_log, "IDLE: waiting.", 15)
+            s.dovecot.deliver([mail(1)])
+            got = await alice.wait_for(lambda m: m["subject"] == "imap-1", timeout=20)
+            assert got["from"] == escaped("bob@example.net")
+            assert got["body"].strip() == "mail number 1"
+            assert got["mail"]["message-id"] == "imap-1@example.net"
+            assert "IDLE: news." in s.facteur.log_since_start()
+            # Only new mail: what was there at the attach stays there.
+            await asyncio.sleep(1)
+            assert not [m for m in alice.messages if m["subject"] == "before the attach"]
+            await alice.disconnect()
+        run(scenario())
+
+
+def test_forced_polling(tmp_path):
+    with Setup(tmp_path, imap='poll_interval = "2s"\nidle = false') as s:
+        async def scenario():
+            alice = await registered_client(s.gateway)
+            assert s.attach().returncode == 0
+            await asyncio.to_thread(s.facteur.wait_log, "Logged in.", 15)
+            s.dovecot.deliver([mail(1)])
+            got = await alice.wait_for(lambda m: m["subject"] == "imap-1", timeout=20)
+            assert got["from"] == escaped("bob@example.net")
+            assert "idle=false" in s.facteur.log_since_start()
+            assert "IDLE: news." not in s.facteur.log_since_start()
+            await alice.disconnect()
+        run(scenario())
+
+
+def test_wrong_password_at_attach_fails_with_dovecots_words(tmp_path):
+    with Setup(tmp_path) as s:
+        wrong = tmp_path / "wrong"
+        wrong.write_text("not-the-password\n")
+        refused = s.attach(password_file=wrong)
+        assert refused.returncode == 1
+        assert "login refused: [AUTHENTICATIONFAILED] Authentication failed." in refused.stderr, refused.stderr
+        # The certificate is self-signed: no trust, no login.
+        untrusted = s.attach(tls="implicit", port=s.dovecot.imaps, host="localhost")
+        assert untrusted.returncode == 1
+        assert "TLS with localhost: invalid peer certificate" in untrusted.stderr, untrusted.stderr
+        closed = s.attach(port=1)
+        assert closed.returncode == 1 and "Connection refused" in closed.stderr, closed.stderr
+        # A password in clear goes to loopback only.
+        remote = s.attach(host="192.0.2.1")
+        assert remote.returncode != 0 and "loopback" in remote.stderr, remote.stderr
+        assert s.cli("list").stdout == ""
+
+
+def test_a_changed_password_pauses_the_mailbox_with_one_notice(tmp_path):
+    with Setup(tmp_path, imap='poll_interval = "1s"\nidle = false') as s:
+        async def scenario():
+            alice = await registered_client(s.gateway)
+            assert s.attach().returncode == 0
+            await asyncio.to_thread(s.facteur.wait_log, "Logged in.", 15)
+            s.dovecot.set_password("alice", "a-new-password")
+            # Dovecot closes nothing: the next login is the one refused.
+            s.dovecot.stop()
+            s.dovecot.start()
+            notice = await alice.wait_for(lambda m: m["subject"] == "Mailbox paused", timeout=60)
+            assert notice["from"] == GATEWAY
+            assert "refused the login 3 times" in notice["body"]
+            assert "Authentication failed" in notice["body"]
+            assert "attach the mailbox again" in notice["body"]
+            listed = s.cli("list").stdout
+            assert " paused: the server refused the login 3 times in a row" in listed, listed
+            # Paused: no more tries, no second notice.
+            log = s.dovecot.log_text().count("auth failed")
+            await asyncio.sleep(5)
+            assert s.dovecot.log_text().count("auth failed") == log
+            assert [m["subject"] for m in alice.messages].count("Mailbox paused") == 1
+            # Attached again with the new password: followed again.
+            s.password_file.write_text("a-new-password\n")
+            since = s.facteur.log_size()
+            assert s.attach().returncode == 0
+            await asyncio.to_thread(s.facteur.wait_log, "Logged in.", 20, since)
+            s.dovecot.deliver([mail(7)])
+            await alice.wait_for(lambda m: m["subject"] == "imap-7", timeout=20)
+            await alice.disconnect()
+        run(scenario())
+
+
+COUNT = int(os.environ.get("IMAP_RESTART_MAILS", "200"))
+
+
+def test_restarts_lose_nothing_and_duplicate_nothing(tmp_path):
+    """Dovecot restarted, then facteur killed (-9) and started again, while
+    mail arrives. Half the mails have no Message-ID, so nothing but the
+    folder state keeps them from coming twice."""
+    with Setup(tmp_path, imap='poll_interval = "1h"') as s:
+        async def scenario():
+            alice = await registered_client(s.gateway)
+            assert s.attach().returncode == 0
+            await asyncio.to_thread(s.facteur.wait_log, "IDLE: waiting.", 15)
+            delivered = []
+
+            def deliver():
+                for n in range(COUNT):
+                    for _ in range(100):
+                        try:
+                            s.dovecot.deliver([mail(n, message_id=n % 2 == 0)])
+                            delivered.append(n)
+                            break
+                        except (OSError, AssertionError, Exception):
+                            time.sleep(0.1)
+                    time.sleep(0.01)
+            sender = threading.Thread(target=deliver)
+            sender.start()
+            await wait_until(lambda: len(delivered) >= COUNT // 4, timeout=60)
+            await asyncio.to_thread(s.dovecot.stop)
+            await asyncio.to_thread(s.dovecot.start)
+            await wait_until(lambda: len(delivered) >= COUNT // 2, timeout=60)
+            s.facteur.kill()
+            await asyncio.sleep(0.3)
+            await asyncio.to_thread(s.facteur.start)
+            await asyncio.to_thread(s.facteur.wait_log, "Component link up.", 20)
+            await asyncio.to_thread(sender.join, 120)
+            assert len(delivered) == COUNT
+            assert await wait_until(lambda: len(from_imap(alice)) == COUNT, timeout=90), \
+                f"{COUNT - len(from_imap(alice))} mails missing at the client"
+            await asyncio.sleep(3)
+            seen = from_imap(alice)
+            # Sent again with its id (a kill before the server confirmed
+            # it) is one mail to a client; under another id it is two.
+            copies = {subject: ids for subject, ids in seen.items() if len(set(ids)) > 1}
+            print(f"imap restarts: mails={len(seen)}/{COUNT} copies={len(copies)} "
+                  f"stanzas={sum(len(ids) for ids in seen.values())}")
+            assert copies == {}
+            await alice.disconnect()
+        run(scenario())
