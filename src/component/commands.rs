@@ -29,6 +29,11 @@ use crate::reload::Reloader;
 use crate::store::admin::{ItemId, LIST_LIMIT};
 use crate::store::{Millis, Store};
 
+mod mailboxes;
+
+pub use mailboxes::{answer as answer_mailbox, is_mailbox_command};
+use mailboxes::{may_attach, MailboxCommand, MAILBOX_COMMANDS};
+
 /// XEP-0050's namespace and the disco node listing the commands.
 pub const NS_COMMANDS: &str = "http://jabber.org/protocol/commands";
 /// XEP-0133's form type.
@@ -148,25 +153,29 @@ impl Command {
     }
 }
 
-/// disco#items of the commands node: the commands, for administrators
-/// only (an empty list for anyone else).
+/// disco#items of the commands node: the administrators' commands, for
+/// administrators only, then the mailbox commands, for users of the
+/// served domains where mailboxes can be attached (an empty list for
+/// anyone else).
 pub fn items(config: &Config, from: Option<&Jid>) -> DiscoItemsResult {
     let admin = from.is_some_and(|jid| config.component.is_admin(jid));
+    let user = from.is_some_and(|jid| may_attach(config, jid));
     let gateway = Jid::from(config.component.jid.clone());
+    let item = |node: &str, name: &str| Item {
+        jid: gateway.clone(),
+        node: Some(node.to_owned()),
+        name: Some(name.to_owned()),
+    };
+    let mut items = Vec::new();
+    if admin {
+        items.extend(COMMANDS.iter().map(|c| item(c.node(), c.name())));
+    }
+    if user {
+        items.extend(MAILBOX_COMMANDS.iter().map(|c| item(c.node(), c.name())));
+    }
     DiscoItemsResult {
         node: Some(NS_COMMANDS.to_owned()),
-        items: if admin {
-            COMMANDS
-                .iter()
-                .map(|c| Item {
-                    jid: gateway.clone(),
-                    node: Some(c.node().to_owned()),
-                    name: Some(c.name().to_owned()),
-                })
-                .collect()
-        } else {
-            Vec::new()
-        },
+        items,
         rsm: None,
     }
 }
@@ -174,15 +183,13 @@ pub fn items(config: &Config, from: Option<&Jid>) -> DiscoItemsResult {
 /// disco#info of a command's node (XEP-0050 §2.3); `None` for a node that
 /// is no command.
 pub fn info(node: &str) -> Option<DiscoInfoResult> {
-    let command = Command::from_node(node)?;
+    let name = match Command::from_node(node) {
+        Some(command) => command.name(),
+        None => MailboxCommand::from_node(node)?.name(),
+    };
     Some(DiscoInfoResult {
         node: Some(node.to_owned()),
-        identities: vec![Identity::new(
-            "automation",
-            "command-node",
-            "en",
-            command.name(),
-        )],
+        identities: vec![Identity::new("automation", "command-node", "en", name)],
         features: [NS_COMMANDS.to_owned(), ns::DATA_FORMS.to_owned()].into(),
         extensions: Vec::new(),
     })

@@ -43,6 +43,8 @@ pub struct Intake {
     prepared: mpsc::Receiver<Prepared>,
     /// What the `reload` command runs; none where nothing can reload.
     reloader: Option<Reloader>,
+    /// Where commands that wait on other servers run.
+    tracker: TaskTracker,
 }
 
 impl Intake {
@@ -79,7 +81,7 @@ impl Intake {
             fetcher,
             lookups,
             link: link.clone(),
-            tracker,
+            tracker: tracker.clone(),
             ready,
         };
         Intake {
@@ -91,6 +93,7 @@ impl Intake {
             outgoing: Arc::new(outgoing),
             handoffs: Arc::new(handoffs),
             prepared,
+            tracker,
         }
     }
 
@@ -116,6 +119,15 @@ impl Intake {
                             .answer(&config, &self.store, iq, Instant::now())
                             .await,
                     )),
+                    // Attaching waits on the user's IMAP server: beside the loop.
+                    Stanza::Iq(iq) if commands::is_mailbox_command(&iq) => {
+                        let (store, link) = (self.store.clone(), self.link.clone());
+                        self.tracker.spawn(async move {
+                            let reply = commands::answer_mailbox(&config, &store, iq).await;
+                            link.send(reply).await;
+                        });
+                        None
+                    }
                     Stanza::Iq(iq) if commands::is_command(&iq) => Some(Stanza::Iq(
                         commands::answer(&config, &self.store, self.reloader.as_ref(), iq).await,
                     )),

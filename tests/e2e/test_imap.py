@@ -14,7 +14,10 @@ from collections import defaultdict
 
 import pytest
 
+from slixmpp.exceptions import IqError
+
 from peers import GATEWAY, Dovecot, Gateway, escaped, registered_client, run, wait_until
+from test_admin import COMMANDS, execute, note, values
 
 PASSWORD = "imap-alice-pw"
 
@@ -212,5 +215,52 @@ def test_restarts_lose_nothing_and_duplicate_nothing(tmp_path):
             print(f"imap restarts: mails={len(seen)}/{COUNT} copies={len(copies)} "
                   f"stanzas={sum(len(ids) for ids in seen.values())}")
             assert copies == {}
+            await alice.disconnect()
+        run(scenario())
+
+
+def test_alice_attaches_lists_and_detaches_from_her_client(tmp_path):
+    with Setup(tmp_path, imap='poll_interval = "1h"') as s:
+        async def scenario():
+            alice = await registered_client(s.gateway)
+            listing = f"<query xmlns='http://jabber.org/protocol/disco#items' node='{COMMANDS}'/>"
+            nodes = [i.get("node") for i in (await alice.iq("get", GATEWAY, listing)).xml.iter(
+                "{http://jabber.org/protocol/disco#items}item")]
+            assert nodes == ["imap-attach", "imap-detach", "imap-list"]
+
+            step = await execute(alice, "imap-attach")
+            assert step.get("status") == "executing"
+            assert values(step, "port") == ["993"] and values(step, "folders") == ["INBOX"]
+            instructions = step.findtext("{jabber:x:data}x/{jabber:x:data}instructions")
+            assert "leave from your XMPP address, alice@example.test" in instructions
+            form = {"host": ["127.0.0.1"], "port": [str(s.dovecot.imap)], "tls": ["none"],
+                    "username": ["alice"], "password": ["wrong"], "folders": ["INBOX"], "import": ["1"]}
+            with pytest.raises(IqError) as raised:
+                await execute(alice, "imap-attach", "complete", step.get("sessionid"), form)
+            assert raised.value.iq["error"]["condition"] == "not-acceptable"
+            assert "[AUTHENTICATIONFAILED] Authentication failed." in raised.value.iq["error"]["text"]
+
+            # The latest message is brought at once ("import the last 1").
+            s.dovecot.deliver([mail(1), mail(2)])
+            done = await execute(alice, "imap-attach", "complete", step.get("sessionid"),
+                                 {**form, "password": [PASSWORD]})
+            assert done.get("status") == "completed"
+            assert "Attached alice at 127.0.0.1" in note(done)
+            assert "leave from your XMPP address" in note(done)
+            await alice.wait_for(lambda m: m["subject"] == "imap-2", timeout=20)
+            await asyncio.sleep(1)
+            assert not [m for m in alice.messages if m["subject"] == "imap-1"]
+
+            listed = await execute(alice, "imap-list")
+            assert note(listed) == f"alice@example.test 127.0.0.1:{s.dovecot.imap} none alice INBOX active"
+
+            choose = await execute(alice, "imap-detach")
+            assert [o.findtext("{jabber:x:data}value") for o in choose.iter("{jabber:x:data}option")] == \
+                ["127.0.0.1 alice"]
+            gone = await execute(alice, "imap-detach", "complete", choose.get("sessionid"),
+                                 {"mailbox": ["127.0.0.1 alice"]})
+            assert note(gone) == "Detached alice at 127.0.0.1: nothing more comes from it."
+            assert note(await execute(alice, "imap-list")) == "No mailbox is attached."
+            assert s.cli("list").stdout == ""
             await alice.disconnect()
         run(scenario())

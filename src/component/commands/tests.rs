@@ -226,3 +226,63 @@ async fn queue_commands_name_items_precisely() {
         "{xml}"
     );
 }
+
+#[tokio::test]
+async fn users_see_the_mailbox_commands_where_mailboxes_can_be_attached() {
+    let (store, dir) = scratch().await;
+    let secret = dir.path().join("imap.secret");
+    std::fs::write(&secret, "0123456789abcdef0123456789abcdef").expect("secret");
+    let with_imap = Config::parse(&format!(
+        "[component]\njid = \"mail.a.test\"\nsecret = \"s\"\nadmins = [\"root@a.test\"]\n\
+         [mail]\ndomains = [\"a.test\"]\n[imap]\nsecret_file = \"{}\"\n",
+        secret.display()
+    ))
+    .expect("config");
+    let nodes = |config: &Config, jid: &str| -> Vec<String> {
+        items(config, Some(&Jid::new(jid).expect("jid")))
+            .items
+            .into_iter()
+            .filter_map(|i| i.node)
+            .collect()
+    };
+    assert_eq!(
+        nodes(&with_imap, "alice@a.test/phone"),
+        ["imap-attach", "imap-detach", "imap-list"]
+    );
+    assert_eq!(
+        nodes(&with_imap, "root@a.test/laptop").len(),
+        COMMANDS.len() + 3
+    );
+    assert!(nodes(&with_imap, "eve@elsewhere.test/x").is_empty());
+    // Without a key to seal passwords, nobody attaches anything.
+    assert!(nodes(&config(), "alice@a.test/phone").is_empty());
+    assert_eq!(
+        info("imap-attach").and_then(|i| i.identities.first().and_then(|id| id.name.clone())),
+        Some("Attach a mailbox".to_owned())
+    );
+
+    let list = command("alice@a.test/phone", "imap-list", None, None);
+    assert!(is_mailbox_command(&list));
+    let xml = String::from(&Element::from(
+        answer_mailbox(&with_imap, &store, list).await,
+    ));
+    assert!(xml.contains("No mailbox is attached."), "{xml}");
+    let xml = String::from(&Element::from(
+        answer_mailbox(
+            &config(),
+            &store,
+            command("alice@a.test/phone", "imap-list", None, None),
+        )
+        .await,
+    ));
+    assert!(xml.contains("<service-unavailable "), "{xml}");
+    let xml = String::from(&Element::from(
+        answer_mailbox(
+            &with_imap,
+            &store,
+            command("eve@elsewhere.test/x", "imap-list", None, None),
+        )
+        .await,
+    ));
+    assert!(xml.contains("<forbidden "), "{xml}");
+}

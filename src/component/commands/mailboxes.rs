@@ -1,0 +1,372 @@
+//! Ad-hoc commands (XEP-0050) for users, to attach their legacy IMAP
+//! mailboxes: "Attach a mailbox", "Detach a mailbox" and "Mailboxes".
+//! The operator's twins are `facteur imap attach|detach|list`.
+//!
+//! Attaching logs in to the server, which may take seconds: the intake
+//! runs these commands beside its loop, never in it.
+
+use jid::BareJid;
+use tracing::{info, warn};
+use xmpp_parsers::iq::Iq;
+use xmpp_parsers::jid::Jid;
+use xmpp_parsers::minidom::rxml::xml_ncname;
+use xmpp_parsers::minidom::Element;
+use xmpp_parsers::ns;
+use xmpp_parsers::stanza_error::{DefinedCondition, ErrorType};
+
+use super::{bad_input, field, field_values, form, new_session, note, NS_COMMANDS};
+use crate::component::reply::{self, error, result, Fault};
+use crate::config::Config;
+use crate::imap::{attach, line, AttachRequest};
+use crate::store::{Store, TlsMode};
+
+/// The user's commands, in the order they are listed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MailboxCommand {
+    Attach,
+    Detach,
+    List,
+}
+
+pub const MAILBOX_COMMANDS: [MailboxCommand; 3] = [
+    MailboxCommand::Attach,
+    MailboxCommand::Detach,
+    MailboxCommand::List,
+];
+
+/// Where no key seals passwords.
+const NO_IMAP: Fault = Fault::new(
+    ErrorType::Cancel,
+    DefinedCondition::ServiceUnavailable,
+    "this gateway does not attach IMAP mailboxes",
+);
+
+const NOT_SERVED: Fault = Fault::new(
+    ErrorType::Auth,
+    DefinedCondition::Forbidden,
+    "only users of the served domains attach mailboxes",
+);
+
+impl MailboxCommand {
+    pub fn node(self) -> &'static str {
+        match self {
+            MailboxCommand::Attach => "imap-attach",
+            MailboxCommand::Detach => "imap-detach",
+            MailboxCommand::List => "imap-list",
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            MailboxCommand::Attach => "Attach a mailbox",
+            MailboxCommand::Detach => "Detach a mailbox",
+            MailboxCommand::List => "Mailboxes",
+        }
+    }
+
+    pub fn from_node(node: &str) -> Option<MailboxCommand> {
+        MAILBOX_COMMANDS.into_iter().find(|c| c.node() == node)
+    }
+}
+
+/// Whether `jid` is a user who may attach mailboxes here.
+pub fn may_attach(config: &Config, jid: &Jid) -> bool {
+    config.imap.key.is_some() && jid.node().is_some() && config.mail.serves(jid.domain().as_str())
+}
+
+/// Whether `iq` runs one of these commands.
+pub fn is_mailbox_command(iq: &Iq) -> bool {
+    matches!(iq, Iq::Set { payload, .. }
+        if payload.is("command", NS_COMMANDS)
+            && payload.attr("node").and_then(MailboxCommand::from_node).is_some())
+}
+
+/// What answers from an attached mailbox's mail do; said in the form
+/// and when it is attached.
+fn answers_note(user: &BareJid) -> String {
+    format!(
+        "Answers to mail from this mailbox leave from your XMPP address, {user}, \
+         not from the mailbox's address."
+    )
+}
+
+fn attach_form(user: &BareJid) -> Element {
+    let text = |var: &str, kind: &str, label: &str, value: &[&str], required: bool| {
+        let values: Vec<String> = value.iter().map(|v| (*v).to_owned()).collect();
+        let mut f = field(var, kind, label, &values);
+        if required {
+            f.append_child(Element::builder("required", ns::DATA_FORMS).build());
+        }
+        f
+    };
+    let mut tls = text(
+        "tls",
+        "list-single",
+        "TLS: implicit (port 993), starttls (port 143), or none (loopback only)",
+        &["implicit"],
+        true,
+    );
+    for mode in ["implicit", "starttls", "none"] {
+        tls.append_child(
+            Element::builder("option", ns::DATA_FORMS)
+                .attr(xml_ncname!("label").into(), mode)
+                .append(
+                    Element::builder("value", ns::DATA_FORMS)
+                        .append(mode)
+                        .build(),
+                )
+                .build(),
+        );
+    }
+    let mut x = form(
+        "form",
+        NS_COMMANDS,
+        MailboxCommand::Attach.name(),
+        vec![
+            text("host", "text-single", "IMAP server", &[], true),
+            text("port", "text-single", "Port", &["993"], true),
+            tls,
+            text("username", "text-single", "Login", &[], true),
+            text("password", "text-private", "Password", &[], true),
+            text(
+                "folders",
+                "text-multi",
+                "Folders to follow",
+                &["INBOX"],
+                false,
+            ),
+            text(
+                "import",
+                "text-single",
+                "Also bring the latest N messages of each folder (0: only new mail)",
+                &["0"],
+                false,
+            ),
+        ],
+    );
+    x.append_child(
+        Element::builder("instructions", ns::DATA_FORMS)
+            .append(format!(
+                "New mail in the mailbox will reach you here. {}",
+                answers_note(user)
+            ))
+            .build(),
+    );
+    x
+}
+
+/// Runs a mailbox command, or answers why not.
+pub async fn answer(config: &Config, store: &Store, iq: Iq) -> Iq {
+    let Iq::Set { from, payload, .. } = &iq else {
+        return error(&iq, reply::NOT_A_REQUEST);
+    };
+    let Some(from) = from.clone() else {
+        return error(&iq, reply::NO_SENDER);
+    };
+    let node = payload.attr("node").unwrap_or_default().to_owned();
+    let Some(command) = MailboxCommand::from_node(&node) else {
+        return error(&iq, NOT_SERVED);
+    };
+    if config.imap.key.is_none() {
+        return error(&iq, NO_IMAP);
+    }
+    if !may_attach(config, &from) {
+        return error(&iq, NOT_SERVED);
+    }
+    let user = from.to_bare();
+    let session = payload
+        .attr("sessionid")
+        .map(str::to_owned)
+        .unwrap_or_else(new_session);
+    let submitted = payload
+        .children()
+        .find(|c| c.is("x", ns::DATA_FORMS) && c.attr("type") == Some("submit"));
+    let action = payload.attr("action").unwrap_or("execute");
+    let reply = |status: &str, children: Vec<Element>| {
+        let command = Element::builder("command", NS_COMMANDS)
+            .attr(xml_ncname!("node").into(), node.as_str())
+            .attr(xml_ncname!("sessionid").into(), session.as_str())
+            .attr(xml_ncname!("status").into(), status)
+            .append_all(children)
+            .build();
+        result(&iq, Some(command))
+    };
+    let executing = |form: Element| {
+        reply(
+            "executing",
+            vec![
+                Element::builder("actions", NS_COMMANDS)
+                    .attr(xml_ncname!("execute").into(), "complete")
+                    .append(Element::builder("complete", NS_COMMANDS).build())
+                    .build(),
+                form,
+            ],
+        )
+    };
+    if action == "cancel" {
+        return reply("canceled", Vec::new());
+    }
+    if !matches!(action, "execute" | "complete" | "next") {
+        return error(&iq, bad_input(format!("unknown action {action:?}")));
+    }
+    let failed = |e: anyhow::Error| {
+        warn!(
+            error = format!("{e:#}"),
+            "Store unavailable for a mailbox command."
+        );
+        reply::TRY_LATER
+    };
+    let mailboxes = match store.imap_mailboxes(Some(&user)).await {
+        Ok(mailboxes) => mailboxes,
+        Err(e) => return error(&iq, failed(e)),
+    };
+    match (command, submitted) {
+        (MailboxCommand::List, _) => {
+            let lines: Vec<String> = mailboxes.iter().map(line).collect();
+            let text = if lines.is_empty() {
+                "No mailbox is attached.".to_owned()
+            } else {
+                lines.join("\n")
+            };
+            reply("completed", vec![note("info", &text)])
+        }
+        (MailboxCommand::Attach, None) => executing(attach_form(&user)),
+        (MailboxCommand::Attach, Some(form)) => {
+            let request = match attach_request(&user, form) {
+                Ok(request) => request,
+                Err(fault) => return error(&iq, fault),
+            };
+            let Some(key) = config.imap.key.as_ref() else {
+                return error(&iq, NO_IMAP);
+            };
+            match attach(store, key, &request).await {
+                Ok(id) => {
+                    info!(mailbox = id, user = %user, host = %request.host, "Mailbox attached.");
+                    reply(
+                        "completed",
+                        vec![note(
+                            "info",
+                            &format!(
+                                "Attached {} at {}: new mail will reach you here. {}",
+                                request.username,
+                                request.host,
+                                answers_note(&user)
+                            ),
+                        )],
+                    )
+                }
+                Err(e) => {
+                    info!(user = %user, host = %request.host, error = format!("{e:#}"), "Mailbox not attached.");
+                    error(
+                        &iq,
+                        Fault::with_text(
+                            ErrorType::Modify,
+                            DefinedCondition::NotAcceptable,
+                            format!("{e:#}"),
+                        ),
+                    )
+                }
+            }
+        }
+        (MailboxCommand::Detach, None) => {
+            if mailboxes.is_empty() {
+                return reply("completed", vec![note("info", "No mailbox is attached.")]);
+            }
+            let mut choice = field("mailbox", "list-single", "The mailbox to detach", &[]);
+            choice.append_child(Element::builder("required", ns::DATA_FORMS).build());
+            for mailbox in &mailboxes {
+                choice.append_child(
+                    Element::builder("option", ns::DATA_FORMS)
+                        .attr(
+                            xml_ncname!("label").into(),
+                            format!("{} at {}", mailbox.username, mailbox.host),
+                        )
+                        .append(
+                            Element::builder("value", ns::DATA_FORMS)
+                                .append(format!("{} {}", mailbox.host, mailbox.username))
+                                .build(),
+                        )
+                        .build(),
+                );
+            }
+            executing(form(
+                "form",
+                NS_COMMANDS,
+                MailboxCommand::Detach.name(),
+                vec![choice],
+            ))
+        }
+        (MailboxCommand::Detach, Some(form)) => {
+            let chosen = field_values(form, "mailbox");
+            let Some((host, username)) = chosen.first().and_then(|v| v.split_once(' ')) else {
+                return error(&iq, bad_input("no mailbox chosen".into()));
+            };
+            match store.imap_detach(&user, host, username).await {
+                Ok(true) => {
+                    info!(user = %user, host, "Mailbox detached.");
+                    reply(
+                        "completed",
+                        vec![note(
+                            "info",
+                            &format!("Detached {username} at {host}: nothing more comes from it."),
+                        )],
+                    )
+                }
+                Ok(false) => error(
+                    &iq,
+                    Fault::with_text(
+                        ErrorType::Cancel,
+                        DefinedCondition::ItemNotFound,
+                        format!("no mailbox {username} at {host}"),
+                    ),
+                ),
+                Err(e) => error(&iq, failed(e)),
+            }
+        }
+    }
+}
+
+/// The attach request a submitted form makes.
+fn attach_request(user: &BareJid, form: &Element) -> Result<AttachRequest, Fault> {
+    let one = |var: &str| -> Result<String, Fault> {
+        field_values(form, var)
+            .into_iter()
+            .next()
+            .map(|v| v.trim().to_owned())
+            .filter(|v| !v.is_empty())
+            .ok_or_else(|| bad_input(format!("{var} is required")))
+    };
+    let port = one("port")?
+        .parse::<u16>()
+        .map_err(|_| bad_input("the port is a number up to 65535".into()))?;
+    let tls = one("tls")?.parse::<TlsMode>().map_err(bad_input)?;
+    // The password is taken as typed: spaces may be part of it.
+    let password = field_values(form, "password")
+        .into_iter()
+        .next()
+        .filter(|p| !p.is_empty())
+        .ok_or_else(|| bad_input("password is required".into()))?;
+    let folders: Vec<String> = field_values(form, "folders")
+        .iter()
+        .flat_map(|v| v.lines())
+        .map(str::trim)
+        .filter(|f| !f.is_empty())
+        .map(str::to_owned)
+        .collect();
+    let import_last = match field_values(form, "import").first().map(|v| v.trim()) {
+        None | Some("") => 0,
+        Some(n) => n
+            .parse::<u32>()
+            .map_err(|_| bad_input("import is a number of messages".into()))?,
+    };
+    Ok(AttachRequest {
+        user: user.clone(),
+        host: one("host")?,
+        port,
+        tls,
+        username: one("username")?,
+        password,
+        folders,
+        import_last,
+    })
+}
