@@ -183,6 +183,108 @@ fn users_are_managed_from_the_command_line() {
     assert_eq!(users(&["list"]).1, "");
 }
 
+/// `facteur imap …` without a server to log in to: what it refuses before
+/// connecting anywhere, and what it says of what is not attached.
+#[test]
+fn imap_mailboxes_are_refused_before_any_login_when_they_cannot_work() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let secret = dir.path().join("imap.secret");
+    std::fs::write(&secret, "0123456789abcdef0123456789abcdef\n").expect("write");
+    let password = dir.path().join("password");
+    std::fs::write(&password, "pw\n").expect("write");
+    let config = |imap: &str| {
+        let path = dir.path().join("facteur.toml");
+        std::fs::write(
+            &path,
+            format!(
+                "[component]\njid = \"mail.example.test\"\nsecret = \"s\"\n[mail]\ndomains = [\"example.test\"]\n\
+                 [store]\nurl = \"sqlite://{}/facteur.db\"\n{imap}",
+                dir.path().display()
+            ),
+        )
+        .expect("write");
+        path
+    };
+    let imap = |path: &std::path::Path, args: &[&str]| {
+        let out = facteur()
+            .arg("imap")
+            .arg(args[0])
+            .arg("--config")
+            .arg(path)
+            .args(&args[1..])
+            .output()
+            .expect("runs");
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let attach = |path: &std::path::Path, jid: &str, host: &str, tls: &str| {
+        imap(
+            path,
+            &[
+                "attach",
+                "--jid",
+                jid,
+                "--host",
+                host,
+                "--port",
+                "143",
+                "--tls",
+                tls,
+                "--user",
+                "alice",
+                "--password-file",
+                password.to_str().expect("utf-8"),
+                "--folder",
+                "INBOX",
+            ],
+        )
+    };
+    let without_key = config("");
+    let (code, _, stderr) = attach(&without_key, "alice@example.test", "192.0.2.1", "starttls");
+    assert_eq!(code, Some(1));
+    assert!(stderr.contains("No [imap] secret_file"), "{stderr}");
+
+    let path = config(&format!("[imap]\nsecret_file = \"{}\"\n", secret.display()));
+    let (code, _, stderr) = attach(&path, "alice@example.test", "192.0.2.1", "none");
+    assert_eq!(code, Some(1));
+    assert!(
+        stderr.contains(
+            "--tls none is only for a loopback address; 192.0.2.1 needs implicit or starttls"
+        ),
+        "{stderr}"
+    );
+    let (code, _, stderr) = attach(&path, "eve@elsewhere.test", "127.0.0.1", "none");
+    assert_eq!(code, Some(1));
+    assert!(stderr.contains("not a user of a served domain"), "{stderr}");
+    let (code, _, stderr) = attach(&path, "alice@example.test", "127.0.0.1", "tls");
+    assert_eq!(code, Some(2));
+    assert!(stderr.contains("unknown TLS mode \"tls\""), "{stderr}");
+    assert_eq!(
+        imap(&path, &["list"]),
+        (Some(0), String::new(), String::new())
+    );
+    let (code, _, stderr) = imap(
+        &path,
+        &[
+            "detach",
+            "--jid",
+            "alice@example.test",
+            "--host",
+            "imap.example.net",
+            "--user",
+            "alice",
+        ],
+    );
+    assert_eq!(code, Some(1));
+    assert_eq!(
+        stderr,
+        "alice@example.test has no mailbox alice at imap.example.net\n"
+    );
+}
+
 /// `dkim keygen` prints a record a zone file can hold: BIND's
 /// `named-checkzone` (Debian bind9-utils) loads a zone holding it, and
 /// the strings it loaded join to the DKIM tags.
@@ -380,6 +482,9 @@ fn the_shipped_manual_page_is_what_the_binary_writes() {
         "facteur check-config",
         "facteur queue",
         "facteur users add",
+        "facteur imap attach",
+        "facteur imap list",
+        "facteur imap detach",
     ] {
         assert!(page.contains(&format!(".SS \"{command}\"")), "{command}");
     }
