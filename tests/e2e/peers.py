@@ -914,6 +914,10 @@ service lmtp {{
                 refused = lmtp.sendmail("bob@example.net", [rcpt], raw)
                 assert not refused, refused
 
+    def doveadm(self, *args):
+        return subprocess.run(["doveadm", "-c", str(self.dir / "dovecot.conf"), *args],
+                              check=True, capture_output=True, text=True, timeout=30).stdout
+
     def log_text(self):
         try:
             return self.log.read_text(errors="replace")

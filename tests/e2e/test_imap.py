@@ -169,6 +169,29 @@ def test_a_changed_password_pauses_the_mailbox_with_one_notice(tmp_path):
         run(scenario())
 
 
+def test_a_new_uidvalidity_brings_only_what_is_new_by_date(tmp_path):
+    with Setup(tmp_path, imap='poll_interval = "1s"\nidle = false') as s:
+        async def scenario():
+            alice = await registered_client(s.gateway)
+            assert s.attach().returncode == 0
+            # No Message-ID: nothing but the folder state tells them apart.
+            s.dovecot.deliver([mail(1, message_id=False)])
+            await alice.wait_for(lambda m: m["subject"] == "imap-1", timeout=20)
+            # INTERNALDATE counts in seconds: the next mail comes later.
+            await asyncio.sleep(1.5)
+            s.dovecot.doveadm("mailbox", "update", "-u", "alice", "--uid-validity", "4242", "INBOX")
+            s.dovecot.deliver([mail(2, message_id=False)])
+            await alice.wait_for(lambda m: m["subject"] == "imap-2", timeout=20)
+            await asyncio.to_thread(s.facteur.wait_log, "UIDVALIDITY changed", 5)
+            log = s.facteur.log_since_start()
+            assert "new=4242" in log, log
+            await asyncio.sleep(2)
+            assert sorted(from_imap(alice)) == ["imap-1", "imap-2"]
+            assert all(len(ids) == 1 for ids in from_imap(alice).values()), from_imap(alice)
+            await alice.disconnect()
+        run(scenario())
+
+
 COUNT = int(os.environ.get("IMAP_RESTART_MAILS", "200"))
 
 
