@@ -830,9 +830,23 @@ class Dovecot:
         self.imap, self.imaps, self.lmtp = free_port(), free_port(), free_port()
         self.proc = None
         self.log = self.dir / "dovecot.log"
-        subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
-                        "-subj", "/CN=localhost", "-keyout", str(self.dir / "key.pem"),
-                        "-out", str(self.dir / "cert.pem")], check=True, capture_output=True, timeout=60)
+        # A CA of the test's own (`ca.pem`, trusted only where a test
+        # sets SSL_CERT_FILE to it) signs the certificate of localhost.
+        d = self.dir
+        self.ca = d / "ca.pem"
+        for command in (
+            ["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=facteur test CA",
+             "-keyout", f"{d}/ca.key", "-out", str(self.ca)],
+            ["req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=localhost",
+             "-keyout", f"{d}/key.pem", "-out", f"{d}/cert.csr"],
+        ):
+            subprocess.run(["openssl", *command], check=True, capture_output=True, timeout=60)
+        (d / "cert.ext").write_text("subjectAltName = DNS:localhost, IP:127.0.0.1\n"
+                                    "basicConstraints = CA:FALSE\n")
+        subprocess.run(["openssl", "x509", "-req", "-in", f"{d}/cert.csr", "-CA", str(self.ca),
+                        "-CAkey", f"{d}/ca.key", "-CAcreateserial", "-days", "2",
+                        "-extfile", f"{d}/cert.ext", "-out", f"{d}/cert.pem"],
+                       check=True, capture_output=True, timeout=60)
         self.mail = self.dir / "mail"
         self.mail.mkdir(exist_ok=True)
         os.chown(self.mail, 65534, 65534)

@@ -33,11 +33,14 @@ def mail(n, message_id=True, subject=None):
 class Setup:
     """Dovecot + Prosody + facteur with an [imap] section."""
 
-    def __init__(self, tmp_path, imap="", password=PASSWORD):
+    def __init__(self, tmp_path, imap="", password=PASSWORD, trust=False):
         secret = tmp_path / "imap.secret"
         secret.write_text("a-test-secret-of-more-than-32-bytes-0123456789\n")
         self.dovecot = Dovecot(tmp_path, users={"alice": password})
         self.gateway = Gateway(tmp_path, extra=f'[imap]\nsecret_file = "{secret}"\n{imap}\n')
+        # Trusting the test's CA: in place of the system's roots.
+        self.env = {"SSL_CERT_FILE": str(self.dovecot.ca)} if trust else {}
+        self.gateway.facteur.env.update(self.env)
         self.password_file = tmp_path / "imap.password"
         self.password_file.write_text(password + "\n")
 
@@ -58,7 +61,7 @@ class Setup:
 
     def cli(self, *args):
         return subprocess.run([self.facteur.binary, "imap", *args, "--config", str(self.facteur.config)],
-                              capture_output=True, text=True, timeout=60)
+                              capture_output=True, text=True, timeout=60, env={**os.environ, **self.env})
 
     def attach(self, tls="none", port=None, host="127.0.0.1", password_file=None):
         return self.cli("attach", "--jid", "alice@example.test", "--host", host,
@@ -124,16 +127,38 @@ def test_wrong_password_at_attach_fails_with_dovecots_words(tmp_path):
         refused = s.attach(password_file=wrong)
         assert refused.returncode == 1
         assert "login refused: [AUTHENTICATIONFAILED] Authentication failed." in refused.stderr, refused.stderr
-        # The certificate is self-signed: no trust, no login.
+        # A certificate of a CA the system does not trust: no login, in
+        # implicit TLS or after STARTTLS.
         untrusted = s.attach(tls="implicit", port=s.dovecot.imaps, host="localhost")
         assert untrusted.returncode == 1
-        assert "TLS with localhost: invalid peer certificate" in untrusted.stderr, untrusted.stderr
+        assert "TLS with localhost: invalid peer certificate: UnknownIssuer" in untrusted.stderr, untrusted.stderr
+        untrusted = s.attach(tls="starttls", port=s.dovecot.imap, host="localhost")
+        assert untrusted.returncode == 1
+        assert "TLS with localhost: invalid peer certificate: UnknownIssuer" in untrusted.stderr, untrusted.stderr
         closed = s.attach(port=1)
         assert closed.returncode == 1 and "Connection refused" in closed.stderr, closed.stderr
         # A password in clear goes to loopback only.
         remote = s.attach(host="192.0.2.1")
         assert remote.returncode != 0 and "loopback" in remote.stderr, remote.stderr
         assert s.cli("list").stdout == ""
+
+
+@pytest.mark.parametrize("tls,port", [("implicit", "imaps"), ("starttls", "imap")])
+def test_mail_comes_over_tls(tmp_path, tls, port):
+    with Setup(tmp_path, imap='poll_interval = "1h"', trust=True) as s:
+        async def scenario():
+            alice = await registered_client(s.gateway)
+            attached = s.attach(tls=tls, port=getattr(s.dovecot, port), host="localhost")
+            assert attached.returncode == 0, attached.stderr
+            await asyncio.to_thread(s.facteur.wait_log, "IDLE: waiting.", 15)
+            s.dovecot.deliver([mail(1)])
+            await alice.wait_for(lambda m: m["subject"] == "imap-1", timeout=20)
+            # Dovecot saw the login in TLS.
+            assert "Login: user=<alice>" in s.dovecot.log_text()
+            assert "TLS" in [line for line in s.dovecot.log_text().splitlines()
+                             if "Login: user=<alice>" in line][-1]
+            await alice.disconnect()
+        run(scenario())
 
 
 def test_a_changed_password_pauses_the_mailbox_with_one_notice(tmp_path):
