@@ -68,14 +68,32 @@ impl Store {
 
     /// Returns whether the user was registered.
     pub async fn unregister(&self, user: &BareJid) -> anyhow::Result<bool> {
-        let done = on_backend!(&self.pool, |pool| sqlx::query(
-            "DELETE FROM users WHERE jid = $1"
-        )
-        .bind(user.as_str())
-        .execute(pool)
-        .await
-        .map(|done| done.rows_affected()))
-        .with_context(|| format!("Unregistering {user}"))?;
+        // The user's IMAP mailboxes go with the registration, in the
+        // same transaction: nothing more is fetched for them.
+        let done = on_backend!(&self.pool, |pool| {
+            let mut tx = pool.begin().await.context("Starting transaction")?;
+            for sql in [
+                "DELETE FROM imap_folders WHERE mailbox_id IN
+                     (SELECT id FROM imap_mailboxes WHERE user_jid = $1)",
+                "DELETE FROM imap_mailboxes WHERE user_jid = $1",
+            ] {
+                sqlx::query(sql)
+                    .bind(user.as_str())
+                    .execute(&mut *tx)
+                    .await
+                    .with_context(|| format!("Detaching the mailboxes of {user}"))?;
+            }
+            let done = sqlx::query("DELETE FROM users WHERE jid = $1")
+                .bind(user.as_str())
+                .execute(&mut *tx)
+                .await
+                .with_context(|| format!("Unregistering {user}"))?
+                .rows_affected();
+            tx.commit()
+                .await
+                .with_context(|| format!("Unregistering {user}"))?;
+            done
+        });
         self.users.forget(user);
         Ok(done > 0)
     }

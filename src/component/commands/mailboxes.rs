@@ -5,6 +5,7 @@
 //! Attaching logs in to the server, which may take seconds: the intake
 //! runs these commands beside its loop, never in it.
 
+use facteur_policy::relay::{sender_verdict, AddressFacts, SenderVerdict};
 use jid::BareJid;
 use tracing::{info, warn};
 use xmpp_parsers::iq::Iq;
@@ -174,6 +175,35 @@ pub async fn answer(config: &Config, store: &Store, iq: Iq) -> Iq {
         return error(&iq, NOT_SERVED);
     }
     let user = from.to_bare();
+    // With `users = "registered"`, mail reaches registered users only:
+    // so does the mail of their mailboxes.
+    let registered = match store.is_registered(&user).await {
+        Ok(registered) => registered,
+        Err(e) => {
+            warn!(
+                error = format!("{e:#}"),
+                "Store unavailable for a mailbox command."
+            );
+            return error(&iq, reply::TRY_LATER);
+        }
+    };
+    let facts = AddressFacts {
+        domain_served: true,
+        registered,
+    };
+    if sender_verdict(config.mail.users, facts) != SenderVerdict::Allow {
+        return error(
+            &iq,
+            Fault::with_text(
+                ErrorType::Auth,
+                DefinedCondition::Forbidden,
+                format!(
+                    "register with {} (XEP-0077) before attaching a mailbox",
+                    config.component.jid
+                ),
+            ),
+        );
+    }
     let session = payload
         .attr("sessionid")
         .map(str::to_owned)

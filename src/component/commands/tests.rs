@@ -264,6 +264,17 @@ async fn users_see_the_mailbox_commands_where_mailboxes_can_be_attached() {
     let list = command("alice@a.test/phone", "imap-list", None, None);
     assert!(is_mailbox_command(&list));
     let xml = String::from(&Element::from(
+        answer_mailbox(&with_imap, &store, list.clone()).await,
+    ));
+    assert!(
+        xml.contains("<forbidden ") && xml.contains("register with mail.a.test (XEP-0077)"),
+        "{xml}"
+    );
+    store
+        .register(&BareJid::new("alice@a.test").expect("jid"))
+        .await
+        .expect("registered");
+    let xml = String::from(&Element::from(
         answer_mailbox(&with_imap, &store, list).await,
     ));
     assert!(xml.contains("No mailbox is attached."), "{xml}");

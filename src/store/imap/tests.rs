@@ -147,3 +147,13 @@ store_test! {
         assert_eq!((mailbox.state, mailbox.auth_failures, mailbox.reason.as_str()), (MailboxState::Active, 0, ""));
     }
 }
+
+store_test! {
+    async fn unregistering_detaches_the_users_mailboxes(store, scratch) {
+        store.register(&jid("alice@example.test")).await.expect("registered");
+        let id = attach(&store, &[inbox(1, 0)], b"sealed").await;
+        assert!(store.unregister(&jid("alice@example.test")).await.expect("unregistered"));
+        assert!(store.imap_mailboxes(None).await.expect("listed").is_empty());
+        assert!(store.imap_folders(id).await.expect("folders").is_empty());
+    }
+}
