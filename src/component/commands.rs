@@ -31,7 +31,7 @@ use crate::store::{Millis, Store};
 
 mod mailboxes;
 
-pub use mailboxes::{answer as answer_mailbox, is_mailbox_command};
+pub use mailboxes::{answer as answer_mailbox, busy, is_mailbox_command};
 use mailboxes::{may_attach, MailboxCommand, MAILBOX_COMMANDS};
 
 /// XEP-0050's namespace and the disco node listing the commands.

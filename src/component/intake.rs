@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use facteur_policy::limits::Limiter;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use xmpp_parsers::stanza::Stanza;
@@ -45,7 +45,12 @@ pub struct Intake {
     reloader: Option<Reloader>,
     /// Where commands that wait on other servers run.
     tracker: TaskTracker,
+    /// Mailbox commands running at once (each may log in somewhere).
+    mailbox_commands: Arc<Semaphore>,
 }
+
+/// Mailbox commands the gateway runs at once; more are refused with `wait`.
+const MAILBOX_COMMANDS: usize = 32;
 
 impl Intake {
     /// An intake answering through `link`; tasks that wait on other
@@ -94,6 +99,7 @@ impl Intake {
             handoffs: Arc::new(handoffs),
             prepared,
             tracker,
+            mailbox_commands: Arc::new(Semaphore::new(MAILBOX_COMMANDS)),
         }
     }
 
@@ -120,13 +126,20 @@ impl Intake {
                             .await,
                     )),
                     // Attaching waits on the user's IMAP server: beside the loop.
+                    // Bounded: a flood of them waits its turn here.
                     Stanza::Iq(iq) if commands::is_mailbox_command(&iq) => {
-                        let (store, link) = (self.store.clone(), self.link.clone());
-                        self.tracker.spawn(async move {
-                            let reply = commands::answer_mailbox(&config, &store, iq).await;
-                            link.send(reply).await;
-                        });
-                        None
+                        match self.mailbox_commands.clone().try_acquire_owned() {
+                            Ok(permit) => {
+                                let (store, link) = (self.store.clone(), self.link.clone());
+                                self.tracker.spawn(async move {
+                                    let reply = commands::answer_mailbox(&config, &store, iq).await;
+                                    link.send(reply).await;
+                                    drop(permit);
+                                });
+                                None
+                            }
+                            Err(_) => Some(Stanza::Iq(commands::busy(&iq))),
+                        }
                     }
                     Stanza::Iq(iq) if commands::is_command(&iq) => Some(Stanza::Iq(
                         commands::answer(&config, &self.store, self.reloader.as_ref(), iq).await,

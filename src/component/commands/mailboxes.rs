@@ -75,6 +75,18 @@ pub fn may_attach(config: &Config, jid: &Jid) -> bool {
     config.imap.key.is_some() && jid.node().is_some() && config.mail.serves(jid.domain().as_str())
 }
 
+/// The answer while too many mailbox commands run already.
+pub fn busy(iq: &Iq) -> Iq {
+    error(
+        iq,
+        Fault::new(
+            ErrorType::Wait,
+            DefinedCondition::ResourceConstraint,
+            "too many mailboxes are being attached; try again in a minute",
+        ),
+    )
+}
+
 /// Whether `iq` runs one of these commands.
 pub fn is_mailbox_command(iq: &Iq) -> bool {
     matches!(iq, Iq::Set { payload, .. }

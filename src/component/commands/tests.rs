@@ -297,3 +297,17 @@ async fn users_see_the_mailbox_commands_where_mailboxes_can_be_attached() {
     ));
     assert!(xml.contains("<forbidden "), "{xml}");
 }
+
+#[test]
+fn too_many_mailbox_commands_at_once_are_told_to_wait() {
+    let xml = String::from(&Element::from(busy(&command(
+        "alice@a.test/phone",
+        "imap-attach",
+        None,
+        None,
+    ))));
+    assert!(
+        xml.contains("type='wait'") && xml.contains("<resource-constraint "),
+        "{xml}"
+    );
+}
