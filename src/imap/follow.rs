@@ -215,8 +215,17 @@ impl Followers {
                 }
                 wait_idle(session, renew).await?
             } else {
-                let stagger = poll.mul_f64(rand::rng().random_range(0.9..=1.1));
-                tokio::time::sleep(stagger).await;
+                // A NOOP now and then keeps a long wait's connection up
+                // (servers may close one silent for 30 minutes).
+                let mut left = poll.mul_f64(rand::rng().random_range(0.9..=1.1));
+                while !left.is_zero() {
+                    let step = left.min(IDLE_RENEW);
+                    tokio::time::sleep(step).await;
+                    left = left.saturating_sub(step);
+                    if !left.is_zero() {
+                        timed(session.noop()).await?;
+                    }
+                }
                 session
             };
         }
@@ -329,7 +338,16 @@ impl Followers {
             }
             let raw = timed_any(fetch_raw(session, uid)).await?;
             let Some(raw) = raw else {
-                // Expunged meanwhile.
+                // Expunged meanwhile, or a server that sends no body:
+                // passed over, so that it is not asked for forever.
+                warn!(
+                    mailbox = mailbox.id,
+                    folder, uid, "Message gone or without a body; passed over."
+                );
+                self.store
+                    .imap_take(mailbox.id, folder, validity, uid, date, Taken::Skip)
+                    .await
+                    .map_err(err)?;
                 continue;
             };
             let mail = InboundMail {
