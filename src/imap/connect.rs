@@ -142,13 +142,19 @@ fn words(error: &async_imap::error::Error) -> String {
     }
 }
 
-/// The server's text out of async-imap's `code: …, info: Some("…")`.
-fn server_words(text: &str) -> String {
-    let Some(start) = text.find("info: Some(\"") else {
+/// The server's text out of async-imap's `code: …, info: Some("…")` (or
+/// `Outcome { …, information: Some("…") }`).
+pub fn server_words(text: &str) -> String {
+    let found = ["information: Some(\"", "info: Some(\""]
+        .iter()
+        .find_map(|marker| text.find(marker).map(|at| at + marker.len()));
+    let Some(start) = found else {
         return text.trim().to_owned();
     };
-    let quoted = text.get(start + 12..).unwrap_or_default();
-    let quoted = quoted.strip_suffix("\")").unwrap_or(quoted);
+    let quoted = text.get(start..).unwrap_or_default();
+    let quoted = quoted
+        .rfind("\")")
+        .map_or(quoted, |end| quoted.get(..end).unwrap_or(quoted));
     quoted.replace("\\\"", "\"").replace("\\\\", "\\")
 }
 
@@ -284,6 +290,12 @@ mod tests {
                 r#"code: None, info: Some("[AUTHENTICATIONFAILED] Authentication \"failed\".")"#
             ),
             r#"[AUTHENTICATIONFAILED] Authentication "failed"."#
+        );
+        assert_eq!(
+            server_words(
+                r#"outcome: Outcome { code: None, information: Some("Mailbox doesn't exist: Archive.") }"#
+            ),
+            "Mailbox doesn't exist: Archive."
         );
         assert_eq!(server_words(" plain "), "plain");
     }

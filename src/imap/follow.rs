@@ -11,7 +11,7 @@
 //! too) is followed, restarted or dropped without a restart. A mailbox
 //! that waits holds one connection and one sleeping task, nothing more.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -23,7 +23,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, info, warn};
 
-use super::connect::{login, ImapSession, LoginError, Server};
+use super::connect::{login, server_words, ImapSession, LoginError, Server};
 use super::new_messages;
 use super::seal::SealKey;
 use crate::config::Live;
@@ -187,15 +187,29 @@ impl Followers {
         let idle = config.imap.idle && timed(session.capabilities()).await?.has_str("IDLE");
         let poll = config.imap.poll_interval;
         debug!(mailbox = mailbox.id, idle, "Logged in.");
+        // Folders the server said it does not have (deleted, renamed):
+        // logged once, looked for again each round.
+        let mut missing: HashSet<String> = HashSet::new();
         loop {
-            let mut first_last = None;
+            // The first folder there is, and the highest UID known in it.
+            let mut first: Option<(&str, u32)> = None;
             for folder in &mailbox.folders {
-                let last = self.take_new(&mut session, mailbox, folder).await?;
-                first_last.get_or_insert(last);
+                match self.take_new(&mut session, mailbox, folder).await? {
+                    Ok(last) => {
+                        if missing.remove(folder) {
+                            info!(mailbox = mailbox.id, folder = %folder, "Folder there again.");
+                        }
+                        first.get_or_insert((folder, last));
+                    }
+                    Err(words) => {
+                        if missing.insert(folder.clone()) {
+                            warn!(mailbox = mailbox.id, user = %mailbox.user, host = %mailbox.host, folder = %folder, server_said = %words, "Folder unavailable; the others are followed.");
+                        }
+                    }
+                }
             }
             *backoff = BACKOFF_FIRST;
-            let first = mailbox.folders.first().map_or("INBOX", String::as_str);
-            session = if idle {
+            session = if let (true, Some((first, taken))) = (idle, first) {
                 // Several folders: the others are looked at between IDLEs.
                 let renew = if mailbox.folders.len() > 1 {
                     poll.min(IDLE_RENEW)
@@ -206,7 +220,6 @@ impl Followers {
                 // tell of it.
                 while session.unsolicited_responses.try_recv().is_ok() {}
                 let selected = timed(session.examine(first)).await?;
-                let taken = first_last.unwrap_or(0);
                 if selected
                     .uid_next
                     .is_some_and(|next| next > taken.saturating_add(1))
@@ -259,15 +272,21 @@ impl Followers {
     }
 
     /// Takes the messages of `folder` above the highest UID taken;
-    /// returns the highest UID it knows of now.
+    /// returns the highest UID it knows of now, or the server's words
+    /// when it has no such folder. `Err` when the connection failed.
     async fn take_new(
         &self,
         session: &mut ImapSession,
         mailbox: &ImapMailbox,
         folder: &str,
-    ) -> Result<u32, String> {
+    ) -> Result<Result<u32, String>, String> {
         let err = |e: anyhow::Error| format!("{e:#}");
-        let selected = timed(session.examine(folder)).await?;
+        let selected = match tokio::time::timeout(COMMAND_TIMEOUT, session.examine(folder)).await {
+            Ok(Ok(selected)) => selected,
+            Ok(Err(async_imap::error::Error::No(words))) => return Ok(Err(server_words(&words))),
+            Ok(Err(e)) => return Err(e.to_string()),
+            Err(_) => return Err(format!("no answer within {}s", COMMAND_TIMEOUT.as_secs())),
+        };
         let Some(mut state) = self
             .store
             .imap_folders(mailbox.id)
@@ -276,7 +295,7 @@ impl Followers {
             .into_iter()
             .find(|f| f.name == folder)
         else {
-            return Ok(0);
+            return Ok(Ok(0));
         };
         let validity = selected.uid_validity.unwrap_or(0);
         if validity != state.uid_validity {
@@ -375,7 +394,9 @@ impl Followers {
         }
         // Every UID below UIDNEXT as it was before the fetch was fetched
         // (or expunged): UIDs are not dense.
-        Ok(last.max(selected.uid_next.unwrap_or(1).saturating_sub(1)))
+        Ok(Ok(
+            last.max(selected.uid_next.unwrap_or(1).saturating_sub(1))
+        ))
     }
 }
 

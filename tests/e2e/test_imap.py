@@ -7,6 +7,7 @@ notice."""
 
 import asyncio
 import os
+import re
 import subprocess
 import threading
 import time
@@ -63,10 +64,11 @@ class Setup:
         return subprocess.run([self.facteur.binary, "imap", *args, "--config", str(self.facteur.config)],
                               capture_output=True, text=True, timeout=60, env={**os.environ, **self.env})
 
-    def attach(self, tls="none", port=None, host="127.0.0.1", password_file=None):
+    def attach(self, tls="none", port=None, host="127.0.0.1", password_file=None, folders=()):
         return self.cli("attach", "--jid", "alice@example.test", "--host", host,
                         "--port", str(port or self.dovecot.imap), "--tls", tls, "--user", "alice",
-                        "--password-file", str(password_file or self.password_file))
+                        "--password-file", str(password_file or self.password_file),
+                        *(a for f in folders for a in ("--folder", f)))
 
 
 def from_imap(alice, prefix="imap-"):
@@ -213,6 +215,49 @@ def test_a_new_uidvalidity_brings_only_what_is_new_by_date(tmp_path):
             await asyncio.sleep(2)
             assert sorted(from_imap(alice)) == ["imap-1", "imap-2"]
             assert all(len(ids) == 1 for ids in from_imap(alice).values()), from_imap(alice)
+            await alice.disconnect()
+        run(scenario())
+
+
+def test_a_mail_too_large_is_announced_and_not_fetched(tmp_path):
+    # The test gateway takes mail up to 200000 bytes.
+    with Setup(tmp_path, imap='poll_interval = "1h"') as s:
+        async def scenario():
+            alice = await registered_client(s.gateway)
+            assert s.attach().returncode == 0
+            await asyncio.to_thread(s.facteur.wait_log, "IDLE: waiting.", 15)
+            big = mail(1).replace(b"mail number 1", b"x" * 300000)
+            s.dovecot.deliver([big, mail(2)])
+            notice = await alice.wait_for(lambda m: m["subject"] == "Mail too large", timeout=20)
+            assert notice["from"] == GATEWAY
+            told = re.match(r"A mail of (\d+) bytes in INBOX of alice at 127\.0\.0\.1 is over the limit "
+                            r"of 200000 bytes; it was not fetched\.", notice["body"])
+            assert told and int(told.group(1)) > 300000, notice["body"]
+            await alice.wait_for(lambda m: m["subject"] == "imap-2", timeout=20)
+            assert not [m for m in alice.messages if m["subject"] == "imap-1"]
+            # Only the small one's body was asked for.
+            assert "Mail over the size limit; the user is told." in s.facteur.log_since_start()
+            await alice.disconnect()
+        run(scenario())
+
+
+def test_a_folder_that_vanishes_leaves_the_others_followed(tmp_path):
+    with Setup(tmp_path, imap='poll_interval = "1h"') as s:
+        async def scenario():
+            alice = await registered_client(s.gateway)
+            s.dovecot.doveadm("mailbox", "create", "-u", "alice", "Archive")
+            assert s.attach(folders=("INBOX", "Archive")).returncode == 0
+            await asyncio.to_thread(s.facteur.wait_log, "IDLE: waiting.", 15)
+            s.dovecot.doveadm("mailbox", "delete", "-u", "alice", "Archive")
+            s.dovecot.deliver([mail(1)])
+            await alice.wait_for(lambda m: m["subject"] == "imap-1", timeout=20)
+            await asyncio.to_thread(s.facteur.wait_log, "Folder unavailable; the others are followed.", 10)
+            assert 'folder=Archive server_said=Mailbox doesn\'t exist: Archive' in s.facteur.log_since_start()
+            s.dovecot.deliver([mail(2)])
+            await alice.wait_for(lambda m: m["subject"] == "imap-2", timeout=20)
+            log = s.facteur.log_since_start()
+            assert log.count("Folder unavailable") == 1
+            assert "Mailbox unreachable" not in log
             await alice.disconnect()
         run(scenario())
 
