@@ -174,10 +174,21 @@ async fn tls(host: &str, tcp: TcpStream) -> Result<Stream, LoginError> {
 
 /// Reads the greeting: `* OK` goes on, `* BYE` (or nothing) does not.
 async fn greeting(client: &mut Client<Stream>, server: &Server<'_>) -> Result<(), LoginError> {
-    let greeting = client
-        .read_response()
-        .await
-        .map_err(|e| LoginError::Failed(format!("Reading the greeting of {}: {e}", server.host)))?;
+    let greeting = client.read_response().await.map_err(|e| {
+        let mut detail = e.to_string();
+        if detail.len() > 200 {
+            let cut = (0..=200)
+                .rev()
+                .find(|&i| detail.is_char_boundary(i))
+                .unwrap_or(0);
+            detail.truncate(cut);
+            detail.push('…');
+        }
+        LoginError::Failed(format!(
+            "{} sent no IMAP greeting (is it an IMAP server, and is the TLS mode right?): {detail}",
+            server.host
+        ))
+    })?;
     match greeting {
         Some(response) => {
             if let async_imap::imap_proto::Response::Data {

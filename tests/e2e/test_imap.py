@@ -8,6 +8,7 @@ notice."""
 import asyncio
 import os
 import re
+import socket
 import subprocess
 import threading
 import time
@@ -142,6 +143,51 @@ def test_wrong_password_at_attach_fails_with_dovecots_words(tmp_path):
         # A password in clear goes to loopback only.
         remote = s.attach(host="192.0.2.1")
         assert remote.returncode != 0 and "loopback" in remote.stderr, remote.stderr
+        assert s.cli("list").stdout == ""
+
+
+def garbage_server(greeting):
+    """A TCP server on a free loopback port that sends `greeting`, then
+    answers every line with bytes no IMAP parser takes, then closes."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(4)
+
+    def serve():
+        while True:
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                return
+            with conn:
+                conn.settimeout(5)
+                try:
+                    conn.sendall(greeting)
+                    conn.recv(4096)
+                    conn.sendall(b"\x00\xff)(*& not imap at all {99999999}\r\n" * 3)
+                except OSError:
+                    pass
+    threading.Thread(target=serve, daemon=True).start()
+    return listener
+
+
+@pytest.mark.parametrize("greeting", [b"* OK ready\r\n", b"\x00\x01garbage\r\n"])
+def test_a_server_that_sends_garbage_is_refused_clearly(tmp_path, greeting):
+    with Setup(tmp_path) as s:
+        listener = garbage_server(greeting)
+        try:
+            started = time.monotonic()
+            refused = s.attach(port=listener.getsockname()[1])
+            assert refused.returncode == 1, refused
+            assert refused.stderr.startswith(f"127.0.0.1:{listener.getsockname()[1]} as alice: "), refused.stderr
+            assert "panicked" not in refused.stderr
+            if b"OK" not in greeting:
+                assert "127.0.0.1 sent no IMAP greeting (is it an IMAP server, and is the TLS mode right?)" \
+                    in refused.stderr, refused.stderr
+            assert time.monotonic() - started < 35
+            print(refused.stderr)
+        finally:
+            listener.close()
         assert s.cli("list").stdout == ""
 
 
