@@ -18,6 +18,7 @@ use tokio_util::task::TaskTracker;
 use xmpp_parsers::stanza::Stanza;
 
 use super::handoff::{self, Handoffs};
+use super::keys::{self, KeyRequests};
 use super::lookups::Lookups;
 use super::outgoing::{Intaken, Outgoing, Prepared};
 use super::probe::{self, Probes};
@@ -38,6 +39,7 @@ pub struct Intake {
     link: LinkHandle,
     outgoing: Arc<Outgoing>,
     probes: Probes,
+    keys: KeyRequests,
     handoffs: Arc<Handoffs>,
     /// Mails prepared beside the loop, to be queued by it.
     prepared: mpsc::Receiver<Prepared>,
@@ -84,6 +86,7 @@ impl Intake {
         };
         Intake {
             probes: Probes::new(now.xmpp_mail.probes),
+            keys: KeyRequests::new(&now),
             reloader,
             config,
             store,
@@ -113,6 +116,11 @@ impl Intake {
                 let reply = match stanza {
                     Stanza::Iq(iq) if probe::is_probe(&iq) => Some(Stanza::Iq(
                         self.probes
+                            .answer(&config, &self.store, iq, Instant::now())
+                            .await,
+                    )),
+                    Stanza::Iq(iq) if keys::is_keys(&iq) => Some(Stanza::Iq(
+                        self.keys
                             .answer(&config, &self.store, iq, Instant::now())
                             .await,
                     )),

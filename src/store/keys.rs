@@ -12,6 +12,8 @@ use crate::keys::wkd;
 /// How a key was published.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum KeySource {
+    /// The key IQ (`<keys xmlns='urn:xmpp:mail:0'/>`).
+    Iq,
     /// `facteur keys import`.
     Cli,
 }
@@ -19,6 +21,7 @@ pub enum KeySource {
 impl KeySource {
     pub fn as_str(self) -> &'static str {
         match self {
+            KeySource::Iq => "iq",
             KeySource::Cli => "cli",
         }
     }
