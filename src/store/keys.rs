@@ -12,6 +12,8 @@ use crate::keys::wkd;
 /// How a key was published.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum KeySource {
+    /// The ad-hoc command "OpenPGP key".
+    Command,
     /// The key IQ (`<keys xmlns='urn:xmpp:mail:0'/>`).
     Iq,
     /// `facteur keys import`.
@@ -21,6 +23,7 @@ pub enum KeySource {
 impl KeySource {
     pub fn as_str(self) -> &'static str {
         match self {
+            KeySource::Command => "command",
             KeySource::Iq => "iq",
             KeySource::Cli => "cli",
         }
