@@ -107,7 +107,7 @@ async fn advanced_policy(
     policy(&directory, &domain)
 }
 
-/// An empty policy file (§4.5): the directory exists; no submission
+/// An empty policy file (the draft's policy flags): the directory exists; no submission
 /// address, no protocol version claimed.
 fn policy(directory: &Directory, domain: &str) -> Response {
     if !directory.serves(domain) {
