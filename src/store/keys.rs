@@ -213,6 +213,14 @@ mod tests {
             .map(|k| k.user.to_string())
             .collect();
         assert_eq!(listed, ["alice@example.org", "bob@example.org"]);
+
+        // Unregistering stops serving the key; a key of a user who was
+        // never registered (users = "all") stays.
+        store.register(&bob).await.expect("registered");
+        assert!(store.unregister(&bob).await.expect("unregistered"));
+        assert_eq!(store.key(&bob).await.expect("read"), None);
+        assert!(!store.unregister(&alice).await.expect("unregistered"));
+        assert!(store.key(&alice).await.expect("read").is_some());
         assert!(store.remove_key(&alice).await.expect("removed"));
         assert!(!store.remove_key(&alice).await.expect("removed"));
         assert_eq!(store.key(&alice).await.expect("read"), None);

@@ -66,16 +66,30 @@ impl Store {
         Ok(())
     }
 
-    /// Returns whether the user was registered.
+    /// Unregisters a user; the OpenPGP key she published is no longer
+    /// served either (she no longer uses the gateway). Whether she was
+    /// registered.
     pub async fn unregister(&self, user: &BareJid) -> anyhow::Result<bool> {
-        let done = on_backend!(&self.pool, |pool| sqlx::query(
-            "DELETE FROM users WHERE jid = $1"
-        )
-        .bind(user.as_str())
-        .execute(pool)
-        .await
-        .map(|done| done.rows_affected()))
-        .with_context(|| format!("Unregistering {user}"))?;
+        let done = on_backend!(&self.pool, |pool| {
+            let mut tx = pool.begin().await.context("Starting transaction")?;
+            let done = sqlx::query("DELETE FROM users WHERE jid = $1")
+                .bind(user.as_str())
+                .execute(&mut *tx)
+                .await
+                .with_context(|| format!("Unregistering {user}"))?
+                .rows_affected();
+            if done > 0 {
+                sqlx::query("DELETE FROM openpgp_keys WHERE jid = $1")
+                    .bind(user.as_str())
+                    .execute(&mut *tx)
+                    .await
+                    .with_context(|| format!("Removing the key of {user}"))?;
+            }
+            tx.commit()
+                .await
+                .with_context(|| format!("Unregistering {user}"))?;
+            done
+        });
         self.users.forget(user);
         Ok(done > 0)
     }

@@ -7,8 +7,6 @@ alone; her revocation is served as such; bad keys are refused with the
 command's note."""
 
 import base64
-import os
-import shutil
 import subprocess
 import urllib.error
 import urllib.request
@@ -22,11 +20,6 @@ from peers import GATEWAY, Client, Gateway, registered_client, run
 COMMANDS = "http://jabber.org/protocol/commands"
 FORMS = "jabber:x:data"
 WKS_CLIENT = "/usr/lib/gnupg/gpg-wks-client"
-
-pytestmark = pytest.mark.skipif(
-    shutil.which("gpg") is None or not os.path.exists(WKS_CLIENT),
-    reason="GnuPG and gpg-wks-client are installed by tests/peers/install.sh")
-
 
 class GnuPG:
     """A scratch GnuPG home; its agent is stopped at the end."""
