@@ -2,7 +2,8 @@
 //! gateway prompt (XEP-0100 `jabber:iq:gateway`), ping (XEP-0199),
 //! version (XEP-0092), presence subscriptions to mail contacts. Anything
 //! else gets an error, never silence; what needs the store goes to the
-//! intake (registration, vCards, XMPP-Mail probes, ad-hoc commands).
+//! intake (registration, vCards, XMPP-Mail probes, the key IQ, ad-hoc
+//! commands).
 
 use facteur_bridge::wire::NS_MAIL;
 use facteur_bridge::{mailbox_to_jid, MailAddress};
@@ -52,7 +53,8 @@ const NO_NODE: Fault = Fault::new(
 /// Where an IQ request goes.
 pub enum IqRoute {
     Reply(Iq),
-    /// Needs the store: registration, contacts' vCards, probes, commands.
+    /// Needs the store: registration, contacts' vCards, probes, keys,
+    /// commands.
     Intake(Iq),
 }
 
@@ -70,6 +72,7 @@ pub fn answer_iq(config: &Config, iq: Iq) -> IqRoute {
         (ns::REGISTER, "query", _, true)
         | (ns::VCARD, "vCard", true, false)
         | (NS_MAIL, "probe", true, true)
+        | (NS_MAIL, "keys", _, true)
         | (NS_COMMANDS, "command", false, true) => return IqRoute::Intake(iq),
         (ns::DISCO_INFO, "query", true, true) if node.is_some() => {
             match node.and_then(commands::info) {
@@ -381,6 +384,25 @@ mod tests {
         let xml = reply_xml(answer_iq(
             &config(),
             get("bob\\40example.net@mail.example.test", probe),
+        ));
+        assert!(xml.contains("service-unavailable"), "{xml}");
+    }
+
+    #[test]
+    fn key_iqs_go_to_the_intake() {
+        let keys = Element::builder("keys", NS_MAIL).build();
+        let route = answer_iq(&config(), get("mail.example.test", keys.clone()));
+        assert!(matches!(route, IqRoute::Intake(_)));
+        let set = Iq::Set {
+            from: Some(Jid::new("alice@example.test/phone").expect("jid")),
+            to: Some(Jid::new("mail.example.test").expect("jid")),
+            id: "k1".into(),
+            payload: keys.clone(),
+        };
+        assert!(matches!(answer_iq(&config(), set), IqRoute::Intake(_)));
+        let xml = reply_xml(answer_iq(
+            &config(),
+            get("bob\\40example.net@mail.example.test", keys),
         ));
         assert!(xml.contains("service-unavailable"), "{xml}");
     }

@@ -1,4 +1,5 @@
-//! Ad-hoc commands (XEP-0050) for the gateway's administrators, the JIDs
+//! Ad-hoc commands (XEP-0050). For every user of a served domain, "OpenPGP
+//! key" (in `key_command`). For the gateway's administrators, the JIDs
 //! of `[component] admins`: the users commands of XEP-0133 that fit a
 //! gateway (add, remove, list, count), and facteur's own for the queues
 //! and statistics, and the reload of the configuration file. Each has a
@@ -23,6 +24,7 @@ use xmpp_parsers::minidom::Element;
 use xmpp_parsers::ns;
 use xmpp_parsers::stanza_error::{DefinedCondition, ErrorType};
 
+use super::key_command;
 use super::reply::{self, error, result, Fault};
 use crate::config::Config;
 use crate::reload::Reloader;
@@ -155,11 +157,12 @@ impl Command {
 
 /// disco#items of the commands node: the administrators' commands, for
 /// administrators only, then the mailbox commands, for users of the
-/// served domains where mailboxes can be attached (an empty list for
-/// anyone else).
+/// served domains where mailboxes can be attached, and "OpenPGP key" for
+/// the users of served domains (an empty list for anyone else).
 pub fn items(config: &Config, from: Option<&Jid>) -> DiscoItemsResult {
     let admin = from.is_some_and(|jid| config.component.is_admin(jid));
-    let user = from.is_some_and(|jid| may_attach(config, jid));
+    let mailboxes = from.is_some_and(|jid| may_attach(config, jid));
+    let user = from.is_some_and(|jid| key_command::offered_to(config, jid));
     let gateway = Jid::from(config.component.jid.clone());
     let item = |node: &str, name: &str| Item {
         jid: gateway.clone(),
@@ -170,8 +173,11 @@ pub fn items(config: &Config, from: Option<&Jid>) -> DiscoItemsResult {
     if admin {
         items.extend(COMMANDS.iter().map(|c| item(c.node(), c.name())));
     }
-    if user {
+    if mailboxes {
         items.extend(MAILBOX_COMMANDS.iter().map(|c| item(c.node(), c.name())));
+    }
+    if user {
+        items.push(item(key_command::NODE, key_command::NAME));
     }
     DiscoItemsResult {
         node: Some(NS_COMMANDS.to_owned()),
@@ -185,6 +191,7 @@ pub fn items(config: &Config, from: Option<&Jid>) -> DiscoItemsResult {
 pub fn info(node: &str) -> Option<DiscoInfoResult> {
     let name = match Command::from_node(node) {
         Some(command) => command.name(),
+        None if node == key_command::NODE => key_command::NAME,
         None => MailboxCommand::from_node(node)?.name(),
     };
     Some(DiscoInfoResult {
@@ -209,6 +216,9 @@ pub async fn answer(config: &Config, store: &Store, reloader: Option<&Reloader>,
     let Some(from) = from.clone() else {
         return error(&iq, reply::NO_SENDER);
     };
+    if payload.attr("node") == Some(key_command::NODE) {
+        return key_command::answer(config, store, iq).await;
+    }
     if !config.component.is_admin(&from) {
         return error(&iq, NOT_ADMIN);
     }
@@ -273,7 +283,7 @@ pub async fn answer(config: &Config, store: &Store, reloader: Option<&Reloader>,
     }
 }
 
-fn new_session() -> String {
+pub(super) fn new_session() -> String {
     format!("{:016x}", rand::rng().random::<u64>())
 }
 
@@ -466,7 +476,7 @@ fn one_item(values: &[String]) -> Result<ItemId, Fault> {
 }
 
 /// The values of field `var` in a submitted form.
-fn field_values(form: &Element, var: &str) -> Vec<String> {
+pub(super) fn field_values(form: &Element, var: &str) -> Vec<String> {
     form.children()
         .filter(|f| f.is("field", ns::DATA_FORMS) && f.attr("var") == Some(var))
         .flat_map(|f| f.children().filter(|v| v.is("value", ns::DATA_FORMS)))
@@ -475,7 +485,7 @@ fn field_values(form: &Element, var: &str) -> Vec<String> {
 }
 
 /// A form field; `label` is left out when empty.
-fn field(var: &str, kind: &str, label: &str, values: &[String]) -> Element {
+pub(super) fn field(var: &str, kind: &str, label: &str, values: &[String]) -> Element {
     let mut field = Element::builder("field", ns::DATA_FORMS)
         .attr(xml_ncname!("var").into(), var)
         .attr(xml_ncname!("type").into(), kind);
@@ -491,7 +501,7 @@ fn field(var: &str, kind: &str, label: &str, values: &[String]) -> Element {
         .build()
 }
 
-fn form(kind: &str, form_type: &str, title: &str, fields: Vec<Element>) -> Element {
+pub(super) fn form(kind: &str, form_type: &str, title: &str, fields: Vec<Element>) -> Element {
     Element::builder("x", ns::DATA_FORMS)
         .attr(xml_ncname!("type").into(), kind)
         .append(
@@ -519,7 +529,7 @@ fn result_form(form_type: &str, fields: Vec<Element>) -> Element {
     form("result", form_type, "Result", fields)
 }
 
-fn note(kind: &str, text: &str) -> Element {
+pub(super) fn note(kind: &str, text: &str) -> Element {
     Element::builder("note", NS_COMMANDS)
         .attr(xml_ncname!("type").into(), kind)
         .append(text)

@@ -18,6 +18,7 @@ use tokio_util::task::TaskTracker;
 use xmpp_parsers::stanza::Stanza;
 
 use super::handoff::{self, Handoffs};
+use super::keys::{self, KeyRequests};
 use super::lookups::Lookups;
 use super::outgoing::{Intaken, Outgoing, Prepared};
 use super::probe::{self, Probes};
@@ -38,6 +39,7 @@ pub struct Intake {
     link: LinkHandle,
     outgoing: Arc<Outgoing>,
     probes: Probes,
+    keys: KeyRequests,
     handoffs: Arc<Handoffs>,
     /// Mails prepared beside the loop, to be queued by it.
     prepared: mpsc::Receiver<Prepared>,
@@ -91,6 +93,7 @@ impl Intake {
         };
         Intake {
             probes: Probes::new(now.xmpp_mail.probes),
+            keys: KeyRequests::new(&now),
             reloader,
             config,
             store,
@@ -141,6 +144,11 @@ impl Intake {
                             Err(_) => Some(Stanza::Iq(commands::busy(&iq))),
                         }
                     }
+                    Stanza::Iq(iq) if keys::is_keys(&iq) => Some(Stanza::Iq(
+                        self.keys
+                            .answer(&config, &self.store, iq, Instant::now())
+                            .await,
+                    )),
                     Stanza::Iq(iq) if commands::is_command(&iq) => Some(Stanza::Iq(
                         commands::answer(&config, &self.store, self.reloader.as_ref(), iq).await,
                     )),

@@ -10,8 +10,9 @@
 //! (`answers`), else handed to the `intake`, which keeps one file per
 //! protocol role: `registration`, `vcard`, `outgoing` mail and the
 //! `lookups` it makes at users' servers, and for other domains' gateways
-//! XMPP-Mail `probe` answers and `handoff`s; for its administrators,
-//! ad-hoc `commands`. `listing` checks that the served domains list the
+//! XMPP-Mail `probe` answers and `handoff`s; for anyone, the users'
+//! OpenPGP `keys`; ad-hoc `commands`: its administrators', and
+//! "OpenPGP key" for users (`key_command`). `listing` checks that the served domains list the
 //! gateway. Stanza errors are built in `reply`.
 //! A new role gets a file of its own beside these.
 
@@ -20,6 +21,8 @@ mod answers;
 mod commands;
 pub mod handoff;
 pub mod intake;
+mod key_command;
+mod keys;
 pub mod listing;
 mod lookups;
 mod outgoing;

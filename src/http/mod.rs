@@ -1,5 +1,6 @@
 //! facteur's HTTP server (axum): attachment links, `/health` (in
-//! `health`) and `/metrics` (in `scrape`).
+//! `health`), `/metrics` (in `scrape`) and the served domains' OpenPGP
+//! Web Key Directory (in `wkd`).
 //!
 //! A link is `/files/TOKEN/NAME`: the token is random and unguessable, the
 //! name is only for the user. Every answer says `nosniff` and carries a
@@ -10,6 +11,7 @@
 pub mod files;
 mod health;
 pub mod scrape;
+mod wkd;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -41,13 +43,15 @@ struct Served {
 }
 
 /// `link_up` tells whether the component link is up, for `/health`;
-/// `metrics` renders `/metrics`.
+/// `metrics` renders `/metrics`; `domains`, the served domains, have
+/// their keys served by WKD.
 pub fn router(
     store: Store,
     files: FileStore,
     retention: Duration,
     link_up: watch::Receiver<bool>,
     metrics: PrometheusHandle,
+    domains: &[String],
 ) -> Router {
     Router::new()
         .route("/files/{token}/{name}", get(serve_file))
@@ -57,6 +61,7 @@ pub fn router(
             retention,
         })
         .merge(health::router(Health::new(store.clone(), link_up)))
+        .merge(wkd::router(store.clone(), domains))
         .merge(scrape::router(store, metrics))
 }
 
@@ -165,17 +170,8 @@ async fn serve_file(
         .into_response()
 }
 
-/// Serves until shutdown.
-pub async fn run(
-    listener: TcpListener,
-    store: Store,
-    files: FileStore,
-    retention: Duration,
-    link_up: watch::Receiver<bool>,
-    metrics: PrometheusHandle,
-    shutdown: CancellationToken,
-) {
-    let app = router(store, files, retention, link_up, metrics);
+/// Serves `app` (see [`router`]) until shutdown.
+pub async fn run(listener: TcpListener, app: Router, shutdown: CancellationToken) {
     let served = axum::serve(listener, app)
         .with_graceful_shutdown(async move { shutdown.cancelled().await })
         .await;

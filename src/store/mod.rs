@@ -1,7 +1,7 @@
 //! The durable store (sqlx): SQLite in WAL mode with synchronous commits,
 //! or PostgreSQL with its default synchronous commits. One file per table
 //! group: registered users, contacts, messages, shared attachments,
-//! secrets, the two queues, and what XMPP-Mail learnt from other domains
+//! secrets, the users' OpenPGP keys, the two queues, and what XMPP-Mail learnt from other domains
 //! and took from their gateways (`xmpp_mail`, `handoffs`). Every state
 //! change of a queued item is one statement or one transaction, and
 //! whoever commits new work into a queue wakes that queue's runner
@@ -55,6 +55,7 @@ mod handoffs;
 mod health;
 mod imap;
 mod jobs;
+mod keys;
 #[cfg(test)]
 mod lease_tests;
 mod messages;
@@ -85,6 +86,7 @@ pub use commit::{Committer, OutcomeCommitter};
 pub use contacts::Contact;
 pub use handoffs::{HandoffTaken, NewHandoff};
 pub use imap::{FolderStart, ImapMailbox, MailboxState, NewImapMailbox, Taken, TlsMode};
+pub use keys::KeySource;
 pub use messages::MessageRecord;
 pub use read_receipts::MdnRequest;
 pub use receipts::{envelope_id, OwedReceipt};

@@ -66,7 +66,9 @@ impl Store {
         Ok(())
     }
 
-    /// Returns whether the user was registered.
+    /// Unregisters a user; her IMAP mailboxes are detached and the
+    /// OpenPGP key she published is no longer served (she no longer uses
+    /// the gateway). Whether she was registered.
     pub async fn unregister(&self, user: &BareJid) -> anyhow::Result<bool> {
         // The user's IMAP mailboxes go with the registration, in the
         // same transaction: nothing more is fetched for them.
@@ -89,6 +91,13 @@ impl Store {
                 .await
                 .with_context(|| format!("Unregistering {user}"))?
                 .rows_affected();
+            if done > 0 {
+                sqlx::query("DELETE FROM openpgp_keys WHERE jid = $1")
+                    .bind(user.as_str())
+                    .execute(&mut *tx)
+                    .await
+                    .with_context(|| format!("Removing the key of {user}"))?;
+            }
             tx.commit()
                 .await
                 .with_context(|| format!("Unregistering {user}"))?;

@@ -79,11 +79,12 @@ def test_administrators_run_commands_from_their_client(gw):
                              f"{ADMIN}#get-registered-users-list",
                              f"{ADMIN}#get-registered-users-num",
                              "queue-list", "queue-show", "queue-retry", "queue-delete", "stats",
-                             "reload"]
-            # A user who is no administrator sees no command and runs none.
-            items = list((await alice.iq("get", GATEWAY, listing)).xml.iter(
-                "{http://jabber.org/protocol/disco#items}item"))
-            assert items == []
+                             "reload", "openpgp-key"]
+            # A user who is no administrator sees her own command only, and
+            # runs none of theirs.
+            items = (await alice.iq("get", GATEWAY, listing)).xml.iter(
+                "{http://jabber.org/protocol/disco#items}item")
+            assert [item.get("node") for item in items] == ["openpgp-key"]
             assert await refused(alice, "stats") == "forbidden"
 
             # Users: bob registers carol... of his own domain only.

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs the real peers the end-to-end tests drive (Debian 12, as root):
 # Prosody (with prosody-modules, for mod_privilege), ejabberd, Postfix (smtp-sink/smtp-source, private instances), swaks, go-sendxmpp, Dovecot,
-# BIND's named-checkzone,
+# BIND's named-checkzone, GnuPG (and the build needs of sequoia-openpgp),
 # a Python venv with slixmpp, aiosmtpd and pytest, and cargo-fuzz.
 # Usage: tests/peers/install.sh [VENV]   (default: target/peers-venv)
 set -euo pipefail
@@ -21,7 +21,13 @@ apt-get install -y -q --no-install-recommends -o DPkg::Lock::Timeout=300 \
   dnsmasq-base openssl iproute2 ca-certificates \
   bind9-utils \
   postgresql \
-  systemd
+  systemd \
+  nettle-dev libgmp-dev pkg-config clang \
+  gnupg gpg-wks-client
+# nettle-dev libgmp-dev pkg-config clang: what sequoia-openpgp's nettle
+# backend needs to build (bindgen needs libclang and its headers).
+# gnupg gpg-wks-client: the independent check of the keys facteur serves
+# by WKD (the URL of an address, and `gpg --import` of what is served).
 # postgresql: initdb and pg_ctl for the private clusters of the tests and
 # the bench (tests/peers/pg-cluster); the package's own cluster is not used.
 # systemd: only systemd-analyze is used (the unit's sandbox score,

@@ -46,8 +46,15 @@ async fn only_administrators_see_and_run_commands() {
     let config = config();
     let admin = Jid::new("root@a.test/laptop").expect("jid");
     let user = Jid::new("alice@a.test/phone").expect("jid");
-    assert_eq!(items(&config, Some(&admin)).items.len(), COMMANDS.len());
-    assert!(items(&config, Some(&user)).items.is_empty());
+    // Administrators who are users of a served domain see "OpenPGP key"
+    // too, after their own; users see it alone.
+    assert_eq!(items(&config, Some(&admin)).items.len(), COMMANDS.len() + 1);
+    let offered: Vec<Option<String>> = items(&config, Some(&user))
+        .items
+        .into_iter()
+        .map(|i| i.node)
+        .collect();
+    assert_eq!(offered, [Some(key_command::NODE.to_owned())]);
     assert!(items(&config, None).items.is_empty());
 
     let xml = run_xml(&store, command("alice@a.test/phone", "stats", None, None)).await;

@@ -1,0 +1,207 @@
+//! The ad-hoc command "OpenPGP key" (XEP-0050), for every user who has
+//! mail, from clients without the key IQ (doc/xmpp-mail.md §12): publish
+//! a key pasted armored, show the key served, or remove it. Publishing
+//! runs the key IQ's checks (`keys::publish`); a refused key completes
+//! the command with an error note that says why.
+//!
+//! One form, one step: `execute` answers the form, the submitted form
+//! completes the command; nothing is kept between the two.
+
+use std::time::SystemTime;
+
+use xmpp_parsers::iq::Iq;
+use xmpp_parsers::jid::Jid;
+use xmpp_parsers::minidom::rxml::xml_ncname;
+use xmpp_parsers::minidom::Element;
+use xmpp_parsers::ns;
+use xmpp_parsers::stanza_error::{DefinedCondition, ErrorType};
+
+use super::commands::{field, field_values, form, new_session, note, NS_COMMANDS};
+use super::keys::{publish, publisher};
+use super::reply::{self, error, result, Fault};
+use crate::config::Config;
+use crate::keys;
+use crate::store::{KeySource, Store};
+
+/// The command's node and name.
+pub const NODE: &str = "openpgp-key";
+pub const NAME: &str = "OpenPGP key";
+
+/// Whether `from` may see and run the command: a user of a served domain.
+pub fn offered_to(config: &Config, from: &Jid) -> bool {
+    from.node().is_some() && config.mail.serves(from.domain().as_str())
+}
+
+/// Runs the command `iq` asks for, or answers why not.
+pub async fn answer(config: &Config, store: &Store, iq: Iq) -> Iq {
+    let Iq::Set { from, payload, .. } = &iq else {
+        return error(&iq, reply::NOT_A_REQUEST);
+    };
+    let Some(from) = from.clone() else {
+        return error(&iq, reply::NO_SENDER);
+    };
+    let user = match publisher(config, store, &from).await {
+        Ok(user) => user,
+        Err(fault) => return error(&iq, fault),
+    };
+    let session = payload
+        .attr("sessionid")
+        .map(str::to_owned)
+        .unwrap_or_else(new_session);
+    let reply = |status: &str, children: Vec<Element>| {
+        let command = Element::builder("command", NS_COMMANDS)
+            .attr(xml_ncname!("node").into(), NODE)
+            .attr(xml_ncname!("sessionid").into(), session.as_str())
+            .attr(xml_ncname!("status").into(), status)
+            .append_all(children)
+            .build();
+        result(&iq, Some(command))
+    };
+    let submitted = payload
+        .children()
+        .find(|c| c.is("x", ns::DATA_FORMS) && c.attr("type") == Some("submit"));
+    match (payload.attr("action").unwrap_or("execute"), submitted) {
+        ("cancel", _) => reply("canceled", Vec::new()),
+        ("execute" | "complete" | "next", None) => reply(
+            "executing",
+            vec![
+                Element::builder("actions", NS_COMMANDS)
+                    .attr(xml_ncname!("execute").into(), "complete")
+                    .append(Element::builder("complete", NS_COMMANDS).build())
+                    .build(),
+                input_form(&user.to_string()),
+            ],
+        ),
+        ("execute" | "complete" | "next", Some(submitted)) => {
+            let action = field_values(submitted, "action");
+            let key = field_values(submitted, "key").join("\n");
+            match run(store, &user, action.first().map(String::as_str), &key).await {
+                Ok(done) => reply("completed", done),
+                Err(fault) => error(&iq, fault),
+            }
+        }
+        (other, _) => error(
+            &iq,
+            Fault::with_text(
+                ErrorType::Modify,
+                DefinedCondition::BadRequest,
+                format!("unknown action {other:?}"),
+            ),
+        ),
+    }
+}
+
+/// What the completed command carries back.
+async fn run(
+    store: &Store,
+    user: &jid::BareJid,
+    action: Option<&str>,
+    key: &str,
+) -> Result<Vec<Element>, Fault> {
+    let failed = |e: anyhow::Error| {
+        tracing::warn!(error = format!("{e:#}"), "Store unavailable for a command.");
+        reply::TRY_LATER
+    };
+    match action {
+        Some("publish") => {
+            if key.trim().is_empty() {
+                return Ok(vec![note("error", "Paste your public key to publish it.")]);
+            }
+            Ok(vec![
+                match publish(store, user, key.as_bytes(), KeySource::Command).await? {
+                    Ok(published) if published.revoked => note(
+                        "info",
+                        &format!(
+                            "Key {} is revoked: it is served as revoked from now on.",
+                            published.fingerprint
+                        ),
+                    ),
+                    Ok(published) => note(
+                        "info",
+                        &format!(
+                            "Published key {} for {user}, with only the user IDs naming {user}.",
+                            published.fingerprint
+                        ),
+                    ),
+                    Err(why) => note("error", &format!("{why}.")),
+                },
+            ])
+        }
+        Some("show") => {
+            let Some(stored) = store.key(user).await.map_err(failed)? else {
+                return Ok(vec![note("info", "You have published no key.")]);
+            };
+            let summary = keys::summary(&stored.cert, SystemTime::now()).map_err(failed)?;
+            let armored = keys::armored(&stored.cert).map_err(failed)?;
+            let lines: Vec<String> = armored.lines().map(str::to_owned).collect();
+            Ok(vec![form(
+                "result",
+                NS_COMMANDS,
+                NAME,
+                vec![
+                    field(
+                        "fingerprint",
+                        "text-single",
+                        "Fingerprint",
+                        &[summary.fingerprint],
+                    ),
+                    field("status", "text-single", "Status", &[summary.status]),
+                    field("userids", "text-multi", "User IDs", &summary.user_ids),
+                    field("key", "text-multi", "The key as it is served", &lines),
+                ],
+            )])
+        }
+        Some("remove") => {
+            let removed = store.remove_key(user).await.map_err(failed)?;
+            tracing::info!(user = %user, removed, "Key removed by its user.");
+            Ok(vec![note(
+                "info",
+                if removed {
+                    "Your key is no longer served."
+                } else {
+                    "You had published no key."
+                },
+            )])
+        }
+        other => Err(Fault::with_text(
+            ErrorType::Modify,
+            DefinedCondition::BadRequest,
+            format!(
+                "action {:?}: publish, show or remove",
+                other.unwrap_or_default()
+            ),
+        )),
+    }
+}
+
+/// The form: what to do, and the key to publish.
+fn input_form(user: &str) -> Element {
+    let mut action = field("action", "list-single", "What to do", &["show".to_owned()]);
+    for (value, label) in [
+        ("publish", "Publish the key below"),
+        ("show", "Show the key served"),
+        ("remove", "Stop serving my key"),
+    ] {
+        action.append_child(
+            Element::builder("option", ns::DATA_FORMS)
+                .attr(xml_ncname!("label").into(), label)
+                .append(
+                    Element::builder("value", ns::DATA_FORMS)
+                        .append(value)
+                        .build(),
+                )
+                .build(),
+        );
+    }
+    action.append_child(Element::builder("required", ns::DATA_FORMS).build());
+    let key = field(
+        "key",
+        "text-multi",
+        &format!("Your public key, armored, with a user ID naming {user}"),
+        &[],
+    );
+    form("form", NS_COMMANDS, NAME, vec![action, key])
+}
+
+#[cfg(test)]
+mod tests;

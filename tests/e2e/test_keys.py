@@ -1,0 +1,260 @@
+"""facteur as the OpenPGP key directory of its users, checked with GnuPG:
+alice publishes a key made by gpg through the ad-hoc command "OpenPGP
+key" (XEP-0050, from a real client through Prosody); gpg-wks-client names
+the WKD URL of her address; what facteur's HTTP listener serves there
+imports into a scratch GnuPG home with her fingerprint and her address
+alone; her revocation is served as such; bad keys are refused with the
+command's note."""
+
+import base64
+import subprocess
+import urllib.error
+import urllib.request
+from urllib.parse import urlsplit
+from xml.sax.saxutils import escape
+
+import pytest
+
+from peers import GATEWAY, Client, Gateway, registered_client, run
+
+COMMANDS = "http://jabber.org/protocol/commands"
+FORMS = "jabber:x:data"
+WKS_CLIENT = "/usr/lib/gnupg/gpg-wks-client"
+
+class GnuPG:
+    """A scratch GnuPG home; its agent is stopped at the end."""
+
+    def __init__(self, path):
+        self.home = path
+        self.home.mkdir(mode=0o700)
+
+    def __call__(self, *args, input=None, check=True):
+        out = subprocess.run(["gpg", "--homedir", str(self.home), "--batch", "--yes",
+                              "--pinentry-mode", "loopback", "--passphrase", "", *args],
+                             input=input, capture_output=True, timeout=60)
+        if check and out.returncode != 0:
+            raise AssertionError(f"gpg {args}: {out.stderr.decode(errors='replace')}")
+        return out
+
+    def new_key(self, uid, *more, expire="never", faked_time=None):
+        """Makes a key (ed25519, cv25519 encryption subkey); its fingerprint."""
+        faked = ["--faked-system-time", faked_time] if faked_time else []
+        self(*faked, "--quick-gen-key", uid, "future-default", "default", expire)
+        fingerprint = self.listing("--list-keys", uid)["fpr"][0]
+        for other in more:
+            self(*faked, "--quick-add-uid", fingerprint, other)
+        return fingerprint
+
+    def listing(self, *args):
+        """`--with-colons` output: record type -> list of their fields."""
+        records = {}
+        for line in self("--with-colons", *args).stdout.decode().splitlines():
+            fields = line.split(":")
+            value = fields[9] if fields[0] in ("fpr", "uid") else fields
+            records.setdefault(fields[0], []).append(value)
+        return records
+
+    def export(self, fingerprint):
+        return self("--armor", "--export", fingerprint).stdout.decode()
+
+    def stop(self):
+        subprocess.run(["gpgconf", "--homedir", str(self.home), "--kill", "all"],
+                       capture_output=True, timeout=30)
+
+
+@pytest.fixture
+def gpg(tmp_path):
+    homes = []
+
+    def home(name):
+        g = GnuPG(tmp_path / name)
+        homes.append(g)
+        return g
+    try:
+        yield home
+    finally:
+        for g in homes:
+            g.stop()
+
+
+@pytest.fixture
+def gw(tmp_path):
+    gateway = Gateway(tmp_path)
+    try:
+        gateway.start()
+        yield gateway
+    finally:
+        gateway.stop()
+
+
+async def key_command(client, action, key=""):
+    """Runs "OpenPGP key" in its two steps; returns the completed <command/>."""
+    first = await client.iq("set", GATEWAY, f"<command xmlns='{COMMANDS}' node='openpgp-key'/>")
+    step = first.xml.find(f"{{{COMMANDS}}}command")
+    assert step.get("status") == "executing"
+    assert step.find(f"{{{FORMS}}}x/{{{FORMS}}}field[@var='key']") is not None
+    lines = "".join(f"<value>{escape(line)}</value>" for line in key.splitlines())
+    form = (f"<x xmlns='{FORMS}' type='submit'>"
+            f"<field var='action'><value>{action}</value></field>"
+            f"<field var='key'>{lines}</field></x>")
+    done = await client.iq("set", GATEWAY, f"<command xmlns='{COMMANDS}' node='openpgp-key' "
+                           f"sessionid='{step.get('sessionid')}' action='complete'>{form}</command>",
+                           timeout=30)
+    command = done.xml.find(f"{{{COMMANDS}}}command")
+    assert command.get("status") == "completed"
+    return command
+
+
+def note(command):
+    found = command.find(f"{{{COMMANDS}}}note")
+    return (found.get("type"), found.text) if found is not None else None
+
+
+def fetch(gw, url, host=None):
+    """GETs an https URL of a WKD from facteur's HTTP listener, with the
+    URL's host as Host, as the HTTPS proxy in front would pass it on."""
+    parts = urlsplit(url)
+    local = f"http://127.0.0.1:{gw.facteur.http_port}{parts.path}"
+    if parts.query:
+        local += f"?{parts.query}"
+    request = urllib.request.Request(local, headers={"Host": host or parts.hostname})
+    try:
+        with urllib.request.urlopen(request, timeout=10) as answer:
+            return answer.status, answer.headers, answer.read()
+    except urllib.error.HTTPError as e:
+        return e.code, e.headers, e.read()
+
+
+def wkd_url(address):
+    out = subprocess.run([WKS_CLIENT, "--print-wkd-url", address], capture_output=True,
+                         text=True, timeout=30, check=True)
+    return out.stdout.strip()
+
+
+def direct_url(address):
+    """The direct form, from gpg-wks-client's hash of the address."""
+    out = subprocess.run([WKS_CLIENT, "--print-wkd-hash", address], capture_output=True,
+                         text=True, timeout=30, check=True)
+    local, domain = address.split("@")
+    return f"https://{domain}/.well-known/openpgpkey/hu/{out.stdout.split()[0]}?l={local}"
+
+
+def test_a_published_key_is_served_by_wkd_as_gnupg_expects(gw, gpg):
+    mine = gpg("alice")
+    fingerprint = mine.new_key("Alice <alice@example.test>", "Alice <alice@work.example>")
+    # Bob certifies alice's address: a third-party signature facteur drops.
+    bobs = mine.new_key("Bob <bob@example.net>")
+    mine("--default-key", bobs, "--quick-sign-key", fingerprint)
+    assert len(mine.listing("--list-sigs", fingerprint)["sig"]) > 3
+    armored = mine.export(fingerprint)
+
+    async def publish(key):
+        alice = await registered_client(gw)
+        try:
+            return await key_command(alice, "publish", key)
+        finally:
+            await alice.disconnect()
+
+    done = run(publish(armored))
+    assert note(done) == ("info", f"Published key {fingerprint} for alice@example.test, "
+                                  "with only the user IDs naming alice@example.test.")
+
+    url = wkd_url("alice@example.test")
+    assert url.startswith("https://openpgpkey.example.test/.well-known/openpgpkey/example.test/hu/")
+    status, headers, body = fetch(gw, url)
+    assert status == 200
+    assert headers["Access-Control-Allow-Origin"] == "*"
+    assert headers["Content-Type"] == "application/octet-stream"
+    assert not body.startswith(b"-----"), "binary, not armored"
+    status, _, direct = fetch(gw, direct_url("alice@example.test"))
+    assert (status, direct) == (200, body)
+    for policy in ("https://openpgpkey.example.test/.well-known/openpgpkey/example.test/policy",
+                   "https://example.test/.well-known/openpgpkey/policy"):
+        assert fetch(gw, policy)[0] == 200, policy
+
+    theirs = gpg("reader")
+    theirs("--import", input=body)
+    listed = theirs.listing("--list-sigs")
+    assert listed["fpr"][:1] == [fingerprint]
+    assert listed["uid"] == ["Alice <alice@example.test>"]
+    issuers = {sig[4] for sig in listed["sig"]}
+    assert issuers == {fingerprint[-16:]}, "only the key's own signatures"
+    assert len(listed["sub"]) == 1 and "e" in listed["sub"][0][11]
+
+    # The key IQ serves the same bytes to an XMPP client.
+    async def lookup():
+        bob = Client("bob", gw.prosody.c2s)
+        await bob.connect()
+        try:
+            answer = await bob.iq("get", GATEWAY,
+                                  "<keys xmlns='urn:xmpp:mail:0' jid='alice@example.test'/>")
+            return answer.xml.find("{urn:xmpp:mail:0}keys/{urn:xmpp:mail:0}key")
+        finally:
+            await bob.disconnect()
+
+    key = run(lookup())
+    assert key.get("fingerprint") == fingerprint
+    assert base64.b64decode(key.text) == body
+
+    # Every address without a key gets the same answer.
+    unknown = fetch(gw, wkd_url("bob@example.test"))
+    assert unknown[0] == 404
+    for other in (wkd_url("nobody@example.test"), wkd_url("alice@elsewhere.test"),
+                  direct_url("bob@example.test"),
+                  "https://openpgpkey.example.test/.well-known/openpgpkey/example.test/hu/x"):
+        status, _, answer = fetch(gw, other)
+        assert (status, answer) == (404, unknown[2]), other
+    # The key of alice, asked for under another local part.
+    assert fetch(gw, url.replace("?l=alice", "?l=bob"))[0] == 404
+
+    # alice revokes her key with the certificate gpg made with it.
+    revocation = (mine.home / "openpgp-revocs.d" / f"{fingerprint}.rev").read_text()
+    revocation = revocation.replace(":-----BEGIN PGP PUBLIC KEY BLOCK-----",
+                                    "-----BEGIN PGP PUBLIC KEY BLOCK-----")
+    done = run(publish(revocation))
+    assert note(done) == ("info", f"Key {fingerprint} is revoked: it is served as revoked "
+                                  "from now on.")
+    status, _, body = fetch(gw, url)
+    assert status == 200
+    later = gpg("later")
+    later("--import", input=body)
+    [pub] = later.listing("--list-keys")["pub"]
+    assert pub[1] == "r", f"served as revoked: {pub}"
+
+
+def test_bad_keys_are_refused_with_the_reason(gw, gpg, tmp_path):
+    mine = gpg("alice")
+    carol = mine.export(mine.new_key("Carol <carol@example.net>"))
+    expired = mine.export(mine.new_key("Alice <alice@example.test>", expire="1d",
+                                       faked_time="20200101T000000!"))
+    garbage = ("-----BEGIN PGP PUBLIC KEY BLOCK-----\n\nbm90IGEga2V5IGF0IGFsbA==\n"
+               "-----END PGP PUBLIC KEY BLOCK-----\n")
+
+    async def scenario():
+        alice = await registered_client(gw)
+        try:
+            return [note(await key_command(alice, "publish", key))
+                    for key in (carol, expired, garbage)]
+        finally:
+            await alice.disconnect()
+
+    no_uid, too_old, unreadable = run(scenario())
+    assert no_uid == ("error", "The key has no user ID naming alice@example.test or "
+                               "xmpp:alice@example.test.")
+    assert too_old == ("error", "The key has expired.")
+    assert unreadable[0] == "error"
+    assert unreadable[1].startswith("This is not an OpenPGP public key: "), unreadable
+    assert fetch(gw, wkd_url("alice@example.test"))[0] == 404
+
+    # 10 MB: Prosody refuses a stanza that large from a client (256 KiB by
+    # default), so the operator's import shows facteur's own limit.
+    huge = tmp_path / "huge.asc"
+    huge.write_text("-----BEGIN PGP PUBLIC KEY BLOCK-----\n\n"
+                    + ("A" * 76 + "\n") * (10 * 1024 * 1024 // 77)
+                    + "-----END PGP PUBLIC KEY BLOCK-----\n")
+    out = subprocess.run([gw.facteur.binary, "keys", "import", "--config", str(gw.facteur.config),
+                          "--jid", "alice@example.test", str(huge)],
+                         capture_output=True, text=True, timeout=30)
+    assert out.returncode == 1
+    assert "The key is larger than 1024 KiB" in out.stderr, out.stderr
+    assert gw.facteur.alive()
