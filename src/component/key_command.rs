@@ -123,7 +123,7 @@ async fn run(
                             published.fingerprint
                         ),
                     ),
-                    Err(why) => note("error", &format!("{why}.")),
+                    Err(why) => note("error", &sentence(why.to_string())),
                 },
             ])
         }
@@ -172,6 +172,14 @@ async fn run(
             ),
         )),
     }
+}
+
+/// `text` ending with a full stop (a reason may come with one).
+fn sentence(mut text: String) -> String {
+    if !text.ends_with('.') {
+        text.push('.');
+    }
+    text
 }
 
 /// The form: what to do, and the key to publish.

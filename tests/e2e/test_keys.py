@@ -87,7 +87,7 @@ def gw(tmp_path):
         gateway.stop()
 
 
-async def key_command(client, action, key=""):
+async def key_command(client, action, key="", timeout=30):
     """Runs "OpenPGP key" in its two steps; returns the completed <command/>."""
     first = await client.iq("set", GATEWAY, f"<command xmlns='{COMMANDS}' node='openpgp-key'/>")
     step = first.xml.find(f"{{{COMMANDS}}}command")
@@ -99,7 +99,7 @@ async def key_command(client, action, key=""):
             f"<field var='key'>{lines}</field></x>")
     done = await client.iq("set", GATEWAY, f"<command xmlns='{COMMANDS}' node='openpgp-key' "
                            f"sessionid='{step.get('sessionid')}' action='complete'>{form}</command>",
-                           timeout=30)
+                           timeout=timeout)
     command = done.xml.find(f"{{{COMMANDS}}}command")
     assert command.get("status") == "completed"
     return command
@@ -246,8 +246,7 @@ def test_bad_keys_are_refused_with_the_reason(gw, gpg, tmp_path):
     assert unreadable[1].startswith("This is not an OpenPGP public key: "), unreadable
     assert fetch(gw, wkd_url("alice@example.test"))[0] == 404
 
-    # 10 MB: Prosody refuses a stanza that large from a client (256 KiB by
-    # default), so the operator's import shows facteur's own limit.
+    # 10 MB from the operator's command line (from a client, see below).
     huge = tmp_path / "huge.asc"
     huge.write_text("-----BEGIN PGP PUBLIC KEY BLOCK-----\n\n"
                     + ("A" * 76 + "\n") * (10 * 1024 * 1024 // 77)
@@ -258,3 +257,37 @@ def test_bad_keys_are_refused_with_the_reason(gw, gpg, tmp_path):
     assert out.returncode == 1
     assert "The key is larger than 1024 KiB" in out.stderr, out.stderr
     assert gw.facteur.alive()
+
+
+def test_a_key_over_the_limit_gets_the_commands_note(tmp_path):
+    # Prosody refuses client stanzas over 256 KiB by default; a server that
+    # lets more through still gets facteur's own refusal (1 MiB), as a
+    # note. (10 MB is refused the same; the operator's import above shows
+    # it without the minute a client needs to send that much.)
+    gateway = Gateway(tmp_path)
+    config = gateway.prosody.config
+    config.write_text(config.read_text().replace(
+        "allow_unencrypted_plain_auth = true",
+        "allow_unencrypted_plain_auth = true\nc2s_stanza_size_limit = 16*1024*1024"))
+    huge = ("-----BEGIN PGP PUBLIC KEY BLOCK-----\n\n"
+            + ("A" * 76 + "\n") * (2 * 1024 * 1024 // 77)
+            + "-----END PGP PUBLIC KEY BLOCK-----\n")
+
+    async def scenario():
+        alice = await registered_client(gateway)
+        try:
+            return note(await key_command(alice, "publish", huge, timeout=120))
+        finally:
+            await alice.disconnect()
+
+    try:
+        gateway.start()
+        try:
+            refused = run(scenario())
+        except Exception as e:  # its text holds the whole stanza
+            raise AssertionError(f"no answer to the command: {type(e).__name__}") from None
+        assert refused == ("error", "The key is larger than 1024 KiB.")
+        assert gateway.facteur.alive()
+        assert fetch(gateway, wkd_url("alice@example.test"))[0] == 404
+    finally:
+        gateway.stop()
