@@ -254,15 +254,15 @@ async fn users_see_the_mailbox_commands_where_mailboxes_can_be_attached() {
     };
     assert_eq!(
         nodes(&with_imap, "alice@a.test/phone"),
-        ["imap-attach", "imap-detach", "imap-list"]
+        ["imap-attach", "imap-detach", "imap-list", "openpgp-key"]
     );
     assert_eq!(
         nodes(&with_imap, "root@a.test/laptop").len(),
-        COMMANDS.len() + 3
+        COMMANDS.len() + 4
     );
     assert!(nodes(&with_imap, "eve@elsewhere.test/x").is_empty());
     // Without a key to seal passwords, nobody attaches anything.
-    assert!(nodes(&config(), "alice@a.test/phone").is_empty());
+    assert_eq!(nodes(&config(), "alice@a.test/phone"), ["openpgp-key"]);
     assert_eq!(
         info("imap-attach").and_then(|i| i.identities.first().and_then(|id| id.name.clone())),
         Some("Attach a mailbox".to_owned())
