@@ -60,6 +60,8 @@ mod messages;
 mod read_receipts;
 mod receipts;
 mod secrets;
+#[allow(dead_code)] // Used as the feedback paths land.
+mod spam;
 pub mod sweep;
 #[cfg(test)]
 pub(crate) mod testing;
@@ -86,6 +88,8 @@ pub use handoffs::{HandoffTaken, NewHandoff};
 pub use messages::MessageRecord;
 pub use read_receipts::MdnRequest;
 pub use receipts::{envelope_id, OwedReceipt};
+#[allow(unused_imports)]
+pub use spam::{BlockedSender, Verdict};
 pub use to_mail::{MailOutcome, MailRoute, NewMail, ToMailItem, Told};
 pub use to_xmpp::{InboundMail, Notice, ToXmppBody, ToXmppItem};
 pub use xmpp_mail::{Answer, AnswerKind, AnswerStatus, Refused};
