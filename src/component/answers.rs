@@ -70,6 +70,7 @@ pub fn answer_iq(config: &Config, iq: Iq) -> IqRoute {
         (ns::REGISTER, "query", _, true)
         | (ns::VCARD, "vCard", true, false)
         | (NS_MAIL, "probe", true, true)
+        | (NS_MAIL, "feedback", false, true)
         | (NS_COMMANDS, "command", false, true) => return IqRoute::Intake(iq),
         (ns::DISCO_INFO, "query", true, true) if node.is_some() => {
             match node.and_then(commands::info) {

@@ -11,13 +11,15 @@
 //! protocol role: `registration`, `vcard`, `outgoing` mail and the
 //! `lookups` it makes at users' servers, and for other domains' gateways
 //! XMPP-Mail `probe` answers and `handoff`s; for its administrators,
-//! ad-hoc `commands`. `listing` checks that the served domains list the
+//! ad-hoc `commands`; users' spam `feedback` and blocks their server
+//! forwards. `listing` checks that the served domains list the
 //! gateway. Stanza errors are built in `reply`.
 //! A new role gets a file of its own beside these.
 
 mod acks;
 mod answers;
 mod commands;
+mod feedback;
 pub mod handoff;
 pub mod intake;
 pub mod listing;
