@@ -1,5 +1,6 @@
-//! Ad-hoc commands (XEP-0050) for the gateway's administrators, the JIDs
-//! of `[component] admins`: the users commands of XEP-0133 that fit a
+//! Ad-hoc commands (XEP-0050): for every registered user, "Blocked
+//! senders" (`blocked`); for the gateway's administrators, the JIDs
+//! of `[component] admins`, the users commands of XEP-0133 that fit a
 //! gateway (add, remove, list, count), and facteur's own for the queues
 //! and statistics, and the reload of the configuration file. Each has a
 //! twin outside XMPP: `facteur users …`, `facteur queue …` and `facteur
@@ -28,6 +29,8 @@ use crate::config::Config;
 use crate::reload::Reloader;
 use crate::store::admin::{ItemId, LIST_LIMIT};
 use crate::store::{Millis, Store};
+
+mod blocked;
 
 /// XEP-0050's namespace and the disco node listing the commands.
 pub const NS_COMMANDS: &str = "http://jabber.org/protocol/commands";
@@ -152,21 +155,24 @@ impl Command {
 /// only (an empty list for anyone else).
 pub fn items(config: &Config, from: Option<&Jid>) -> DiscoItemsResult {
     let admin = from.is_some_and(|jid| config.component.is_admin(jid));
+    let user =
+        from.is_some_and(|jid| jid.node().is_some() && config.mail.serves(jid.domain().as_str()));
     let gateway = Jid::from(config.component.jid.clone());
+    let item = |node: &str, name: &str| Item {
+        jid: gateway.clone(),
+        node: Some(node.to_owned()),
+        name: Some(name.to_owned()),
+    };
+    let mut items: Vec<Item> = Vec::new();
+    if user {
+        items.push(item(blocked::NODE, blocked::NAME));
+    }
+    if admin {
+        items.extend(COMMANDS.iter().map(|c| item(c.node(), c.name())));
+    }
     DiscoItemsResult {
         node: Some(NS_COMMANDS.to_owned()),
-        items: if admin {
-            COMMANDS
-                .iter()
-                .map(|c| Item {
-                    jid: gateway.clone(),
-                    node: Some(c.node().to_owned()),
-                    name: Some(c.name().to_owned()),
-                })
-                .collect()
-        } else {
-            Vec::new()
-        },
+        items,
         rsm: None,
     }
 }
@@ -174,15 +180,14 @@ pub fn items(config: &Config, from: Option<&Jid>) -> DiscoItemsResult {
 /// disco#info of a command's node (XEP-0050 §2.3); `None` for a node that
 /// is no command.
 pub fn info(node: &str) -> Option<DiscoInfoResult> {
-    let command = Command::from_node(node)?;
+    let name = if node == blocked::NODE {
+        blocked::NAME
+    } else {
+        Command::from_node(node)?.name()
+    };
     Some(DiscoInfoResult {
         node: Some(node.to_owned()),
-        identities: vec![Identity::new(
-            "automation",
-            "command-node",
-            "en",
-            command.name(),
-        )],
+        identities: vec![Identity::new("automation", "command-node", "en", name)],
         features: [NS_COMMANDS.to_owned(), ns::DATA_FORMS.to_owned()].into(),
         extensions: Vec::new(),
     })
@@ -202,10 +207,13 @@ pub async fn answer(config: &Config, store: &Store, reloader: Option<&Reloader>,
     let Some(from) = from.clone() else {
         return error(&iq, reply::NO_SENDER);
     };
+    let node = payload.attr("node").unwrap_or_default().to_owned();
+    if node == blocked::NODE {
+        return user_command(store, &iq, &from.to_bare(), payload).await;
+    }
     if !config.component.is_admin(&from) {
         return error(&iq, NOT_ADMIN);
     }
-    let node = payload.attr("node").unwrap_or_default().to_owned();
     let Some(command) = Command::from_node(&node) else {
         return error(
             &iq,
@@ -264,6 +272,47 @@ pub async fn answer(config: &Config, store: &Store, reloader: Option<&Reloader>,
             ),
         ),
     }
+}
+
+/// Runs a user's own command ("Blocked senders") for the user who sent it.
+async fn user_command(store: &Store, iq: &Iq, user: &BareJid, payload: &Element) -> Iq {
+    let session = payload
+        .attr("sessionid")
+        .map(str::to_owned)
+        .unwrap_or_else(new_session);
+    if payload.attr("action") == Some("cancel") {
+        return result(
+            iq,
+            Some(command_reply(
+                blocked::NODE,
+                &session,
+                "canceled",
+                Vec::new(),
+            )),
+        );
+    }
+    let submitted = payload
+        .children()
+        .find(|c| c.is("x", ns::DATA_FORMS) && c.attr("type") == Some("submit"));
+    match blocked::run(store, user, submitted).await {
+        Ok((completed, children)) => {
+            let status = if completed { "completed" } else { "executing" };
+            result(
+                iq,
+                Some(command_reply(blocked::NODE, &session, status, children)),
+            )
+        }
+        Err(fault) => error(iq, fault),
+    }
+}
+
+fn command_reply(node: &str, session: &str, status: &str, children: Vec<Element>) -> Element {
+    Element::builder("command", NS_COMMANDS)
+        .attr(xml_ncname!("node").into(), node)
+        .attr(xml_ncname!("sessionid").into(), session)
+        .attr(xml_ncname!("status").into(), status)
+        .append_all(children)
+        .build()
 }
 
 fn new_session() -> String {

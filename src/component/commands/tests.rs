@@ -46,8 +46,12 @@ async fn only_administrators_see_and_run_commands() {
     let config = config();
     let admin = Jid::new("root@a.test/laptop").expect("jid");
     let user = Jid::new("alice@a.test/phone").expect("jid");
-    assert_eq!(items(&config, Some(&admin)).items.len(), COMMANDS.len());
-    assert!(items(&config, Some(&user)).items.is_empty());
+    // Every user of a served domain sees "Blocked senders"; the
+    // administrators their commands besides.
+    assert_eq!(items(&config, Some(&admin)).items.len(), COMMANDS.len() + 1);
+    assert_eq!(items(&config, Some(&user)).items.len(), 1);
+    let stranger = Jid::new("eve@b.test/x").expect("jid");
+    assert!(items(&config, Some(&stranger)).items.is_empty());
     assert!(items(&config, None).items.is_empty());
 
     let xml = run_xml(&store, command("alice@a.test/phone", "stats", None, None)).await;
@@ -225,4 +229,64 @@ async fn queue_commands_name_items_precisely() {
         xml.contains("var='users'") && xml.contains("var='to_mail.oldest-seconds'"),
         "{xml}"
     );
+}
+
+#[tokio::test]
+async fn a_user_lists_and_unblocks_the_senders_she_blocked() {
+    let (store, _dir) = scratch().await;
+    let alice = BareJid::new("alice@a.test").expect("jid");
+    let unregistered = run_xml(
+        &store,
+        command("bob@a.test/x", "blocked-senders", None, None),
+    )
+    .await;
+    assert!(
+        unregistered.contains("registration-required"),
+        "{unregistered}"
+    );
+    store.register(&alice).await.expect("registered");
+    let empty = run_xml(
+        &store,
+        command("alice@a.test/x", "blocked-senders", None, None),
+    )
+    .await;
+    assert!(empty.contains("You block no mail sender."), "{empty}");
+    store
+        .block_sender(
+            &alice,
+            &facteur_policy::spam::BlockItem::Address("spammer@evil.test".into()),
+            facteur_policy::spam::BlockSource::Report,
+            true,
+        )
+        .await
+        .expect("blocked");
+    let listed = run_xml(
+        &store,
+        command("alice@a.test/x", "blocked-senders", None, None),
+    )
+    .await;
+    assert!(listed.contains("status='executing'"), "{listed}");
+    assert!(
+        listed.contains("label='spammer@evil.test, reported as spam (report)'"),
+        "{listed}"
+    );
+    let done = run_xml(
+        &store,
+        command(
+            "alice@a.test/x",
+            "blocked-senders",
+            None,
+            Some(("unblock", &["spammer@evil.test"])),
+        ),
+    )
+    .await;
+    assert!(done.contains("Unblocked spammer@evil.test."), "{done}");
+    assert!(!store
+        .blocks_sender(&alice, "spammer@evil.test")
+        .await
+        .expect("lookup"));
+    // Users see their own command, administrators theirs too.
+    let items = items(&config(), Some(&Jid::new("alice@a.test/x").expect("jid")));
+    let nodes: Vec<_> = items.items.iter().filter_map(|i| i.node.clone()).collect();
+    assert_eq!(nodes, vec!["blocked-senders".to_owned()]);
 }
