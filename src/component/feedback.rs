@@ -221,8 +221,7 @@ pub async fn take(config: &Config, store: &Store, message: &Message) {
             } else {
                 BlockSource::Block
             };
-            info!(user = %user, item = %item, reported, "Sender blocked.");
-            match store.block_sender(user, item, source, *reported).await {
+            let stored = match store.block_sender(user, item, source, *reported).await {
                 Ok(()) if *reported => match item {
                     BlockItem::Address(sender) => {
                         store
@@ -232,14 +231,22 @@ pub async fn take(config: &Config, store: &Store, message: &Message) {
                     BlockItem::Domain(_) => Ok(()),
                 },
                 other => other,
+            };
+            // Logged once stored: the block is in force from this line on.
+            if stored.is_ok() {
+                info!(user = %user, item = %item, reported, "Sender blocked.");
             }
+            stored
         }
         Forwarded::Unblock { user, item } => {
-            info!(user = %user, item = ?item.as_ref().map(ToString::to_string), "Sender unblocked.");
-            match item {
+            let stored = match item {
                 Some(item) => store.unblock_sender(user, item).await.map(|_| ()),
                 None => store.unblock_all(user).await.map(|_| ()),
+            };
+            if stored.is_ok() {
+                info!(user = %user, item = ?item.as_ref().map(ToString::to_string), "Sender unblocked.");
             }
+            stored
         }
     };
     if let Err(e) = done {
