@@ -1,4 +1,4 @@
-//! Spam feedback from users (doc/xmpp-mail.md §8 and the README's "Spam"):
+//! Spam feedback from users (doc/xmpp-mail.md §7.4, the README's "Spam"):
 //! blocks, unblocks and XEP-0377 reports that the user's own server
 //! forwards to the gateway (facteur's Prosody module
 //! `deploy/prosody/mod_mail_feedback.lua`, or prosody-modules'
