@@ -23,6 +23,7 @@ mod log;
 mod mail;
 mod outbound;
 mod retry;
+mod spam;
 mod store;
 mod xmpp;
 mod xmpp_mail;
@@ -38,6 +39,7 @@ pub use live::{merge, Live};
 pub use log::{LogConfig, LogFormat};
 pub use mail::MailConfig;
 pub use outbound::OutboundConfig;
+pub use spam::SpamConfig;
 pub use store::StoreConfig;
 pub use xmpp::XmppConfig;
 pub use xmpp_mail::XmppMailConfig;
@@ -51,6 +53,7 @@ pub struct Config {
     pub outbound: OutboundConfig,
     pub xmpp: XmppConfig,
     pub xmpp_mail: XmppMailConfig,
+    pub spam: SpamConfig,
     pub http: HttpConfig,
     /// DKIM key per served domain.
     pub dkim: HashMap<String, DkimKey>,
@@ -79,6 +82,8 @@ struct RawConfig {
     xmpp: xmpp::RawXmpp,
     #[serde(default)]
     xmpp_mail: xmpp_mail::RawXmppMail,
+    #[serde(default)]
+    spam: spam::RawSpam,
     #[serde(default)]
     http: http::RawHttp,
     #[serde(default)]
@@ -124,6 +129,7 @@ impl Config {
         let outbound = raw.outbound.check(&mut p, &inbound.hostname);
         let xmpp = raw.xmpp.check(&mut p, &outbound_retry);
         let xmpp_mail = raw.xmpp_mail.check(&mut p);
+        let spam = raw.spam.check(&mut p);
         let http = raw.http.check(&mut p);
         let dkim = raw.dkim.check(&mut p, &mail);
         let store = raw.store.check(&mut p);
@@ -142,6 +148,7 @@ impl Config {
             outbound,
             xmpp,
             xmpp_mail,
+            spam,
             http,
             dkim,
             store,

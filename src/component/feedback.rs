@@ -10,7 +10,6 @@
 //! components and users to their own addresses), for a user of that
 //! domain who is registered. Anything else is ignored with a log line.
 
-use facteur_bridge::address::unescape_node;
 use facteur_bridge::jid_to_mailbox;
 use facteur_bridge::native::NS_FORWARD;
 use facteur_bridge::wire::NS_MAIL;
@@ -24,6 +23,7 @@ use xmpp_parsers::stanza_error::{DefinedCondition, ErrorType};
 
 use super::reply::{self, error, result, Fault};
 use crate::config::Config;
+use crate::spam::NotASender;
 use crate::store::{Store, Verdict};
 
 /// XEP-0377 (Blocking Command Reports).
@@ -162,15 +162,12 @@ pub fn read(config: &Config, message: &Message) -> Result<Forwarded, Ignored> {
     })
 }
 
-/// The mail address or domain a blocklist JID of this gateway stands for
-/// (`spammer\40evil.test@gateway` → `spammer@evil.test`).
-pub fn gateway_item(config: &Config, jid: &str) -> Result<BlockItem, Ignored> {
-    let jid = BareJid::new(jid.trim()).map_err(|_| Ignored::Malformed("an invalid JID"))?;
-    if jid.domain() != config.component.jid.domain() {
-        return Err(Ignored::NotOurs);
-    }
-    let node = jid.node().ok_or(Ignored::NotOurs)?;
-    BlockItem::from_local_part(&unescape_node(node.as_str())).ok_or(Ignored::NotOurs)
+/// The mail sender a blocklist JID of this gateway stands for.
+fn gateway_item(config: &Config, jid: &str) -> Result<BlockItem, Ignored> {
+    crate::spam::gateway_item(config, jid).map_err(|e| match e {
+        NotASender::Invalid => Ignored::Malformed("an invalid JID"),
+        NotASender::NotOurs => Ignored::NotOurs,
+    })
 }
 
 /// Takes a forwarded block, unblock or report into the store.

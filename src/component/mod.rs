@@ -138,6 +138,11 @@ impl LinkHandle {
     pub fn privileges(&self) -> Privileges {
         self.privileges.borrow().clone()
     }
+
+    /// Watches what the XMPP server lets the gateway do.
+    pub fn watch_privileges(&self) -> watch::Receiver<Privileges> {
+        self.privileges.clone()
+    }
 }
 
 /// A stanza error that came back for a message after the server had
@@ -400,6 +405,7 @@ impl Link {
                         info!(
                             from = ?message.from,
                             outgoing_messages = ?message.from.as_ref().and_then(|f| granted.outgoing_messages(f.domain().as_str())),
+                            blocklist_reads = message.from.as_ref().is_some_and(|f| granted.blocklist_reads(f.domain().as_str())),
                             "Privileges announced."
                         );
                         self.privileges.send_replace(granted);

@@ -194,10 +194,12 @@ impl Store {
         .with_context(|| format!("Storing the blocklist of {user}"))
     }
 
-    /// Registered users whose blocklist was never read, or last read
-    /// before `before`, at most `limit`, the longest unread first.
+    /// Registered users of `domain` whose blocklist was never read, or
+    /// last read before `before`, at most `limit`, the longest unread
+    /// first.
     pub async fn blocklists_to_read(
         &self,
+        domain: &str,
         before: Millis,
         limit: i64,
     ) -> anyhow::Result<Vec<BareJid>> {
@@ -205,19 +207,24 @@ impl Store {
             "
             SELECT users.jid FROM users
             LEFT JOIN blocklist_reads ON blocklist_reads.user_jid = users.jid
-            WHERE blocklist_reads.read_at IS NULL OR blocklist_reads.read_at < $1
+            WHERE (blocklist_reads.read_at IS NULL OR blocklist_reads.read_at < $1)
+              AND users.jid LIKE $3
             ORDER BY COALESCE(blocklist_reads.read_at, 0), users.jid
             LIMIT $2
             ",
         )
         .bind(before.0)
         .bind(limit)
+        .bind(format!("%@{domain}"))
         .fetch_all(pool)
         .await)
         .context("Listing blocklists to read")?;
-        rows.into_iter()
-            .map(|(jid,)| BareJid::new(&jid).with_context(|| format!("Stored user {jid}")))
-            .collect()
+        // LIKE's `_` matches any character: the domain is checked exactly.
+        Ok(rows
+            .into_iter()
+            .filter_map(|(jid,)| BareJid::new(&jid).ok())
+            .filter(|jid| jid.domain().as_str() == domain)
+            .collect())
     }
 
     /// Records `user`'s verdict on mail from `sender` (`message_id` empty
@@ -248,7 +255,10 @@ impl Store {
         .with_context(|| format!("Recording {user}'s feedback on {sender}"))
     }
 
-    /// How many distinct users reported `sender` as spam.
+    /// How many distinct users reported `sender` as spam: what makes a
+    /// sender an entry of a list shared with other servers, which the
+    /// daemon does not publish yet.
+    #[allow(dead_code)]
     pub async fn spam_reporters(&self, sender: &str) -> anyhow::Result<i64> {
         on_backend!(&self.pool, |pool| sqlx::query_scalar(
             "
@@ -313,8 +323,9 @@ mod tests {
         let bob = jid("bob@example.test");
         store.register(&alice).await.expect("registered");
         store.register(&bob).await.expect("registered");
+        store.register(&jid("carol@other.test")).await.expect("registered");
         assert_eq!(
-            store.blocklists_to_read(Millis::now(), 10).await.expect("listed"),
+            store.blocklists_to_read("example.test", Millis::now(), 10).await.expect("listed"),
             vec![alice.clone(), bob.clone()]
         );
         store.block_sender(&alice, &address("reported@evil.test"), BlockSource::Report, true)
@@ -326,8 +337,8 @@ mod tests {
             .into_iter().map(|b| b.item.to_string()).collect();
         assert_eq!(items, vec!["reported@evil.test", "two@evil.test"]);
         let long_ago = Millis::now().before(std::time::Duration::from_secs(3600));
-        assert_eq!(store.blocklists_to_read(long_ago, 10).await.expect("listed"), vec![bob.clone()]);
-        assert_eq!(store.blocklists_to_read(Millis::now().after(std::time::Duration::from_secs(1)), 10).await.expect("listed"), vec![bob, alice]);
+        assert_eq!(store.blocklists_to_read("example.test", long_ago, 10).await.expect("listed"), vec![bob.clone()]);
+        assert_eq!(store.blocklists_to_read("example.test", Millis::now().after(std::time::Duration::from_secs(1)), 10).await.expect("listed"), vec![bob, alice]);
     }
     }
 
