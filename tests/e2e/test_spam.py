@@ -18,12 +18,30 @@ GATEWAY = "mail.example.test"
 NS_STANZAS = "urn:ietf:params:xml:ns:xmpp-stanzas"
 
 
+def spam_gateway(tmp_path, host_modules, component_modules=""):
+    return Gateway(tmp_path, xmpp_options={
+        "template": "prosody-spam.cfg.lua.in",
+        "values": {"@PLUGINS@": str(ROOT / "deploy" / "prosody"),
+                   "@HOST_MODULES@": host_modules, "@COMPONENT_MODULES@": component_modules},
+    })
+
+
 @pytest.fixture
 def gateway(tmp_path):
-    gw = Gateway(tmp_path, xmpp_options={
-        "template": "prosody-spam.cfg.lua.in",
-        "values": {"@PLUGINS@": str(ROOT / "deploy" / "prosody")},
-    })
+    """Prosody with facteur's mod_mail_feedback."""
+    gw = spam_gateway(tmp_path, '"mail_feedback"')
+    try:
+        gw.start()
+        yield gw
+    finally:
+        gw.stop()
+
+
+@pytest.fixture
+def privileged_gateway(tmp_path):
+    """Prosody without mod_mail_feedback, whose mod_privilege lets the
+    gateway read blocklists (XEP-0356 IQ permission on urn:xmpp:blocking)."""
+    gw = spam_gateway(tmp_path, '"privilege"', '"privilege"')
     try:
         gw.start()
         yield gw
@@ -197,5 +215,31 @@ def test_bad_feedback_gets_a_clear_error_or_is_ignored(gateway):
             await alice.disconnect()
             await bob.disconnect()
             forger.xmpp.disconnect()
+
+    run(scenario())
+
+
+def test_a_blocklist_is_read_at_registration_where_the_server_grants_it(privileged_gateway):
+    gateway = privileged_gateway
+    facteur = gateway.facteur
+
+    async def scenario():
+        alice = Client("alice", gateway.xmpp.c2s)
+        await alice.connect()
+        try:
+            await asyncio.to_thread(facteur.wait_log, "blocklist_reads=true", 10)
+            # Blocked before she registered: no module tells the gateway.
+            assert (await alice.iq("set", None, block_and_report(SPAMMER)))["type"] == "result"
+            since = facteur.log_size()
+            await alice.register()
+            await asyncio.to_thread(facteur.wait_log, "Blocklist read.", 15, since)
+            code, text = await asyncio.to_thread(
+                send_one, facteur.smtp_port, SPAMMER, "alice@example.test", "win-4@evil.test")
+            assert (code, text) == (550, "5.7.1 The recipient does not accept mail from this sender")
+            code, text = await asyncio.to_thread(
+                send_one, facteur.smtp_port, "friend@good.test", "alice@example.test", "hi@good.test")
+            assert code == 250, text
+        finally:
+            await alice.disconnect()
 
     run(scenario())
