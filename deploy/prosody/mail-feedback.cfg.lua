@@ -13,3 +13,13 @@ VirtualHost "example.org"
     modules_enabled = { "blocklist"; "mail_feedback" }
     -- The gateway's component JID: blocks of its JIDs are forwarded to it.
     mail_feedback_gateway = "mail.example.org"
+
+    -- Optional, with prosody-modules' mod_privilege (XEP-0356): let the
+    -- gateway read users' blocklists itself, at registration and once a
+    -- day ([spam] blocklist_max_age), which also covers blocks made
+    -- before a user registered. Add "privilege" to both modules_enabled
+    -- lists (here and in the Component section), and merge this grant
+    -- with the one of deploy/prosody-component.cfg.lua:
+    --   privileged_entities = {
+    --       ["mail.example.org"] = { message = "outgoing"; iq = { ["urn:xmpp:blocking"] = "get" } };
+    --   }
