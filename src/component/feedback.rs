@@ -231,7 +231,7 @@ pub async fn take(config: &Config, store: &Store, message: &Message) {
             };
             // Logged once stored: the block is in force from this line on.
             if stored.is_ok() {
-                info!(user = %user, item = %item, reported, "Sender blocked.");
+                info!(user = %user, item = %item, reported, message_id = %message_id, "Sender blocked.");
             }
             stored
         }

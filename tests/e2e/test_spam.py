@@ -7,6 +7,7 @@ unblock lets mail through again, and bad feedback changes nothing."""
 import asyncio
 import smtplib
 import time
+import xml.etree.ElementTree as ET
 
 import pytest
 
@@ -156,6 +157,35 @@ def send_one(port, mail_from, rcpt, message_id):
             return code, text.decode()
         code, text = smtp.data(mail(mail_from, rcpt, message_id))
         return code, text.decode()
+
+
+def test_a_report_naming_a_message_forwards_the_mail_from_the_archive(gateway):
+    """Conversations names the reported message by the stanza-id the
+    server's archive gave it; the module forwards that message, and
+    facteur knows which mail was reported."""
+    facteur = gateway.facteur
+    sender = "lottery@evil.test"
+
+    async def scenario():
+        alice = await registered_client(gateway, "alice")
+        try:
+            code, text = await asyncio.to_thread(
+                send_one, facteur.smtp_port, sender, "alice@example.test", "win-5@evil.test")
+            assert code == 250, text
+            got = await alice.wait_for(lambda m: m["from"] == escaped(sender) and m["body"])
+            sid = ET.fromstring(got["xml"]).find("{urn:xmpp:sid:0}stanza-id")
+            assert sid is not None and sid.get("by") == "alice@example.test", got["xml"]
+            since = facteur.log_size()
+            report = block_and_report(sender, sid.get("id"))
+            assert (await alice.iq("set", None, report))["type"] == "result"
+            await asyncio.to_thread(facteur.wait_log, "message_id=win-5@evil.test", 10, since)
+            code, text = await asyncio.to_thread(
+                send_one, facteur.smtp_port, sender, "alice@example.test", "win-6@evil.test")
+            assert code == 550, text
+        finally:
+            await alice.disconnect()
+
+    run(scenario())
 
 
 def test_bad_feedback_gets_a_clear_error_or_is_ignored(gateway):
