@@ -218,8 +218,9 @@ impl ToXmpp {
     }
 
     /// Whether the recipient of an inbound mail blocked its sender (the
-    /// reverse path, as at RCPT). A store error counts as not blocked:
-    /// the report goes as before.
+    /// reverse path, as at RCPT), also if she unblocked it at the gateway
+    /// only. A store error counts as not blocked: the report goes as
+    /// before.
     async fn sender_blocked(&self, item: &ToXmppItem) -> bool {
         let ToXmppBody::Mail { mail_from, .. } = &item.body else {
             return false;
@@ -227,7 +228,7 @@ impl ToXmpp {
         let Ok(user) = BareJid::new(&item.recipient) else {
             return false;
         };
-        match self.store.blocks_sender(&user, mail_from).await {
+        match self.store.server_may_block(&user, mail_from).await {
             Ok(blocked) => blocked,
             Err(e) => {
                 warn!(

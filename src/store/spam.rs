@@ -16,6 +16,9 @@ pub struct BlockedSender {
     pub source: BlockSource,
     /// Blocked with a spam or abuse report.
     pub reported: bool,
+    /// Refused at RCPT: false once the user unblocked it with the
+    /// gateway's command, while her server may still block it.
+    pub refused: bool,
     pub created_at: Millis,
 }
 
@@ -45,7 +48,7 @@ fn stored_item(text: &str) -> BlockItem {
 
 impl Store {
     /// Blocks `item` for `user`. A block already there keeps its time and
-    /// source, and is marked reported if this one is.
+    /// source, is marked reported if this one is, and is refused again.
     pub async fn block_sender(
         &self,
         user: &BareJid,
@@ -58,7 +61,8 @@ impl Store {
             INSERT INTO blocked_senders (user_jid, item, source, reported, created_at)
             VALUES ($1, $2, $3, $4, $5)
             ON CONFLICT (user_jid, item)
-            DO UPDATE SET reported = blocked_senders.reported OR excluded.reported
+            DO UPDATE SET reported = blocked_senders.reported OR excluded.reported,
+                          refused = TRUE
             ",
         )
         .bind(user.as_str())
@@ -86,6 +90,25 @@ impl Store {
         Ok(done > 0)
     }
 
+    /// Stops refusing `item` at RCPT for `user`, who unblocked it with the
+    /// gateway's command; her server may still block it, so its refusals
+    /// stay unreported. Whether it was refused.
+    pub async fn stop_refusing(&self, user: &BareJid, item: &BlockItem) -> anyhow::Result<bool> {
+        let done = on_backend!(&self.pool, |pool| sqlx::query(
+            "
+            UPDATE blocked_senders SET refused = FALSE
+            WHERE user_jid = $1 AND item = $2 AND refused
+            ",
+        )
+        .bind(user.as_str())
+        .bind(item.as_str())
+        .execute(pool)
+        .await
+        .map(|done| done.rows_affected()))
+        .with_context(|| format!("Unblocking {item} at the gateway for {user}"))?;
+        Ok(done > 0)
+    }
+
     /// Unblocks every sender `user` blocked (an empty XEP-0191 unblock).
     pub async fn unblock_all(&self, user: &BareJid) -> anyhow::Result<u64> {
         on_backend!(&self.pool, |pool| sqlx::query(
@@ -100,10 +123,10 @@ impl Store {
 
     /// The senders `user` blocked, in item order.
     pub async fn blocked_senders(&self, user: &BareJid) -> anyhow::Result<Vec<BlockedSender>> {
-        let rows: Vec<(String, String, bool, i64)> = on_backend!(&self.pool, |pool| {
+        let rows: Vec<(String, String, bool, bool, i64)> = on_backend!(&self.pool, |pool| {
             sqlx::query_as(
                 "
-                SELECT item, source, reported, created_at FROM blocked_senders
+                SELECT item, source, reported, refused, created_at FROM blocked_senders
                 WHERE user_jid = $1 ORDER BY item
                 ",
             )
@@ -114,26 +137,48 @@ impl Store {
         .with_context(|| format!("Listing the senders {user} blocked"))?;
         Ok(rows
             .into_iter()
-            .map(|(item, source, reported, created_at)| BlockedSender {
-                item: stored_item(&item),
-                source: BlockSource::from_name(&source).unwrap_or(BlockSource::Block),
-                reported,
-                created_at: Millis(created_at),
-            })
+            .map(
+                |(item, source, reported, refused, created_at)| BlockedSender {
+                    item: stored_item(&item),
+                    source: BlockSource::from_name(&source).unwrap_or(BlockSource::Block),
+                    reported,
+                    refused,
+                    created_at: Millis(created_at),
+                },
+            )
             .collect())
     }
 
-    /// Whether `user` blocked mail from `sender` (a reverse path): its
-    /// address or its domain. Never for the null sender.
+    /// Whether mail from `sender` (a reverse path) to `user` is refused
+    /// at RCPT: she blocked its address or its domain. Never for the null
+    /// sender.
     pub async fn blocks_sender(&self, user: &BareJid, sender: &str) -> anyhow::Result<bool> {
+        self.find_block(user, sender, "AND refused").await
+    }
+
+    /// Whether `user`'s server may refuse mail from `sender` because she
+    /// blocked it: any block, also one she unblocked at the gateway only.
+    pub async fn server_may_block(&self, user: &BareJid, sender: &str) -> anyhow::Result<bool> {
+        self.find_block(user, sender, "").await
+    }
+
+    async fn find_block(
+        &self,
+        user: &BareJid,
+        sender: &str,
+        and: &'static str,
+    ) -> anyhow::Result<bool> {
         let Some([domain, address]) = BlockItem::covering(sender) else {
             return Ok(false);
         };
+        // Only the constant condition is formatted in.
         let found: Option<(String,)> = on_backend!(&self.pool, |pool| sqlx::query_as(
-            "
-            SELECT item FROM blocked_senders
-            WHERE user_jid = $1 AND item IN ($2, $3) LIMIT 1
-            ",
+            sqlx::AssertSqlSafe(format!(
+                "
+                SELECT item FROM blocked_senders
+                WHERE user_jid = $1 AND item IN ($2, $3) {and} LIMIT 1
+                "
+            ))
         )
         .bind(user.as_str())
         .bind(domain.as_str())
@@ -309,7 +354,20 @@ mod tests {
             ("evil.test".to_owned(), BlockSource::Block, false),
             ("spammer@evil.test".to_owned(), BlockSource::Report, true),
         ]);
+        // Unblocked at the gateway only: accepted at RCPT, yet her server
+        // may still refuse it; blocked again, it is refused again.
+        assert!(store.stop_refusing(&alice, &address("spammer@evil.test")).await.expect("unblocked"));
+        assert!(!store.stop_refusing(&alice, &address("spammer@evil.test")).await.expect("unblocked"));
+        assert!(!store.blocks_sender(&alice, "spammer@other.test").await.expect("lookup"));
+        assert!(store.blocks_sender(&alice, "spammer@evil.test").await.expect("lookup"), "the domain");
+        assert!(store.server_may_block(&alice, "spammer@evil.test").await.expect("lookup"));
+        assert!(!store.server_may_block(&bob, "spammer@evil.test").await.expect("lookup"));
         assert!(store.unblock_sender(&alice, &BlockItem::Domain("evil.test".into())).await.expect("unblocked"));
+        assert!(!store.blocks_sender(&alice, "spammer@evil.test").await.expect("lookup"));
+        assert!(store.server_may_block(&alice, "spammer@evil.test").await.expect("lookup"));
+        store.block_sender(&alice, &address("spammer@evil.test"), BlockSource::Block, false)
+            .await.expect("blocked");
+        assert!(store.blocks_sender(&alice, "spammer@evil.test").await.expect("lookup"));
         assert!(!store.unblock_sender(&alice, &BlockItem::Domain("evil.test".into())).await.expect("unblocked"));
         assert!(!store.blocks_sender(&alice, "friend@evil.test").await.expect("lookup"));
         assert_eq!(store.unblock_all(&alice).await.expect("unblocked"), 1);

@@ -188,6 +188,50 @@ def test_a_report_naming_a_message_forwards_the_mail_from_the_archive(gateway):
     run(scenario())
 
 
+COMMANDS = "http://jabber.org/protocol/commands"
+
+
+def test_blocked_senders_lists_and_unblocks_at_the_gateway_without_backscatter(gateway):
+    """The users' ad-hoc command lists the senders she blocked and unblocks
+    one at the gateway: its mail is taken at RCPT again, and while her
+    server still blocks it, its refusal is not reported to the sender."""
+    facteur = gateway.facteur
+
+    async def scenario():
+        alice = await registered_client(gateway, "alice")
+        try:
+            since = facteur.log_size()
+            assert (await alice.iq("set", None, block_and_report(SPAMMER)))["type"] == "result"
+            await asyncio.to_thread(facteur.wait_log, "Sender blocked.", 10, since)
+
+            listed = (await alice.iq("set", GATEWAY,
+                                     f"<command xmlns='{COMMANDS}' node='blocked-senders' action='execute'/>"
+                                     )).xml.find(f"{{{COMMANDS}}}command")
+            assert listed.get("status") == "executing"
+            options = [(o.get("label"), o.findtext("{jabber:x:data}value"))
+                       for o in listed.iter("{jabber:x:data}option")]
+            assert options == [("spammer@evil.test, reported as spam (report)", SPAMMER)]
+            done = (await alice.iq("set", GATEWAY,
+                                   f"<command xmlns='{COMMANDS}' node='blocked-senders' action='complete' "
+                                   f"sessionid='{listed.get('sessionid')}'><x xmlns='jabber:x:data' type='submit'>"
+                                   f"<field var='unblock'><value>{SPAMMER}</value></field></x></command>"
+                                   )).xml.find(f"{{{COMMANDS}}}command")
+            assert done.get("status") == "completed"
+            assert done.findtext(f"{{{COMMANDS}}}note").startswith(f"Unblocked {SPAMMER}.")
+
+            since = facteur.log_size()
+            code, text = await asyncio.to_thread(
+                send_one, facteur.smtp_port, SPAMMER, "alice@example.test", "win-7@evil.test")
+            assert code == 250, text
+            await asyncio.to_thread(
+                facteur.wait_log, "Refused by the recipient's block; no report to the sender.", 15, since)
+            await no_report_to(gateway.relay, SPAMMER)
+        finally:
+            await alice.disconnect()
+
+    run(scenario())
+
+
 def test_bad_feedback_gets_a_clear_error_or_is_ignored(gateway):
     facteur = gateway.facteur
     friend = "friend@good.test"

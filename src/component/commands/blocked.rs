@@ -1,7 +1,10 @@
 //! "Blocked senders", the users' own command: the mail senders they
 //! blocked (by XEP-0191 through their server, or read from their
-//! blocklist), listed, and unblocked at the gateway. Any registered user
-//! of a served domain runs it, for herself only.
+//! blocklist), listed, and unblocked at the gateway: their mail is taken
+//! again at RCPT. The user's server may still block them (her client's
+//! blocklist is there): what it refuses then is still never reported to
+//! the sender. Any registered user of a served domain runs it, for
+//! herself only.
 
 use facteur_policy::spam::BlockItem;
 use jid::BareJid;
@@ -45,7 +48,13 @@ pub async fn run(
         return Err(NOT_REGISTERED);
     }
     let Some(submitted) = submitted else {
-        let blocked = store.blocked_senders(user).await.map_err(failed)?;
+        let blocked: Vec<_> = store
+            .blocked_senders(user)
+            .await
+            .map_err(failed)?
+            .into_iter()
+            .filter(|b| b.refused)
+            .collect();
         if blocked.is_empty() {
             return Ok((true, vec![note("info", "You block no mail sender.")]));
         }
@@ -87,7 +96,7 @@ pub async fn run(
             lines.push(format!("{value} is no mail address or domain."));
             continue;
         };
-        if store.unblock_sender(user, &item).await.map_err(failed)? {
+        if store.stop_refusing(user, &item).await.map_err(failed)? {
             info!(user = %user, item = %item, "Sender unblocked by the user's command.");
             lines.push(format!("Unblocked {item}."));
         } else {
@@ -98,7 +107,8 @@ pub async fn run(
         lines.push("Nothing chosen: nothing changed.".to_owned());
     } else {
         lines.push(
-            "Unblock them in your client too, or your server keeps refusing their mail.".to_owned(),
+            "Unblock them in your client too, or your server keeps refusing their messages."
+                .to_owned(),
         );
     }
     Ok((true, vec![note("info", &lines.join("\n"))]))

@@ -1,11 +1,14 @@
 -- Senders each user blocked (XEP-0191 items at the gateway, unescaped):
--- mail from them to that user is refused at RCPT, and a refusal of the
--- user's server caused by one never turns into a report to the sender.
+-- mail from them to that user is refused at RCPT (unless she unblocked it
+-- at the gateway only), and a refusal of the user's server caused by one
+-- never turns into a report to the sender.
 CREATE TABLE blocked_senders (
     user_jid TEXT NOT NULL,                  -- the served user
     item TEXT NOT NULL,                      -- lower-case address, or domain
     source TEXT NOT NULL,                    -- report, block or privileged-read
     reported BOOLEAN NOT NULL DEFAULT FALSE,  -- blocked with a spam or abuse report
+    refused BOOLEAN NOT NULL DEFAULT TRUE,  -- refused at RCPT; false once the user unblocked
+                                             -- it with the gateway's command (her server may still block)
     created_at BIGINT NOT NULL,
     PRIMARY KEY (user_jid, item)
 );
