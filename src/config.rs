@@ -24,6 +24,7 @@ mod log;
 mod mail;
 mod outbound;
 mod retry;
+mod spam;
 mod store;
 mod xmpp;
 mod xmpp_mail;
@@ -40,6 +41,7 @@ pub use live::{merge, Live};
 pub use log::{LogConfig, LogFormat};
 pub use mail::MailConfig;
 pub use outbound::OutboundConfig;
+pub use spam::SpamConfig;
 pub use store::StoreConfig;
 pub use xmpp::XmppConfig;
 pub use xmpp_mail::XmppMailConfig;
@@ -53,6 +55,7 @@ pub struct Config {
     pub outbound: OutboundConfig,
     pub xmpp: XmppConfig,
     pub xmpp_mail: XmppMailConfig,
+    pub spam: SpamConfig,
     pub http: HttpConfig,
     pub imap: ImapConfig,
     /// DKIM key per served domain.
@@ -82,6 +85,8 @@ struct RawConfig {
     xmpp: xmpp::RawXmpp,
     #[serde(default)]
     xmpp_mail: xmpp_mail::RawXmppMail,
+    #[serde(default)]
+    spam: spam::RawSpam,
     #[serde(default)]
     http: http::RawHttp,
     #[serde(default)]
@@ -129,6 +134,7 @@ impl Config {
         let outbound = raw.outbound.check(&mut p, &inbound.hostname);
         let xmpp = raw.xmpp.check(&mut p, &outbound_retry);
         let xmpp_mail = raw.xmpp_mail.check(&mut p);
+        let spam = raw.spam.check(&mut p);
         let http = raw.http.check(&mut p);
         let imap = raw.imap.check(&mut p);
         let dkim = raw.dkim.check(&mut p, &mail);
@@ -148,6 +154,7 @@ impl Config {
             outbound,
             xmpp,
             xmpp_mail,
+            spam,
             http,
             imap,
             dkim,

@@ -16,6 +16,7 @@ mod probe;
 mod reload;
 mod return_path;
 mod smtp;
+mod spam;
 mod store;
 mod systemd;
 mod telemetry;
@@ -742,6 +743,14 @@ async fn run(config: Arc<Config>, path: PathBuf) -> anyhow::Result<()> {
         Some(reloader.clone()),
     );
     tracker.spawn(intake.run(intake_rx, shutdown.clone()));
+    tracker.spawn(
+        spam::blocklist::Reader {
+            config: live.clone(),
+            store: store.clone(),
+            link: handle.clone(),
+        }
+        .run(shutdown.clone()),
+    );
     tracker.spawn(component::listing::run(
         probe::discover::Discovery {
             own: config.component.jid.clone().into(),

@@ -53,6 +53,8 @@ pub struct Refusals {
     pub unknown_user: Counter,
     /// `550 5.7.1`: a domain facteur does not serve.
     pub relay_denied: Counter,
+    /// `550 5.7.1`: a sender the recipient blocked.
+    pub blocked: Counter,
     /// `552 5.3.4`: over `inbound.max_message_size`.
     pub too_big: Counter,
     /// `450 4.7.1`: the client is over its mail rate.
@@ -210,6 +212,7 @@ impl Meters {
             smtp_refused: Refusals {
                 unknown_user: refused("unknown_user"),
                 relay_denied: refused("relay_denied"),
+                blocked: refused("blocked"),
                 too_big: refused("too_big"),
                 rate_limited: refused("rate_limited"),
                 authentication: refused("authentication"),

@@ -132,7 +132,7 @@ fn escape_node(text: &str) -> String {
 }
 
 /// XEP-0106 unescape; a backslash not followed by a known escape stays.
-fn unescape_node(node: &str) -> String {
+pub fn unescape_node(node: &str) -> String {
     let mut out = String::with_capacity(node.len());
     let mut rest = node;
     while let Some(pos) = rest.find('\\') {

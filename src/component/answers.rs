@@ -73,6 +73,7 @@ pub fn answer_iq(config: &Config, iq: Iq) -> IqRoute {
         | (ns::VCARD, "vCard", true, false)
         | (NS_MAIL, "probe", true, true)
         | (NS_MAIL, "keys", _, true)
+        | (NS_MAIL, "feedback", false, true)
         | (NS_COMMANDS, "command", false, true) => return IqRoute::Intake(iq),
         (ns::DISCO_INFO, "query", true, true) if node.is_some() => {
             match node.and_then(commands::info) {

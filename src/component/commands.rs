@@ -1,5 +1,7 @@
-//! Ad-hoc commands (XEP-0050). For every user of a served domain, "OpenPGP
-//! key" (in `key_command`). For the gateway's administrators, the JIDs
+//! Ad-hoc commands (XEP-0050). For every user of a served domain,
+//! "OpenPGP key" (in `key_command`), "Blocked senders" (`blocked`), and
+//! where mailboxes can be attached, the mailbox commands (`mailboxes`).
+//! For the gateway's administrators, the JIDs
 //! of `[component] admins`: the users commands of XEP-0133 that fit a
 //! gateway (add, remove, list, count), and facteur's own for the queues
 //! and statistics, and the reload of the configuration file. Each has a
@@ -35,6 +37,7 @@ mod mailboxes;
 
 pub use mailboxes::{answer as answer_mailbox, busy, is_mailbox_command};
 use mailboxes::{may_attach, MailboxCommand, MAILBOX_COMMANDS};
+mod blocked;
 
 /// XEP-0050's namespace and the disco node listing the commands.
 pub const NS_COMMANDS: &str = "http://jabber.org/protocol/commands";
@@ -178,6 +181,7 @@ pub fn items(config: &Config, from: Option<&Jid>) -> DiscoItemsResult {
     }
     if user {
         items.push(item(key_command::NODE, key_command::NAME));
+        items.push(item(blocked::NODE, blocked::NAME));
     }
     DiscoItemsResult {
         node: Some(NS_COMMANDS.to_owned()),
@@ -192,6 +196,7 @@ pub fn info(node: &str) -> Option<DiscoInfoResult> {
     let name = match Command::from_node(node) {
         Some(command) => command.name(),
         None if node == key_command::NODE => key_command::NAME,
+        None if node == blocked::NODE => blocked::NAME,
         None => MailboxCommand::from_node(node)?.name(),
     };
     Some(DiscoInfoResult {
@@ -219,10 +224,13 @@ pub async fn answer(config: &Config, store: &Store, reloader: Option<&Reloader>,
     if payload.attr("node") == Some(key_command::NODE) {
         return key_command::answer(config, store, iq).await;
     }
+    let node = payload.attr("node").unwrap_or_default().to_owned();
+    if node == blocked::NODE {
+        return user_command(store, &iq, &from.to_bare(), payload).await;
+    }
     if !config.component.is_admin(&from) {
         return error(&iq, NOT_ADMIN);
     }
-    let node = payload.attr("node").unwrap_or_default().to_owned();
     let Some(command) = Command::from_node(&node) else {
         return error(
             &iq,
@@ -281,6 +289,47 @@ pub async fn answer(config: &Config, store: &Store, reloader: Option<&Reloader>,
             ),
         ),
     }
+}
+
+/// Runs a user's own command ("Blocked senders") for the user who sent it.
+async fn user_command(store: &Store, iq: &Iq, user: &BareJid, payload: &Element) -> Iq {
+    let session = payload
+        .attr("sessionid")
+        .map(str::to_owned)
+        .unwrap_or_else(new_session);
+    if payload.attr("action") == Some("cancel") {
+        return result(
+            iq,
+            Some(command_reply(
+                blocked::NODE,
+                &session,
+                "canceled",
+                Vec::new(),
+            )),
+        );
+    }
+    let submitted = payload
+        .children()
+        .find(|c| c.is("x", ns::DATA_FORMS) && c.attr("type") == Some("submit"));
+    match blocked::run(store, user, submitted).await {
+        Ok((completed, children)) => {
+            let status = if completed { "completed" } else { "executing" };
+            result(
+                iq,
+                Some(command_reply(blocked::NODE, &session, status, children)),
+            )
+        }
+        Err(fault) => error(iq, fault),
+    }
+}
+
+fn command_reply(node: &str, session: &str, status: &str, children: Vec<Element>) -> Element {
+    Element::builder("command", NS_COMMANDS)
+        .attr(xml_ncname!("node").into(), node)
+        .attr(xml_ncname!("sessionid").into(), session)
+        .attr(xml_ncname!("status").into(), status)
+        .append_all(children)
+        .build()
 }
 
 pub(super) fn new_session() -> String {

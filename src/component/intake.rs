@@ -1,7 +1,8 @@
 //! The intake: what needs the store. XEP-0077 registration, vCards of
 //! mail contacts, and chat messages to them, which become queued outgoing
 //! mail; from other domains' gateways, XMPP-Mail probes and handoffs;
-//! from administrators, ad-hoc commands.
+//! from administrators, ad-hoc commands; from users and their servers,
+//! spam feedback.
 //! Stanzas are taken in batches, so that the mails of a burst are queued
 //! in one transaction.
 //!
@@ -22,7 +23,7 @@ use super::keys::{self, KeyRequests};
 use super::lookups::Lookups;
 use super::outgoing::{Intaken, Outgoing, Prepared};
 use super::probe::{self, Probes};
-use super::{commands, registration, vcard, LinkHandle};
+use super::{commands, feedback, registration, vcard, LinkHandle};
 use crate::config::Live;
 use crate::dkim::Signers;
 use crate::fetch::Fetcher;
@@ -152,12 +153,19 @@ impl Intake {
                     Stanza::Iq(iq) if commands::is_command(&iq) => Some(Stanza::Iq(
                         commands::answer(&config, &self.store, self.reloader.as_ref(), iq).await,
                     )),
+                    Stanza::Iq(iq) if feedback::is_feedback(&iq) => {
+                        Some(Stanza::Iq(feedback::answer(&config, &self.store, iq).await))
+                    }
                     Stanza::Iq(iq) if vcard::is_request(&iq) => {
                         Some(Stanza::Iq(vcard::answer(&config, &self.store, iq).await))
                     }
                     Stanza::Iq(iq) => Some(Stanza::Iq(
                         registration::answer(&config, &self.store, iq).await,
                     )),
+                    Stanza::Message(message) if feedback::is_forwarded(&message) => {
+                        feedback::take(&config, &self.store, &message).await;
+                        None
+                    }
                     Stanza::Message(message) if handoff::is_handoff(&config, &message) => {
                         self.handoffs.take(message).await.map(Stanza::Message)
                     }

@@ -12,13 +12,15 @@
 //! `lookups` it makes at users' servers, and for other domains' gateways
 //! XMPP-Mail `probe` answers and `handoff`s; for anyone, the users'
 //! OpenPGP `keys`; ad-hoc `commands`: its administrators', and
-//! "OpenPGP key" for users (`key_command`). `listing` checks that the served domains list the
+//! "OpenPGP key" for users (`key_command`); users' spam `feedback` and
+//! blocks their server forwards. `listing` checks that the served domains list the
 //! gateway. Stanza errors are built in `reply`.
 //! A new role gets a file of its own beside these.
 
 mod acks;
 mod answers;
 mod commands;
+mod feedback;
 pub mod handoff;
 pub mod intake;
 mod key_command;
@@ -138,6 +140,11 @@ impl LinkHandle {
     /// current stream (nothing while the link is down).
     pub fn privileges(&self) -> Privileges {
         self.privileges.borrow().clone()
+    }
+
+    /// Watches what the XMPP server lets the gateway do.
+    pub fn watch_privileges(&self) -> watch::Receiver<Privileges> {
+        self.privileges.clone()
     }
 }
 
@@ -401,6 +408,7 @@ impl Link {
                         info!(
                             from = ?message.from,
                             outgoing_messages = ?message.from.as_ref().and_then(|f| granted.outgoing_messages(f.domain().as_str())),
+                            blocklist_reads = message.from.as_ref().is_some_and(|f| granted.blocklist_reads(f.domain().as_str())),
                             "Privileges announced."
                         );
                         self.privileges.send_replace(granted);

@@ -1,40 +1,86 @@
 //! XEP-0356 privileges the XMPP server grants the gateway: after the
 //! component handshake, each served domain's server announces them in a
-//! `<privilege/>` message. facteur uses one: message permission
+//! `<privilege/>` message. facteur uses two: message permission
 //! `outgoing`, to send mail to other XMPP-Mail domains as the author's own
-//! message (doc/xmpp-mail.md §7.1). Both namespace versions in use are
-//! read: `urn:xmpp:privilege:2` (Prosody's mod_privilege) and
-//! `urn:xmpp:privilege:1` (ejabberd 23.01).
+//! message (doc/xmpp-mail.md §7.1), and IQ permission `get` (or `both`)
+//! on `urn:xmpp:blocking`, to read users' blocklists (`crate::spam`).
+//! Both namespace versions in use are read: `urn:xmpp:privilege:2`
+//! (Prosody's mod_privilege) and `urn:xmpp:privilege:1` (ejabberd 23.01,
+//! which has no IQ permission).
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
 use facteur_bridge::native::{NS_PRIVILEGE_1, NS_PRIVILEGE_2};
 use xmpp_parsers::message::Message;
+use xmpp_parsers::minidom::Element;
 
 use crate::config::Config;
 
-/// Per served domain, the privilege namespace its server spoke when it
-/// granted message permission `outgoing`.
+/// The XEP-0191 namespace, whose IQs the gateway may be let send.
+pub const NS_BLOCKING: &str = "urn:xmpp:blocking";
+
+/// Per served domain, what its server granted.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Privileges(Arc<HashMap<String, &'static str>>);
+pub struct Privileges(Arc<HashMap<String, Granted>>);
+
+/// What one server granted.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct Granted {
+    /// The privilege namespace its server spoke when it granted message
+    /// permission `outgoing`.
+    outgoing: Option<&'static str>,
+    /// Whether it lets the gateway read its users' blocklists.
+    blocklist: bool,
+}
 
 impl Privileges {
     /// The namespace to wrap messages of `domain`'s users in, if its
     /// server lets the gateway send as them.
     pub fn outgoing_messages(&self, domain: &str) -> Option<&'static str> {
-        self.0.get(domain).copied()
+        self.0.get(domain).and_then(|g| g.outgoing)
+    }
+
+    /// Whether `domain`'s server lets the gateway read its users'
+    /// blocklists (with `urn:xmpp:privilege:2` privileged IQs).
+    pub fn blocklist_reads(&self, domain: &str) -> bool {
+        self.0.get(domain).is_some_and(|g| g.blocklist)
+    }
+
+    /// The served domains whose server lets the gateway read blocklists.
+    pub fn blocklist_domains(&self) -> Vec<String> {
+        let mut domains: Vec<String> = self
+            .0
+            .iter()
+            .filter(|(_, g)| g.blocklist)
+            .map(|(d, _)| d.clone())
+            .collect();
+        domains.sort();
+        domains
     }
 
     /// These privileges, with what `announcement` says for its domain.
-    fn with(&self, domain: &str, outgoing: Option<&'static str>) -> Privileges {
+    fn with(&self, domain: &str, granted: Granted) -> Privileges {
         let mut map = (*self.0).clone();
-        match outgoing {
-            Some(ns) => map.insert(domain.to_owned(), ns),
-            None => map.remove(domain),
-        };
+        if granted == Granted::default() {
+            map.remove(domain);
+        } else {
+            map.insert(domain.to_owned(), granted);
+        }
         Privileges(Arc::new(map))
     }
+}
+
+/// Whether an IQ `<perm/>` grants `get` on the blocking namespace; some
+/// versions of mod_privilege nest the `<namespace/>` elements inside
+/// each other, so they are read at any depth.
+fn grants_blocklist(element: &Element, ns: &str) -> bool {
+    element.children().any(|child| {
+        (child.is("namespace", ns)
+            && child.attr("ns") == Some(NS_BLOCKING)
+            && matches!(child.attr("type"), Some("get" | "both")))
+            || grants_blocklist(child, ns)
+    })
 }
 
 /// Reads a server's announcement: `Some` when `message` is one, from a
@@ -60,13 +106,22 @@ pub fn announcement(
             && perm.attr("access") == Some("message")
             && perm.attr("type") == Some("outgoing")
     });
-    Some(current.with(domain, outgoing.then_some(ns)))
+    let blocklist = ns == NS_PRIVILEGE_2
+        && privilege.children().any(|perm| {
+            perm.is("perm", ns) && perm.attr("access") == Some("iq") && grants_blocklist(perm, ns)
+        });
+    Some(current.with(
+        domain,
+        Granted {
+            outgoing: outgoing.then_some(ns),
+            blocklist,
+        },
+    ))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use xmpp_parsers::minidom::Element;
 
     fn config() -> Config {
         Config::parse(
@@ -104,6 +159,28 @@ mod tests {
         );
         let revoked = announcement(&config, &granted, &none).unwrap();
         assert_eq!(revoked.outgoing_messages("a.test"), None);
+    }
+
+    #[test]
+    fn iq_permission_on_blocking_is_read_even_nested() {
+        let config = config();
+        let nested = message(
+            "<message xmlns='jabber:component:accept' from='a.test' to='mail.a.test'>\
+             <privilege xmlns='urn:xmpp:privilege:2'><perm access='iq' type='get'>\
+             <namespace ns='http://jabber.org/protocol/pubsub' type='both'>\
+             <namespace ns='urn:xmpp:blocking' type='get'/></namespace></perm></privilege></message>",
+        );
+        let granted = announcement(&config, &Privileges::default(), &nested).unwrap();
+        assert!(granted.blocklist_reads("a.test"));
+        assert_eq!(granted.outgoing_messages("a.test"), None);
+        assert_eq!(granted.blocklist_domains(), vec!["a.test".to_owned()]);
+        let other = message(
+            "<message xmlns='jabber:component:accept' from='a.test' to='mail.a.test'>\
+             <privilege xmlns='urn:xmpp:privilege:2'><perm access='iq' type='get'>\
+             <namespace ns='urn:xmpp:blocking' type='set'/></perm></privilege></message>",
+        );
+        let refused = announcement(&config, &granted, &other).unwrap();
+        assert!(!refused.blocklist_reads("a.test"));
     }
 
     #[test]

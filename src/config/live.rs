@@ -120,6 +120,7 @@ fn keys(c: &Config) -> Vec<(&'static str, Apply, String)> {
         ("xmpp_mail.ttl_error", L, d(&c.xmpp_mail.ttl.error)),
         ("xmpp_mail.probes_per_minute", L, d(&c.xmpp_mail.probes)),
         ("xmpp_mail.max_size", L, d(&c.xmpp_mail.max_size)),
+        ("spam.blocklist_max_age", L, d(&c.spam.blocklist_max_age)),
         ("http.listen", R, d(&c.http.listen)),
         ("http.public_url", R, d(&c.http.public_url)),
         ("http.storage", R, d(&c.http.storage)),

@@ -161,6 +161,17 @@ impl ToXmpp {
                     delivered.push(item.id);
                     Ok(())
                 }
+                // A block refuses the mail: telling its sender would tell a
+                // spammer that the address is read.
+                Ok(Err(Undelivered::Refused(refusal)))
+                    if refusal.permanent && self.sender_blocked(&item).await =>
+                {
+                    info!(delivery = item.id, to = %item.recipient, error = %refusal, "Refused by the recipient's block; no report to the sender.");
+                    self.store
+                        .to_xmpp_failed(item.id, &refusal.to_string(), None)
+                        .await
+                        .map(|()| meters().to_xmpp_failed.increment(1))
+                }
                 Ok(Err(Undelivered::Refused(refusal))) if refusal.permanent => {
                     warn!(delivery = item.id, to = %item.recipient, error = %refusal, "XMPP server refused the message.");
                     let status = status_for_refusal(&refusal.condition);
@@ -203,6 +214,29 @@ impl ToXmpp {
                 count = unsent.len(),
                 "Store unavailable; deliveries wait for their leases to run out."
             );
+        }
+    }
+
+    /// Whether the recipient of an inbound mail blocked its sender (the
+    /// reverse path, as at RCPT), also if she unblocked it at the gateway
+    /// only. A store error counts as not blocked: the report goes as
+    /// before.
+    async fn sender_blocked(&self, item: &ToXmppItem) -> bool {
+        let ToXmppBody::Mail { mail_from, .. } = &item.body else {
+            return false;
+        };
+        let Ok(user) = BareJid::new(&item.recipient) else {
+            return false;
+        };
+        match self.store.server_may_block(&user, mail_from).await {
+            Ok(blocked) => blocked,
+            Err(e) => {
+                warn!(
+                    error = format!("{e:#}"),
+                    "Store unavailable; a block may go unseen."
+                );
+                false
+            }
         }
     }
 

@@ -177,6 +177,13 @@ pub const BAD_RECIPIENT: Reply = reply(501, (5, 1, 3), "Bad recipient address sy
 /// recipients in another transaction.
 pub const TOO_MANY_RECIPIENTS: Reply = reply(452, (4, 5, 3), "Too many recipients");
 pub const RELAY_DENIED: Reply = reply(550, (5, 7, 1), "Relaying denied");
+/// The recipient blocked this sender (XEP-0191 at the gateway): only this
+/// recipient refuses, before DATA, so that nothing bounces later.
+pub const SENDER_BLOCKED: Reply = reply(
+    550,
+    (5, 7, 1),
+    "The recipient does not accept mail from this sender",
+);
 pub const NO_SUCH_USER: Reply = reply(550, (5, 1, 1), "No such user here");
 /// The store could not say whether the recipient is served.
 pub const STORE_UNAVAILABLE: Reply = reply(451, (4, 3, 0), "Temporary failure, try again later");

@@ -462,6 +462,20 @@ impl<'a, S: AsyncRead + AsyncWrite + Unpin> Session<'a, S> {
         };
         match (rcpt_verdict(self.config().mail.users, facts), jid) {
             (RcptVerdict::Accept, Some(jid)) => {
+                let sender = self.tx.mail_from.as_deref().unwrap_or_default();
+                match self.reception.store.blocks_sender(&jid, sender).await {
+                    Ok(false) => {}
+                    Ok(true) => {
+                        info!(peer = %self.peer, mail_from = %sender, rcpt = %jid, "Refused a sender the recipient blocked.");
+                        meters().smtp_refused.blocked.increment(1);
+                        return self.reply(reply::SENDER_BLOCKED);
+                    }
+                    Err(error) => {
+                        warn!(error = format!("{error:#}"), "Store unavailable at RCPT.");
+                        meters().smtp_refused.store.increment(1);
+                        return self.reply(reply::STORE_UNAVAILABLE);
+                    }
+                }
                 if !self.tx.recipients.contains(&jid) {
                     self.tx.recipients.push(jid);
                 }

@@ -62,6 +62,7 @@ mod messages;
 mod read_receipts;
 mod receipts;
 mod secrets;
+mod spam;
 pub mod sweep;
 #[cfg(test)]
 pub(crate) mod testing;
@@ -90,6 +91,7 @@ pub use keys::KeySource;
 pub use messages::MessageRecord;
 pub use read_receipts::MdnRequest;
 pub use receipts::{envelope_id, OwedReceipt};
+pub use spam::Verdict;
 pub use to_mail::{MailOutcome, MailRoute, NewMail, ToMailItem, Told};
 pub use to_xmpp::{InboundMail, Notice, ToXmppBody, ToXmppItem};
 pub use xmpp_mail::{Answer, AnswerKind, AnswerStatus, Refused};
@@ -146,6 +148,8 @@ pub struct UserOptions {
 struct Wake {
     to_xmpp: Notify,
     to_mail: Notify,
+    /// A user registered: her blocklist is due to be read.
+    registered: Notify,
 }
 
 /// One thing per database: a pool, a connection.
@@ -341,6 +345,12 @@ impl Store {
     /// if some was while nobody waited).
     pub async fn to_mail_committed(&self) {
         self.wake.to_mail.notified().await;
+    }
+
+    /// Resolves once a user has registered (at once if one did while
+    /// nobody waited).
+    pub async fn user_registered(&self) {
+        self.wake.registered.notified().await;
     }
 
     /// Counts items per queue and state, for tests and operators.

@@ -63,6 +63,7 @@ impl Store {
         .map(|_| ()))
         .with_context(|| format!("Registering {user}"))?;
         self.users.forget(user);
+        self.wake.registered.notify_one();
         Ok(())
     }
 
@@ -150,6 +151,7 @@ impl Store {
         .map(|_| ()))
         .with_context(|| format!("Registering {user}"))?;
         self.users.forget(user);
+        self.wake.registered.notify_one();
         Ok(())
     }
 

@@ -943,13 +943,14 @@ XMPP_SERVERS = {"prosody": Prosody, "ejabberd": Ejabberd}
 
 
 class Gateway:
-    """An XMPP server (`server`: "prosody" or "ejabberd") + DNS + relay +
-    facteur, started. `dns` takes the keyword arguments of Dns;
+    """An XMPP server (`server`: "prosody" or "ejabberd", built with
+    `xmpp_options`) + DNS + relay + facteur, started. `dns` takes the
+    keyword arguments of Dns;
     `relay=False` delivers to MX hosts instead."""
 
     def __init__(self, tmp_path, store_dir=None, fetch_hosts=(), extra="", dns=None, relay=True,
-                 server="prosody", **facteur):
-        self.xmpp = XMPP_SERVERS[server](tmp_path)
+                 server="prosody", xmpp_options=None, **facteur):
+        self.xmpp = XMPP_SERVERS[server](tmp_path, **(xmpp_options or {}))
         self.dns = Dns(Path(tmp_path) / "dns", **(dns or {}))
         self.relay = Relay() if relay else None
         self.facteur = Facteur(tmp_path, self.xmpp, self.relay, self.dns, store_dir=store_dir,

@@ -75,16 +75,16 @@ def test_administrators_run_commands_from_their_client(gw):
             items = (await bob.iq("get", GATEWAY, listing)).xml.iter(
                 "{http://jabber.org/protocol/disco#items}item")
             nodes = [item.get("node") for item in items]
-            assert nodes == [f"{ADMIN}#add-user", f"{ADMIN}#delete-user",
+            assert nodes == ["blocked-senders", f"{ADMIN}#add-user", f"{ADMIN}#delete-user",
                              f"{ADMIN}#get-registered-users-list",
                              f"{ADMIN}#get-registered-users-num",
                              "queue-list", "queue-show", "queue-retry", "queue-delete", "stats",
-                             "reload", "openpgp-key"]
-            # A user who is no administrator sees her own command only, and
+                             "reload", "openpgp-key", "blocked-senders"]
+            # A user who is no administrator sees the users' own commands only, and
             # runs none of theirs.
             items = (await alice.iq("get", GATEWAY, listing)).xml.iter(
                 "{http://jabber.org/protocol/disco#items}item")
-            assert [item.get("node") for item in items] == ["openpgp-key"]
+            assert [item.get("node") for item in items] == ["openpgp-key", "blocked-senders"]
             assert await refused(alice, "stats") == "forbidden"
 
             # Users: bob registers carol... of his own domain only.

@@ -203,10 +203,10 @@ def test_an_administrator_reloads_from_the_client(tmp_path):
                 "warn", "Configuration reloaded. Now in force: component.admins.\n"
                 "Changed, but only a restart applies them (the running values stay): "
                 "component.ping_interval."), text
-            # He keeps the one command every user has.
+            # He keeps the commands every user has.
             items = (await bob.iq("get", GATEWAY, listing)).xml.iter(
                 "{http://jabber.org/protocol/disco#items}item")
-            assert [item.get("node") for item in items] == ["openpgp-key"]
+            assert [item.get("node") for item in items] == ["openpgp-key", "blocked-senders"]
         finally:
             await alice.disconnect()
             await bob.disconnect()

@@ -46,15 +46,23 @@ async fn only_administrators_see_and_run_commands() {
     let config = config();
     let admin = Jid::new("root@a.test/laptop").expect("jid");
     let user = Jid::new("alice@a.test/phone").expect("jid");
-    // Administrators who are users of a served domain see "OpenPGP key"
-    // too, after their own; users see it alone.
-    assert_eq!(items(&config, Some(&admin)).items.len(), COMMANDS.len() + 1);
+    // Administrators who are users of a served domain see the users'
+    // commands too, after their own; users see them alone; strangers none.
+    assert_eq!(items(&config, Some(&admin)).items.len(), COMMANDS.len() + 2);
     let offered: Vec<Option<String>> = items(&config, Some(&user))
         .items
         .into_iter()
         .map(|i| i.node)
         .collect();
-    assert_eq!(offered, [Some(key_command::NODE.to_owned())]);
+    assert_eq!(
+        offered,
+        [
+            Some(key_command::NODE.to_owned()),
+            Some("blocked-senders".to_owned())
+        ]
+    );
+    let stranger = Jid::new("eve@b.test/x").expect("jid");
+    assert!(items(&config, Some(&stranger)).items.is_empty());
     assert!(items(&config, None).items.is_empty());
 
     let xml = run_xml(&store, command("alice@a.test/phone", "stats", None, None)).await;
@@ -254,15 +262,24 @@ async fn users_see_the_mailbox_commands_where_mailboxes_can_be_attached() {
     };
     assert_eq!(
         nodes(&with_imap, "alice@a.test/phone"),
-        ["imap-attach", "imap-detach", "imap-list", "openpgp-key"]
+        [
+            "imap-attach",
+            "imap-detach",
+            "imap-list",
+            "openpgp-key",
+            "blocked-senders"
+        ]
     );
     assert_eq!(
         nodes(&with_imap, "root@a.test/laptop").len(),
-        COMMANDS.len() + 4
+        COMMANDS.len() + 5
     );
     assert!(nodes(&with_imap, "eve@elsewhere.test/x").is_empty());
     // Without a key to seal passwords, nobody attaches anything.
-    assert_eq!(nodes(&config(), "alice@a.test/phone"), ["openpgp-key"]);
+    assert_eq!(
+        nodes(&config(), "alice@a.test/phone"),
+        ["openpgp-key", "blocked-senders"]
+    );
     assert_eq!(
         info("imap-attach").and_then(|i| i.identities.first().and_then(|id| id.name.clone())),
         Some("Attach a mailbox".to_owned())
@@ -317,4 +334,64 @@ fn too_many_mailbox_commands_at_once_are_told_to_wait() {
         xml.contains("type='wait'") && xml.contains("<resource-constraint "),
         "{xml}"
     );
+}
+
+#[tokio::test]
+async fn a_user_lists_and_unblocks_the_senders_she_blocked() {
+    let (store, _dir) = scratch().await;
+    let alice = BareJid::new("alice@a.test").expect("jid");
+    let unregistered = run_xml(
+        &store,
+        command("bob@a.test/x", "blocked-senders", None, None),
+    )
+    .await;
+    assert!(
+        unregistered.contains("registration-required"),
+        "{unregistered}"
+    );
+    store.register(&alice).await.expect("registered");
+    let empty = run_xml(
+        &store,
+        command("alice@a.test/x", "blocked-senders", None, None),
+    )
+    .await;
+    assert!(empty.contains("You block no mail sender."), "{empty}");
+    store
+        .block_sender(
+            &alice,
+            &facteur_policy::spam::BlockItem::Address("spammer@evil.test".into()),
+            facteur_policy::spam::BlockSource::Report,
+            true,
+        )
+        .await
+        .expect("blocked");
+    let listed = run_xml(
+        &store,
+        command("alice@a.test/x", "blocked-senders", None, None),
+    )
+    .await;
+    assert!(listed.contains("status='executing'"), "{listed}");
+    assert!(
+        listed.contains("label='spammer@evil.test, reported as spam (report)'"),
+        "{listed}"
+    );
+    let done = run_xml(
+        &store,
+        command(
+            "alice@a.test/x",
+            "blocked-senders",
+            None,
+            Some(("unblock", &["spammer@evil.test"])),
+        ),
+    )
+    .await;
+    assert!(done.contains("Unblocked spammer@evil.test."), "{done}");
+    assert!(!store
+        .blocks_sender(&alice, "spammer@evil.test")
+        .await
+        .expect("lookup"));
+    // Users see their own command, administrators theirs too.
+    let items = items(&config(), Some(&Jid::new("alice@a.test/x").expect("jid")));
+    let nodes: Vec<_> = items.items.iter().filter_map(|i| i.node.clone()).collect();
+    assert_eq!(nodes, ["openpgp-key", "blocked-senders"]);
 }

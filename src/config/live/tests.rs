@@ -63,6 +63,8 @@ ttl_unsupported = "6h"
 ttl_error = "15m"
 probes_per_minute = 60
 max_size = 262144
+[spam]
+blocklist_max_age = "1d"
 [http]
 listen = "127.0.0.1:8025"
 public_url = "https://a.test/files"
@@ -151,6 +153,8 @@ ttl_unsupported = "7h"
 ttl_error = "16m"
 probes_per_minute = 61
 max_size = 262145
+[spam]
+blocklist_max_age = "2d"
 [http]
 listen = "127.0.0.1:8026"
 public_url = "https://b.test/files"

@@ -555,3 +555,36 @@ async fn xforward_is_taken_from_the_mta_in_front_only() {
     );
     c.cmd("QUIT").await;
 }
+
+#[tokio::test]
+async fn a_blocked_sender_is_refused_for_the_user_who_blocked_it_only() {
+    let mut c = Client::start().await;
+    let alice = jid::BareJid::new("alice@example.test").expect("jid");
+    let bob = jid::BareJid::new("bob@example.test").expect("jid");
+    c.store.register(&bob).await.expect("register");
+    c.store
+        .block_sender(
+            &alice,
+            &facteur_policy::spam::BlockItem::Address("spammer@evil.test".into()),
+            facteur_policy::spam::BlockSource::Report,
+            true,
+        )
+        .await
+        .expect("blocked");
+    c.cmd("EHLO client.example.net").await;
+    c.cmd("MAIL FROM:<Spammer@evil.test>").await;
+    assert_eq!(
+        c.cmd("RCPT TO:<alice@example.test>").await,
+        "550 5.7.1 The recipient does not accept mail from this sender"
+    );
+    assert_eq!(
+        c.cmd("RCPT TO:<bob@example.test>").await,
+        "250 2.1.5 Recipient ok"
+    );
+    c.cmd("RSET").await;
+    c.cmd("MAIL FROM:<friend@evil.test>").await;
+    assert_eq!(
+        c.cmd("RCPT TO:<alice@example.test>").await,
+        "250 2.1.5 Recipient ok"
+    );
+}
