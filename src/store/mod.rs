@@ -84,7 +84,7 @@ pub use attachments::SharedRecord;
 pub use commit::{Committer, OutcomeCommitter};
 pub use contacts::Contact;
 pub use handoffs::{HandoffTaken, NewHandoff};
-pub use imap::{FolderStart, ImapMailbox, MailboxState, NewImapMailbox, Taken, TlsMode};
+pub use imap::{FolderStart, ImapMailbox, MailboxState, NewImapMailbox, SeenToSet, Taken, TlsMode};
 pub use messages::MessageRecord;
 pub use read_receipts::MdnRequest;
 pub use receipts::{envelope_id, OwedReceipt};
@@ -144,6 +144,9 @@ pub struct UserOptions {
 struct Wake {
     to_xmpp: Notify,
     to_mail: Notify,
+    /// One per followed IMAP mailbox, by id: work for its follower
+    /// (flags to set).
+    imap: std::sync::Mutex<std::collections::HashMap<i64, Arc<Notify>>>,
 }
 
 /// One thing per database: a pool, a connection.

@@ -20,6 +20,7 @@ from slixmpp.exceptions import IqError
 
 from peers import GATEWAY, Dovecot, Gateway, escaped, registered_client, run, wait_until
 from test_admin import COMMANDS, execute, note, values
+from test_clients import MARKERS, client_stanza
 
 PASSWORD = "imap-alice-pw"
 
@@ -401,5 +402,42 @@ def test_alice_attaches_lists_and_detaches_from_her_client(tmp_path):
             assert note(gone) == "Detached alice at 127.0.0.1: nothing more comes from it."
             assert note(await execute(alice, "imap-list")) == "No mailbox is attached."
             assert s.cli("list").stdout == ""
+            await alice.disconnect()
+        run(scenario())
+
+
+def flags(s, n):
+    """The flags Dovecot holds for mail `n` of INBOX, as `doveadm fetch` shows
+    them, but \\Recent (which only says no session selected it yet)."""
+    out = s.dovecot.doveadm("fetch", "-u", "alice", "flags", "mailbox", "INBOX",
+                            "header", "Message-ID", f"imap-{n}@example.net")
+    if "flags:" not in out:
+        return None
+    return [f for f in out.split("flags:", 1)[1].split() if f != "\\Recent"]
+
+
+def test_displayed_marker_and_receipt_set_seen_on_the_server(tmp_path):
+    """Mail from the mailbox reaches alice markable; Conversations' displayed
+    marker on one, and a XEP-0184 receipt for another, set \\Seen on each
+    in Dovecot; a third, not displayed, stays unseen."""
+    marker, _ = client_stanza("conversations-displayed")
+    with Setup(tmp_path, imap='poll_interval = "1h"\nidle = true') as s:
+        async def scenario():
+            alice = await registered_client(s.gateway)
+            assert s.attach().returncode == 0
+            await asyncio.to_thread(s.facteur.wait_log, "IDLE: waiting.", 15)
+            s.dovecot.deliver([mail(1), mail(2), mail(3)])
+            got = {}
+            for n in (1, 2, 3):
+                got[n] = await alice.wait_for(lambda m, n=n: m["subject"] == f"imap-{n}", timeout=20)
+                assert f"<markable xmlns=\"{MARKERS}\"" in got[n]["xml"], got[n]["xml"]
+            assert [flags(s, n) for n in (1, 2, 3)] == [[], [], []]
+            alice.xmpp.send_raw(marker.replace("TARGET", got[1]["id"]))
+            alice.xmpp.send_raw(
+                f"<message xmlns='jabber:client' to='{escaped('bob@example.net')}' id='r-2'>"
+                f"<received xmlns='urn:xmpp:receipts' id='{got[2]['id']}'/></message>")
+            assert await wait_until(lambda: flags(s, 1) == ["\\Seen"] and flags(s, 2) == ["\\Seen"],
+                                    timeout=20, interval=0.3), (flags(s, 1), flags(s, 2), s.facteur.log_tail())
+            assert flags(s, 3) == []
             await alice.disconnect()
         run(scenario())
