@@ -491,7 +491,7 @@ impl Followers {
 /// The address in From, for logs and as the sender of last resort, and
 /// the Message-ID (without angle brackets), which the user's client
 /// knows the mail by.
-fn sender_and_id(raw: &[u8]) -> (String, Option<String>) {
+pub(super) fn sender_and_id(raw: &[u8]) -> (String, Option<String>) {
     let Some(headers) = mail_parser::MessageParser::new().parse_headers(raw) else {
         return (String::new(), None);
     };
@@ -511,7 +511,10 @@ fn sender_and_id(raw: &[u8]) -> (String, Option<String>) {
 
 /// The whole message `uid` of the selected folder, unless it is gone.
 /// PEEK: reading it does not mark it seen.
-async fn fetch_raw(session: &mut ImapSession, uid: u32) -> anyhow::Result<Option<Vec<u8>>> {
+pub(super) async fn fetch_raw(
+    session: &mut ImapSession,
+    uid: u32,
+) -> anyhow::Result<Option<Vec<u8>>> {
     use anyhow::Context;
     use futures_util::TryStreamExt;
     let fetched: Vec<_> = session

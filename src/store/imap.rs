@@ -16,7 +16,7 @@ use tokio::sync::Notify;
 use facteur_bridge::threading::stanza_id_for_mail;
 
 use super::to_xmpp::{insert_inbound, insert_notice, InboundMail, Notice};
-use super::{Millis, Store};
+use super::{Conn, Millis, Store};
 
 /// How a mailbox's connection is protected; stored as its lower-case name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, sqlx::Encode, sqlx::Decode)]
@@ -162,6 +162,41 @@ pub enum Taken<'a> {
     Notice(&'a Notice),
     /// Pass over it.
     Skip,
+}
+
+/// Remembers where a mail queued for its recipient (a mailbox's mail
+/// has one: the mailbox's user) lives (mailbox, folder, UIDVALIDITY,
+/// UID), by the stanza id its Message-ID makes.
+async fn remember_imap_message(
+    conn: Conn<'_>,
+    mail: &InboundMail,
+    message_id: Option<&str>,
+    (id, folder, uid_validity, uid): (i64, &str, u32, u32),
+    now: Millis,
+) -> anyhow::Result<()> {
+    if let (Some(user), Some(message_id)) = (mail.recipients.first(), message_id) {
+        on_backend!(conn, |conn| sqlx::query(
+            "
+            INSERT INTO imap_messages (user_jid, stanza_id, message_id, mailbox_id,
+                                       folder, uid_validity, uid, created_at)
+            VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+            ON CONFLICT (user_jid, stanza_id) DO NOTHING
+            ",
+        )
+        .bind(user.as_str())
+        .bind(stanza_id_for_mail(message_id))
+        .bind(message_id)
+        .bind(id)
+        .bind(folder)
+        .bind(i64::from(uid_validity))
+        .bind(i64::from(uid))
+        .bind(now.0)
+        .execute(conn)
+        .await
+        .map(|_| ()))
+        .context("Remembering where a mail lives")?;
+    }
+    Ok(())
 }
 
 fn u32_of(v: i64) -> u32 {
@@ -397,27 +432,14 @@ impl Store {
             let queued = match taken {
                 Taken::Mail(mail, message_id) => {
                     insert_inbound((&mut *tx).into(), mail, now).await?;
-                    for (user, message_id) in mail.recipients.iter().zip(message_id) {
-                        sqlx::query(
-                            "
-                            INSERT INTO imap_messages (user_jid, stanza_id, message_id, mailbox_id,
-                                                       folder, uid_validity, uid, created_at)
-                            VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
-                            ON CONFLICT (user_jid, stanza_id) DO NOTHING
-                            ",
-                        )
-                        .bind(user.as_str())
-                        .bind(stanza_id_for_mail(message_id))
-                        .bind(message_id)
-                        .bind(id)
-                        .bind(folder)
-                        .bind(i64::from(uid_validity))
-                        .bind(i64::from(uid))
-                        .bind(now.0)
-                        .execute(&mut *tx)
-                        .await
-                        .context("Remembering where a mail lives")?;
-                    }
+                    remember_imap_message(
+                        (&mut *tx).into(),
+                        mail,
+                        message_id,
+                        (id, folder, uid_validity, uid),
+                        now,
+                    )
+                    .await?;
                     true
                 }
                 Taken::Notice(notice) => {
@@ -433,6 +455,36 @@ impl Store {
             self.wake.to_xmpp.notify_one();
         }
         Ok(true)
+    }
+
+    /// Queues message `uid` of a folder, which the user asked to see
+    /// (found by a search): whether taken before or not, the folder's
+    /// state stays as it is.
+    pub async fn imap_show(
+        &self,
+        id: i64,
+        folder: &str,
+        uid_validity: u32,
+        uid: u32,
+        mail: &InboundMail,
+        message_id: Option<&str>,
+    ) -> anyhow::Result<()> {
+        let now = Millis::now();
+        on_backend!(&self.pool, |pool| {
+            let mut tx = pool.begin().await.context("Starting transaction")?;
+            insert_inbound((&mut *tx).into(), mail, now).await?;
+            remember_imap_message(
+                (&mut *tx).into(),
+                mail,
+                message_id,
+                (id, folder, uid_validity, uid),
+                now,
+            )
+            .await?;
+            tx.commit().await.context("Committing mail shown from IMAP")
+        })?;
+        self.wake.to_xmpp.notify_one();
+        Ok(())
     }
 
     /// Starts a resync of a folder whose UIDVALIDITY changed: its UIDs

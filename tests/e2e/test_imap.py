@@ -366,7 +366,7 @@ def test_alice_attaches_lists_and_detaches_from_her_client(tmp_path):
             listing = f"<query xmlns='http://jabber.org/protocol/disco#items' node='{COMMANDS}'/>"
             nodes = [i.get("node") for i in (await alice.iq("get", GATEWAY, listing)).xml.iter(
                 "{http://jabber.org/protocol/disco#items}item")]
-            assert nodes == ["imap-attach", "imap-detach", "imap-list"]
+            assert nodes == ["imap-attach", "imap-detach", "imap-list", "imap-search"]
 
             step = await execute(alice, "imap-attach")
             assert step.get("status") == "executing"
@@ -439,5 +439,46 @@ def test_displayed_marker_and_receipt_set_seen_on_the_server(tmp_path):
             assert await wait_until(lambda: flags(s, 1) == ["\\Seen"] and flags(s, 2) == ["\\Seen"],
                                     timeout=20, interval=0.3), (flags(s, 1), flags(s, 2), s.facteur.log_tail())
             assert flags(s, 3) == []
+            await alice.disconnect()
+        run(scenario())
+
+
+def test_search_mail_finds_by_subject_and_show_brings_it(tmp_path):
+    """Mail there before the attach stays there; "Search mail" finds one by
+    subject on the server, and "Show" brings it to alice as a message from
+    its sender's escaped JID."""
+    with Setup(tmp_path, imap='poll_interval = "1h"') as s:
+        s.dovecot.deliver([mail(1), mail(2, subject="Quarterly report"), mail(3)])
+
+        async def scenario():
+            alice = await registered_client(s.gateway)
+            assert s.attach().returncode == 0
+            step = await execute(alice, "imap-search")
+            assert step.get("status") == "executing"
+            assert values(step, "mailbox") == ["127.0.0.1 alice"] and values(step, "folder") == ["INBOX"]
+            session = step.get("sessionid")
+            nothing = await execute(alice, "imap-search", "complete", session,
+                                    {"mailbox": ["127.0.0.1 alice"], "subject": ["no such thing"]})
+            assert note(nothing) == "Nothing found in INBOX."
+
+            found = await execute(alice, "imap-search", "complete", session,
+                                  {"mailbox": ["127.0.0.1 alice"], "folder": ["INBOX"],
+                                   "subject": ["quarterly"], "since": ["2020-01-01"]})
+            assert found.get("status") == "executing"
+            options = [(o.get("label"), o.findtext("{jabber:x:data}value"))
+                       for o in found.iter("{jabber:x:data}option")]
+            assert len(options) == 1, options
+            label, uid = options[0]
+            assert "Quarterly report" in label and "bob@example.net" in label, label
+            hidden = {var: values(found, var) for var in ("mailbox", "folder", "uidvalidity")}
+            assert not [m for m in alice.messages if m["subject"] == "Quarterly report"]
+            shown = await execute(alice, "imap-search", "complete", session, {**hidden, "message": [uid]})
+            assert note(shown) == "The message comes to you in a chat."
+            got = await alice.wait_for(lambda m: m["subject"] == "Quarterly report", timeout=20)
+            assert got["from"] == escaped("bob@example.net")
+            assert got["body"].strip() == "mail number 2"
+            # Shown only: the others stay on the server.
+            await asyncio.sleep(1)
+            assert not [m for m in alice.messages if m["subject"] in ("imap-1", "imap-3")]
             await alice.disconnect()
         run(scenario())

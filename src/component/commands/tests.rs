@@ -247,11 +247,11 @@ async fn users_see_the_mailbox_commands_where_mailboxes_can_be_attached() {
     };
     assert_eq!(
         nodes(&with_imap, "alice@a.test/phone"),
-        ["imap-attach", "imap-detach", "imap-list"]
+        ["imap-attach", "imap-detach", "imap-list", "imap-search"]
     );
     assert_eq!(
         nodes(&with_imap, "root@a.test/laptop").len(),
-        COMMANDS.len() + 3
+        COMMANDS.len() + 4
     );
     assert!(nodes(&with_imap, "eve@elsewhere.test/x").is_empty());
     // Without a key to seal passwords, nobody attaches anything.
