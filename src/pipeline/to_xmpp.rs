@@ -573,6 +573,10 @@ impl ToXmpp {
     /// Whether the mail the user's client gets as `id` came from one of
     /// the user's IMAP mailboxes.
     async fn came_from_imap(&self, to: &BareJid, id: &str) -> bool {
+        // No key, no mailboxes: no need to ask the store.
+        if self.config.get().imap.key.is_none() {
+            return false;
+        }
         self.store
             .imap_message_known(to, id)
             .await
