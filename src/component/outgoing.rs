@@ -109,6 +109,18 @@ pub struct Outgoing {
     pub ready: mpsc::Sender<Prepared>,
 }
 
+/// The id of the message a XEP-0184 receipt says was received.
+fn stanza_received(message: &Message) -> Option<String> {
+    message
+        .payloads
+        .iter()
+        .find(|p| p.is("received", "urn:xmpp:receipts"))
+        .and_then(|p| p.attr("id"))
+        .map(str::trim)
+        .filter(|id| !id.is_empty())
+        .map(str::to_owned)
+}
+
 /// The receipt `message` asks for, owed by the mail (`sender`,
 /// `message_id`, `rcpt`).
 fn owe(message: &Message, sender: &BareJid, message_id: &str, rcpt: &str) -> Option<OwedReceipt> {
@@ -172,7 +184,10 @@ impl Outgoing {
         // displayed marker may owe a read notification.
         if parts.body.trim().is_empty() && parts.shared.is_empty() {
             if let Some(target) = stanza_displayed(&message) {
+                self.seen(&message, &target).await;
                 self.displayed(&message, &target).await;
+            } else if let Some(target) = stanza_received(&message) {
+                self.seen(&message, &target).await;
             }
             return Intaken::Answer(None);
         }
@@ -215,6 +230,20 @@ impl Outgoing {
             }
         });
         Intaken::Answer(None)
+    }
+
+    /// The user's client displayed (or received) the message `target`: if
+    /// it came from an IMAP mailbox, \Seen is set on it there. Markers
+    /// get no answer: what goes wrong is only logged.
+    async fn seen(&self, message: &Message, target: &str) {
+        let Some(user) = message.from.as_ref().map(|j| j.to_bare()) else {
+            return;
+        };
+        match self.store.imap_seen_wanted(&user, target).await {
+            Ok(Some(mailbox)) => debug!(user = %user, mailbox, "Read here: to be marked seen."),
+            Ok(None) => {}
+            Err(e) => warn!(error = format!("{e:#}"), "Store unavailable for a marker."),
+        }
     }
 
     /// Fetches the shared files; those that cannot be fetched stay links,

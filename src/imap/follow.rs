@@ -27,7 +27,9 @@ use super::connect::{login, server_words, ImapSession, LoginError, Server};
 use super::new_messages;
 use super::seal::SealKey;
 use crate::config::Live;
-use crate::store::{ImapMailbox, InboundMail, MailboxState, Millis, Notice, Store, Taken};
+use crate::store::{
+    ImapMailbox, InboundMail, MailboxState, Millis, Notice, SeenToSet, Store, Taken,
+};
 
 /// How often the supervisor looks for mailboxes attached, changed or
 /// detached.
@@ -190,6 +192,7 @@ impl Followers {
         // Folders the server said it does not have (deleted, renamed):
         // logged once, looked for again each round.
         let mut missing: HashSet<String> = HashSet::new();
+        let wake = self.store.imap_waker(mailbox.id);
         loop {
             // The first folder there is, and the highest UID known in it.
             let mut first: Option<(&str, u32)> = None;
@@ -208,6 +211,7 @@ impl Followers {
                     }
                 }
             }
+            self.set_seen(&mut session, mailbox).await?;
             *backoff = BACKOFF_FIRST;
             session = if let (true, Some((first, taken))) = (idle, first) {
                 // Several folders: the others are looked at between IDLEs.
@@ -226,14 +230,18 @@ impl Followers {
                 {
                     continue;
                 }
-                wait_idle(session, renew).await?
+                wait_idle(session, renew, &wake).await?
             } else {
                 // A NOOP now and then keeps a long wait's connection up
                 // (servers may close one silent for 30 minutes).
                 let mut left = poll.mul_f64(rand::rng().random_range(0.9..=1.1));
                 while !left.is_zero() {
                     let step = left.min(IDLE_RENEW);
-                    tokio::time::sleep(step).await;
+                    tokio::select! {
+                        () = tokio::time::sleep(step) => {}
+                        // Flags to set: the wait is over.
+                        () = wake.notified() => break,
+                    }
                     left = left.saturating_sub(step);
                     if !left.is_zero() {
                         timed(session.noop()).await?;
@@ -269,6 +277,78 @@ impl Followers {
             return Ok(());
         }
         Err(format!("login refused ({count} in a row): {words}"))
+    }
+
+    /// Sets \Seen on the messages the user read here, folder by folder,
+    /// where the folder's UIDVALIDITY is still the one they were taken
+    /// under (under another, their UIDs name nothing any more). `Err`
+    /// when the connection failed.
+    async fn set_seen(
+        &self,
+        session: &mut ImapSession,
+        mailbox: &ImapMailbox,
+    ) -> Result<(), String> {
+        let err = |e: anyhow::Error| format!("{e:#}");
+        let wanted = self.store.imap_seen_to_set(mailbox.id).await.map_err(err)?;
+        let mut folders: Vec<(&str, u32, Vec<&SeenToSet>)> = Vec::new();
+        for message in &wanted {
+            match folders.last_mut() {
+                Some((folder, validity, messages))
+                    if *folder == message.folder && *validity == message.uid_validity =>
+                {
+                    messages.push(message);
+                }
+                _ => folders.push((&message.folder, message.uid_validity, vec![message])),
+            }
+        }
+        for (folder, validity, messages) in folders {
+            let done: Vec<String> = messages.iter().map(|m| m.stanza_id.clone()).collect();
+            let selected = match tokio::time::timeout(COMMAND_TIMEOUT, session.select(folder)).await
+            {
+                Ok(Ok(selected)) => selected,
+                Ok(Err(async_imap::error::Error::No(words))) => {
+                    warn!(mailbox = mailbox.id, folder, server_said = %server_words(&words), "Folder unavailable; messages read here not marked seen there.");
+                    self.store
+                        .imap_seen_set(mailbox.id, &done)
+                        .await
+                        .map_err(err)?;
+                    continue;
+                }
+                Ok(Err(e)) => return Err(e.to_string()),
+                Err(_) => return Err(format!("no answer within {}s", COMMAND_TIMEOUT.as_secs())),
+            };
+            if selected.uid_validity.unwrap_or(0) != validity {
+                info!(
+                    mailbox = mailbox.id,
+                    folder, "UIDVALIDITY changed: messages read here not marked seen there."
+                );
+                self.store
+                    .imap_seen_set(mailbox.id, &done)
+                    .await
+                    .map_err(err)?;
+                continue;
+            }
+            let uids = messages
+                .iter()
+                .map(|m| m.uid.to_string())
+                .collect::<Vec<_>>()
+                .join(",");
+            let stored = async {
+                use futures_util::TryStreamExt;
+                session
+                    .uid_store(&uids, "+FLAGS.SILENT (\\Seen)")
+                    .await?
+                    .try_collect::<Vec<_>>()
+                    .await
+            };
+            timed(stored).await?;
+            self.store
+                .imap_seen_set(mailbox.id, &done)
+                .await
+                .map_err(err)?;
+            info!(mailbox = mailbox.id, user = %mailbox.user, folder, count = done.len(), "Marked seen on the server.");
+        }
+        Ok(())
     }
 
     /// Takes the messages of `folder` above the highest UID taken;
@@ -369,8 +449,9 @@ impl Followers {
                     .map_err(err)?;
                 continue;
             };
+            let (mail_from, message_id) = sender_and_id(&raw);
             let mail = InboundMail {
-                mail_from: sender(&raw),
+                mail_from,
                 client_ip: format!("imap:{}", mailbox.host),
                 raw,
                 recipients: vec![mailbox.user.clone()],
@@ -379,7 +460,14 @@ impl Followers {
             };
             if self
                 .store
-                .imap_take(mailbox.id, folder, validity, uid, date, Taken::Mail(&mail))
+                .imap_take(
+                    mailbox.id,
+                    folder,
+                    validity,
+                    uid,
+                    date,
+                    Taken::Mail(&mail, message_id.as_deref()),
+                )
                 .await
                 .map_err(err)?
             {
@@ -400,22 +488,33 @@ impl Followers {
     }
 }
 
-/// The address in From, for logs and as the sender of last resort.
-fn sender(raw: &[u8]) -> String {
-    mail_parser::MessageParser::new()
-        .parse_headers(raw)
-        .and_then(|m| {
-            m.from()
-                .and_then(|f| f.first())
-                .and_then(|a| a.address())
-                .map(str::to_owned)
-        })
-        .unwrap_or_default()
+/// The address in From, for logs and as the sender of last resort, and
+/// the Message-ID (without angle brackets), which the user's client
+/// knows the mail by.
+pub(super) fn sender_and_id(raw: &[u8]) -> (String, Option<String>) {
+    let Some(headers) = mail_parser::MessageParser::new().parse_headers(raw) else {
+        return (String::new(), None);
+    };
+    let from = headers
+        .from()
+        .and_then(|f| f.first())
+        .and_then(|a| a.address())
+        .map(str::to_owned)
+        .unwrap_or_default();
+    let message_id = headers
+        .message_id()
+        .map(str::trim)
+        .filter(|id| !id.is_empty())
+        .map(str::to_owned);
+    (from, message_id)
 }
 
 /// The whole message `uid` of the selected folder, unless it is gone.
 /// PEEK: reading it does not mark it seen.
-async fn fetch_raw(session: &mut ImapSession, uid: u32) -> anyhow::Result<Option<Vec<u8>>> {
+pub(super) async fn fetch_raw(
+    session: &mut ImapSession,
+    uid: u32,
+) -> anyhow::Result<Option<Vec<u8>>> {
     use anyhow::Context;
     use futures_util::TryStreamExt;
     let fetched: Vec<_> = session
@@ -432,8 +531,13 @@ async fn fetch_raw(session: &mut ImapSession, uid: u32) -> anyhow::Result<Option
         .map(<[u8]>::to_vec))
 }
 
-/// IDLE until the server tells of a change, or `renew` passes.
-async fn wait_idle(session: ImapSession, renew: Duration) -> Result<ImapSession, String> {
+/// IDLE until the server tells of a change, `renew` passes, or `wake`
+/// says there is work.
+async fn wait_idle(
+    session: ImapSession,
+    renew: Duration,
+    wake: &tokio::sync::Notify,
+) -> Result<ImapSession, String> {
     let news = session.unsolicited_responses.clone();
     let mut handle = session.idle();
     timed(handle.init()).await?;
@@ -450,8 +554,19 @@ async fn wait_idle(session: ImapSession, renew: Duration) -> Result<ImapSession,
         return timed(handle.done()).await;
     }
     debug!("IDLE: waiting.");
-    let (wait, _stop) = handle.wait_with_timeout(renew);
-    match wait.await {
+    let outcome = {
+        let (wait, stop) = handle.wait_with_timeout(renew);
+        let mut wait = std::pin::pin!(wait);
+        tokio::select! {
+            outcome = &mut wait => outcome,
+            () = wake.notified() => {
+                debug!("IDLE: work to do.");
+                drop(stop);
+                wait.await
+            }
+        }
+    };
+    match outcome {
         Ok(IdleResponse::NewData(_)) => debug!("IDLE: news."),
         Ok(IdleResponse::Timeout | IdleResponse::ManualInterrupt) => {}
         Err(e) => return Err(format!("IDLE: {e}")),

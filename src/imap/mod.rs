@@ -9,6 +9,7 @@
 pub mod connect;
 pub mod follow;
 pub mod seal;
+pub mod search;
 
 use anyhow::Context;
 use futures_util::TryStreamExt;

@@ -353,8 +353,10 @@ impl ToXmpp {
                 if let (true, Some(html)) = (options.xhtml_im, &mail.html) {
                     message.payloads.push(xhtml_im(html));
                 }
-                // Clients send XEP-0333 markers only for markable messages.
-                if mdn_asked && options.send_mdn {
+                // Clients send XEP-0333 markers only for markable messages:
+                // those that owe a read notification, and mail from an
+                // IMAP mailbox, which the marker marks seen there.
+                if (mdn_asked && options.send_mdn) || self.came_from_imap(&to, &id).await {
                     message.payloads.push(markable());
                 }
                 // One message per file, its URL as the body, for clients
@@ -600,6 +602,20 @@ impl ToXmpp {
             .await
             .map(|()| true)
             .map_err(|e| Unmade::NotNow(format!("{e:#}")))
+    }
+
+    /// Whether the mail the user's client gets as `id` came from one of
+    /// the user's IMAP mailboxes.
+    async fn came_from_imap(&self, to: &BareJid, id: &str) -> bool {
+        // No key, no mailboxes: no need to ask the store.
+        if self.config.get().imap.key.is_none() {
+            return false;
+        }
+        self.store
+            .imap_message_known(to, id)
+            .await
+            .inspect_err(|e| debug!(error = format!("{e:#}"), "IMAP origin not looked up."))
+            .unwrap_or(false)
     }
 
     /// The message a mail answers, as the user's client knows it.

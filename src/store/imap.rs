@@ -6,13 +6,17 @@
 //! `crate::imap::seal`): the store never sees them in clear.
 
 use std::fmt;
+use std::sync::Arc;
 
 use anyhow::Context;
 use jid::BareJid;
 use sqlx::Row;
+use tokio::sync::Notify;
+
+use facteur_bridge::threading::stanza_id_for_mail;
 
 use super::to_xmpp::{insert_inbound, insert_notice, InboundMail, Notice};
-use super::{Millis, Store};
+use super::{Conn, Millis, Store};
 
 /// How a mailbox's connection is protected; stored as its lower-case name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, sqlx::Encode, sqlx::Decode)]
@@ -140,14 +144,59 @@ pub struct ImapFolder {
     pub since_date: Millis,
 }
 
+/// A message that \Seen is to be set on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SeenToSet {
+    pub stanza_id: String,
+    pub folder: String,
+    pub uid_validity: u32,
+    pub uid: u32,
+}
+
 /// What to do with one message of a folder.
 pub enum Taken<'a> {
-    /// Queue it for the user.
-    Mail(&'a InboundMail),
+    /// Queue it for the user; with its Message-ID (without angle
+    /// brackets), it is remembered for the flags the user sets on it.
+    Mail(&'a InboundMail, Option<&'a str>),
     /// Tell the user about it instead (e.g. it is too large).
     Notice(&'a Notice),
     /// Pass over it.
     Skip,
+}
+
+/// Remembers where a mail queued for its recipient (a mailbox's mail
+/// has one: the mailbox's user) lives (mailbox, folder, UIDVALIDITY,
+/// UID), by the stanza id its Message-ID makes.
+async fn remember_imap_message(
+    conn: Conn<'_>,
+    mail: &InboundMail,
+    message_id: Option<&str>,
+    (id, folder, uid_validity, uid): (i64, &str, u32, u32),
+    now: Millis,
+) -> anyhow::Result<()> {
+    if let (Some(user), Some(message_id)) = (mail.recipients.first(), message_id) {
+        on_backend!(conn, |conn| sqlx::query(
+            "
+            INSERT INTO imap_messages (user_jid, stanza_id, message_id, mailbox_id,
+                                       folder, uid_validity, uid, created_at)
+            VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+            ON CONFLICT (user_jid, stanza_id) DO NOTHING
+            ",
+        )
+        .bind(user.as_str())
+        .bind(stanza_id_for_mail(message_id))
+        .bind(message_id)
+        .bind(id)
+        .bind(folder)
+        .bind(i64::from(uid_validity))
+        .bind(i64::from(uid))
+        .bind(now.0)
+        .execute(conn)
+        .await
+        .map(|_| ()))
+        .context("Remembering where a mail lives")?;
+    }
+    Ok(())
 }
 
 fn u32_of(v: i64) -> u32 {
@@ -381,8 +430,16 @@ impl Store {
                 return Ok(false);
             }
             let queued = match taken {
-                Taken::Mail(mail) => {
+                Taken::Mail(mail, message_id) => {
                     insert_inbound((&mut *tx).into(), mail, now).await?;
+                    remember_imap_message(
+                        (&mut *tx).into(),
+                        mail,
+                        message_id,
+                        (id, folder, uid_validity, uid),
+                        now,
+                    )
+                    .await?;
                     true
                 }
                 Taken::Notice(notice) => {
@@ -398,6 +455,36 @@ impl Store {
             self.wake.to_xmpp.notify_one();
         }
         Ok(true)
+    }
+
+    /// Queues message `uid` of a folder, which the user asked to see
+    /// (found by a search): whether taken before or not, the folder's
+    /// state stays as it is.
+    pub async fn imap_show(
+        &self,
+        id: i64,
+        folder: &str,
+        uid_validity: u32,
+        uid: u32,
+        mail: &InboundMail,
+        message_id: Option<&str>,
+    ) -> anyhow::Result<()> {
+        let now = Millis::now();
+        on_backend!(&self.pool, |pool| {
+            let mut tx = pool.begin().await.context("Starting transaction")?;
+            insert_inbound((&mut *tx).into(), mail, now).await?;
+            remember_imap_message(
+                (&mut *tx).into(),
+                mail,
+                message_id,
+                (id, folder, uid_validity, uid),
+                now,
+            )
+            .await?;
+            tx.commit().await.context("Committing mail shown from IMAP")
+        })?;
+        self.wake.to_xmpp.notify_one();
+        Ok(())
     }
 
     /// Starts a resync of a folder whose UIDVALIDITY changed: its UIDs
@@ -513,6 +600,106 @@ impl Store {
             self.wake.to_xmpp.notify_one();
         }
         Ok((count, paused))
+    }
+
+    /// The wake-up of mailbox `id`'s follower: notified when there is
+    /// work for it (flags to set).
+    pub fn imap_waker(&self, id: i64) -> Arc<Notify> {
+        let mut wakers = self
+            .wake
+            .imap
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        wakers.entry(id).or_default().clone()
+    }
+
+    /// The user's client displayed (or received) the message it knows as
+    /// `stanza_id`: if it came from IMAP and is not marked yet, \Seen is
+    /// to be set on it, and its mailbox's follower is woken. Returns the
+    /// mailbox's id then.
+    pub async fn imap_seen_wanted(
+        &self,
+        user: &BareJid,
+        stanza_id: &str,
+    ) -> anyhow::Result<Option<i64>> {
+        let id: Option<i64> = on_backend!(&self.pool, |pool| sqlx::query_scalar(
+            "
+            UPDATE imap_messages SET seen = 1
+            WHERE user_jid = $1 AND stanza_id = $2 AND seen = 0
+            RETURNING mailbox_id
+            ",
+        )
+        .bind(user.as_str())
+        .bind(stanza_id)
+        .fetch_optional(pool)
+        .await)
+        .with_context(|| format!("Marking {stanza_id} seen"))?;
+        if let Some(id) = id {
+            self.imap_waker(id).notify_one();
+        }
+        Ok(id)
+    }
+
+    /// Whether the user's message their client knows as `stanza_id` came
+    /// from IMAP.
+    pub async fn imap_message_known(
+        &self,
+        user: &BareJid,
+        stanza_id: &str,
+    ) -> anyhow::Result<bool> {
+        let found: Option<i64> = on_backend!(&self.pool, |pool| sqlx::query_scalar(
+            "SELECT mailbox_id FROM imap_messages WHERE user_jid = $1 AND stanza_id = $2",
+        )
+        .bind(user.as_str())
+        .bind(stanza_id)
+        .fetch_optional(pool)
+        .await)
+        .context("Looking up a mail from IMAP")?;
+        Ok(found.is_some())
+    }
+
+    /// The messages of mailbox `id` that \Seen is to be set on.
+    pub async fn imap_seen_to_set(&self, id: i64) -> anyhow::Result<Vec<SeenToSet>> {
+        on_backend!(&self.pool, |pool| {
+            let rows = sqlx::query(
+                "
+                SELECT stanza_id, folder, uid_validity, uid FROM imap_messages
+                WHERE mailbox_id = $1 AND seen = 1
+                ORDER BY folder, uid
+                ",
+            )
+            .bind(id)
+            .fetch_all(pool)
+            .await
+            .context("Reading the flags to set")?;
+            let mut found = Vec::with_capacity(rows.len());
+            for row in rows {
+                found.push(SeenToSet {
+                    stanza_id: row.try_get("stanza_id")?,
+                    folder: row.try_get("folder")?,
+                    uid_validity: u32_of(row.try_get("uid_validity")?),
+                    uid: u32_of(row.try_get("uid")?),
+                });
+            }
+            Ok(found)
+        })
+    }
+
+    /// \Seen was set on these messages of mailbox `id` (or they are
+    /// gone from the server): nothing more to do for them.
+    pub async fn imap_seen_set(&self, id: i64, stanza_ids: &[String]) -> anyhow::Result<()> {
+        for stanza_id in stanza_ids {
+            on_backend!(&self.pool, |pool| sqlx::query(
+                "UPDATE imap_messages SET seen = 2 WHERE mailbox_id = $1 AND stanza_id = $2",
+            )
+            .bind(id)
+            .bind(stanza_id)
+            .execute(pool)
+            .await
+            .map(|_| ()))
+            .context("Remembering a flag set")?;
+        }
+        Ok(())
     }
 }
 

@@ -86,7 +86,7 @@ pub use attachments::SharedRecord;
 pub use commit::{Committer, OutcomeCommitter};
 pub use contacts::Contact;
 pub use handoffs::{HandoffTaken, NewHandoff};
-pub use imap::{FolderStart, ImapMailbox, MailboxState, NewImapMailbox, Taken, TlsMode};
+pub use imap::{FolderStart, ImapMailbox, MailboxState, NewImapMailbox, SeenToSet, Taken, TlsMode};
 pub use keys::KeySource;
 pub use messages::MessageRecord;
 pub use read_receipts::MdnRequest;
@@ -150,6 +150,9 @@ struct Wake {
     to_mail: Notify,
     /// A user registered: her blocklist is due to be read.
     registered: Notify,
+    /// One per followed IMAP mailbox, by id: work for its follower
+    /// (flags to set).
+    imap: std::sync::Mutex<std::collections::HashMap<i64, Arc<Notify>>>,
 }
 
 /// One thing per database: a pool, a connection.

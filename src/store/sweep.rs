@@ -43,7 +43,8 @@ pub struct Swept {
     pub to_xmpp: u64,
     pub to_mail: u64,
     pub inbound_mail: u64,
-    /// Thread metadata, and read notifications asked for with it.
+    /// Thread metadata, and read notifications asked for with it, and
+    /// where mail from IMAP lives.
     pub messages: u64,
     /// Expired XMPP-Mail answers and old handoffs.
     pub xmpp_mail: u64,
@@ -152,6 +153,20 @@ impl Store {
                         DELETE FROM mdn_requests WHERE (user_jid, stanza_id) IN (
                             SELECT user_jid, stanza_id FROM mdn_requests
                             WHERE created_at < $1 LIMIT $2)
+                        ",
+                        &[Param::Int(threads)],
+                        stop,
+                    )
+                    .await?
+                // So does where a mail from IMAP lives, unless \Seen is
+                // still to be set on it.
+                + self
+                    .delete_batches(
+                        "imap_messages",
+                        "
+                        DELETE FROM imap_messages WHERE (user_jid, stanza_id) IN (
+                            SELECT user_jid, stanza_id FROM imap_messages
+                            WHERE created_at < $1 AND seen <> 1 LIMIT $2)
                         ",
                         &[Param::Int(threads)],
                         stop,

@@ -30,8 +30,12 @@ CONCURRENCY = (1, 10, 50)
 COUNTS = {"4KB": int(600 * SCALE), "40KB": int(300 * SCALE), "1MB": int(40 * SCALE)}
 OUT = ROOT / "target" / "bench"
 # BENCH_ONLY=native measures the native journey alone; BENCH_ONLY=inbound
-# the email → XMPP journey alone (its table and inbound_vs_smtp_sink).
+# the email → XMPP journey alone (its table and inbound_vs_smtp_sink);
+# BENCH_ONLY=imap the IMAP mailboxes alone (memory per idle mailbox, LMTP
+# delivery → stanza).
 ONLY = os.environ.get("BENCH_ONLY", "")
+IMAP_MAILBOXES = int(os.environ.get("BENCH_IMAP_MAILBOXES", "100"))
+IMAP_MAILS = int(os.environ.get("BENCH_IMAP_MAILS", "100"))
 
 
 def timed(command):
@@ -406,11 +410,112 @@ def criterion_figures(path):
     return figures
 
 
+def established(port):
+    """How many TCP connections to 127.0.0.1:`port` are established."""
+    out = subprocess.run(["ss", "-Htn", "state", "established", f"dport = :{port}"],
+                         capture_output=True, text=True, timeout=10).stdout
+    return len(out.splitlines())
+
+
+async def imap_mailboxes(work, results):
+    """IMAP mailboxes followed by IDLE in a real Dovecot: facteur's memory
+    per idle mailbox (RSS with IMAP_MAILBOXES attached and idling, less
+    RSS before), and the time from a mail's LMTP delivery (Dovecot's 250)
+    to its stanza at alice's client, one mail at a time, p50 and p99."""
+    from peers import Dovecot
+    users = {f"box{n}": f"pw{n}" for n in range(IMAP_MAILBOXES)}
+    work.mkdir(parents=True, exist_ok=True)
+    dovecot = Dovecot(work, users=users)
+    secret = work / "imap.secret"
+    secret.write_text("a-bench-secret-of-more-than-32-bytes-0123456789\n")
+    gateway = Gateway(work, extra=f'[imap]\nsecret_file = "{secret}"\nidle = true\npoll_interval = "1h"\n')
+    alice = None
+    record = {"mailboxes": IMAP_MAILBOXES, "mails": IMAP_MAILS}
+    results["imap"] = record
+    try:
+        dovecot.start()
+        gateway.start()
+        alice = await stamped_client(gateway)
+        pid = gateway.facteur.proc.pid
+        await asyncio.sleep(1)
+        before = rss(pid)
+        for n in range(IMAP_MAILBOXES):
+            password = work / f"box{n}.password"
+            password.write_text(f"pw{n}\n")
+            subprocess.run([gateway.facteur.binary, "imap", "attach", "--config", str(gateway.facteur.config),
+                            "--jid", f"alice@{DOMAIN}", "--host", "127.0.0.1", "--port", str(dovecot.imap),
+                            "--tls", "none", "--user", f"box{n}", "--password-file", str(password)],
+                           check=True, capture_output=True, timeout=60)
+        deadline = time.monotonic() + 120
+        while established(dovecot.imap) < IMAP_MAILBOXES and time.monotonic() < deadline:
+            await asyncio.sleep(0.2)
+        record["connected"] = established(dovecot.imap)
+        # Settled: every follower idling.
+        await asyncio.sleep(3)
+        after = rss(pid)
+        record["rss_before_mb"] = round(before, 1)
+        record["rss_idle_mb"] = round(after, 1)
+        record["per_idle_mailbox_kb"] = round((after - before) * 1024 / IMAP_MAILBOXES, 1)
+
+        import smtplib
+        latencies = []
+        with smtplib.LMTP("127.0.0.1", dovecot.lmtp, timeout=30) as lmtp:
+            for n in range(IMAP_MAILS):
+                message_id = f"bench-imap-{n}@example.net"
+                raw = (f"From: Bob <bob@example.net>\r\nTo: box0@example.net\r\nSubject: imap bench {n}\r\n"
+                       f"Message-ID: <{message_id}>\r\nDate: Mon, 07 Dec 2026 10:00:00 +0000\r\n\r\n"
+                       f"mail number {n}\r\n").encode()
+                wanted = stanza_id(message_id)
+                refused = lmtp.sendmail("bob@example.net", [f"box{n % IMAP_MAILBOXES}"], raw)
+                delivered = time.monotonic()
+                assert not refused, refused
+                deadline = delivered + 30
+                while wanted not in alice.arrival and time.monotonic() < deadline:
+                    await asyncio.sleep(0.001)
+                if wanted in alice.arrival:
+                    latencies.append((alice.arrival[wanted] - delivered) * 1000)
+        record["received"] = len(latencies)
+        record["latency_p50_ms"] = round(percentile(latencies, 0.50), 1)
+        record["latency_p99_ms"] = round(percentile(latencies, 0.99), 1)
+        print(f"imap: {IMAP_MAILBOXES} idle mailboxes ({record['connected']} connected): "
+              f"{record['per_idle_mailbox_kb']} KB each; LMTP → stanza p50 {record['latency_p50_ms']} ms, "
+              f"p99 {record['latency_p99_ms']} ms ({len(latencies)}/{IMAP_MAILS})", flush=True)
+    finally:
+        if alice is not None:
+            try:
+                await alice.disconnect()
+            except Exception:
+                pass
+        gateway.stop()
+        dovecot.cleanup()
+
+
+def imap_report(results):
+    r = results.get("imap")
+    if not r:
+        return []
+    return ["", "## IMAP mailboxes (Dovecot, IDLE)", "", "| measure | value |", "|---|---|",
+            f"| idle mailboxes | {r['mailboxes']} ({r.get('connected', '?')} connected) |",
+            f"| RSS before / with them idle MB | {r.get('rss_before_mb')} / {r.get('rss_idle_mb')} |",
+            f"| memory per idle mailbox KB | {r.get('per_idle_mailbox_kb')} |",
+            f"| LMTP delivery → stanza p50 ms | {r.get('latency_p50_ms')} |",
+            f"| LMTP delivery → stanza p99 ms | {r.get('latency_p99_ms')} |",
+            f"| mails received | {r.get('received')}/{r['mails']} |"]
+
+
 async def main(criterion_output):
     OUT.mkdir(parents=True, exist_ok=True)
     results = {"inbound": [], "inbound_postgres": [], "outbound": [], "memory": {},
                "translation_mib_per_s": criterion_figures(criterion_output)}
     work = Path(tempfile.mkdtemp(prefix="facteur-bench-"))
+    if ONLY == "imap":
+        await imap_mailboxes(work / "imap", results)
+        (OUT / "results.json").write_text(json.dumps(results, indent=2))
+        print("\n".join(imap_report(results)))
+        print(f"\nJSON: {OUT / 'results.json'}")
+        return
+    if not ONLY:
+        await imap_mailboxes(work / "imap", results)
     if ONLY != "native":
         await gateway_journeys(work, results)
         await inbound_on_postgres(work / "postgres", results)
@@ -599,6 +704,7 @@ def report(results):
                   f"| {2 * st['mails_per_step']} | {st['used_after_2n_mb']} | {st['files_after_2n_mb']} |",
                   "", f"Kept per mail (thread metadata): {st['kept_bytes_per_mail']} bytes"]
     lines += native_report(results.get("native", {}))
+    lines += imap_report(results)
     lines += ["", "## Translation core (criterion, MiB/s)", "", "| bench | MiB/s |", "|---|---|"]
     lines += [f"| {k} | {v} |" for k, v in results["translation_mib_per_s"].items()]
     key = next((r for r in results["inbound"] if r["size"] == "4KB" and r["sessions"] == 10), None)

@@ -20,6 +20,7 @@ from slixmpp.exceptions import IqError
 
 from peers import GATEWAY, Dovecot, Gateway, escaped, registered_client, run, wait_until
 from test_admin import COMMANDS, execute, note, values
+from test_clients import MARKERS, client_stanza
 
 PASSWORD = "imap-alice-pw"
 
@@ -383,7 +384,8 @@ def test_alice_attaches_lists_and_detaches_from_her_client(tmp_path):
             listing = f"<query xmlns='http://jabber.org/protocol/disco#items' node='{COMMANDS}'/>"
             nodes = [i.get("node") for i in (await alice.iq("get", GATEWAY, listing)).xml.iter(
                 "{http://jabber.org/protocol/disco#items}item")]
-            assert nodes == ["imap-attach", "imap-detach", "imap-list", "openpgp-key"]
+            assert nodes == ["imap-attach", "imap-detach", "imap-list", "imap-search",
+                             "openpgp-key", "blocked-senders"]
 
             step = await execute(alice, "imap-attach")
             assert step.get("status") == "executing"
@@ -419,5 +421,83 @@ def test_alice_attaches_lists_and_detaches_from_her_client(tmp_path):
             assert note(gone) == "Detached alice at 127.0.0.1: nothing more comes from it."
             assert note(await execute(alice, "imap-list")) == "No mailbox is attached."
             assert s.cli("list").stdout == ""
+            await alice.disconnect()
+        run(scenario())
+
+
+def flags(s, n):
+    """The flags Dovecot holds for mail `n` of INBOX, as `doveadm fetch` shows
+    them, but \\Recent (which only says no session selected it yet)."""
+    out = s.dovecot.doveadm("fetch", "-u", "alice", "flags", "mailbox", "INBOX",
+                            "header", "Message-ID", f"imap-{n}@example.net")
+    if "flags:" not in out:
+        return None
+    return [f for f in out.split("flags:", 1)[1].split() if f != "\\Recent"]
+
+
+def test_displayed_marker_and_receipt_set_seen_on_the_server(tmp_path):
+    """Mail from the mailbox reaches alice markable; Conversations' displayed
+    marker on one, and a XEP-0184 receipt for another, set \\Seen on each
+    in Dovecot; a third, not displayed, stays unseen."""
+    marker, _ = client_stanza("conversations-displayed")
+    with Setup(tmp_path, imap='poll_interval = "1h"\nidle = true') as s:
+        async def scenario():
+            alice = await registered_client(s.gateway)
+            assert s.attach().returncode == 0
+            await asyncio.to_thread(s.facteur.wait_log, "IDLE: waiting.", 15)
+            s.dovecot.deliver([mail(1), mail(2), mail(3)])
+            got = {}
+            for n in (1, 2, 3):
+                got[n] = await alice.wait_for(lambda m, n=n: m["subject"] == f"imap-{n}", timeout=20)
+                assert f"<markable xmlns=\"{MARKERS}\"" in got[n]["xml"], got[n]["xml"]
+            assert [flags(s, n) for n in (1, 2, 3)] == [[], [], []]
+            alice.xmpp.send_raw(marker.replace("TARGET", got[1]["id"]))
+            alice.xmpp.send_raw(
+                f"<message xmlns='jabber:client' to='{escaped('bob@example.net')}' id='r-2'>"
+                f"<received xmlns='urn:xmpp:receipts' id='{got[2]['id']}'/></message>")
+            assert await wait_until(lambda: flags(s, 1) == ["\\Seen"] and flags(s, 2) == ["\\Seen"],
+                                    timeout=20, interval=0.3), (flags(s, 1), flags(s, 2), s.facteur.log_tail())
+            assert flags(s, 3) == []
+            await alice.disconnect()
+        run(scenario())
+
+
+def test_search_mail_finds_by_subject_and_show_brings_it(tmp_path):
+    """Mail there before the attach stays there; "Search mail" finds one by
+    subject on the server, and "Show" brings it to alice as a message from
+    its sender's escaped JID."""
+    with Setup(tmp_path, imap='poll_interval = "1h"') as s:
+        s.dovecot.deliver([mail(1), mail(2, subject="Quarterly report"), mail(3)])
+
+        async def scenario():
+            alice = await registered_client(s.gateway)
+            assert s.attach().returncode == 0
+            step = await execute(alice, "imap-search")
+            assert step.get("status") == "executing"
+            assert values(step, "mailbox") == ["127.0.0.1 alice"] and values(step, "folder") == ["INBOX"]
+            session = step.get("sessionid")
+            nothing = await execute(alice, "imap-search", "complete", session,
+                                    {"mailbox": ["127.0.0.1 alice"], "subject": ["no such thing"]})
+            assert note(nothing) == "Nothing found in INBOX."
+
+            found = await execute(alice, "imap-search", "complete", session,
+                                  {"mailbox": ["127.0.0.1 alice"], "folder": ["INBOX"],
+                                   "subject": ["quarterly"], "since": ["2020-01-01"]})
+            assert found.get("status") == "executing"
+            options = [(o.get("label"), o.findtext("{jabber:x:data}value"))
+                       for o in found.iter("{jabber:x:data}option")]
+            assert len(options) == 1, options
+            label, uid = options[0]
+            assert "Quarterly report" in label and "bob@example.net" in label, label
+            hidden = {var: values(found, var) for var in ("mailbox", "folder", "uidvalidity")}
+            assert not [m for m in alice.messages if m["subject"] == "Quarterly report"]
+            shown = await execute(alice, "imap-search", "complete", session, {**hidden, "message": [uid]})
+            assert note(shown) == "The message comes to you in a chat."
+            got = await alice.wait_for(lambda m: m["subject"] == "Quarterly report", timeout=20)
+            assert got["from"] == escaped("bob@example.net")
+            assert got["body"].strip() == "mail number 2"
+            # Shown only: the others stay on the server.
+            await asyncio.sleep(1)
+            assert not [m for m in alice.messages if m["subject"] in ("imap-1", "imap-3")]
             await alice.disconnect()
         run(scenario())

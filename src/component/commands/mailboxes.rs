@@ -1,5 +1,7 @@
 //! Ad-hoc commands (XEP-0050) for users, to attach their legacy IMAP
-//! mailboxes: "Attach a mailbox", "Detach a mailbox" and "Mailboxes".
+//! mailboxes: "Attach a mailbox", "Detach a mailbox", "Mailboxes", and
+//! "Search mail" (server-side search; "Show" brings a message found into
+//! the chat).
 //! The operator's twins are `facteur imap attach|detach|list`.
 //!
 //! Attaching logs in to the server, which may take seconds: the intake
@@ -7,7 +9,7 @@
 
 use facteur_policy::relay::{sender_verdict, AddressFacts, SenderVerdict};
 use jid::BareJid;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 use xmpp_parsers::iq::Iq;
 use xmpp_parsers::jid::Jid;
 use xmpp_parsers::minidom::rxml::xml_ncname;
@@ -18,8 +20,9 @@ use xmpp_parsers::stanza_error::{DefinedCondition, ErrorType};
 use super::{bad_input, field, field_values, form, new_session, note, NS_COMMANDS};
 use crate::component::reply::{self, error, result, Fault};
 use crate::config::Config;
+use crate::imap::search::{self, Matches, SearchQuery};
 use crate::imap::{attach, line, AttachRequest};
-use crate::store::{Store, TlsMode};
+use crate::store::{ImapMailbox, Store, TlsMode};
 
 /// The user's commands, in the order they are listed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -27,12 +30,14 @@ pub enum MailboxCommand {
     Attach,
     Detach,
     List,
+    Search,
 }
 
-pub const MAILBOX_COMMANDS: [MailboxCommand; 3] = [
+pub const MAILBOX_COMMANDS: [MailboxCommand; 4] = [
     MailboxCommand::Attach,
     MailboxCommand::Detach,
     MailboxCommand::List,
+    MailboxCommand::Search,
 ];
 
 /// Where no key seals passwords.
@@ -54,6 +59,7 @@ impl MailboxCommand {
             MailboxCommand::Attach => "imap-attach",
             MailboxCommand::Detach => "imap-detach",
             MailboxCommand::List => "imap-list",
+            MailboxCommand::Search => "imap-search",
         }
     }
 
@@ -62,6 +68,7 @@ impl MailboxCommand {
             MailboxCommand::Attach => "Attach a mailbox",
             MailboxCommand::Detach => "Detach a mailbox",
             MailboxCommand::List => "Mailboxes",
+            MailboxCommand::Search => "Search mail",
         }
     }
 
@@ -314,23 +321,7 @@ pub async fn answer(config: &Config, store: &Store, iq: Iq) -> Iq {
             if mailboxes.is_empty() {
                 return reply("completed", vec![note("info", "No mailbox is attached.")]);
             }
-            let mut choice = field("mailbox", "list-single", "The mailbox to detach", &[]);
-            choice.append_child(Element::builder("required", ns::DATA_FORMS).build());
-            for mailbox in &mailboxes {
-                choice.append_child(
-                    Element::builder("option", ns::DATA_FORMS)
-                        .attr(
-                            xml_ncname!("label").into(),
-                            format!("{} at {}", mailbox.username, mailbox.host),
-                        )
-                        .append(
-                            Element::builder("value", ns::DATA_FORMS)
-                                .append(format!("{} {}", mailbox.host, mailbox.username))
-                                .build(),
-                        )
-                        .build(),
-                );
-            }
+            let choice = mailbox_choice(&mailboxes, "The mailbox to detach", false);
             executing(form(
                 "form",
                 NS_COMMANDS,
@@ -365,7 +356,201 @@ pub async fn answer(config: &Config, store: &Store, iq: Iq) -> Iq {
                 Err(e) => error(&iq, failed(e)),
             }
         }
+        (MailboxCommand::Search, None) => {
+            if mailboxes.is_empty() {
+                return reply("completed", vec![note("info", "No mailbox is attached.")]);
+            }
+            executing(search_form(&mailboxes))
+        }
+        (MailboxCommand::Search, Some(form)) => {
+            let Some(key) = config.imap.key.as_ref() else {
+                return error(&iq, NO_IMAP);
+            };
+            let chosen = field_values(form, "mailbox");
+            let Some(mailbox) =
+                chosen
+                    .first()
+                    .and_then(|v| v.split_once(' '))
+                    .and_then(|(host, username)| {
+                        mailboxes
+                            .iter()
+                            .find(|m| m.host == host && m.username == username)
+                    })
+            else {
+                return error(&iq, bad_input("no attached mailbox chosen".into()));
+            };
+            let one = |var: &str| {
+                field_values(form, var)
+                    .into_iter()
+                    .next()
+                    .map(|v| v.trim().to_owned())
+                    .unwrap_or_default()
+            };
+            let folder = Some(one("folder"))
+                .filter(|f| !f.is_empty())
+                .unwrap_or_else(|| "INBOX".to_owned());
+            let refused = |e: anyhow::Error| {
+                info!(user = %user, host = %mailbox.host, error = format!("{e:#}"), "Mailbox search failed.");
+                error(
+                    &iq,
+                    Fault::with_text(
+                        ErrorType::Modify,
+                        DefinedCondition::NotAcceptable,
+                        format!("{e:#}"),
+                    ),
+                )
+            };
+            let shown = one("message");
+            if !shown.is_empty() {
+                let (Ok(uid_validity), Ok(uid)) =
+                    (one("uidvalidity").parse::<u32>(), shown.parse::<u32>())
+                else {
+                    return error(&iq, bad_input("no message found chosen".into()));
+                };
+                return match search::show(store, key, mailbox, &folder, uid_validity, uid).await {
+                    Ok(()) => {
+                        info!(user = %user, mailbox = mailbox.id, folder = %folder, uid, "Mail shown from a search.");
+                        reply(
+                            "completed",
+                            vec![note("info", "The message comes to you in a chat.")],
+                        )
+                    }
+                    Err(e) => refused(e),
+                };
+            }
+            let query = SearchQuery {
+                from: one("from"),
+                subject: one("subject"),
+                text: one("text"),
+                since: one("since"),
+            };
+            if let Err(why) = search::criteria(&query) {
+                return error(&iq, bad_input(why));
+            }
+            match search::search(key, mailbox, &folder, &query).await {
+                Ok(found) if found.listed.is_empty() => reply(
+                    "completed",
+                    vec![note("info", &format!("Nothing found in {folder}."))],
+                ),
+                Ok(found) => {
+                    debug!(user = %user, mailbox = mailbox.id, found = found.total, "Mailbox searched.");
+                    reply(
+                        "executing",
+                        vec![
+                            Element::builder("actions", NS_COMMANDS)
+                                .attr(xml_ncname!("execute").into(), "complete")
+                                .append(Element::builder("complete", NS_COMMANDS).build())
+                                .build(),
+                            found_form(mailbox, &folder, &found),
+                        ],
+                    )
+                }
+                Err(e) => refused(e),
+            }
+        }
     }
+}
+
+/// A list-single field of the user's mailboxes, by "host username".
+fn mailbox_choice(mailboxes: &[ImapMailbox], label: &str, first: bool) -> Element {
+    let value: Vec<String> = mailboxes
+        .first()
+        .filter(|_| first)
+        .map(|m| format!("{} {}", m.host, m.username))
+        .into_iter()
+        .collect();
+    let mut choice = field("mailbox", "list-single", label, &value);
+    choice.append_child(Element::builder("required", ns::DATA_FORMS).build());
+    for mailbox in mailboxes {
+        choice.append_child(
+            Element::builder("option", ns::DATA_FORMS)
+                .attr(
+                    xml_ncname!("label").into(),
+                    format!("{} at {}", mailbox.username, mailbox.host),
+                )
+                .append(
+                    Element::builder("value", ns::DATA_FORMS)
+                        .append(format!("{} {}", mailbox.host, mailbox.username))
+                        .build(),
+                )
+                .build(),
+        );
+    }
+    choice
+}
+
+/// What to search for, and where.
+fn search_form(mailboxes: &[ImapMailbox]) -> Element {
+    let mut x = form(
+        "form",
+        NS_COMMANDS,
+        MailboxCommand::Search.name(),
+        vec![
+            mailbox_choice(mailboxes, "Mailbox", true),
+            field("folder", "text-single", "Folder", &["INBOX".to_owned()]),
+            field("from", "text-single", "From contains", &[]),
+            field("subject", "text-single", "Subject contains", &[]),
+            field(
+                "text",
+                "text-single",
+                "Text contains (headers or body)",
+                &[],
+            ),
+            field("since", "text-single", "Since (a date: 2026-12-07)", &[]),
+        ],
+    );
+    x.append_child(
+        Element::builder("instructions", ns::DATA_FORMS)
+            .append("The mail server searches the folder; every term given must match.")
+            .build(),
+    );
+    x
+}
+
+/// The messages found, to choose one to show.
+fn found_form(mailbox: &ImapMailbox, folder: &str, found: &Matches) -> Element {
+    let hidden = |var: &str, value: String| field(var, "hidden", "", &[value]);
+    let mut choice = field("message", "list-single", "Show", &[]);
+    choice.append_child(Element::builder("required", ns::DATA_FORMS).build());
+    for message in &found.listed {
+        choice.append_child(
+            Element::builder("option", ns::DATA_FORMS)
+                .attr(
+                    xml_ncname!("label").into(),
+                    format!("{} {} — {}", message.date, message.from, message.subject),
+                )
+                .append(
+                    Element::builder("value", ns::DATA_FORMS)
+                        .append(message.uid.to_string())
+                        .build(),
+                )
+                .build(),
+        );
+    }
+    let mut x = form(
+        "form",
+        NS_COMMANDS,
+        MailboxCommand::Search.name(),
+        vec![
+            hidden("mailbox", format!("{} {}", mailbox.host, mailbox.username)),
+            hidden("folder", folder.to_owned()),
+            hidden("uidvalidity", found.uid_validity.to_string()),
+            choice,
+        ],
+    );
+    let listed = found.listed.len();
+    x.append_child(
+        Element::builder("instructions", ns::DATA_FORMS)
+            .append(match found.total > listed {
+                true => format!(
+                    "{} found in {folder}; the latest {listed} are listed. Choose one to show it here.",
+                    found.total
+                ),
+                false => format!("{listed} found in {folder}. Choose one to show it here."),
+            })
+            .build(),
+    );
+    x
 }
 
 /// The attach request a submitted form makes.

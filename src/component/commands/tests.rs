@@ -266,13 +266,14 @@ async fn users_see_the_mailbox_commands_where_mailboxes_can_be_attached() {
             "imap-attach",
             "imap-detach",
             "imap-list",
+            "imap-search",
             "openpgp-key",
             "blocked-senders"
         ]
     );
     assert_eq!(
         nodes(&with_imap, "root@a.test/laptop").len(),
-        COMMANDS.len() + 5
+        COMMANDS.len() + 6
     );
     assert!(nodes(&with_imap, "eve@elsewhere.test/x").is_empty());
     // Without a key to seal passwords, nobody attaches anything.

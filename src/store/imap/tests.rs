@@ -5,6 +5,7 @@
 use super::*;
 use crate::store::testing::store_test;
 use crate::store::ToXmppBody;
+use facteur_bridge::threading::stanza_id_for_mail;
 
 fn jid(s: &str) -> BareJid {
     BareJid::new(s).expect("valid")
@@ -98,12 +99,12 @@ store_test! {
         let base = Millis::now().after(std::time::Duration::from_secs(3600)).0;
         let (t5, t6, t7) = (Millis(base + 5000), Millis(base + 6000), Millis(base + 7000));
         let one = mail("one@example.net");
-        assert!(store.imap_take(id, "INBOX", 7, 11, t5, Taken::Mail(&one)).await.expect("taken"));
+        assert!(store.imap_take(id, "INBOX", 7, 11, t5, Taken::Mail(&one, None)).await.expect("taken"));
         // The same UID again (a crash before the follower knew), an older
         // UID, or a UID of another UIDVALIDITY: nothing is queued.
         let two = mail("two@example.net");
         for (validity, uid) in [(7, 11), (7, 3), (8, 12)] {
-            assert!(!store.imap_take(id, "INBOX", validity, uid, t6, Taken::Mail(&two)).await.expect("not taken"));
+            assert!(!store.imap_take(id, "INBOX", validity, uid, t6, Taken::Mail(&two, None)).await.expect("not taken"));
         }
         let due = store.due_to_xmpp(Millis::now(), 10).await.expect("due");
         assert_eq!(due.len(), 1);
@@ -115,7 +116,7 @@ store_test! {
         store.imap_resync(id, "INBOX", 8).await.expect("resync");
         let folder = &store.imap_folders(id).await.expect("folders")[0];
         assert_eq!((folder.uid_validity, folder.last_uid, folder.since_date), (8, 0, t5));
-        assert!(store.imap_take(id, "INBOX", 8, 2, t7, Taken::Mail(&two)).await.expect("taken"));
+        assert!(store.imap_take(id, "INBOX", 8, 2, t7, Taken::Mail(&two, None)).await.expect("taken"));
         store.imap_caught_up(id, "INBOX", 8, 5).await.expect("caught up");
         let folder = &store.imap_folders(id).await.expect("folders")[0];
         assert_eq!((folder.last_uid, folder.last_date, folder.since_date), (5, t7, Millis(0)));
@@ -155,5 +156,44 @@ store_test! {
         assert!(store.unregister(&jid("alice@example.test")).await.expect("unregistered"));
         assert!(store.imap_mailboxes(None).await.expect("listed").is_empty());
         assert!(store.imap_folders(id).await.expect("folders").is_empty());
+    }
+}
+
+store_test! {
+    async fn a_mail_displayed_is_to_be_seen_once_on_its_folder(store, scratch) {
+        let id = attach(&store, &[inbox(7, 10)], b"sealed").await;
+        let date = Millis::now();
+        let one = mail("one@example.net");
+        assert!(store
+            .imap_take(id, "INBOX", 7, 11, date, Taken::Mail(&one, Some("one-1@example.net")))
+            .await
+            .expect("taken"));
+        let two = mail("two@example.net");
+        assert!(store.imap_take(id, "INBOX", 7, 12, date, Taken::Mail(&two, None)).await.expect("taken"));
+        let alice = jid("alice@example.test");
+        let stanza_id = stanza_id_for_mail("one-1@example.net");
+        assert!(store.imap_message_known(&alice, &stanza_id).await.expect("known"));
+        assert!(!store.imap_message_known(&jid("bob@example.test"), &stanza_id).await.expect("known"));
+        assert!(store.imap_seen_to_set(id).await.expect("to set").is_empty());
+
+        let waker = store.imap_waker(id);
+        assert_eq!(store.imap_seen_wanted(&alice, "mail-other").await.expect("wanted"), None);
+        assert_eq!(store.imap_seen_wanted(&alice, &stanza_id).await.expect("wanted"), Some(id));
+        // The follower is woken, even though it was not waiting yet.
+        tokio::time::timeout(std::time::Duration::from_secs(1), waker.notified())
+            .await
+            .expect("woken");
+        let wanted = SeenToSet {
+            stanza_id: stanza_id.clone(),
+            folder: "INBOX".into(),
+            uid_validity: 7,
+            uid: 11,
+        };
+        assert_eq!(store.imap_seen_to_set(id).await.expect("to set"), vec![wanted]);
+        // A second marker for the same message: nothing more to do.
+        assert_eq!(store.imap_seen_wanted(&alice, &stanza_id).await.expect("wanted"), None);
+        store.imap_seen_set(id, std::slice::from_ref(&stanza_id)).await.expect("set");
+        assert!(store.imap_seen_to_set(id).await.expect("to set").is_empty());
+        assert_eq!(store.imap_seen_wanted(&alice, &stanza_id).await.expect("wanted"), None);
     }
 }

@@ -258,3 +258,43 @@ store_test! {
         );
     }
 }
+
+store_test! {
+    async fn where_imap_mail_lives_goes_with_the_thread_metadata(store, scratch) {
+        use crate::store::{FolderStart, NewImapMailbox, Taken, TlsMode};
+        let alice = BareJid::new("alice@example.test").expect("jid");
+        let id = store
+            .imap_attach(&NewImapMailbox {
+                user: &alice,
+                host: "imap.example.net",
+                port: 993,
+                tls: TlsMode::Implicit,
+                username: "alice",
+                password: b"sealed",
+                folders: &[FolderStart { name: "INBOX".into(), uid_validity: 7, last_uid: 0 }],
+            })
+            .await
+            .expect("attached");
+        let mail = InboundMail {
+            mail_from: "bob@example.net".into(),
+            raw: b"Subject: x\r\n\r\nhi\r\n".to_vec(),
+            recipients: vec![alice.clone()],
+            ..InboundMail::default()
+        };
+        for (uid, message_id) in [(1, "read@example.net"), (2, "unread@example.net")] {
+            store
+                .imap_take(id, "INBOX", 7, uid, Millis::now(), Taken::Mail(&mail, Some(message_id)))
+                .await
+                .expect("taken");
+        }
+        let read = facteur_bridge::threading::stanza_id_for_mail("read@example.net");
+        assert_eq!(store.imap_seen_wanted(&alice, &read).await.expect("wanted"), Some(id));
+        let days = u32::try_from(RETENTION.keep_threads.as_secs() / DAY.as_secs()).expect("days");
+        assert_eq!(sweep(&store, days - 1).await.messages, 0);
+        // The one whose \Seen is still to be set stays.
+        assert_eq!(sweep(&store, days + 1).await.messages, 1);
+        assert_eq!(store.imap_seen_to_set(id).await.expect("to set").len(), 1);
+        let unread = facteur_bridge::threading::stanza_id_for_mail("unread@example.net");
+        assert!(!store.imap_message_known(&alice, &unread).await.expect("known"));
+    }
+}
