@@ -208,6 +208,8 @@ impl Link {
         let component = self.config.get().component.clone();
         let mut failures: u32 = 0;
         let mut was_up = false;
+        // Standing by while another instance holds the link: said once.
+        let mut standing_by = false;
         loop {
             let connecting = stream::connect(&component);
             let attempt = tokio::select! {
@@ -217,6 +219,7 @@ impl Link {
             match attempt {
                 Ok(Ok(stream)) => {
                     failures = 0;
+                    standing_by = false;
                     info!(server = %component.server, jid = %component.jid, "Component link up.");
                     self.up.send_replace(true);
                     meters().link_up.set(1.0);
@@ -240,6 +243,19 @@ impl Link {
                     reason,
                     "The XMPP server refused the component; check component.jid, component.secret and the server's component_secret."
                 ),
+                Ok(Err(LoginError::Taken(reason))) if !standing_by => {
+                    standing_by = true;
+                    info!(
+                        server = %component.server,
+                        jid = %component.jid,
+                        reason,
+                        retry_max_s = component.reconnect_max.as_secs(),
+                        "Another connection holds the component; standing by to take over the link when it goes."
+                    );
+                }
+                Ok(Err(LoginError::Taken(reason))) => {
+                    debug!(reason, "The component is still held by another connection.")
+                }
                 Ok(Err(LoginError::Failed(e))) => {
                     warn!(server = %component.server, error = e, "Component connection failed.")
                 }

@@ -251,3 +251,67 @@ def test_two_instances_share_ejabberd_and_survive_a_kill(cluster):
             assert "Delivered to XMPP." in log and "Sent mail." in log, name
         await alice.disconnect()
     asyncio.run(scenario())
+
+
+@pytest.mark.parametrize("cluster", ["prosody"], indirect=True)
+def test_second_instance_stands_by_beside_prosody_and_takes_over(cluster):
+    a, b = cluster.facteurs
+    a.start()
+    a.wait_log("Component link up.", timeout=20)
+    b.start()
+    b.wait_log("standing by to take over the link", timeout=20)
+
+    async def exchange(alice, label, count):
+        """`count` mails in over both instances' SMTP ports, `count` out
+        from alice; returns once each got its 250 or its receipt."""
+        for n in range(count):
+            port = (a if n % 2 and a.alive() else b).smtp_port
+            mail = (f"From: bob@example.net\r\nTo: alice@example.test\r\nSubject: {label}-in-{n}\r\n"
+                    f"Message-ID: <{label}-in-{n}@example.net>\r\n\r\n{label} mail {n}\r\n").encode()
+            code, text = await asyncio.to_thread(send_mail, port, "bob@example.net", ["alice@example.test"], mail)
+            assert code == 250, (code, text)
+        deadline = time.monotonic() + 60
+        for n in range(count):
+            assert await send_until_receipt(alice, escaped("bob@example.net"), f"{label}-out-{n}",
+                                            f"{label}-out-{n}", deadline), f"{label}-out-{n} unconfirmed"
+
+    async def scenario():
+        alice = Client("alice", cluster.xmpp.c2s)
+        await alice.connect()
+        await alice.register()
+        await exchange(alice, "before", 10)
+        assert await wait_until(lambda: cluster.waiting() == 0, timeout=30, interval=0.2), cluster.waiting()
+        # A few seconds of standing by: the refusals are not logged again.
+        await asyncio.sleep(3)
+        a.kill()
+        killed = time.monotonic()
+        await asyncio.to_thread(b.wait_log, "Component link up.", 20)
+        takeover = time.monotonic() - killed
+        await exchange(alice, "after", 10)
+
+        def at_client():
+            by_message_id = defaultdict(list)
+            for m in alice.messages:
+                if m["mail"] and "-in-" in (m["subject"] or ""):
+                    by_message_id[m["mail"].get("message-id")].append(m["id"])
+            return by_message_id
+
+        assert await wait_until(lambda: len(at_client()) == 20, timeout=30), sorted(at_client())
+        assert await wait_until(lambda: len(cluster.relay.received) >= 20, timeout=30)
+        await asyncio.sleep(1)
+        assert cluster.waiting() == 0
+        client = at_client()
+        assert all(len(ids) == 1 for ids in client.values()), client
+        relayed = defaultdict(int)
+        for r in cluster.relay.received:
+            relayed[r["message"].get_content().strip()] += 1
+        expected = {f"{label}-out-{n}" for label in ("before", "after") for n in range(10)}
+        assert dict(relayed) == {body: 1 for body in expected}, dict(relayed)
+        log = b.log_since_start()
+        print(f"scale: standby took over {takeover:.1f}s after the kill; "
+              f"{log.count('still held by another connection')} refusals logged at debug")
+        assert takeover < 10, takeover
+        assert log.count("standing by to take over the link") == 1, log
+        assert "refused the component" not in log
+        await alice.disconnect()
+    asyncio.run(scenario())
