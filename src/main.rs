@@ -730,6 +730,16 @@ async fn run(config: Arc<Config>, path: PathBuf) -> anyhow::Result<()> {
     // Errors other domains send for XMPP-Mail after the server confirmed it.
     let (late_tx, late_rx) = mpsc::channel(256);
     let (link, handle) = Link::new(live.clone(), intake_tx, late_tx);
+    // Several instances may bind the component domain: answers to one
+    // instance's IQs that reach another come back through the store.
+    let link = match store.is_shared() {
+        true => {
+            let (handover, task) = component::handover::start(store.clone(), shutdown.clone());
+            tracker.spawn(task);
+            link.with_handover(handover)
+        }
+        false => link,
+    };
     let link_up = handle.watch();
     tracker.spawn(link.run(shutdown.clone()));
     let signers = Arc::new(dkim::Signers::load(&config.dkim)?);

@@ -79,7 +79,9 @@ impl Pending {
 }
 
 struct InFlight {
-    id: String,
+    /// The ping's id, and those of the pings sent again for it: an answer
+    /// to any of them confirms the batch.
+    ids: Vec<String>,
     sent: Instant,
     batch: Vec<Pending>,
 }
@@ -91,9 +93,28 @@ pub(super) struct Acks {
     ping: Option<InFlight>,
     keepalive: bool,
     counter: u64,
+    /// What ping ids end with: the instance that sends them.
+    instance: Option<String>,
 }
 
 impl Acks {
+    /// Acks whose ping ids name `instance`, where several instances bind
+    /// one component domain and any of them may get the answer.
+    pub fn for_instance(instance: Option<&str>) -> Acks {
+        Acks {
+            instance: instance.map(str::to_owned),
+            ..Acks::default()
+        }
+    }
+
+    fn next_id(&mut self) -> String {
+        self.counter += 1;
+        super::handover::tagged(
+            &format!("facteur-ping-{}", self.counter),
+            self.instance.as_deref(),
+        )
+    }
+
     pub fn sent(&mut self, id: String, done: oneshot::Sender<Result<(), Refusal>>) {
         self.unpinged.push(Pending {
             id,
@@ -112,10 +133,9 @@ impl Acks {
             return None;
         }
         self.keepalive = false;
-        self.counter += 1;
-        let id = format!("facteur-ping-{}", self.counter);
+        let id = self.next_id();
         self.ping = Some(InFlight {
-            id: id.clone(),
+            ids: vec![id.clone()],
             sent: now,
             batch: std::mem::take(&mut self.unpinged),
         });
@@ -124,7 +144,11 @@ impl Acks {
 
     /// An IQ answer came; returns whether it was our ping.
     pub fn answered(&mut self, id: &str) -> bool {
-        if self.ping.as_ref().is_none_or(|p| p.id != id) {
+        if self
+            .ping
+            .as_ref()
+            .is_none_or(|p| !p.ids.iter().any(|i| i == id))
+        {
             return false;
         }
         if let Some(ping) = self.ping.take() {
@@ -146,6 +170,21 @@ impl Acks {
             }
             None => false,
         }
+    }
+
+    /// The id of a ping to send again for the one out, unanswered: its
+    /// answer may have gone to an instance that died before handing it
+    /// over. None once it was sent again already: the link is then
+    /// taken as lost.
+    pub fn ping_again(&mut self, now: Instant) -> Option<String> {
+        if self.ping.as_ref().is_none_or(|p| p.ids.len() > 1) {
+            return None;
+        }
+        let id = self.next_id();
+        let ping = self.ping.as_mut()?;
+        ping.ids.push(id.clone());
+        ping.sent = now;
+        Some(id)
     }
 
     pub fn ping_overdue(&self, now: Instant, limit: Duration) -> bool {
@@ -223,6 +262,22 @@ mod tests {
             rx.try_recv(),
             Err(oneshot::error::TryRecvError::Closed)
         ));
+    }
+
+    #[test]
+    fn an_unanswered_ping_is_sent_again_once_and_either_answer_confirms() {
+        let mut acks = Acks::for_instance(Some("vm:7:beef"));
+        let (tx, mut rx) = oneshot::channel();
+        acks.sent("m".into(), tx);
+        let start = Instant::now();
+        let first = acks.ping_to_send(start).expect("a ping");
+        assert_eq!(first, "facteur-ping-1@vm:7:beef");
+        let again = acks.ping_again(start).expect("sent again");
+        assert_eq!(again, "facteur-ping-2@vm:7:beef");
+        assert_eq!(acks.ping_again(start), None, "only once");
+        assert!(acks.answered(&first));
+        assert_eq!(rx.try_recv().expect("resolved"), Ok(()));
+        assert!(!acks.answered(&again), "the batch is confirmed already");
     }
 
     #[test]

@@ -22,6 +22,7 @@ mod answers;
 mod commands;
 mod feedback;
 pub mod handoff;
+pub mod handover;
 pub mod intake;
 mod key_command;
 mod keys;
@@ -57,6 +58,7 @@ use crate::config::Live;
 use crate::telemetry::meters;
 use acks::Acks;
 pub use acks::Refusal;
+use handover::Handover;
 pub use privilege::Privileges;
 use stream::{LinkStream, LoginError};
 
@@ -166,9 +168,23 @@ pub struct Link {
     privileges: watch::Sender<Privileges>,
     intake: mpsc::Sender<Stanza>,
     late_errors: mpsc::Sender<LateError>,
+    handover: Option<Handover>,
 }
 
 impl Link {
+    /// The same link, one of several instances bound to the component
+    /// domain: its IQ ids name it, answers naming another instance go to
+    /// that one through `handover`, and answers for it come back from
+    /// there.
+    pub fn with_handover(mut self, handover: Handover) -> Link {
+        self.handover = Some(handover);
+        self
+    }
+
+    fn instance(&self) -> Option<&str> {
+        self.handover.as_ref().map(|h| h.instance.as_str())
+    }
+
     /// A link whose incoming messages and registrations go to `intake`,
     /// and errors for messages it confirmed already to `late_errors`.
     pub fn new(
@@ -186,6 +202,7 @@ impl Link {
             privileges: privileges_tx,
             intake,
             late_errors,
+            handover: None,
         };
         (
             link,
@@ -201,6 +218,8 @@ impl Link {
         let component = self.config.get().component.clone();
         let mut failures: u32 = 0;
         let mut was_up = false;
+        // Standing by while another instance holds the link: said once.
+        let mut standing_by = false;
         loop {
             let connecting = stream::connect(&component);
             let attempt = tokio::select! {
@@ -210,6 +229,7 @@ impl Link {
             match attempt {
                 Ok(Ok(stream)) => {
                     failures = 0;
+                    standing_by = false;
                     info!(server = %component.server, jid = %component.jid, "Component link up.");
                     self.up.send_replace(true);
                     meters().link_up.set(1.0);
@@ -233,6 +253,19 @@ impl Link {
                     reason,
                     "The XMPP server refused the component; check component.jid, component.secret and the server's component_secret."
                 ),
+                Ok(Err(LoginError::Taken(reason))) if !standing_by => {
+                    standing_by = true;
+                    info!(
+                        server = %component.server,
+                        jid = %component.jid,
+                        reason,
+                        retry_max_s = component.reconnect_max.as_secs(),
+                        "Another connection holds the component; standing by to take over the link when it goes."
+                    );
+                }
+                Ok(Err(LoginError::Taken(reason))) => {
+                    debug!(reason, "The component is still held by another connection.")
+                }
                 Ok(Err(LoginError::Failed(e))) => {
                     warn!(server = %component.server, error = e, "Component connection failed.")
                 }
@@ -285,7 +318,7 @@ impl Link {
             _ => return SessionEnd::Lost("no served domain to ping".into()),
         };
         let interval = self.config.get().component.ping_interval;
-        let mut acks = Acks::default();
+        let mut acks = Acks::for_instance(self.instance());
         let mut requests: HashMap<String, oneshot::Sender<Iq>> = HashMap::new();
         let mut tick = tokio::time::interval(interval);
         tick.reset();
@@ -318,6 +351,10 @@ impl Link {
                         return SessionEnd::Lost("closed by the server".into());
                     }
                 },
+                // Answers to this instance that reached another one.
+                Some(answer) = returned(&mut self.handover) => {
+                    self.incoming(Stanza::Iq(answer), &mut acks, &mut requests, &mut outgoing);
+                }
                 // Take what else is waiting, to confirm it all with one ping.
                 taken = self.commands.recv_many(&mut batch, COMMAND_BATCH) => {
                     if taken == 0 {
@@ -332,7 +369,10 @@ impl Link {
                             }
                             Command::Send(stanza) => outgoing.push(stanza),
                             Command::Request { mut iq, done } => {
-                                let id = format!("facteur-iq-{}", rand::rng().random::<u64>());
+                                let id = handover::tagged(
+                                    &format!("facteur-iq-{}", rand::rng().random::<u64>()),
+                                    self.handover.as_ref().map(|h| h.instance.as_str()),
+                                );
                                 *iq.id_mut() = id.clone();
                                 // Answers that never come are forgotten with the oldest.
                                 if requests.len() >= 1024 {
@@ -346,7 +386,16 @@ impl Link {
                 }
                 _ = tick.tick() => {
                     if acks.ping_overdue(Instant::now(), interval * 2) {
-                        return SessionEnd::Lost("no answer to ping".into());
+                        match acks.ping_again(Instant::now()) {
+                            Some(id) => {
+                                debug!(id, "No answer to ping yet; pinging again.");
+                                outgoing.push(Iq::from_get(id, Ping)
+                                    .with_from(own.clone().into())
+                                    .with_to(server.clone())
+                                    .into());
+                            }
+                            None => return SessionEnd::Lost("no answer to ping".into()),
+                        }
                     }
                     acks.want_keepalive();
                 }
@@ -380,7 +429,16 @@ impl Link {
                     Some(waiting) => {
                         let _ = waiting.send(iq);
                     }
-                    None => debug!(id, "IQ answer matches nothing sent."),
+                    None => {
+                        match (&self.handover, handover::owner(&id)) {
+                            (Some(handover), Some(owner)) if owner != handover.instance => {
+                                if handover.strays.try_send((owner.to_owned(), iq)).is_err() {
+                                    warn!(id, "IQ answer for another instance dropped: its queue is full.");
+                                }
+                            }
+                            _ => debug!(id, "IQ answer matches nothing sent."),
+                        }
+                    }
                 }
             }
             Stanza::Iq(iq) => match answers::answer_iq(&self.config.get(), iq) {
@@ -437,6 +495,14 @@ impl Link {
                 }
             }
         }
+    }
+}
+
+/// The next answer another instance handed over; never, without one.
+async fn returned(handover: &mut Option<Handover>) -> Option<Iq> {
+    match handover {
+        Some(handover) => handover.returned.recv().await,
+        None => std::future::pending().await,
     }
 }
 

@@ -10,6 +10,7 @@ use tokio_xmpp::xmlstream::{
 use xmpp_parsers::component::Handshake;
 use xmpp_parsers::jid::Jid;
 use xmpp_parsers::stanza::Stanza;
+use xmpp_parsers::stream_error::DefinedCondition;
 
 use crate::config;
 
@@ -18,6 +19,10 @@ pub type LinkStream = XmppStream<<TcpServerConnector as ServerConnector>::Stream
 pub enum LoginError {
     /// The server said no: wrong secret or unknown component.
     Refused(String),
+    /// Another connection holds the component (`conflict`): a server
+    /// that takes one connection per component, such as Prosody, and
+    /// another instance of the gateway connected first.
+    Taken(String),
     /// Network trouble, worth retrying quietly.
     Failed(String),
 }
@@ -54,7 +59,10 @@ pub async fn connect(component: &config::ComponentConfig) -> Result<LinkStream, 
                 return Ok(stream)
             }
             Some(Ok(FallibleStreamElement::Ok(XmppStreamElement::StreamError(e)))) => {
-                return Err(LoginError::Refused(e.to_string()))
+                return Err(match e.0.condition {
+                    DefinedCondition::Conflict => LoginError::Taken(e.to_string()),
+                    _ => LoginError::Refused(e.to_string()),
+                })
             }
             Some(Ok(_)) => {
                 return Err(LoginError::Refused(

@@ -8,14 +8,12 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use facteur_policy::retry::RetryDecision;
-use jid::Jid;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use super::{jitter, sleep_until};
-use crate::component::reply::receipt_for;
 use crate::component::LinkHandle;
 use crate::config::Live;
 use crate::probe::Prober;
@@ -184,15 +182,18 @@ impl ToMail {
                 report.as_deref(),
             )
             .await;
-        let mut awaiting_report = false;
         let outcome = match outcome {
             Ok(Accepted {
                 reply,
                 report_asked,
             }) => {
                 info!(queue_id = item.id, rcpt = %item.rcpt, message_id = %item.message_id, reply, report_asked, "Sent mail.");
-                awaiting_report = report_asked;
-                Ok(MailOutcome::Sent(item.id))
+                // The receipts wait for the report, if one was asked for;
+                // else they are queued with the outcome.
+                Ok(match report_asked {
+                    true => MailOutcome::SentAwaitingReport(item.id),
+                    false => MailOutcome::Sent(item.id),
+                })
             }
             Err(failure) if failure.permanent => self.fail(&item, &failure.text),
             Err(SendFailure { text, .. }) => {
@@ -222,39 +223,31 @@ impl ToMail {
         };
         // Committed as soon as possible, grouped with concurrent attempts:
         // the window in which a crash repeats a sent mail stays small.
-        self.record(&item, outcome, awaiting_report).await;
+        self.record(&item, outcome).await;
     }
 
-    /// Records an outcome, grouped with concurrent attempts.
-    /// With `awaiting_report`, a mail sent keeps its receipts owed until
-    /// its delivery report comes.
-    async fn record(
-        &self,
-        item: &ToMailItem,
-        outcome: anyhow::Result<MailOutcome>,
-        awaiting_report: bool,
-    ) {
+    /// Records an outcome, grouped with concurrent attempts; a mail sent
+    /// has its receipts queued with it (see [`MailOutcome::Sent`]).
+    async fn record(&self, item: &ToMailItem, outcome: anyhow::Result<MailOutcome>) {
         // Counted once the outcome is durable; a sent mail's latency too.
         let meters = meters();
         let (counter, sent) = match &outcome {
-            Ok(MailOutcome::Sent(_)) => (Some(&meters.to_mail_sent), true),
+            Ok(MailOutcome::Sent(_) | MailOutcome::SentAwaitingReport(_)) => {
+                (Some(&meters.to_mail_sent), true)
+            }
             Ok(MailOutcome::Retry { .. }) => (Some(&meters.to_mail_deferred), false),
             Ok(MailOutcome::Failed { .. }) => (Some(&meters.to_mail_bounced), false),
             Ok(MailOutcome::SentAsXmpp { .. }) => (Some(&meters.xmpp_mail_sent), false),
             Ok(MailOutcome::Rerouted { .. }) => (Some(&meters.xmpp_mail_rerouted), false),
             Ok(MailOutcome::Routed { .. }) | Err(_) => (None, false),
         };
-        let delivered = matches!(
-            outcome,
-            Ok(MailOutcome::Sent(_) | MailOutcome::SentAsXmpp { .. })
-        );
         let failed = matches!(outcome, Ok(MailOutcome::Failed { .. }));
         let stored = match outcome {
             Ok(outcome) => self.outcomes.commit(outcome).await,
             Err(e) => Err(e),
         };
-        if stored.is_ok() && (delivered || failed) && !awaiting_report {
-            self.receipts(item, delivered).await;
+        if stored.is_ok() && failed {
+            self.drop_receipts(item).await;
         }
         if let (Ok(()), Some(counter)) = (&stored, counter) {
             counter.increment(1);
@@ -273,34 +266,19 @@ impl ToMail {
         }
     }
 
-    /// Sends the XEP-0184 receipts a delivered mail owes (the recipient's
-    /// server accepted it, or the other XMPP-Mail domain confirmed it); a
-    /// failed mail owes none: its sender gets the notice instead.
-    async fn receipts(&self, item: &ToMailItem, delivered: bool) {
-        let owed = match self
+    /// A failed mail owes no receipts: its sender gets the notice
+    /// instead.
+    async fn drop_receipts(&self, item: &ToMailItem) {
+        if let Err(e) = self
             .store
             .take_receipts(&item.sender, &item.message_id, &item.rcpt)
             .await
         {
-            Ok(owed) => owed,
-            Err(e) => {
-                warn!(
-                    error = format!("{e:#}"),
-                    queue_id = item.id,
-                    "Receipts not sent."
-                );
-                return;
-            }
-        };
-        if !delivered {
-            return;
-        }
-        for owed in owed {
-            let (Ok(from), Ok(to)) = (Jid::new(&owed.contact_jid), Jid::new(&owed.author_jid))
-            else {
-                continue;
-            };
-            self.link.send(receipt_for(from, to, owed.stanza_id)).await;
+            warn!(
+                error = format!("{e:#}"),
+                queue_id = item.id,
+                "Receipts owed by a failed mail not dropped."
+            );
         }
     }
 

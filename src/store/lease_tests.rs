@@ -254,3 +254,50 @@ store_test! {
         assert!(a.next_to_xmpp().await.expect("next") <= Some(now));
     }
 }
+
+/// On PostgreSQL, a renewal does not wait for a row whose outcome another
+/// transaction is committing: the two, locking rows in different orders,
+/// could otherwise deadlock.
+#[tokio::test]
+async fn renewal_does_not_wait_for_an_outcome_being_committed() {
+    use sqlx::{Connection, Executor};
+
+    let scratch = super::testing::Scratch::new(super::Kind::Postgres).await;
+    let a = scratch.open().await.as_instance("a").with_lease(LEASE);
+    let sender = jid("alice@example.test");
+    for message_id in ["m1@x", "m2@x"] {
+        a.queue_mail(
+            &NewMail {
+                sender: &sender,
+                mail_from: "alice@example.test",
+                rcpt: "bob@example.net",
+                message_id,
+                raw: b"raw",
+                stanza: "",
+            },
+            None,
+        )
+        .await
+        .expect("queued");
+    }
+    let taken = a.due_to_mail(Millis::now(), 10).await.expect("due");
+    assert_eq!(taken.len(), 2);
+    let mut outcome = sqlx::PgConnection::connect(&scratch.url)
+        .await
+        .expect("connected");
+    outcome.execute("BEGIN").await.expect("begun");
+    outcome
+        .execute(sqlx::AssertSqlSafe(format!(
+            "UPDATE to_mail SET updated_at = 0 WHERE id = {}",
+            taken[1].id
+        )))
+        .await
+        .expect("row locked");
+    let renewed = tokio::time::timeout(Duration::from_secs(5), a.renew_leases())
+        .await
+        .expect("the renewal waited for the locked row")
+        .expect("renewed");
+    assert_eq!(renewed, 1, "the locked row is skipped, the other renewed");
+    outcome.execute("ROLLBACK").await.expect("rolled back");
+    assert_eq!(a.renew_leases().await.expect("renewed"), 2);
+}

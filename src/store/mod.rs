@@ -54,6 +54,7 @@ mod gauges;
 mod handoffs;
 mod health;
 mod imap;
+mod iq_answers;
 mod jobs;
 mod keys;
 #[cfg(test)]
@@ -248,6 +249,11 @@ impl Store {
         self
     }
 
+    /// Whether several instances may share this store (PostgreSQL).
+    pub fn is_shared(&self) -> bool {
+        matches!(self.pool, Backend::Postgres(_))
+    }
+
     /// This instance's id (`host:pid:random`), the owner of its leases.
     pub fn instance(&self) -> &str {
         &self.owner
@@ -314,13 +320,28 @@ impl Store {
         let now = Millis::now();
         let until = now.after(self.lease);
         let mut held = 0;
+        // On PostgreSQL, a renewal must not wait for a row an outcome is
+        // being committed for: the two would lock the same rows in
+        // different orders and deadlock. It skips them: an item being
+        // finished needs no lease, and one whose outcome fails keeps two
+        // thirds of its lease until the next renewal.
+        let lock = match self.pool {
+            Backend::Sqlite(_) => "",
+            Backend::Postgres(_) => "FOR UPDATE SKIP LOCKED",
+        };
+        let statements = [("to_mail", "queued"), ("to_xmpp", "pending")].map(|(table, state)| {
+            // Only the constant fragments above are formatted in.
+            format!(
+                "UPDATE {table} SET lease_until = $1 WHERE id IN (
+                     SELECT id FROM {table}
+                     WHERE lease_owner = $2 AND lease_until IS NOT NULL AND state = '{state}'
+                     {lock}
+                 )"
+            )
+        });
         on_backend!(&self.pool, |pool| {
-            for sql in [
-                "UPDATE to_mail SET lease_until = $1
-                 WHERE lease_owner = $2 AND lease_until IS NOT NULL AND state = 'queued'",
-                "UPDATE to_xmpp SET lease_until = $1
-                 WHERE lease_owner = $2 AND lease_until IS NOT NULL AND state = 'pending'",
-            ] {
+            for sql in &statements {
+                let sql = sqlx::AssertSqlSafe(sql.clone());
                 held += sqlx::query(sql)
                     .bind(until.0)
                     .bind(&*self.owner)

@@ -10,7 +10,7 @@ use facteur_bridge::bounce::Delivered;
 
 use super::to_mail::ToMailState;
 use super::to_xmpp::{insert_receipt, Receipt};
-use super::{Millis, Store};
+use super::{Conn, Millis, Store};
 
 /// A receipt owed for the mail (`sender`, `message_id`, `rcpt`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -184,6 +184,41 @@ impl Store {
     }
 }
 
+/// Takes the receipts sent mail `id` owes and queues them to their
+/// authors, in the caller's transaction (the one that records the mail
+/// sent): queued, a receipt reaches its author even when the link or the
+/// instance goes down before it is confirmed. Returns how many.
+pub(super) async fn queue_receipts(tx: Conn<'_>, id: i64, now: Millis) -> anyhow::Result<usize> {
+    on_backend!(tx, |tx| {
+        let owed: Vec<(String, String, String)> = sqlx::query_as(
+            "
+            DELETE FROM mail_receipts
+            WHERE (sender, message_id, rcpt) IN (
+                SELECT sender, message_id, rcpt FROM to_mail WHERE id = $1
+            )
+            RETURNING stanza_id, author_jid, contact_jid
+            ",
+        )
+        .bind(id)
+        .fetch_all(&mut *tx)
+        .await
+        .with_context(|| format!("Taking the receipts of mail {id}"))?;
+        for (stanza_id, author_jid, contact_jid) in &owed {
+            let Ok(recipient) = jid::Jid::new(author_jid).map(|jid| jid.to_bare().to_string())
+            else {
+                continue;
+            };
+            let receipt = Receipt {
+                to: author_jid.clone(),
+                from: contact_jid.clone(),
+                id: stanza_id.clone(),
+            };
+            insert_receipt((&mut *tx).into(), &recipient, &receipt, now).await?;
+        }
+        Ok(owed.len())
+    })
+}
+
 /// The RFC 3461 ENVID mail `id` is sent with, when it asks for a
 /// delivery report: its queue id, which the return path signs as well.
 pub fn envelope_id(id: i64) -> String {
@@ -281,6 +316,54 @@ mod tests {
                 }
             )]
         );
+    }
+    }
+
+    store_test! {
+    async fn a_sent_mail_queues_its_receipts_with_the_outcome(store, scratch) {
+        use crate::store::{MailOutcome, NewMail, ToXmppBody};
+
+        let sender = jid::BareJid::new("alice@example.test").expect("jid");
+        let owe = |message_id: &str, stanza_id: &str| OwedReceipt {
+            sender: "alice@example.test".into(),
+            message_id: message_id.into(),
+            rcpt: "bob@example.net".into(),
+            stanza_id: stanza_id.into(),
+            author_jid: "alice@example.test/phone".into(),
+            contact_jid: "bob\\40example.net@mail.example.test".into(),
+        };
+        let mut ids = Vec::new();
+        for message_id in ["m1@x", "m2@x"] {
+            let mail = NewMail {
+                sender: &sender,
+                mail_from: "alice@example.test",
+                rcpt: "bob@example.net",
+                message_id,
+                raw: b"raw",
+                stanza: "",
+            };
+            ids.push(store.queue_mail(&mail, None).await.expect("queued"));
+        }
+        store.owe_receipts(&[owe("m1@x", "s1"), owe("m2@x", "s2")]).await.expect("owed");
+        assert_eq!(store.due_to_mail(Millis::now(), 10).await.expect("due").len(), 2);
+        store
+            .apply_mail_outcomes(&[MailOutcome::Sent(ids[0]), MailOutcome::SentAwaitingReport(ids[1])])
+            .await
+            .expect("applied");
+        // Queued, not only sent: the receipt outlives the link and the
+        // instance.
+        let due = store.due_to_xmpp(Millis::now().after(std::time::Duration::from_secs(1)), 10).await.expect("due");
+        let receipts: Vec<_> = due
+            .iter()
+            .map(|item| match &item.body {
+                ToXmppBody::Receipt(receipt) => receipt.id.clone(),
+                _ => panic!("a receipt"),
+            })
+            .collect();
+        assert_eq!(receipts, ["s1"]);
+        assert!(!store.owes_receipts("alice@example.test", "m1@x", "bob@example.net").await.expect("owes"));
+        // The other waits for its delivery report.
+        assert!(store.owes_receipts("alice@example.test", "m2@x", "bob@example.net").await.expect("owes"));
     }
     }
 }

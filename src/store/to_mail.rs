@@ -11,6 +11,7 @@ use jid::BareJid;
 use tracing::warn;
 
 use super::messages::{insert_message, MessageRecord};
+use super::receipts::queue_receipts;
 use super::to_xmpp::{insert_notice, Notice};
 use super::{Backend, Conn, Millis, Store};
 use crate::telemetry::{meters, Timed};
@@ -56,7 +57,11 @@ pub enum MailOutcome {
         id: i64,
         route: MailRoute,
     },
+    /// Sent: the receipts the mail owes are queued with the outcome.
     Sent(i64),
+    /// Sent through a relay asked for a delivery report: the receipts
+    /// wait for the report.
+    SentAwaitingReport(i64),
     /// Sent as XMPP-Mail; the author is told about the correspondent
     /// unless they were before.
     SentAsXmpp {
@@ -336,6 +341,9 @@ impl Store {
                             lost.push(*id);
                             continue;
                         }
+                        if queue_receipts((&mut *tx).into(), *id, now).await? > 0 {
+                            noticed = true;
+                        }
                         if let Some(told) = told {
                             let first = sqlx::query(
                                 "INSERT INTO xmpp_mail_told (\"user\", peer) VALUES ($1, $2)
@@ -375,6 +383,13 @@ impl Store {
                         }
                     }
                     MailOutcome::Sent(id) => {
+                        if !mark_sent((&mut *tx).into(), *id, &self.owner, now).await? {
+                            lost.push(*id);
+                        } else if queue_receipts((&mut *tx).into(), *id, now).await? > 0 {
+                            noticed = true;
+                        }
+                    }
+                    MailOutcome::SentAwaitingReport(id) => {
                         if !mark_sent((&mut *tx).into(), *id, &self.owner, now).await? {
                             lost.push(*id);
                         }

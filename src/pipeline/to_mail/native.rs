@@ -150,7 +150,7 @@ impl ToMail {
                     id: item.id,
                     error: "XMPP-Mail not possible now".into(),
                 };
-                return self.record(item, Ok(outcome), false).await;
+                return self.record(item, Ok(outcome)).await;
             }
         };
         stanza.id = Some(Id(id));
@@ -180,7 +180,7 @@ impl ToMail {
                 error: "the XMPP link went down".into(),
             }),
         };
-        self.record(item, outcome, false).await;
+        self.record(item, outcome).await;
     }
 
     /// The notice that tells `author`, once, that `rcpt` reads mail over
