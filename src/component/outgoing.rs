@@ -321,7 +321,8 @@ impl Outgoing {
             jabber_id: config.outbound.jabber_id_header.then_some(sender.as_str()),
             date,
         };
-        let raw = self.build(&message, &outgoing)?;
+        let autocrypt = self.autocrypt(&sender, &from.to_string()).await;
+        let raw = self.build(&message, &outgoing, autocrypt.as_deref())?;
         let thread = parts
             .thread
             .clone()
@@ -365,6 +366,7 @@ impl Outgoing {
                         references: &earlier.references,
                         ..outgoing.clone()
                     },
+                    autocrypt.as_deref(),
                 )?;
                 let stanza = native(
                     Some(&parts.body),
@@ -407,11 +409,33 @@ impl Outgoing {
         })
     }
 
-    /// The mail's bytes, DKIM-signed; or the error that answers `message`.
+    /// The `Autocrypt` header for mail `sender` sends from `from`: her
+    /// key, when she has one that is not revoked.
+    async fn autocrypt(&self, sender: &BareJid, from: &str) -> Option<String> {
+        match self.store.key(sender).await {
+            Ok(Some(key)) if !key.revoked => Some(crate::keys::autocrypt::header(from, &key.cert)),
+            Ok(_) => None,
+            Err(e) => {
+                warn!(
+                    error = format!("{e:#}"),
+                    "The sender's key could not be read: no Autocrypt header."
+                );
+                None
+            }
+        }
+    }
+
+    /// The mail's bytes with the `Autocrypt` header field `autocrypt` if
+    /// any, DKIM-signed; or the error that answers `message`.
     // Once per mail, as `prepare`'s own error: the size does not matter.
     #[allow(clippy::result_large_err)]
-    fn build(&self, message: &Message, outgoing: &OutgoingMail<'_>) -> Result<Vec<u8>, Message> {
-        let raw = to_rfc5322(outgoing).map_err(|e| {
+    fn build(
+        &self,
+        message: &Message,
+        outgoing: &OutgoingMail<'_>,
+        autocrypt: Option<&str>,
+    ) -> Result<Vec<u8>, Message> {
+        let built = to_rfc5322(outgoing).map_err(|e| {
             message_error(
                 message,
                 Fault::with_text(
@@ -421,6 +445,10 @@ impl Outgoing {
                 ),
             )
         })?;
+        let raw = match autocrypt {
+            Some(field) => [field.as_bytes(), &built].concat(),
+            None => built,
+        };
         self.signers.sign(outgoing.from.domain(), raw).map_err(|e| {
             error!(error = format!("{e:#}"), "DKIM signing failed.");
             message_error(

@@ -13,6 +13,7 @@
 //! of the key already published for the user: it replaces that key, so
 //! that whoever fetches it learns the key is revoked.
 
+pub mod autocrypt;
 pub mod wkd;
 
 use std::time::SystemTime;

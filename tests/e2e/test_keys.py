@@ -15,7 +15,7 @@ from xml.sax.saxutils import escape
 
 import pytest
 
-from peers import GATEWAY, Client, Gateway, registered_client, run
+from peers import GATEWAY, Client, Gateway, escaped, registered_client, run, wait_until
 
 COMMANDS = "http://jabber.org/protocol/commands"
 FORMS = "jabber:x:data"
@@ -291,3 +291,45 @@ def test_a_key_over_the_limit_gets_the_commands_note(tmp_path):
         assert fetch(gateway, wkd_url("alice@example.test"))[0] == 404
     finally:
         gateway.stop()
+
+
+def autocrypt(message):
+    """The Autocrypt header of a mail as the relay stored it: its attributes."""
+    value = str(message["Autocrypt"])
+    attributes = {}
+    for part in value.split(";"):
+        name, _, val = part.strip().partition("=")
+        attributes[name] = val
+    return attributes
+
+
+def test_outgoing_mail_carries_the_key_in_an_autocrypt_header(gw, gpg):
+    mine = gpg("alice")
+    fingerprint = mine.new_key("Alice <alice@example.test>")
+
+    async def scenario():
+        alice = await registered_client(gw)
+        try:
+            alice.send(escaped("bob@example.net"), "Before any key", subject="One")
+            assert await wait_until(lambda: len(gw.relay.received) == 1), gw.facteur.log_tail()
+            await key_command(alice, "publish", mine.export(fingerprint))
+            alice.send(escaped("bob@example.net"), "With my key", subject="Two")
+            assert await wait_until(lambda: len(gw.relay.received) == 2), gw.facteur.log_tail()
+        finally:
+            await alice.disconnect()
+
+    run(scenario())
+    before, after = gw.relay.received
+    assert before["message"]["Autocrypt"] is None
+    attributes = autocrypt(after["message"])
+    assert attributes["addr"] == "alice@example.test"
+    assert set(attributes) == {"addr", "keydata"}
+    # Folded: no line of the mail's header is longer than 78 characters.
+    head = after["raw"].split(b"\r\n\r\n")[0]
+    assert all(len(line) <= 78 for line in head.split(b"\r\n") if not line.startswith(b"DKIM")), head
+    keydata = base64.b64decode("".join(attributes["keydata"].split()))
+    theirs = gpg("bob")
+    theirs("--import", input=keydata)
+    listed = theirs.listing("--list-keys")
+    assert listed["fpr"][:1] == [fingerprint]
+    assert listed["uid"] == ["Alice <alice@example.test>"]
