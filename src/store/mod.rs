@@ -48,6 +48,7 @@ macro_rules! stored_as_text {
 pub mod admin;
 mod amend;
 mod attachments;
+mod autocrypt;
 mod commit;
 mod contacts;
 mod gauges;
@@ -81,6 +82,7 @@ use tokio::sync::Notify;
 
 pub use amend::{Corrected, Replacement};
 pub use attachments::SharedRecord;
+pub use autocrypt::PeerKey;
 pub use commit::{Committer, OutcomeCommitter};
 pub use contacts::Contact;
 pub use handoffs::{HandoffTaken, NewHandoff};
