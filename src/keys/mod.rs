@@ -14,6 +14,7 @@
 //! that whoever fetches it learns the key is revoked.
 
 pub mod autocrypt;
+pub mod pgp_mime;
 pub mod wkd;
 
 use std::time::SystemTime;

@@ -51,7 +51,6 @@ impl Store {
     }
 
     /// The key kept for `addr` (any case), if any.
-    #[allow(dead_code)]
     pub async fn autocrypt_key(&self, addr: &str) -> anyhow::Result<Option<PeerKey>> {
         let addr = addr.to_lowercase();
         let row: Option<(String, i64, String, Vec<u8>, bool)> =

@@ -6,16 +6,22 @@ imports into a scratch GnuPG home with her fingerprint and her address
 alone; her revocation is served as such; bad keys are refused with the
 command's note."""
 
+import asyncio
 import base64
+import html
 import subprocess
 import urllib.error
 import urllib.request
+from email import policy
+from email.parser import BytesParser
+from email.utils import formatdate
 from urllib.parse import urlsplit
 from xml.sax.saxutils import escape
 
 import pytest
 
-from peers import GATEWAY, Client, Gateway, escaped, registered_client, run, wait_until
+from peers import (GATEWAY, Client, Gateway, escaped, registered_client, run, send_mail,
+                   wait_until)
 
 COMMANDS = "http://jabber.org/protocol/commands"
 FORMS = "jabber:x:data"
@@ -333,3 +339,71 @@ def test_outgoing_mail_carries_the_key_in_an_autocrypt_header(gw, gpg):
     listed = theirs.listing("--list-keys")
     assert listed["fpr"][:1] == [fingerprint]
     assert listed["uid"] == ["Alice <alice@example.test>"]
+
+
+def set_encrypt(client, value):
+    """Registers again with the option `encrypt` set to `value`."""
+    form = (f"<x xmlns='{FORMS}' type='submit'>"
+            "<field var='FORM_TYPE'><value>jabber:iq:register</value></field>"
+            f"<field var='encrypt'><value>{value}</value></field></x>")
+    return client.iq("set", GATEWAY, f"<query xmlns='jabber:iq:register'>{form}</query>")
+
+
+def test_an_answer_to_a_sender_whose_key_came_by_autocrypt_goes_encrypted(gw, gpg):
+    bob = gpg("bob")
+    fingerprint = bob.new_key("Bob <bob@example.net>")
+    keydata = base64.b64encode(bob("--export", fingerprint).stdout).decode()
+    folded = "\r\n ".join(keydata[i:i + 72] for i in range(0, len(keydata), 72))
+    raw = ("From: Bob <bob@example.net>\r\nTo: alice@example.test\r\n"
+           "Subject: Lunch?\r\nMessage-ID: <lunch-1@example.net>\r\n"
+           f"Date: {formatdate(usegmt=True)}\r\n"
+           f"Autocrypt: addr=bob@example.net; prefer-encrypt=mutual; keydata=\r\n {folded}\r\n"
+           "\r\nShall we meet?\r\n").encode()
+
+    async def scenario():
+        alice = await registered_client(gw)
+        try:
+            answer = await set_encrypt(alice, "opportunistic")
+            assert answer["type"] == "result"
+            code, text = await asyncio.to_thread(send_mail, gw.facteur.smtp_port, "bob@example.net",
+                                                 ["alice@example.test"], raw)
+            assert code == 250, text
+            got = await alice.wait_for(lambda m: m["subject"] == "Lunch?")
+            alice.send(got["from"], "Noon at the usual place.", subject="Re: Lunch?")
+            assert await wait_until(lambda: gw.relay.received), gw.facteur.log_tail()
+        finally:
+            await alice.disconnect()
+
+    run(scenario())
+    [out] = gw.relay.received
+    assert out["rcpt_tos"] == ["bob@example.net"]
+    assert out["message"]["Subject"] == "Re: Lunch?"
+    assert out["message"].get_content_type() == "multipart/encrypted"
+    assert out["message"].get_param("protocol") == "application/pgp-encrypted"
+    assert b"Noon at the usual place" not in out["raw"]
+    version, encrypted = out["message"].iter_parts()
+    assert version.get_content_type() == "application/pgp-encrypted"
+    assert version.get_payload(decode=True).strip() == b"Version: 1"
+    assert encrypted.get_content_type() == "application/octet-stream"
+    armored = encrypted.get_payload(decode=True)
+    plain = bob("--decrypt", input=armored).stdout
+    inner = BytesParser(policy=policy.default).parsebytes(plain)
+    assert inner.get_content().strip() == "Noon at the usual place."
+
+
+def test_required_encryption_without_a_key_sends_nothing_and_says_why(gw):
+    async def scenario():
+        alice = await registered_client(gw)
+        try:
+            answer = await set_encrypt(alice, "required")
+            assert answer["type"] == "result"
+            sent = alice.send(escaped("carol@example.net"), "Nobody else may read this.")
+            return await alice.wait_for(lambda m: m["type"] == "error" and m["id"] == sent)
+        finally:
+            await alice.disconnect()
+
+    error = run(scenario())
+    assert error["error"] == "not-acceptable"
+    assert ("Not sent: no OpenPGP key is known for carol@example.net, and your option "
+            "'encrypt' is 'required'.") in html.unescape(error["xml"])
+    assert gw.relay.received == []

@@ -9,3 +9,7 @@ CREATE TABLE autocrypt_peers (
     prefer_mutual BOOLEAN NOT NULL DEFAULT FALSE,-- prefer-encrypt=mutual
     updated_at BIGINT NOT NULL
 );
+
+-- Whether the user's outgoing mail is encrypted to its recipient's key:
+-- off, opportunistic (when a key is known) or required (never sent without).
+ALTER TABLE users ADD COLUMN encrypt TEXT NOT NULL DEFAULT 'off';
