@@ -349,32 +349,40 @@ def set_encrypt(client, value):
     return client.iq("set", GATEWAY, f"<query xmlns='jabber:iq:register'>{form}</query>")
 
 
+def autocrypt_mail(bob, fingerprint):
+    """A mail from bob@example.net to alice with his key in an Autocrypt header."""
+    keydata = base64.b64encode(bob("--export", fingerprint).stdout).decode()
+    folded = "\r\n ".join(keydata[i:i + 72] for i in range(0, len(keydata), 72))
+    return ("From: Bob <bob@example.net>\r\nTo: alice@example.test\r\n"
+            "Subject: Lunch?\r\nMessage-ID: <lunch-1@example.net>\r\n"
+            f"Date: {formatdate(usegmt=True)}\r\n"
+            f"Autocrypt: addr=bob@example.net; prefer-encrypt=mutual; keydata=\r\n {folded}\r\n"
+            "\r\nShall we meet?\r\n").encode()
+
+
+async def answer_bob(gw, raw, key=None):
+    """alice, with `encrypt` opportunistic (and her key `key` published),
+    gets bob's mail `raw` and answers it; it reaches the relay."""
+    alice = await registered_client(gw)
+    try:
+        if key:
+            await key_command(alice, "publish", key)
+        answer = await set_encrypt(alice, "opportunistic")
+        assert answer["type"] == "result"
+        code, text = await asyncio.to_thread(send_mail, gw.facteur.smtp_port, "bob@example.net",
+                                             ["alice@example.test"], raw)
+        assert code == 250, text
+        got = await alice.wait_for(lambda m: m["subject"] == "Lunch?")
+        alice.send(got["from"], "Noon at the usual place.", subject="Re: Lunch?")
+        assert await wait_until(lambda: gw.relay.received), gw.facteur.log_tail()
+    finally:
+        await alice.disconnect()
+
+
 def test_an_answer_to_a_sender_whose_key_came_by_autocrypt_goes_encrypted(gw, gpg):
     bob = gpg("bob")
     fingerprint = bob.new_key("Bob <bob@example.net>")
-    keydata = base64.b64encode(bob("--export", fingerprint).stdout).decode()
-    folded = "\r\n ".join(keydata[i:i + 72] for i in range(0, len(keydata), 72))
-    raw = ("From: Bob <bob@example.net>\r\nTo: alice@example.test\r\n"
-           "Subject: Lunch?\r\nMessage-ID: <lunch-1@example.net>\r\n"
-           f"Date: {formatdate(usegmt=True)}\r\n"
-           f"Autocrypt: addr=bob@example.net; prefer-encrypt=mutual; keydata=\r\n {folded}\r\n"
-           "\r\nShall we meet?\r\n").encode()
-
-    async def scenario():
-        alice = await registered_client(gw)
-        try:
-            answer = await set_encrypt(alice, "opportunistic")
-            assert answer["type"] == "result"
-            code, text = await asyncio.to_thread(send_mail, gw.facteur.smtp_port, "bob@example.net",
-                                                 ["alice@example.test"], raw)
-            assert code == 250, text
-            got = await alice.wait_for(lambda m: m["subject"] == "Lunch?")
-            alice.send(got["from"], "Noon at the usual place.", subject="Re: Lunch?")
-            assert await wait_until(lambda: gw.relay.received), gw.facteur.log_tail()
-        finally:
-            await alice.disconnect()
-
-    run(scenario())
+    run(answer_bob(gw, autocrypt_mail(bob, fingerprint)))
     [out] = gw.relay.received
     assert out["rcpt_tos"] == ["bob@example.net"]
     assert out["message"]["Subject"] == "Re: Lunch?"
@@ -407,3 +415,38 @@ def test_required_encryption_without_a_key_sends_nothing_and_says_why(gw):
     assert ("Not sent: no OpenPGP key is known for carol@example.net, and your option "
             "'encrypt' is 'required'.") in html.unescape(error["xml"])
     assert gw.relay.received == []
+
+
+def test_encrypted_mail_with_autocrypt_is_dkim_signed_and_the_author_can_read_it(tmp_path, gpg):
+    import dkim
+    from peers import ROOT, dkim_record
+    import os
+
+    binary = os.environ.get("FACTEUR_BIN", str(ROOT / "target" / "debug" / "facteur"))
+    key = tmp_path / "dkim.pem"
+    out = subprocess.run([binary, "dkim", "keygen", "--domain", "example.test", "--selector", "s1",
+                          "--out", str(key)], capture_output=True, text=True, check=True).stdout
+    name, value = dkim_record(out)
+    gateway = Gateway(tmp_path / "gw", dns={"txt": {name: value}},
+                      extra=f'[dkim."example.test"]\nselector = "s1"\nkey_file = "{key}"\n')
+    alice, bob = gpg("alice"), gpg("bob")
+    alices = alice.new_key("Alice <alice@example.test>")
+    bobs = bob.new_key("Bob <bob@example.net>")
+    try:
+        gateway.start()
+        run(answer_bob(gateway, autocrypt_mail(bob, bobs), key=alice.export(alices)))
+        [out] = gateway.relay.received
+        raw = out["raw"]
+        txt = lambda name, timeout=5: gateway.dns.txt(name.decode().rstrip("."))  # noqa: E731
+        assert dkim.verify(raw, dnsfunc=txt)
+        assert not dkim.verify(raw.replace(b"addr=alice@", b"addr=mallory@"), dnsfunc=txt)
+    finally:
+        gateway.stop()
+    assert out["message"].get_content_type() == "multipart/encrypted"
+    assert autocrypt(out["message"])["addr"] == "alice@example.test"
+    signed = out["message"]["DKIM-Signature"]
+    assert "autocrypt" in signed.lower().replace(" ", "").split("h=")[1].split(";")[0], signed
+    # alice reads her own sent mail with her key.
+    armored = list(out["message"].iter_parts())[1].get_payload(decode=True)
+    plain = alice("--decrypt", input=armored).stdout
+    assert b"Noon at the usual place." in plain
