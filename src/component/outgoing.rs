@@ -546,6 +546,22 @@ impl Outgoing {
                 ),
             )
         })?;
+        self.seal(message, outgoing.from.domain(), built, sealing)
+            .await
+    }
+
+    /// The mail `built` encrypted to `sealing`'s keys if any, with its
+    /// `Autocrypt` header if any, DKIM-signed for `domain`; or the error
+    /// that answers `message`.
+    // Once per mail, as `prepare`'s own error: the size does not matter.
+    #[allow(clippy::result_large_err)]
+    async fn seal(
+        &self,
+        message: &Message,
+        domain: &str,
+        built: Vec<u8>,
+        sealing: &Sealing,
+    ) -> Result<Vec<u8>, Message> {
         let built = match sealing.keys.is_empty() {
             true => built,
             false => encrypted(built, sealing.keys.clone()).await.map_err(|e| {
@@ -564,7 +580,7 @@ impl Outgoing {
             Some(field) => [field.as_bytes(), &built].concat(),
             None => built,
         };
-        self.signers.sign(outgoing.from.domain(), raw).map_err(|e| {
+        self.signers.sign(domain, raw).map_err(|e| {
             error!(error = format!("{e:#}"), "DKIM signing failed.");
             message_error(
                 message,

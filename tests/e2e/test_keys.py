@@ -19,6 +19,7 @@ from urllib.parse import urlsplit
 from xml.sax.saxutils import escape
 
 import pytest
+import slixmpp
 
 from peers import (GATEWAY, Client, Gateway, escaped, registered_client, run, send_mail,
                    wait_until)
@@ -360,9 +361,10 @@ def autocrypt_mail(bob, fingerprint):
             "\r\nShall we meet?\r\n").encode()
 
 
-async def answer_bob(gw, raw, key=None):
+async def answer_bob(gw, raw, key=None, react=False):
     """alice, with `encrypt` opportunistic (and her key `key` published),
-    gets bob's mail `raw` and answers it; it reaches the relay."""
+    gets bob's mail `raw` and answers it (and reacts to her answer with
+    `react`); it reaches the relay."""
     alice = await registered_client(gw)
     try:
         if key:
@@ -373,8 +375,15 @@ async def answer_bob(gw, raw, key=None):
                                              ["alice@example.test"], raw)
         assert code == 250, text
         got = await alice.wait_for(lambda m: m["subject"] == "Lunch?")
-        alice.send(got["from"], "Noon at the usual place.", subject="Re: Lunch?")
+        sent = alice.send(got["from"], "Noon at the usual place.", subject="Re: Lunch?")
         assert await wait_until(lambda: gw.relay.received), gw.facteur.log_tail()
+        if react:
+            reaction = alice.xmpp.make_message(mto=got["from"], mtype="chat")
+            reaction.append(slixmpp.xmlstream.ET.fromstring(
+                f"<reactions xmlns='urn:xmpp:reactions:0' id='{sent}'>"
+                "<reaction>\N{THUMBS UP SIGN}</reaction></reactions>"))
+            reaction.send()
+            assert await wait_until(lambda: len(gw.relay.received) == 2), gw.facteur.log_tail()
     finally:
         await alice.disconnect()
 
@@ -382,8 +391,8 @@ async def answer_bob(gw, raw, key=None):
 def test_an_answer_to_a_sender_whose_key_came_by_autocrypt_goes_encrypted(gw, gpg):
     bob = gpg("bob")
     fingerprint = bob.new_key("Bob <bob@example.net>")
-    run(answer_bob(gw, autocrypt_mail(bob, fingerprint)))
-    [out] = gw.relay.received
+    run(answer_bob(gw, autocrypt_mail(bob, fingerprint), react=True))
+    out, reaction = gw.relay.received
     assert out["rcpt_tos"] == ["bob@example.net"]
     assert out["message"]["Subject"] == "Re: Lunch?"
     assert out["message"].get_content_type() == "multipart/encrypted"
@@ -397,6 +406,13 @@ def test_an_answer_to_a_sender_whose_key_came_by_autocrypt_goes_encrypted(gw, gp
     plain = bob("--decrypt", input=armored).stdout
     inner = BytesParser(policy=policy.default).parsebytes(plain)
     assert inner.get_content().strip() == "Noon at the usual place."
+    # Her reaction to it is mail too, encrypted the same way (RFC 9078 inside).
+    assert reaction["message"].get_content_type() == "multipart/encrypted"
+    assert "\N{THUMBS UP SIGN}".encode() not in reaction["raw"]
+    armored = list(reaction["message"].iter_parts())[1].get_payload(decode=True)
+    inner = BytesParser(policy=policy.default).parsebytes(bob("--decrypt", input=armored).stdout)
+    assert str(inner["Content-Disposition"]).split(";")[0].strip() == "reaction", inner
+    assert inner.get_content().strip() == "\N{THUMBS UP SIGN}"
 
 
 def test_required_encryption_without_a_key_sends_nothing_and_says_why(gw):
