@@ -16,7 +16,7 @@ use rustls_pki_types::PrivateKeyDer;
 use crate::config::DkimKey;
 
 /// Headers signed: what a reader sees and what threads the mail.
-const SIGNED: [&str; 10] = [
+const SIGNED: [&str; 11] = [
     "From",
     "To",
     "Cc",
@@ -27,6 +27,7 @@ const SIGNED: [&str; 10] = [
     "References",
     "MIME-Version",
     "Content-Type",
+    "Autocrypt",
 ];
 
 enum Signer {

@@ -22,6 +22,7 @@ use facteur_bridge::reaction::stanza_reaction;
 use facteur_bridge::retract::retracted_id;
 use facteur_bridge::threading::{message_id_for_stanza, references_for_reply, thread_for};
 use facteur_bridge::to_mail::{stanza_parts, to_rfc5322, OutgoingFile, OutgoingMail, StanzaParts};
+use facteur_bridge::MailAddress;
 use facteur_policy::limits::Limiter;
 use jid::BareJid;
 use rand::Rng;
@@ -37,7 +38,7 @@ use super::LinkHandle;
 use crate::config::Live;
 use crate::dkim::Signers;
 use crate::fetch::Fetcher;
-use crate::store::{MessageRecord, Millis, NewMail, OwedReceipt, Store};
+use crate::store::{Encrypt, MessageRecord, Millis, NewMail, OwedReceipt, Store};
 
 mod check;
 mod correct;
@@ -60,6 +61,28 @@ pub enum Intaken {
     Answer(Option<Message>),
     /// A mail ready to be queued with others.
     Ready(Prepared),
+}
+
+/// How long encrypting one mail may take.
+const ENCRYPTING: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// What is added to a mail: the author's `Autocrypt` header field, and
+/// the keys (binary) it is encrypted to; none, not encrypted.
+struct Sealing {
+    autocrypt: Option<String>,
+    keys: Vec<Vec<u8>>,
+}
+
+/// `raw` encrypted as PGP/MIME to `keys`, beside the intake loop, within
+/// `ENCRYPTING`.
+async fn encrypted(raw: Vec<u8>, keys: Vec<Vec<u8>>) -> anyhow::Result<Vec<u8>> {
+    let task = tokio::task::spawn_blocking(move || {
+        let keys: Vec<&[u8]> = keys.iter().map(Vec::as_slice).collect();
+        crate::keys::pgp_mime::encrypt(&raw, &keys, std::time::SystemTime::now())
+    });
+    tokio::time::timeout(ENCRYPTING, task)
+        .await
+        .map_err(|_| anyhow::anyhow!("Encrypting took longer than {ENCRYPTING:?}"))??
 }
 
 /// A mail built from a stanza, ready to be queued.
@@ -350,7 +373,8 @@ impl Outgoing {
             jabber_id: config.outbound.jabber_id_header.then_some(sender.as_str()),
             date,
         };
-        let raw = self.build(&message, &outgoing)?;
+        let sealing = self.sealing(&message, &sender, &from, &rcpt).await?;
+        let raw = self.build(&message, &outgoing, &sealing).await?;
         let thread = parts
             .thread
             .clone()
@@ -385,16 +409,19 @@ impl Outgoing {
             Some(original) => {
                 let earlier = &original.record;
                 let in_reply_to = earlier.references.last().map(String::as_str);
-                let raw = self.build(
-                    &message,
-                    &OutgoingMail {
-                        body: &parts.body,
-                        message_id: &earlier.message_id,
-                        in_reply_to,
-                        references: &earlier.references,
-                        ..outgoing.clone()
-                    },
-                )?;
+                let raw = self
+                    .build(
+                        &message,
+                        &OutgoingMail {
+                            body: &parts.body,
+                            message_id: &earlier.message_id,
+                            in_reply_to,
+                            references: &earlier.references,
+                            ..outgoing.clone()
+                        },
+                        &sealing,
+                    )
+                    .await?;
                 let stanza = native(
                     Some(&parts.body),
                     &MailMeta {
@@ -436,11 +463,109 @@ impl Outgoing {
         })
     }
 
-    /// The mail's bytes, DKIM-signed; or the error that answers `message`.
+    /// What is added to the mail `sender` sends from `from` to `rcpt`:
+    /// her key in an `Autocrypt` header when she has one, and the keys it
+    /// is encrypted to under her option `encrypt`; or, when the option
+    /// requires encryption and no key of the recipient is known, the
+    /// error that tells her why the mail is not sent.
     // Once per mail, as `prepare`'s own error: the size does not matter.
     #[allow(clippy::result_large_err)]
-    fn build(&self, message: &Message, outgoing: &OutgoingMail<'_>) -> Result<Vec<u8>, Message> {
-        let raw = to_rfc5322(outgoing).map_err(|e| {
+    async fn sealing(
+        &self,
+        message: &Message,
+        sender: &BareJid,
+        from: &MailAddress,
+        rcpt: &MailAddress,
+    ) -> Result<Sealing, Message> {
+        let own = match self.store.key(sender).await {
+            Ok(key) => key.filter(|k| !k.revoked).map(|k| k.cert),
+            Err(e) => {
+                warn!(
+                    error = format!("{e:#}"),
+                    "The sender's key could not be read."
+                );
+                None
+            }
+        };
+        let autocrypt = own
+            .as_deref()
+            .map(|cert| crate::keys::autocrypt::header(&from.to_string(), cert));
+        let encrypt = match self.store.user_options(sender).await {
+            Ok(options) => options.unwrap_or_default().encrypt,
+            Err(e) => {
+                warn!(
+                    error = format!("{e:#}"),
+                    "The sender's options could not be read."
+                );
+                Encrypt::Off
+            }
+        };
+        if encrypt == Encrypt::Off {
+            return Ok(Sealing {
+                autocrypt,
+                keys: Vec::new(),
+            });
+        }
+        match self.recipient_key(rcpt).await {
+            Some(theirs) => Ok(Sealing {
+                autocrypt,
+                keys: std::iter::once(theirs).chain(own).collect(),
+            }),
+            None if encrypt == Encrypt::Required => Err(message_error(
+                message,
+                Fault::with_text(
+                    ErrorType::Cancel,
+                    DefinedCondition::NotAcceptable,
+                    format!(
+                        "Not sent: no OpenPGP key is known for {rcpt}, and your option \
+                         'encrypt' is 'required'."
+                    ),
+                ),
+            )),
+            None => Ok(Sealing {
+                autocrypt,
+                keys: Vec::new(),
+            }),
+        }
+    }
+
+    /// A key `rcpt` can be encrypted to now: a local user's published
+    /// key, else the one the Autocrypt header of her last mail carried.
+    async fn recipient_key(&self, rcpt: &MailAddress) -> Option<Vec<u8>> {
+        let now = std::time::SystemTime::now();
+        let usable = |cert: Vec<u8>| crate::keys::encryptable(&cert, now).map(|_| cert);
+        if self.config.get().mail.serves(rcpt.domain()) {
+            let jid = BareJid::new(&rcpt.to_string().to_lowercase()).ok()?;
+            if let Ok(Some(key)) = self.store.key(&jid).await {
+                if let Some(cert) = usable(key.cert).filter(|_| !key.revoked) {
+                    return Some(cert);
+                }
+            }
+        }
+        match self.store.autocrypt_key(&rcpt.to_string()).await {
+            Ok(key) => key.and_then(|k| usable(k.cert)),
+            Err(e) => {
+                warn!(
+                    error = format!("{e:#}"),
+                    "The recipient's Autocrypt key could not be read."
+                );
+                None
+            }
+        }
+    }
+
+    /// The mail's bytes, encrypted to `sealing`'s keys if any, with its
+    /// `Autocrypt` header if any, DKIM-signed; or the error that answers
+    /// `message`.
+    // Once per mail, as `prepare`'s own error: the size does not matter.
+    #[allow(clippy::result_large_err)]
+    async fn build(
+        &self,
+        message: &Message,
+        outgoing: &OutgoingMail<'_>,
+        sealing: &Sealing,
+    ) -> Result<Vec<u8>, Message> {
+        let built = to_rfc5322(outgoing).map_err(|e| {
             message_error(
                 message,
                 Fault::with_text(
@@ -450,7 +575,41 @@ impl Outgoing {
                 ),
             )
         })?;
-        self.signers.sign(outgoing.from.domain(), raw).map_err(|e| {
+        self.seal(message, outgoing.from.domain(), built, sealing)
+            .await
+    }
+
+    /// The mail `built` encrypted to `sealing`'s keys if any, with its
+    /// `Autocrypt` header if any, DKIM-signed for `domain`; or the error
+    /// that answers `message`.
+    // Once per mail, as `prepare`'s own error: the size does not matter.
+    #[allow(clippy::result_large_err)]
+    async fn seal(
+        &self,
+        message: &Message,
+        domain: &str,
+        built: Vec<u8>,
+        sealing: &Sealing,
+    ) -> Result<Vec<u8>, Message> {
+        let built = match sealing.keys.is_empty() {
+            true => built,
+            false => encrypted(built, sealing.keys.clone()).await.map_err(|e| {
+                error!(error = format!("{e:#}"), "Encrypting the mail failed.");
+                message_error(
+                    message,
+                    Fault::new(
+                        ErrorType::Wait,
+                        DefinedCondition::InternalServerError,
+                        "the mail could not be encrypted",
+                    ),
+                )
+            })?,
+        };
+        let raw = match &sealing.autocrypt {
+            Some(field) => [field.as_bytes(), &built].concat(),
+            None => built,
+        };
+        self.signers.sign(domain, raw).map_err(|e| {
             error!(error = format!("{e:#}"), "DKIM signing failed.");
             message_error(
                 message,

@@ -12,7 +12,7 @@ use xmpp_parsers::stanza_error::{DefinedCondition, ErrorType};
 
 use super::reply::{self, error, result, Fault};
 use crate::config::Config;
-use crate::store::{Store, UserOptions};
+use crate::store::{Encrypt, Store, UserOptions};
 
 /// The answer to a registration request from a user.
 pub async fn answer(config: &Config, store: &Store, iq: Iq) -> Iq {
@@ -125,7 +125,38 @@ fn options_form(options: UserOptions) -> Element {
             Some("Send read receipts when my client marks a mail read"),
             flag(options.send_mdn),
         ))
+        .append(encrypt_field(options.encrypt))
         .build()
+}
+
+/// The list-single field of the option `encrypt`.
+fn encrypt_field(encrypt: Encrypt) -> Element {
+    let mut field = Element::builder("field", ns::DATA_FORMS)
+        .attr(xml_ncname!("var").into(), "encrypt")
+        .attr(xml_ncname!("type").into(), "list-single")
+        .attr(
+            xml_ncname!("label").into(),
+            "Encrypt my mail with OpenPGP: off, when the recipient's key is known \
+             (opportunistic), or always, never sending without (required)",
+        )
+        .append(
+            Element::builder("value", ns::DATA_FORMS)
+                .append(encrypt.as_str())
+                .build(),
+        );
+    for choice in [Encrypt::Off, Encrypt::Opportunistic, Encrypt::Required] {
+        field = field.append(
+            Element::builder("option", ns::DATA_FORMS)
+                .attr(xml_ncname!("label").into(), choice.as_str())
+                .append(
+                    Element::builder("value", ns::DATA_FORMS)
+                        .append(choice.as_str())
+                        .build(),
+                )
+                .build(),
+        );
+    }
+    field.build()
 }
 
 /// The options of a submitted registration form; defaults without one.
@@ -139,10 +170,16 @@ fn submitted_options(query: &Element) -> UserOptions {
             .and_then(|f| f.get_child("value", ns::DATA_FORMS))
             .is_some_and(|v| matches!(v.text().trim(), "1" | "true"))
     };
+    let encrypt = form
+        .children()
+        .find(|f| f.is("field", ns::DATA_FORMS) && f.attr("var") == Some("encrypt"))
+        .and_then(|f| f.get_child("value", ns::DATA_FORMS))
+        .map_or(Encrypt::Off, |v| Encrypt::named(&v.text()));
     UserOptions {
         oob_each_file: value("oob_each_file"),
         xhtml_im: value("xhtml_im"),
         send_mdn: value("send_mdn"),
+        encrypt,
     }
 }
 
@@ -156,6 +193,7 @@ mod tests {
             oob_each_file: true,
             xhtml_im: false,
             send_mdn: true,
+            encrypt: Encrypt::Required,
         };
         let mut form = options_form(options);
         form.set_attr(

@@ -13,6 +13,8 @@
 //! of the key already published for the user: it replaces that key, so
 //! that whoever fetches it learns the key is revoked.
 
+pub mod autocrypt;
+pub mod pgp_mime;
 pub mod wkd;
 
 use std::time::SystemTime;
@@ -248,6 +250,29 @@ pub fn summary(cert: &[u8], now: SystemTime) -> anyhow::Result<Summary> {
             .collect(),
         status,
     })
+}
+
+/// The fingerprint of `cert` (binary or armored) if it can be encrypted
+/// to at `now` under the standard policy: valid, alive, not revoked, with
+/// a live subkey for encryption.
+pub fn encryptable(cert: &[u8], now: SystemTime) -> Option<String> {
+    if cert.len() > MAX_KEY_BYTES {
+        return None;
+    }
+    let cert = Cert::from_bytes(cert).ok()?;
+    let policy = StandardPolicy::new();
+    let valid = cert.with_policy(&policy, now).ok()?;
+    valid.alive().ok()?;
+    if let RevocationStatus::Revoked(_) = valid.revocation_status() {
+        return None;
+    }
+    valid
+        .keys()
+        .alive()
+        .revoked(false)
+        .for_transport_encryption()
+        .next()?;
+    Some(cert.fingerprint().to_hex())
 }
 
 /// An error and its causes on one line.

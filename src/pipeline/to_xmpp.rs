@@ -319,6 +319,9 @@ impl ToXmpp {
                         return Ok(made);
                     }
                 }
+                if warning.is_empty() {
+                    self.autocrypt(raw).await;
+                }
                 let files = self.share_attachments(*mail_id, raw).await?;
                 let mut mail =
                     read_mail_with(raw, &files).map_err(|e| Unmade::Never(e.to_string()))?;
@@ -432,6 +435,26 @@ impl ToXmpp {
 
     /// Stores the mail's attachments and makes their links. An error here
     /// is the store's or the disk's: the delivery is retried.
+    /// Keeps the sender's key from the mail's `Autocrypt` header, if it
+    /// has one and it is newer than the one kept.
+    async fn autocrypt(&self, raw: &[u8]) {
+        let Some(key) = crate::keys::autocrypt::from_mail(raw, Millis::now().0 / 1000) else {
+            return;
+        };
+        match self.store.autocrypt_seen(&key).await {
+            Ok(true) => info!(
+                addr = key.addr,
+                fingerprint = key.fingerprint,
+                "Autocrypt key kept."
+            ),
+            Ok(false) => {}
+            Err(e) => warn!(
+                error = format!("{e:#}"),
+                "The Autocrypt key could not be kept."
+            ),
+        }
+    }
+
     async fn share_attachments(&self, mail_id: i64, raw: &[u8]) -> Result<Vec<SharedFile>, Unmade> {
         let parts = attachments(raw).map_err(|e| Unmade::Never(e.to_string()))?;
         let mut shared = Vec::with_capacity(parts.len());

@@ -48,6 +48,7 @@ macro_rules! stored_as_text {
 pub mod admin;
 mod amend;
 mod attachments;
+mod autocrypt;
 mod commit;
 mod contacts;
 mod gauges;
@@ -84,6 +85,7 @@ use tokio::sync::Notify;
 
 pub use amend::{Corrected, Replacement};
 pub use attachments::SharedRecord;
+pub use autocrypt::PeerKey;
 pub use commit::{Committer, OutcomeCommitter};
 pub use contacts::Contact;
 pub use handoffs::{HandoffTaken, NewHandoff};
@@ -140,6 +142,39 @@ pub struct UserOptions {
     /// displayed a mail that asked for one (the user's consent, RFC 8098
     /// §2.1).
     pub send_mdn: bool,
+    /// Whether outgoing mail is encrypted to the recipient's key.
+    pub encrypt: Encrypt,
+}
+
+/// The per-user option `encrypt`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Encrypt {
+    /// Mail goes as written.
+    #[default]
+    Off,
+    /// Mail is encrypted when the recipient's key is known.
+    Opportunistic,
+    /// Mail is sent only encrypted: without a known key, not at all.
+    Required,
+}
+
+impl Encrypt {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Encrypt::Off => "off",
+            Encrypt::Opportunistic => "opportunistic",
+            Encrypt::Required => "required",
+        }
+    }
+
+    /// The option named `name`; `off` for anything else.
+    pub fn named(name: &str) -> Encrypt {
+        match name.trim() {
+            "opportunistic" => Encrypt::Opportunistic,
+            "required" => Encrypt::Required,
+            _ => Encrypt::Off,
+        }
+    }
 }
 
 /// One wake-up per queue. A `Notify` keeps one permit when its runner is

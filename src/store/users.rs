@@ -113,17 +113,19 @@ impl Store {
         if let Some(options) = self.users.get(user) {
             return Ok(options);
         }
-        let row: Option<(bool, bool, bool)> = on_backend!(&self.pool, |pool| sqlx::query_as(
-            "SELECT oob_each_file, xhtml_im, send_mdn FROM users WHERE jid = $1"
-        )
-        .bind(user.as_str())
-        .fetch_optional(pool)
-        .await)
-        .with_context(|| format!("Looking up user {user}"))?;
-        let options = row.map(|(oob_each_file, xhtml_im, send_mdn)| UserOptions {
+        let row: Option<(bool, bool, bool, String)> =
+            on_backend!(&self.pool, |pool| sqlx::query_as(
+                "SELECT oob_each_file, xhtml_im, send_mdn, encrypt FROM users WHERE jid = $1"
+            )
+            .bind(user.as_str())
+            .fetch_optional(pool)
+            .await)
+            .with_context(|| format!("Looking up user {user}"))?;
+        let options = row.map(|(oob_each_file, xhtml_im, send_mdn, encrypt)| UserOptions {
             oob_each_file,
             xhtml_im,
             send_mdn,
+            encrypt: super::Encrypt::named(&encrypt),
         });
         self.users.put(user, options);
         Ok(options)
@@ -133,12 +135,13 @@ impl Store {
     pub async fn register_with(&self, user: &BareJid, options: UserOptions) -> anyhow::Result<()> {
         on_backend!(&self.pool, |pool| sqlx::query(
             "
-            INSERT INTO users (jid, registered_at, oob_each_file, xhtml_im, send_mdn)
-            VALUES ($1, $2, $3, $4, $5)
+            INSERT INTO users (jid, registered_at, oob_each_file, xhtml_im, send_mdn, encrypt)
+            VALUES ($1, $2, $3, $4, $5, $6)
             ON CONFLICT (jid) DO UPDATE SET
                 oob_each_file = excluded.oob_each_file,
                 xhtml_im = excluded.xhtml_im,
-                send_mdn = excluded.send_mdn
+                send_mdn = excluded.send_mdn,
+                encrypt = excluded.encrypt
             ",
         )
         .bind(user.as_str())
@@ -146,6 +149,7 @@ impl Store {
         .bind(options.oob_each_file)
         .bind(options.xhtml_im)
         .bind(options.send_mdn)
+        .bind(options.encrypt.as_str())
         .execute(pool)
         .await
         .map(|_| ()))
@@ -186,6 +190,7 @@ mod tests {
                 oob_each_file: true,
                 xhtml_im: false,
                 send_mdn: true,
+                encrypt: crate::store::Encrypt::Opportunistic,
             };
             store.register_with(&alice, options).await.expect("options");
             assert_eq!(

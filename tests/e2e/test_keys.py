@@ -6,16 +6,23 @@ imports into a scratch GnuPG home with her fingerprint and her address
 alone; her revocation is served as such; bad keys are refused with the
 command's note."""
 
+import asyncio
 import base64
+import html
 import subprocess
 import urllib.error
 import urllib.request
+from email import policy
+from email.parser import BytesParser
+from email.utils import formatdate
 from urllib.parse import urlsplit
 from xml.sax.saxutils import escape
 
 import pytest
+import slixmpp
 
-from peers import GATEWAY, Client, Gateway, registered_client, run
+from peers import (GATEWAY, Client, Gateway, escaped, registered_client, run, send_mail,
+                   wait_until)
 
 COMMANDS = "http://jabber.org/protocol/commands"
 FORMS = "jabber:x:data"
@@ -291,3 +298,171 @@ def test_a_key_over_the_limit_gets_the_commands_note(tmp_path):
         assert fetch(gateway, wkd_url("alice@example.test"))[0] == 404
     finally:
         gateway.stop()
+
+
+def autocrypt(message):
+    """The Autocrypt header of a mail as the relay stored it: its attributes."""
+    value = str(message["Autocrypt"])
+    attributes = {}
+    for part in value.split(";"):
+        name, _, val = part.strip().partition("=")
+        attributes[name] = val
+    return attributes
+
+
+def test_outgoing_mail_carries_the_key_in_an_autocrypt_header(gw, gpg):
+    mine = gpg("alice")
+    fingerprint = mine.new_key("Alice <alice@example.test>")
+
+    async def scenario():
+        alice = await registered_client(gw)
+        try:
+            alice.send(escaped("bob@example.net"), "Before any key", subject="One")
+            assert await wait_until(lambda: len(gw.relay.received) == 1), gw.facteur.log_tail()
+            await key_command(alice, "publish", mine.export(fingerprint))
+            alice.send(escaped("bob@example.net"), "With my key", subject="Two")
+            assert await wait_until(lambda: len(gw.relay.received) == 2), gw.facteur.log_tail()
+        finally:
+            await alice.disconnect()
+
+    run(scenario())
+    before, after = gw.relay.received
+    assert before["message"]["Autocrypt"] is None
+    attributes = autocrypt(after["message"])
+    assert attributes["addr"] == "alice@example.test"
+    assert set(attributes) == {"addr", "keydata"}
+    # Folded: no line of the mail's header is longer than 78 characters.
+    head = after["raw"].split(b"\r\n\r\n")[0]
+    assert all(len(line) <= 78 for line in head.split(b"\r\n") if not line.startswith(b"DKIM")), head
+    keydata = base64.b64decode("".join(attributes["keydata"].split()))
+    theirs = gpg("bob")
+    theirs("--import", input=keydata)
+    listed = theirs.listing("--list-keys")
+    assert listed["fpr"][:1] == [fingerprint]
+    assert listed["uid"] == ["Alice <alice@example.test>"]
+
+
+def set_encrypt(client, value):
+    """Registers again with the option `encrypt` set to `value`."""
+    form = (f"<x xmlns='{FORMS}' type='submit'>"
+            "<field var='FORM_TYPE'><value>jabber:iq:register</value></field>"
+            f"<field var='encrypt'><value>{value}</value></field></x>")
+    return client.iq("set", GATEWAY, f"<query xmlns='jabber:iq:register'>{form}</query>")
+
+
+def autocrypt_mail(bob, fingerprint):
+    """A mail from bob@example.net to alice with his key in an Autocrypt header."""
+    keydata = base64.b64encode(bob("--export", fingerprint).stdout).decode()
+    folded = "\r\n ".join(keydata[i:i + 72] for i in range(0, len(keydata), 72))
+    return ("From: Bob <bob@example.net>\r\nTo: alice@example.test\r\n"
+            "Subject: Lunch?\r\nMessage-ID: <lunch-1@example.net>\r\n"
+            f"Date: {formatdate(usegmt=True)}\r\n"
+            f"Autocrypt: addr=bob@example.net; prefer-encrypt=mutual; keydata=\r\n {folded}\r\n"
+            "\r\nShall we meet?\r\n").encode()
+
+
+async def answer_bob(gw, raw, key=None, react=False):
+    """alice, with `encrypt` opportunistic (and her key `key` published),
+    gets bob's mail `raw` and answers it (and reacts to her answer with
+    `react`); it reaches the relay."""
+    alice = await registered_client(gw)
+    try:
+        if key:
+            await key_command(alice, "publish", key)
+        answer = await set_encrypt(alice, "opportunistic")
+        assert answer["type"] == "result"
+        code, text = await asyncio.to_thread(send_mail, gw.facteur.smtp_port, "bob@example.net",
+                                             ["alice@example.test"], raw)
+        assert code == 250, text
+        got = await alice.wait_for(lambda m: m["subject"] == "Lunch?")
+        sent = alice.send(got["from"], "Noon at the usual place.", subject="Re: Lunch?")
+        assert await wait_until(lambda: gw.relay.received), gw.facteur.log_tail()
+        if react:
+            reaction = alice.xmpp.make_message(mto=got["from"], mtype="chat")
+            reaction.append(slixmpp.xmlstream.ET.fromstring(
+                f"<reactions xmlns='urn:xmpp:reactions:0' id='{sent}'>"
+                "<reaction>\N{THUMBS UP SIGN}</reaction></reactions>"))
+            reaction.send()
+            assert await wait_until(lambda: len(gw.relay.received) == 2), gw.facteur.log_tail()
+    finally:
+        await alice.disconnect()
+
+
+def test_an_answer_to_a_sender_whose_key_came_by_autocrypt_goes_encrypted(gw, gpg):
+    bob = gpg("bob")
+    fingerprint = bob.new_key("Bob <bob@example.net>")
+    run(answer_bob(gw, autocrypt_mail(bob, fingerprint), react=True))
+    out, reaction = gw.relay.received
+    assert out["rcpt_tos"] == ["bob@example.net"]
+    assert out["message"]["Subject"] == "Re: Lunch?"
+    assert out["message"].get_content_type() == "multipart/encrypted"
+    assert out["message"].get_param("protocol") == "application/pgp-encrypted"
+    assert b"Noon at the usual place" not in out["raw"]
+    version, encrypted = out["message"].iter_parts()
+    assert version.get_content_type() == "application/pgp-encrypted"
+    assert version.get_payload(decode=True).strip() == b"Version: 1"
+    assert encrypted.get_content_type() == "application/octet-stream"
+    armored = encrypted.get_payload(decode=True)
+    plain = bob("--decrypt", input=armored).stdout
+    inner = BytesParser(policy=policy.default).parsebytes(plain)
+    assert inner.get_content().strip() == "Noon at the usual place."
+    # Her reaction to it is mail too, encrypted the same way (RFC 9078 inside).
+    assert reaction["message"].get_content_type() == "multipart/encrypted"
+    assert "\N{THUMBS UP SIGN}".encode() not in reaction["raw"]
+    armored = list(reaction["message"].iter_parts())[1].get_payload(decode=True)
+    inner = BytesParser(policy=policy.default).parsebytes(bob("--decrypt", input=armored).stdout)
+    assert str(inner["Content-Disposition"]).split(";")[0].strip() == "reaction", inner
+    assert inner.get_content().strip() == "\N{THUMBS UP SIGN}"
+
+
+def test_required_encryption_without_a_key_sends_nothing_and_says_why(gw):
+    async def scenario():
+        alice = await registered_client(gw)
+        try:
+            answer = await set_encrypt(alice, "required")
+            assert answer["type"] == "result"
+            sent = alice.send(escaped("carol@example.net"), "Nobody else may read this.")
+            return await alice.wait_for(lambda m: m["type"] == "error" and m["id"] == sent)
+        finally:
+            await alice.disconnect()
+
+    error = run(scenario())
+    assert error["error"] == "not-acceptable"
+    assert ("Not sent: no OpenPGP key is known for carol@example.net, and your option "
+            "'encrypt' is 'required'.") in html.unescape(error["xml"])
+    assert gw.relay.received == []
+
+
+def test_encrypted_mail_with_autocrypt_is_dkim_signed_and_the_author_can_read_it(tmp_path, gpg):
+    import dkim
+    from peers import ROOT, dkim_record
+    import os
+
+    binary = os.environ.get("FACTEUR_BIN", str(ROOT / "target" / "debug" / "facteur"))
+    key = tmp_path / "dkim.pem"
+    out = subprocess.run([binary, "dkim", "keygen", "--domain", "example.test", "--selector", "s1",
+                          "--out", str(key)], capture_output=True, text=True, check=True).stdout
+    name, value = dkim_record(out)
+    gateway = Gateway(tmp_path / "gw", dns={"txt": {name: value}},
+                      extra=f'[dkim."example.test"]\nselector = "s1"\nkey_file = "{key}"\n')
+    alice, bob = gpg("alice"), gpg("bob")
+    alices = alice.new_key("Alice <alice@example.test>")
+    bobs = bob.new_key("Bob <bob@example.net>")
+    try:
+        gateway.start()
+        run(answer_bob(gateway, autocrypt_mail(bob, bobs), key=alice.export(alices)))
+        [out] = gateway.relay.received
+        raw = out["raw"]
+        txt = lambda name, timeout=5: gateway.dns.txt(name.decode().rstrip("."))  # noqa: E731
+        assert dkim.verify(raw, dnsfunc=txt)
+        assert not dkim.verify(raw.replace(b"addr=alice@", b"addr=mallory@"), dnsfunc=txt)
+    finally:
+        gateway.stop()
+    assert out["message"].get_content_type() == "multipart/encrypted"
+    assert autocrypt(out["message"])["addr"] == "alice@example.test"
+    signed = out["message"]["DKIM-Signature"]
+    assert "autocrypt" in signed.lower().replace(" ", "").split("h=")[1].split(";")[0], signed
+    # alice reads her own sent mail with her key.
+    armored = list(out["message"].iter_parts())[1].get_payload(decode=True)
+    plain = alice("--decrypt", input=armored).stdout
+    assert b"Noon at the usual place." in plain

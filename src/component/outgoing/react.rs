@@ -7,7 +7,7 @@ use facteur_bridge::reaction::{reaction_mail, ReactionMail, StanzaReaction};
 use facteur_bridge::threading::{message_id_for_stanza, references_for_reply};
 use facteur_bridge::to_mail::stanza_parts;
 use rand::Rng;
-use tracing::{debug, error, info, warn};
+use tracing::{debug, info, warn};
 use xmpp_parsers::message::Message;
 use xmpp_parsers::stanza_error::{DefinedCondition, ErrorType};
 
@@ -78,19 +78,21 @@ impl Outgoing {
                 ))
             }
         };
-        let raw = match self.signers.sign(sending.from.domain(), raw) {
-            Ok(raw) => raw,
-            Err(e) => {
-                error!(error = format!("{e:#}"), "DKIM signing failed.");
-                return Some(message_error(
-                    message,
-                    Fault::new(
-                        ErrorType::Wait,
-                        DefinedCondition::InternalServerError,
-                        "the mail could not be signed",
-                    ),
-                ));
+        // A reaction is mail like any other: encrypted, or not sent, as
+        // the user's option `encrypt` says.
+        let sealed = match self
+            .sealing(message, &sending.sender, &sending.from, &sending.rcpt)
+            .await
+        {
+            Ok(sealing) => {
+                self.seal(message, sending.from.domain(), raw, &sealing)
+                    .await
             }
+            Err(refusal) => Err(refusal),
+        };
+        let raw = match sealed {
+            Ok(raw) => raw,
+            Err(refusal) => return Some(refusal),
         };
         let (mail_from, rcpt) = (sending.from.to_string(), sending.rcpt.to_string());
         let mail = NewMail {
