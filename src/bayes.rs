@@ -24,6 +24,15 @@ const WORD_HEADERS: [&str; 4] = ["X-Mailer", "User-Agent", "Received", "Content-
 /// A mail's distinct tokens, hashed.
 pub fn tokens(raw: &[u8]) -> Vec<u64> {
     let mut t = Tokens::new();
+    // A file cut from an mbox starts with its "From " separator line.
+    let raw = match raw.strip_prefix(b"From ".as_slice()) {
+        Some(rest) => rest
+            .iter()
+            .position(|&b| b == b'\n')
+            .and_then(|nl| rest.get(nl + 1..))
+            .unwrap_or_default(),
+        None => raw,
+    };
     let Some(msg) = MessageParser::default().parse(raw) else {
         t.token("mail", "unparsable");
         return t.finish();
@@ -133,8 +142,10 @@ fn mail_files(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
     for entry in std::fs::read_dir(dir).with_context(|| format!("Reading {}", dir.display()))? {
         let entry = entry.with_context(|| format!("Reading {}", dir.display()))?;
         let hidden = entry.file_name().to_string_lossy().starts_with('.');
-        if !hidden && entry.file_type().is_ok_and(|t| t.is_file()) {
-            files.push(entry.path());
+        // Symbolic links to files count as files.
+        let path = entry.path();
+        if !hidden && std::fs::metadata(&path).is_ok_and(|m| m.is_file()) {
+            files.push(path);
         }
     }
     files.sort();
