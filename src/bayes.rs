@@ -18,9 +18,6 @@ use mail_parser::{MessageParser, MimeHeaders, PartType};
 use crate::config::Config;
 use crate::store::Kind;
 
-/// Headers whose words are tokens, each prefixed by its name.
-const WORD_HEADERS: [&str; 4] = ["X-Mailer", "User-Agent", "Received", "Content-Type"];
-
 /// A mail's distinct tokens, hashed.
 pub fn tokens(raw: &[u8]) -> Vec<u64> {
     let mut t = Tokens::new();
@@ -55,16 +52,18 @@ pub fn tokens(raw: &[u8]) -> Vec<u64> {
     if let Some((_, domain)) = msg.message_id().and_then(|id| id.rsplit_once('@')) {
         t.host("message-id", domain);
     }
-    for name in WORD_HEADERS {
-        for header in msg.headers() {
-            if header.name.as_str().eq_ignore_ascii_case(name) {
-                let raw = msg
-                    .raw_message()
-                    .get(header.offset_start as usize..header.offset_end as usize)
-                    .unwrap_or_default();
-                t.text(name, &String::from_utf8_lossy(raw));
-            }
+    // Every other header's words, prefixed by its name, as bogofilter
+    // does: mailers, relays and their hosts tell much.
+    for header in msg.headers() {
+        let name = header.name.as_str().to_ascii_lowercase();
+        if name == "subject" {
+            continue;
         }
+        let raw = msg
+            .raw_message()
+            .get(header.offset_start as usize..header.offset_end as usize)
+            .unwrap_or_default();
+        t.text(&name, &String::from_utf8_lossy(raw));
     }
     for part in &msg.parts {
         match &part.body {
