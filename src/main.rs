@@ -1,6 +1,7 @@
 //! facteur: an XMPP-Mail ⇄ SMTP gateway, run as an XEP-0114 component
 //! beside an existing XMPP server.
 
+mod bayes;
 mod component;
 mod config;
 mod dkim;
@@ -21,6 +22,7 @@ mod store;
 mod systemd;
 mod telemetry;
 
+use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -121,6 +123,12 @@ enum Command {
         #[command(subcommand)]
         action: KeysAction,
     },
+    /// Train or check the Bayesian spam classifier, without a running
+    /// daemon.
+    Spam {
+        #[command(subcommand)]
+        action: SpamAction,
+    },
     /// Write the manual page, facteur(1), as roff to stdout.
     #[command(hide = true)]
     Man,
@@ -170,6 +178,41 @@ enum KeysAction {
         /// The user's bare JID.
         #[arg(long)]
         jid: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum SpamAction {
+    /// Learn from directories of RFC 5322 files (one mail per file), adding
+    /// to the model: the global one, or a user's with --user. The models
+    /// are kept in spam-models/ beside the SQLite database.
+    Train {
+        /// The configuration file (TOML).
+        #[arg(long, short, env = "FACTEUR_CONFIG")]
+        config: PathBuf,
+        /// A directory of spam.
+        #[arg(long)]
+        spam: Option<PathBuf>,
+        /// A directory of ham (wanted mail).
+        #[arg(long)]
+        ham: Option<PathBuf>,
+        /// Train this user's own model (a bare JID) instead of the global one.
+        #[arg(long)]
+        user: Option<String>,
+    },
+    /// Print one line per file, "SCORE FILE": the probability that it is
+    /// spam, from 0 to 1, by its content alone (no DNS, no lists).
+    Score {
+        /// The configuration file (TOML).
+        #[arg(long, short, env = "FACTEUR_CONFIG")]
+        config: PathBuf,
+        /// Add this user's own model to the global one, if it has learnt
+        /// from enough feedback.
+        #[arg(long)]
+        user: Option<String>,
+        /// The mails (RFC 5322 files).
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
     },
 }
 
@@ -350,6 +393,7 @@ fn main() -> ExitCode {
             }
             Ok(())
         }),
+        Command::Spam { action } => spam(action),
         Command::Dkim {
             action:
                 DkimAction::Keygen {
@@ -621,6 +665,66 @@ fn init_logs(format: LogFormat) {
             .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
             .init(),
         LogFormat::Json => logs.json().with_current_span(false).init(),
+    }
+}
+
+/// `facteur spam train|score`.
+fn spam(action: SpamAction) -> ExitCode {
+    match action {
+        SpamAction::Train {
+            config,
+            spam,
+            ham,
+            user,
+        } => {
+            let outcome = Config::load(&config).and_then(|config| {
+                bayes::train(&config, spam.as_deref(), ham.as_deref(), user.as_deref())
+            });
+            match outcome {
+                Ok(summary) => {
+                    println!("{summary}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("{e:#}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        SpamAction::Score {
+            config,
+            user,
+            files,
+        } => {
+            let (global, own) =
+                match Config::load(&config).and_then(|c| bayes::models(&c, user.as_deref())) {
+                    Ok(models) => models,
+                    Err(e) => {
+                        eprintln!("{e:#}");
+                        return ExitCode::FAILURE;
+                    }
+                };
+            let mut status = ExitCode::SUCCESS;
+            let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+            for file in files {
+                match std::fs::read(&file) {
+                    Ok(raw) => {
+                        let score = global.score(&bayes::tokens(&raw), own.as_ref());
+                        if writeln!(out, "{score:.6} {}", file.display()).is_err() {
+                            return ExitCode::FAILURE;
+                        }
+                    }
+                    Err(e) => {
+                        eprintln!("Reading {}: {e}", file.display());
+                        status = ExitCode::FAILURE;
+                    }
+                }
+            }
+            if out.flush().is_err() {
+                return ExitCode::FAILURE;
+            }
+            status
+        }
     }
 }
 

@@ -6,6 +6,7 @@
 #![warn(missing_docs)]
 
 pub mod auth;
+pub mod bayes;
 pub mod limits;
 pub mod relay;
 pub mod retry;

@@ -20,6 +20,7 @@ apt-get install -y -q --no-install-recommends -o DPkg::Lock::Timeout=300 \
   dovecot-imapd dovecot-lmtpd \
   dnsmasq-base openssl iproute2 ca-certificates \
   bind9-utils \
+  bogofilter \
   postgresql \
   systemd \
   nettle-dev libgmp-dev pkg-config clang \
@@ -30,6 +31,7 @@ apt-get install -y -q --no-install-recommends -o DPkg::Lock::Timeout=300 \
 # by WKD (the URL of an address, and `gpg --import` of what is served).
 # postgresql: initdb and pg_ctl for the private clusters of the tests and
 # the bench (tests/peers/pg-cluster); the package's own cluster is not used.
+# bogofilter: the reference classifier of tests/bench/spam.
 # systemd: only systemd-analyze is used (the unit's sandbox score,
 # offline); no systemd needs to run.
 # ejabberd: the tests start their own instances, each with a config in a
