@@ -2,6 +2,7 @@
 //! beside an existing XMPP server.
 
 mod bayes;
+mod cli;
 mod component;
 mod config;
 mod dkim;
@@ -22,7 +23,6 @@ mod store;
 mod systemd;
 mod telemetry;
 
-use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -115,105 +115,23 @@ enum Command {
     /// within seconds.
     Imap {
         #[command(subcommand)]
-        action: ImapAction,
+        action: cli::imap::ImapAction,
     },
     /// The users' OpenPGP keys, as WKD and the key IQ serve them: import
     /// one for a user, list, show or remove them.
     Keys {
         #[command(subcommand)]
-        action: KeysAction,
+        action: cli::keys::KeysAction,
     },
     /// Train or check the Bayesian spam classifier, without a running
     /// daemon.
     Spam {
         #[command(subcommand)]
-        action: SpamAction,
+        action: cli::spam::SpamAction,
     },
     /// Write the manual page, facteur(1), as roff to stdout.
     #[command(hide = true)]
     Man,
-}
-
-#[derive(Subcommand)]
-enum KeysAction {
-    /// Publish a user's key (armored or binary) after the checks a user's
-    /// own publication passes: valid, neither expired nor revoked, with an
-    /// encryption subkey and a user ID naming the JID. Only those user
-    /// IDs and the key's own signatures are kept. A revocation of the
-    /// key published replaces it.
-    Import {
-        /// The configuration file (TOML).
-        #[arg(long, short, env = "FACTEUR_CONFIG")]
-        config: PathBuf,
-        /// The user's bare JID.
-        #[arg(long)]
-        jid: String,
-        /// The key file.
-        file: PathBuf,
-    },
-    /// Print one line per published key: JID, fingerprint, status,
-    /// source and when it was published.
-    List {
-        /// The configuration file (TOML).
-        #[arg(long, short, env = "FACTEUR_CONFIG")]
-        config: PathBuf,
-        /// Only this user's key.
-        #[arg(long)]
-        jid: Option<String>,
-    },
-    /// Print a user's key, armored, as it is served.
-    Show {
-        /// The configuration file (TOML).
-        #[arg(long, short, env = "FACTEUR_CONFIG")]
-        config: PathBuf,
-        /// The user's bare JID.
-        #[arg(long)]
-        jid: String,
-    },
-    /// Stop serving a user's key.
-    Remove {
-        /// The configuration file (TOML).
-        #[arg(long, short, env = "FACTEUR_CONFIG")]
-        config: PathBuf,
-        /// The user's bare JID.
-        #[arg(long)]
-        jid: String,
-    },
-}
-
-#[derive(Subcommand)]
-enum SpamAction {
-    /// Learn from directories of RFC 5322 files (one mail per file), adding
-    /// to the model: the global one, or a user's with --user. The models
-    /// are kept in spam-models/ beside the SQLite database.
-    Train {
-        /// The configuration file (TOML).
-        #[arg(long, short, env = "FACTEUR_CONFIG")]
-        config: PathBuf,
-        /// A directory of spam.
-        #[arg(long)]
-        spam: Option<PathBuf>,
-        /// A directory of ham (wanted mail).
-        #[arg(long)]
-        ham: Option<PathBuf>,
-        /// Train this user's own model (a bare JID) instead of the global one.
-        #[arg(long)]
-        user: Option<String>,
-    },
-    /// Print one line per file, "SCORE FILE": the probability that it is
-    /// spam, from 0 to 1, by its content alone (no DNS, no lists).
-    Score {
-        /// The configuration file (TOML).
-        #[arg(long, short, env = "FACTEUR_CONFIG")]
-        config: PathBuf,
-        /// Add this user's own model to the global one, if it has learnt
-        /// from enough feedback.
-        #[arg(long)]
-        user: Option<String>,
-        /// The mails (RFC 5322 files).
-        #[arg(required = true)]
-        files: Vec<PathBuf>,
-    },
 }
 
 #[derive(Subcommand)]
@@ -248,66 +166,6 @@ enum QueueAction {
     Retry { item: ItemId },
     /// Give a waiting item up without telling anyone.
     Delete { item: ItemId },
-}
-
-#[derive(Subcommand)]
-enum ImapAction {
-    /// Log in to a mailbox once and attach it to a user: new mail in its
-    /// folders reaches the user from then on. Attaching it again (a new
-    /// password, other folders) resumes a paused mailbox.
-    Attach {
-        /// The configuration file (TOML).
-        #[arg(long, short, env = "FACTEUR_CONFIG")]
-        config: PathBuf,
-        /// The user's bare JID.
-        #[arg(long)]
-        jid: String,
-        /// The IMAP server.
-        #[arg(long)]
-        host: String,
-        #[arg(long)]
-        port: u16,
-        /// implicit (TLS from the start, usually port 993), starttls
-        /// (usually 143) or none (a loopback address only).
-        #[arg(long)]
-        tls: store::TlsMode,
-        /// The login.
-        #[arg(long)]
-        user: String,
-        /// A file holding the password (a final newline is not part of it).
-        #[arg(long)]
-        password_file: PathBuf,
-        /// A folder to follow; repeat for several. Default: INBOX.
-        #[arg(long = "folder")]
-        folders: Vec<String>,
-        /// Also bring the latest N messages of each folder (only new
-        /// mail by default).
-        #[arg(long, default_value_t = 0)]
-        import_last: u32,
-    },
-    /// Print the attached mailboxes, one per line: user, server, TLS,
-    /// login, folders, state.
-    List {
-        /// The configuration file (TOML).
-        #[arg(long, short, env = "FACTEUR_CONFIG")]
-        config: PathBuf,
-        /// Only this user's.
-        #[arg(long)]
-        jid: Option<String>,
-    },
-    /// Detach a mailbox: nothing more is fetched from it.
-    Detach {
-        /// The configuration file (TOML).
-        #[arg(long, short, env = "FACTEUR_CONFIG")]
-        config: PathBuf,
-        #[arg(long)]
-        jid: String,
-        #[arg(long)]
-        host: String,
-        /// The login.
-        #[arg(long)]
-        user: String,
-    },
 }
 
 #[derive(Subcommand)]
@@ -393,7 +251,7 @@ fn main() -> ExitCode {
             }
             Ok(())
         }),
-        Command::Spam { action } => spam(action),
+        Command::Spam { action } => cli::spam::spam(action),
         Command::Dkim {
             action:
                 DkimAction::Keygen {
@@ -464,8 +322,8 @@ fn main() -> ExitCode {
             }
             Ok(())
         }),
-        Command::Imap { action } => imap_command(action),
-        Command::Keys { action } => keys_command(action),
+        Command::Imap { action } => cli::imap::imap_command(action),
+        Command::Keys { action } => cli::keys::keys_command(action),
         Command::Man => match manual::render(Cli::command(), &mut std::io::stdout()) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
@@ -504,155 +362,6 @@ fn main() -> ExitCode {
     }
 }
 
-/// Runs `facteur imap …`.
-fn imap_command(action: ImapAction) -> ExitCode {
-    let path = match &action {
-        ImapAction::Attach { config, .. }
-        | ImapAction::List { config, .. }
-        | ImapAction::Detach { config, .. } => config.clone(),
-    };
-    let user = |jid: &str| jid::BareJid::new(jid).with_context(|| format!("Invalid JID {jid}"));
-    admin(&path, |store, config| async move {
-        match action {
-            ImapAction::Attach {
-                jid,
-                host,
-                port,
-                tls,
-                user: username,
-                password_file,
-                folders,
-                import_last,
-                ..
-            } => {
-                let user = user(&jid)?;
-                if !config.mail.serves(user.domain().as_str()) || user.node().is_none() {
-                    anyhow::bail!(
-                        "{user} is not a user of a served domain ({})",
-                        config.mail.domains.join(", ")
-                    );
-                }
-                let key = config.imap.key.as_ref().context(
-                    "No [imap] secret_file in the configuration: passwords cannot be stored",
-                )?;
-                let password = std::fs::read_to_string(&password_file)
-                    .with_context(|| format!("Reading {}", password_file.display()))?;
-                let password = password.trim_end_matches(['\r', '\n']).to_owned();
-                let request = imap::AttachRequest {
-                    user,
-                    host,
-                    port,
-                    tls,
-                    username,
-                    password,
-                    folders,
-                    import_last,
-                };
-                imap::attach(&store, key, &request).await?;
-                println!(
-                    "attached {} at {} for {}",
-                    request.username, request.host, request.user
-                );
-            }
-            ImapAction::List { jid, .. } => {
-                let user = jid.as_deref().map(user).transpose()?;
-                for mailbox in store.imap_mailboxes(user.as_ref()).await? {
-                    println!("{}", imap::line(&mailbox));
-                }
-            }
-            ImapAction::Detach {
-                jid,
-                host,
-                user: username,
-                ..
-            } => {
-                let user = user(&jid)?;
-                let host = host.trim().to_ascii_lowercase();
-                if !store.imap_detach(&user, &host, &username).await? {
-                    anyhow::bail!("{user} has no mailbox {username} at {host}");
-                }
-                println!("detached {username} at {host} from {user}");
-            }
-        }
-        Ok(())
-    })
-}
-
-/// `facteur keys …`.
-fn keys_command(action: KeysAction) -> ExitCode {
-    let user = |jid: &str| -> anyhow::Result<jid::BareJid> {
-        jid::BareJid::new(jid).with_context(|| format!("Invalid JID {jid}"))
-    };
-    match action {
-        KeysAction::Import { config, jid, file } => admin(&config, |store, config| async move {
-            let jid = user(&jid)?;
-            if !config.mail.serves(jid.domain().as_str()) || jid.node().is_none() {
-                anyhow::bail!(
-                    "{jid} is not a user of a served domain ({})",
-                    config.mail.domains.join(", ")
-                );
-            }
-            let input =
-                keys::read_limited(&file).with_context(|| format!("Reading {}", file.display()))?;
-            let stored = store.key(&jid).await?;
-            let published = keys::accept(
-                &jid,
-                &input,
-                stored.as_ref().map(|k| k.cert.as_slice()),
-                std::time::SystemTime::now(),
-            )
-            .with_context(|| format!("{} refused", file.display()))?;
-            store
-                .put_key(&jid, &published, store::KeySource::Cli)
-                .await?;
-            let what = if published.revoked {
-                "revocation of"
-            } else {
-                "key"
-            };
-            println!("imported {what} {} for {jid}", published.fingerprint);
-            Ok(())
-        }),
-        KeysAction::List { config, jid } => admin(&config, |store, _| async move {
-            let listed = match jid {
-                Some(jid) => store.key(&user(&jid)?).await?.into_iter().collect(),
-                None => store.keys().await?,
-            };
-            let now = std::time::SystemTime::now();
-            for key in listed {
-                let status = keys::summary(&key.cert, now)
-                    .map_or_else(|e| format!("unreadable: {e}"), |summary| summary.status);
-                println!(
-                    "{} {} {status} {} {}",
-                    key.user,
-                    key.fingerprint,
-                    key.source,
-                    store::admin::timestamp(key.updated_at)
-                );
-            }
-            Ok(())
-        }),
-        KeysAction::Show { config, jid } => admin(&config, |store, _| async move {
-            let jid = user(&jid)?;
-            let key = store
-                .key(&jid)
-                .await?
-                .with_context(|| format!("{jid} has published no key"))?;
-            print!("{}", keys::armored(&key.cert)?);
-            Ok(())
-        }),
-        KeysAction::Remove { config, jid } => admin(&config, |store, _| async move {
-            let jid = user(&jid)?;
-            if store.remove_key(&jid).await? {
-                println!("removed the key of {jid}");
-            } else {
-                println!("{jid} had no key");
-            }
-            Ok(())
-        }),
-    }
-}
-
 /// Logs to stderr, at the level of `RUST_LOG` (`info` by default).
 fn init_logs(format: LogFormat) {
     let logs = tracing_subscriber::fmt()
@@ -665,66 +374,6 @@ fn init_logs(format: LogFormat) {
             .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
             .init(),
         LogFormat::Json => logs.json().with_current_span(false).init(),
-    }
-}
-
-/// `facteur spam train|score`.
-fn spam(action: SpamAction) -> ExitCode {
-    match action {
-        SpamAction::Train {
-            config,
-            spam,
-            ham,
-            user,
-        } => {
-            let outcome = Config::load(&config).and_then(|config| {
-                bayes::train(&config, spam.as_deref(), ham.as_deref(), user.as_deref())
-            });
-            match outcome {
-                Ok(summary) => {
-                    println!("{summary}");
-                    ExitCode::SUCCESS
-                }
-                Err(e) => {
-                    eprintln!("{e:#}");
-                    ExitCode::FAILURE
-                }
-            }
-        }
-        SpamAction::Score {
-            config,
-            user,
-            files,
-        } => {
-            let (global, own) =
-                match Config::load(&config).and_then(|c| bayes::models(&c, user.as_deref())) {
-                    Ok(models) => models,
-                    Err(e) => {
-                        eprintln!("{e:#}");
-                        return ExitCode::FAILURE;
-                    }
-                };
-            let mut status = ExitCode::SUCCESS;
-            let mut out = std::io::BufWriter::new(std::io::stdout().lock());
-            for file in files {
-                match std::fs::read(&file) {
-                    Ok(raw) => {
-                        let score = global.score(&bayes::tokens(&raw), own.as_ref());
-                        if writeln!(out, "{score:.6} {}", file.display()).is_err() {
-                            return ExitCode::FAILURE;
-                        }
-                    }
-                    Err(e) => {
-                        eprintln!("Reading {}: {e}", file.display());
-                        status = ExitCode::FAILURE;
-                    }
-                }
-            }
-            if out.flush().is_err() {
-                return ExitCode::FAILURE;
-            }
-            status
-        }
     }
 }
 
