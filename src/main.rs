@@ -1,7 +1,6 @@
 //! facteur: an XMPP-Mail ⇄ SMTP gateway, run as an XEP-0114 component
 //! beside an existing XMPP server.
 
-mod bayes;
 mod cli;
 mod component;
 mod config;

@@ -3,7 +3,11 @@
 //! XEP-0356 allows it (`blocklist`). The decisions are pure, in
 //! `facteur_policy::spam`.
 
+pub mod bayes;
 pub mod blocklist;
+pub mod judge;
+
+pub use judge::{Judge, Judged};
 
 use facteur_bridge::address::unescape_node;
 use facteur_policy::spam::BlockItem;

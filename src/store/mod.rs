@@ -65,6 +65,7 @@ mod read_receipts;
 mod receipts;
 mod secrets;
 mod spam;
+mod spam_verdicts;
 pub mod sweep;
 #[cfg(test)]
 pub(crate) mod testing;
@@ -95,6 +96,7 @@ pub use messages::MessageRecord;
 pub use read_receipts::MdnRequest;
 pub use receipts::{envelope_id, OwedReceipt};
 pub use spam::Verdict;
+pub use spam_verdicts::{MailSpam, RecipientSpam};
 pub use to_mail::{MailOutcome, MailRoute, NewMail, ToMailItem, Told};
 pub use to_xmpp::{InboundMail, Notice, ToXmppBody, ToXmppItem};
 pub use xmpp_mail::{Answer, AnswerKind, AnswerStatus, Refused};
