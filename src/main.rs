@@ -432,6 +432,12 @@ async fn run(config: Arc<Config>, path: PathBuf) -> anyhow::Result<()> {
         lease_s = config.store.lease.as_secs(),
         "Taking queue items as this instance."
     );
+    if let Err(e) = spam::bayes::import_files(&config, &store).await {
+        warn!(
+            error = format!("{e:#}"),
+            "Moving the spam model files into the store failed."
+        );
+    }
     match store.release_dead_leases().await {
         Ok(0) => {}
         Ok(freed) => info!(
@@ -542,6 +548,11 @@ async fn run(config: Arc<Config>, path: PathBuf) -> anyhow::Result<()> {
             keep_threads: config.store.keep_threads,
         },
         config.store.sweep_interval,
+        shutdown.clone(),
+    ));
+    tracker.spawn(spam::digest::run(
+        store.clone(),
+        live.clone(),
         shutdown.clone(),
     ));
     tracker.spawn(http::expire(

@@ -5,7 +5,9 @@
 
 pub mod bayes;
 pub mod blocklist;
+pub mod digest;
 pub mod judge;
+pub mod learn;
 
 pub use judge::{Judge, Judged};
 

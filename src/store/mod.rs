@@ -96,7 +96,7 @@ pub use messages::MessageRecord;
 pub use read_receipts::MdnRequest;
 pub use receipts::{envelope_id, OwedReceipt};
 pub use spam::Verdict;
-pub use spam_verdicts::{MailSpam, RecipientSpam};
+pub use spam_verdicts::{HeldMail, MailSpam, RecentMail, RecipientSpam};
 pub use to_mail::{MailOutcome, MailRoute, NewMail, ToMailItem, Told};
 pub use to_xmpp::{InboundMail, Notice, ToXmppBody, ToXmppItem};
 pub use xmpp_mail::{Answer, AnswerKind, AnswerStatus, Refused};

@@ -380,18 +380,23 @@ impl Store {
             .collect())
     }
 
-    /// Notes that these held mails were named in a digest.
-    pub async fn held_digested(&self, ids: &[i64]) -> anyhow::Result<()> {
-        for id in ids {
-            on_backend!(&self.pool, |pool| sqlx::query(
-                "UPDATE spam_held SET digested = 1 WHERE id = $1"
-            )
-            .bind(id)
-            .execute(pool)
-            .await
-            .map(|_| ()))
-            .context("Noting a digest")?;
-        }
+    /// Queues a digest `notice` naming the held mails `ids`, and notes
+    /// them as named, in one transaction.
+    pub async fn queue_digest(&self, notice: &super::Notice, ids: &[i64]) -> anyhow::Result<()> {
+        let now = Millis::now();
+        on_backend!(&self.pool, |pool| {
+            let mut tx = pool.begin().await.context("Starting transaction")?;
+            super::to_xmpp::insert_notice((&mut *tx).into(), notice, now).await?;
+            for id in ids {
+                sqlx::query("UPDATE spam_held SET digested = 1 WHERE id = $1")
+                    .bind(id)
+                    .execute(&mut *tx)
+                    .await
+                    .context("Noting a digest")?;
+            }
+            tx.commit().await.context("Committing a digest")
+        })?;
+        self.wake.to_xmpp.notify_one();
         Ok(())
     }
 
@@ -522,7 +527,9 @@ impl Store {
 
     /// The senders, sender domains and client IPs that at least
     /// `threshold` distinct users reported as spam (their latest verdict),
-    /// as (`address` | `domain` | `ip`, value), sorted.
+    /// as (`address` | `domain` | `ip`, value), sorted: the entries of
+    /// facteur's own shared list.
+    #[allow(dead_code)]
     pub async fn reports_by_distinct_users(
         &self,
         threshold: i64,

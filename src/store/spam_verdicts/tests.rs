@@ -105,7 +105,15 @@ store_test! {
         store.accept_mails(&[mail(&[(&alice, SpamVerdict::Quarantine)])]).await.expect("accepted");
         let held = store.held_mails(None, true).await.expect("held");
         assert_eq!(held.len(), 1);
-        store.held_digested(&[held[0].id]).await.expect("noted");
+        let notice = crate::store::Notice {
+            recipient: alice.clone(),
+            from: jid("mail.example.test"),
+            subject: "Held".into(),
+            body: "Held: Cheap".into(),
+        };
+        store.queue_digest(&notice, &[held[0].id]).await.expect("noted");
+        let due = store.due_to_xmpp(Millis::now(), 10).await.expect("due");
+        assert!(due.iter().any(|d| matches!(&d.body, ToXmppBody::Notice(n) if n.body == "Held: Cheap")));
         assert!(store.held_mails(None, true).await.expect("held").is_empty());
         assert_eq!(store.held_mails(None, false).await.expect("held").len(), 1);
         let long_ago = Millis::now().before(std::time::Duration::from_secs(3600));
