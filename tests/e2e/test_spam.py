@@ -499,7 +499,7 @@ def test_quarantine_digest_and_not_spam_release(trained):
                 send_raw, facteur.smtp_port, sender, ["alice@example.test"],
                 spam_mail(sender, "alice@example.test", "deal-1@evil.test", rng))
             assert code == 250, text
-            await asyncio.to_thread(facteur.wait_log, "verdict=quarantine", 10, since)
+            await asyncio.to_thread(facteur.wait_log, "verdict=\"quarantine\"", 10, since)
             # Held, not delivered; the digest names it.
             digest = await alice.wait_for(lambda m: m["from"] == GATEWAY and m["body"]
                                           and "held as spam" in m["body"], timeout=20)
