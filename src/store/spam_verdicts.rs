@@ -409,32 +409,28 @@ impl Store {
         held_id: i64,
     ) -> anyhow::Result<Option<RecentMail>> {
         let now = Millis::now();
-        let sql = format!(
-            "SELECT {} FROM spam_recent r JOIN spam_held h ON h.recent_id = r.id
-             WHERE h.id = $1 AND h.user_jid = $2",
-            RECENT_COLUMNS
-                .split(", ")
-                .map(|c| format!("r.{}", c.trim()))
-                .collect::<Vec<_>>()
-                .join(", ")
-        );
+        let sql = format!("SELECT {RECENT_COLUMNS} FROM spam_recent WHERE id = $1");
         let released = on_backend!(&self.pool, |pool| {
             let mut tx = pool.begin().await.context("Starting transaction")?;
-            let row: Option<RecentRow> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
-                .bind(held_id)
-                .bind(user.as_str())
-                .fetch_optional(&mut *tx)
-                .await
-                .context("Looking up held mail")?;
-            let Some(row) = row else {
+            // A write first: SQLite takes the write lock at once (waiting
+            // for it), rather than failing to upgrade a read later.
+            let recent_id: Option<i64> = sqlx::query_scalar(
+                "DELETE FROM spam_held WHERE id = $1 AND user_jid = $2 RETURNING recent_id",
+            )
+            .bind(held_id)
+            .bind(user.as_str())
+            .fetch_optional(&mut *tx)
+            .await
+            .context("Releasing held mail")?;
+            let Some(recent_id) = recent_id else {
                 return Ok(None);
             };
-            let mail = recent(row);
-            sqlx::query("DELETE FROM spam_held WHERE id = $1")
-                .bind(held_id)
-                .execute(&mut *tx)
+            let row: RecentRow = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+                .bind(recent_id)
+                .fetch_one(&mut *tx)
                 .await
-                .context("Releasing held mail")?;
+                .context("Looking up held mail")?;
+            let mail = recent(row);
             sqlx::query(
                 "
                 INSERT INTO to_xmpp (mail_id, recipient, state, next_attempt_at, created_at,
