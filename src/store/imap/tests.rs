@@ -29,6 +29,7 @@ async fn attach(store: &Store, folders: &[FolderStart], password: &[u8]) -> i64 
             username: "alice",
             password,
             folders,
+            submission: None,
         })
         .await
         .expect("attached")
