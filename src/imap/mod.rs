@@ -271,3 +271,107 @@ async fn new_messages(
     found.dedup_by_key(|m| m.0);
     Ok(found)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(login: &str, outgoing: SubmissionRequest) -> AttachRequest {
+        AttachRequest {
+            user: BareJid::new("alice@example.test").expect("valid"),
+            host: "imap.example.net".into(),
+            port: 993,
+            tls: TlsMode::Implicit,
+            username: login.into(),
+            password: "imap-pw".into(),
+            folders: Vec::new(),
+            import_last: 0,
+            submission: Some(outgoing),
+        }
+    }
+
+    fn outgoing(host: &str, tls: TlsMode, login: &str, from: &str) -> SubmissionRequest {
+        SubmissionRequest {
+            host: host.into(),
+            port: 587,
+            tls,
+            username: login.into(),
+            password: "smtp-pw".into(),
+            from: from.into(),
+            sent_copy: true,
+        }
+    }
+
+    fn checked(login: &str, asked: SubmissionRequest) -> anyhow::Result<Submission> {
+        let key = SealKey::derive(b"0123456789abcdef0123456789abcdef");
+        let request = request(login, asked.clone());
+        submission(&key, &request, &asked)
+    }
+
+    #[test]
+    fn an_outgoing_server_is_checked_and_its_password_sealed() {
+        let key = SealKey::derive(b"0123456789abcdef0123456789abcdef");
+        let done = checked(
+            "alice",
+            outgoing(
+                " SMTP.Example.net ",
+                TlsMode::Starttls,
+                "alice",
+                "alice@example.net",
+            ),
+        )
+        .expect("taken");
+        assert_eq!(done.host, "smtp.example.net");
+        assert_eq!(done.from, "alice@example.net");
+        assert!(!done.password.windows(7).any(|w| w == b"smtp-pw"));
+        assert_eq!(
+            key.open(
+                "alice@example.test",
+                "smtp.example.net",
+                "alice",
+                &done.password
+            )
+            .expect("opens"),
+            "smtp-pw"
+        );
+        // The address defaults to a login that is one.
+        let from = |imap: &str, smtp: &str| {
+            checked(
+                imap,
+                outgoing("smtp.example.net", TlsMode::Implicit, smtp, ""),
+            )
+            .map(|s| s.from)
+        };
+        assert_eq!(
+            from("alice@example.net", "x").expect("taken"),
+            "alice@example.net"
+        );
+        assert_eq!(
+            from("alice", "a@example.org").expect("taken"),
+            "a@example.org"
+        );
+        let none = from("alice", "alice").expect_err("refused");
+        assert!(
+            format!("{none}").contains("Give the mailbox's address"),
+            "{none}"
+        );
+        // No TLS only to a loopback address.
+        assert!(checked(
+            "alice",
+            outgoing("127.0.0.1", TlsMode::None, "a", "a@b.example")
+        )
+        .is_ok());
+        let clear = checked(
+            "alice",
+            outgoing("smtp.example.net", TlsMode::None, "a", "a@b.example"),
+        )
+        .expect_err("refused");
+        assert!(format!("{clear}").contains("loopback"), "{clear}");
+        let bad = checked(
+            "alice",
+            outgoing("smtp.example.net", TlsMode::Starttls, "a", "not an address"),
+        )
+        .expect_err("refused");
+        assert!(format!("{bad}").contains("not an address"), "{bad}");
+    }
+}

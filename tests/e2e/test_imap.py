@@ -392,6 +392,9 @@ def test_alice_attaches_lists_and_detaches_from_her_client(tmp_path):
             step = await execute(alice, "imap-attach")
             assert step.get("status") == "executing"
             assert values(step, "port") == ["993"] and values(step, "folders") == ["INBOX"]
+            # The outgoing server is optional: none given, none used.
+            assert values(step, "smtp_host") == [] and values(step, "smtp_port") == ["587"]
+            assert values(step, "smtp_tls") == ["starttls"] and values(step, "sent_copy") == ["1"]
             instructions = step.findtext("{jabber:x:data}x/{jabber:x:data}instructions")
             assert "leave from your XMPP address, alice@example.test" in instructions
             form = {"host": ["127.0.0.1"], "port": [str(s.dovecot.imap)], "tls": ["none"],
