@@ -610,7 +610,7 @@ fn found_form(mailbox: &ImapMailbox, folder: &str, found: &Matches) -> Element {
 }
 
 /// The attach request a submitted form makes.
-fn attach_request(user: &BareJid, form: &Element) -> Result<AttachRequest, Fault> {
+pub(super) fn attach_request(user: &BareJid, form: &Element) -> Result<AttachRequest, Fault> {
     let one = |var: &str| -> Result<String, Fault> {
         field_values(form, var)
             .into_iter()
