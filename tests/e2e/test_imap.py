@@ -510,10 +510,12 @@ def test_search_mail_finds_by_subject_and_show_brings_it(tmp_path):
 
 class Submission:
     """An aiosmtpd submission server on loopback that takes mail only
-    after AUTH (PLAIN or LOGIN, in clear: loopback only) with its one
-    login; keeps what it receives, and the logins it saw."""
+    after AUTH (PLAIN or LOGIN) with its one login; keeps what it receives,
+    and the logins it saw. `tls`: none (AUTH in clear, loopback only),
+    starttls (AUTH only after STARTTLS) or implicit, with the certificate
+    of `certs` (Dovecot's, for 127.0.0.1, signed by the test's CA)."""
 
-    def __init__(self, user="alice", password="smtp-alice-pw"):
+    def __init__(self, user="alice", password="smtp-alice-pw", tls="none", certs=None):
         from aiosmtpd.controller import Controller
         from aiosmtpd.smtp import AuthResult, LoginPassword
 
@@ -538,9 +540,18 @@ class Submission:
                 return "250 2.0.0 Submitted"
 
         self.port = free_port()
+        context = None
+        if tls != "none":
+            import ssl
+            context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+            context.load_cert_chain(certs / "cert.pem", certs / "key.pem")
+        options = {"none": {"auth_require_tls": False},
+                   "starttls": {"tls_context": context, "require_starttls": True},
+                   # aiosmtpd counts only STARTTLS as TLS for AUTH: the
+                   # implicit TLS listener speaks nothing else anyway.
+                   "implicit": {"ssl_context": context, "auth_require_tls": False}}[tls]
         self.controller = Controller(Handler(), hostname="127.0.0.1", port=self.port,
-                                     authenticator=authenticator, auth_required=True,
-                                     auth_require_tls=False)
+                                     authenticator=authenticator, auth_required=True, **options)
 
     def __enter__(self):
         self.controller.start()
@@ -556,13 +567,13 @@ def in_folder(s, folder):
     return re.findall(r"<([^>]+)>", out)
 
 
-def attach_with_submission(s, sub, password=None):
+def attach_with_submission(s, sub, password=None, tls="none"):
     password_file = s.password_file.parent / "smtp.password"
     password_file.write_text((password or "smtp-alice-pw") + "\n")
     return s.cli("attach", "--jid", "alice@example.test", "--host", "127.0.0.1",
                  "--port", str(s.dovecot.imap), "--tls", "none", "--user", "alice",
                  "--password-file", str(s.password_file),
-                 "--smtp-host", "127.0.0.1", "--smtp-port", str(sub.port), "--smtp-tls", "none",
+                 "--smtp-host", "127.0.0.1", "--smtp-port", str(sub.port), "--smtp-tls", tls,
                  "--smtp-user", "alice", "--smtp-password-file", str(password_file),
                  "--smtp-from", "alice@legacy.example")
 
@@ -618,6 +629,28 @@ def test_an_answer_leaves_from_the_mailbox_through_its_submission_server(tmp_pat
             await asyncio.sleep(1)
             assert s.gateway.relay.received == []
             assert len(sub.received) == 1 and in_folder(s, "Sent") == [answer_id]
+            await alice.disconnect()
+        run(scenario())
+
+
+@pytest.mark.parametrize("tls", ["starttls", "implicit"])
+def test_an_answer_is_submitted_over_tls(tmp_path, tls):
+    """The submission server's certificate is checked (the test's CA stands
+    for the system's roots); the login and the mail go over TLS only."""
+    with Setup(tmp_path, imap='poll_interval = "1h"\nidle = true', trust=True) as s, \
+            Submission(tls=tls, certs=s.dovecot.dir) as sub:
+        async def scenario():
+            alice = await registered_client(s.gateway)
+            attached = attach_with_submission(s, sub, tls=tls)
+            assert attached.returncode == 0, attached.stderr
+            await asyncio.to_thread(s.facteur.wait_log, "IDLE: waiting.", 15)
+            s.dovecot.deliver([mail(1)])
+            got = await alice.wait_for(lambda m: m["subject"] == "imap-1", timeout=20)
+            alice.send(got["from"], "Over TLS.", reply=(got["from"], got["id"]))
+            assert await wait_until(lambda: sub.received, timeout=20, interval=0.2), s.facteur.log_tail()
+            assert sub.logins == [("PLAIN", "alice", True)]
+            assert sub.received[0]["message"]["In-Reply-To"] == "<imap-1@example.net>"
+            assert s.gateway.relay.received == []
             await alice.disconnect()
         run(scenario())
 
