@@ -103,13 +103,16 @@ impl Submitter<'_> {
         )
         .await
         .map_err(within("AUTH"))?
-        .map_err(|e| {
+        .map_err(|e| match e.is_client() {
             // No mechanism in common is the server's final word too.
-            let permanent = e.is_permanent() || e.is_client();
-            failure(
-                permanent,
+            true => failure(
+                true,
+                format!("{name} offers no AUTH PLAIN or LOGIN here: {e}"),
+            ),
+            false => failure(
+                e.is_permanent(),
                 format!("{name} refused the login of {}: {e}", self.username),
-            )
+            ),
         })?;
         let sent = tokio::time::timeout(self.timeout * 2, smtp.send(&envelope, raw))
             .await
