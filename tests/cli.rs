@@ -262,6 +262,43 @@ fn imap_mailboxes_are_refused_before_any_login_when_they_cannot_work() {
     let (code, _, stderr) = attach(&path, "alice@example.test", "127.0.0.1", "tls");
     assert_eq!(code, Some(2));
     assert!(stderr.contains("unknown TLS mode \"tls\""), "{stderr}");
+    // The outgoing server is checked before any login too.
+    let pw = password.to_str().expect("utf-8");
+    let base = [
+        "attach",
+        "--jid",
+        "alice@example.test",
+        "--host",
+        "192.0.2.1",
+        "--port",
+        "993",
+        "--tls",
+        "implicit",
+        "--user",
+        "alice",
+        "--password-file",
+        pw,
+    ];
+    let with = |more: &[&str]| imap(&path, &[&base[..], more].concat());
+    let (code, _, stderr) = with(&[
+        "--smtp-host",
+        "smtp.example.net",
+        "--smtp-tls",
+        "none",
+        "--smtp-from",
+        "alice@example.net",
+    ]);
+    assert_eq!(code, Some(1));
+    assert!(
+        stderr.contains("No TLS to the outgoing server is only for a loopback address"),
+        "{stderr}"
+    );
+    let (code, _, stderr) = with(&["--smtp-host", "smtp.example.net"]);
+    assert_eq!(code, Some(1));
+    assert!(stderr.contains("Give the mailbox's address"), "{stderr}");
+    let (code, _, stderr) = with(&["--smtp-port", "465"]);
+    assert_eq!(code, Some(2));
+    assert!(stderr.contains("--smtp-host"), "{stderr}");
     assert_eq!(
         imap(&path, &["list"]),
         (Some(0), String::new(), String::new())

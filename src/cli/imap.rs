@@ -43,9 +43,37 @@ pub enum ImapAction {
         /// mail by default).
         #[arg(long, default_value_t = 0)]
         import_last: u32,
+        /// The mailbox's outgoing (submission) server: answers to its
+        /// mail then leave from its address through it, with SMTP AUTH.
+        /// Without it they leave from the user's XMPP address.
+        #[arg(long)]
+        smtp_host: Option<String>,
+        /// The submission port.
+        #[arg(long, default_value_t = 587, requires = "smtp_host")]
+        smtp_port: u16,
+        /// starttls (usually port 587), implicit (usually 465) or none
+        /// (a loopback address only).
+        #[arg(long, default_value = "starttls", requires = "smtp_host")]
+        smtp_tls: store::TlsMode,
+        /// The submission login. Default: the IMAP login.
+        #[arg(long, requires = "smtp_host")]
+        smtp_user: Option<String>,
+        /// A file holding the submission password. Default: the IMAP
+        /// password.
+        #[arg(long, requires = "smtp_host")]
+        smtp_password_file: Option<PathBuf>,
+        /// The mailbox's address, which answers leave from. Default: the
+        /// IMAP login, or else the submission login, if it is an address.
+        #[arg(long, requires = "smtp_host")]
+        smtp_from: Option<String>,
+        /// Put no copy of answers in the Sent folder: for a server that
+        /// files one itself.
+        #[arg(long, requires = "smtp_host")]
+        no_sent_copy: bool,
     },
     /// Print the attached mailboxes, one per line: user, server, TLS,
-    /// login, folders, state.
+    /// login, folders, the outgoing server if any (`answers-from ADDRESS
+    /// via HOST:PORT TLS`), state.
     List {
         /// The configuration file (TOML).
         #[arg(long, short, env = "FACTEUR_CONFIG")]
@@ -88,6 +116,13 @@ pub fn imap_command(action: ImapAction) -> ExitCode {
                 password_file,
                 folders,
                 import_last,
+                smtp_host,
+                smtp_port,
+                smtp_tls,
+                smtp_user,
+                smtp_password_file,
+                smtp_from,
+                no_sent_copy,
                 ..
             } => {
                 let user = user(&jid)?;
@@ -100,9 +135,27 @@ pub fn imap_command(action: ImapAction) -> ExitCode {
                 let key = config.imap.key.as_ref().context(
                     "No [imap] secret_file in the configuration: passwords cannot be stored",
                 )?;
-                let password = std::fs::read_to_string(&password_file)
-                    .with_context(|| format!("Reading {}", password_file.display()))?;
-                let password = password.trim_end_matches(['\r', '\n']).to_owned();
+                let read = |file: &PathBuf| -> anyhow::Result<String> {
+                    let password = std::fs::read_to_string(file)
+                        .with_context(|| format!("Reading {}", file.display()))?;
+                    Ok(password.trim_end_matches(['\r', '\n']).to_owned())
+                };
+                let password = read(&password_file)?;
+                let submission = match smtp_host {
+                    Some(host) => Some(imap::SubmissionRequest {
+                        host,
+                        port: smtp_port,
+                        tls: smtp_tls,
+                        username: smtp_user.unwrap_or_else(|| username.clone()),
+                        password: match &smtp_password_file {
+                            Some(file) => read(file)?,
+                            None => password.clone(),
+                        },
+                        from: smtp_from.unwrap_or_default(),
+                        sent_copy: !no_sent_copy,
+                    }),
+                    None => None,
+                };
                 let request = imap::AttachRequest {
                     user,
                     host,
@@ -112,6 +165,7 @@ pub fn imap_command(action: ImapAction) -> ExitCode {
                     password,
                     folders,
                     import_last,
+                    submission,
                 };
                 imap::attach(&store, key, &request).await?;
                 println!(

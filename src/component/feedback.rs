@@ -240,6 +240,9 @@ pub async fn take(config: &Config, store: &Store, message: &Message) {
             if stored.is_ok() {
                 info!(user = %user, item = %item, reported, message_id = %message_id, "Sender blocked.");
             }
+            if stored.is_ok() && *reported && !message_id.is_empty() {
+                to_junk(store, user, message_id).await;
+            }
             stored
         }
         Forwarded::Unblock { user, item } => {
@@ -322,6 +325,9 @@ pub async fn answer(config: &Config, store: &Store, iq: Iq) -> Iq {
         return failed(e);
     }
     info!(user = %user, sender, verdict = verdict.name(), "Spam feedback recorded.");
+    if verdict == Verdict::Spam {
+        to_junk(store, &user, message_id).await;
+    }
     result(&iq, None)
 }
 
@@ -342,6 +348,23 @@ async fn train(
         None => debug!(user = %user, sender, "No recent mail to learn from."),
     }
     Ok(())
+}
+
+/// A mail reported as spam that came from an attached IMAP mailbox is
+/// moved to its Junk folder, by the mailbox's follower; what goes wrong
+/// is only logged.
+async fn to_junk(store: &Store, user: &BareJid, message_id: &str) {
+    match store.imap_junk_wanted(user, message_id).await {
+        Ok(Some(mailbox)) => {
+            info!(user = %user, mailbox, message_id, "Reported as spam: to be moved to Junk.");
+        }
+        Ok(None) => {}
+        Err(e) => warn!(
+            error = format!("{e:#}"),
+            user = %user,
+            "Store unavailable; the mail is not moved to Junk."
+        ),
+    }
 }
 
 #[cfg(test)]

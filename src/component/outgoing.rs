@@ -71,6 +71,9 @@ const ENCRYPTING: std::time::Duration = std::time::Duration::from_secs(10);
 struct Sealing {
     autocrypt: Option<String>,
     keys: Vec<Vec<u8>>,
+    /// Whether it is DKIM-signed: not when it leaves from an attached
+    /// mailbox's address, whose own server signs it.
+    dkim: bool,
 }
 
 /// `raw` encrypted as PGP/MIME to `keys`, beside the intake loop, within
@@ -97,6 +100,8 @@ pub struct Prepared {
     stanza: String,
     record: MessageRecord,
     files: usize,
+    /// The attached mailbox whose submission server it leaves through.
+    submission: Option<i64>,
     /// For a correction of a mail that may still wait in the queue: the
     /// mail to put in its place.
     replacement: Option<Replacing>,
@@ -323,6 +328,7 @@ impl Outgoing {
             from,
             rcpt,
         } = sending;
+        let mut from = from;
         let config = self.config.get();
         let gateway = config.component.jid.domain();
         // A client that sends the stanza again (same origin-id or id) makes
@@ -336,6 +342,16 @@ impl Outgoing {
             Some(original) => Some(original.record.clone()),
             None => self.parent(&sender, &parts).await,
         };
+        // An answer to mail from an attached mailbox with an outgoing
+        // server leaves from the mailbox's address, through that server.
+        let legacy = match &parent {
+            Some(parent) => self.legacy(&sender, parent).await,
+            None => None,
+        };
+        if let Some((_, address)) = &legacy {
+            from = address.clone();
+        }
+        let submission = legacy.as_ref().map(|(id, _)| *id);
         let subject = parts
             .subject
             .clone()
@@ -373,7 +389,8 @@ impl Outgoing {
             jabber_id: config.outbound.jabber_id_header.then_some(sender.as_str()),
             date,
         };
-        let sealing = self.sealing(&message, &sender, &from, &rcpt).await?;
+        let mut sealing = self.sealing(&message, &sender, &from, &rcpt).await?;
+        sealing.dkim = submission.is_none();
         let raw = self.build(&message, &outgoing, &sealing).await?;
         let thread = parts
             .thread
@@ -384,7 +401,8 @@ impl Outgoing {
         // The message as XMPP-Mail carries it: as the client sent it, but
         // for a correction, whose text and Subject are the mail's.
         let native = |text: Option<&str>, meta: &MailMeta<'_>| {
-            if !config.xmpp_mail.enabled {
+            // Through a mailbox's own server, never as XMPP-Mail.
+            if !config.xmpp_mail.enabled || submission.is_some() {
                 return String::new();
             }
             let author: Cow<'_, Message> = match text {
@@ -459,6 +477,7 @@ impl Outgoing {
             stanza,
             record,
             files: files.len(),
+            submission,
             replacement,
         })
     }
@@ -504,12 +523,14 @@ impl Outgoing {
             return Ok(Sealing {
                 autocrypt,
                 keys: Vec::new(),
+                dkim: true,
             });
         }
         match self.recipient_key(rcpt).await {
             Some(theirs) => Ok(Sealing {
                 autocrypt,
                 keys: std::iter::once(theirs).chain(own).collect(),
+                dkim: true,
             }),
             None if encrypt == Encrypt::Required => Err(message_error(
                 message,
@@ -525,6 +546,7 @@ impl Outgoing {
             None => Ok(Sealing {
                 autocrypt,
                 keys: Vec::new(),
+                dkim: true,
             }),
         }
     }
@@ -609,6 +631,9 @@ impl Outgoing {
             Some(field) => [field.as_bytes(), &built].concat(),
             None => built,
         };
+        if !sealing.dkim {
+            return Ok(raw);
+        }
         self.signers.sign(domain, raw).map_err(|e| {
             error!(error = format!("{e:#}"), "DKIM signing failed.");
             message_error(
@@ -650,6 +675,7 @@ impl Outgoing {
                     message_id: &p.message_id,
                     raw: &p.raw,
                     stanza: &p.stanza,
+                    submission: p.submission,
                 };
                 (mail, Some(&p.record))
             })
@@ -682,6 +708,33 @@ impl Outgoing {
                     .iter()
                     .map(|p| Some(message_error(&p.message, reply::NOT_QUEUED)))
                     .collect()
+            }
+        }
+    }
+
+    /// The attached mailbox (its id and address) an answer to `parent`
+    /// leaves through: the one the parent, or a mail it refers to, came
+    /// from, when it has an outgoing server.
+    async fn legacy(&self, sender: &BareJid, parent: &MessageRecord) -> Option<(i64, MailAddress)> {
+        let ids: Vec<&str> = std::iter::once(parent.message_id.as_str())
+            .chain(parent.references.iter().rev().map(String::as_str))
+            .collect();
+        let mailbox = match self.store.imap_answer_route(sender, &ids).await {
+            Ok(mailbox) => mailbox?,
+            Err(e) => {
+                warn!(
+                    error = format!("{e:#}"),
+                    "The mailbox of an answered mail was not looked up."
+                );
+                return None;
+            }
+        };
+        let from = mailbox.submission.as_ref()?.from.as_str();
+        match MailAddress::parse(from) {
+            Ok(address) => Some((mailbox.id, address)),
+            Err(e) => {
+                warn!(mailbox = mailbox.id, from, error = %e, "The mailbox's address is not usable.");
+                None
             }
         }
     }

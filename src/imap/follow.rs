@@ -24,6 +24,7 @@ use tokio_util::task::TaskTracker;
 use tracing::{debug, info, warn};
 
 use super::connect::{login, server_words, ImapSession, LoginError, Server};
+use super::folders::{self, Special};
 use super::new_messages;
 use super::seal::SealKey;
 use crate::config::Live;
@@ -212,6 +213,7 @@ impl Followers {
                 }
             }
             self.set_seen(&mut session, mailbox).await?;
+            self.move_junk(&mut session, mailbox).await?;
             *backoff = BACKOFF_FIRST;
             session = if let (true, Some((first, taken))) = (idle, first) {
                 // Several folders: the others are looked at between IDLEs.
@@ -290,18 +292,7 @@ impl Followers {
     ) -> Result<(), String> {
         let err = |e: anyhow::Error| format!("{e:#}");
         let wanted = self.store.imap_seen_to_set(mailbox.id).await.map_err(err)?;
-        let mut folders: Vec<(&str, u32, Vec<&SeenToSet>)> = Vec::new();
-        for message in &wanted {
-            match folders.last_mut() {
-                Some((folder, validity, messages))
-                    if *folder == message.folder && *validity == message.uid_validity =>
-                {
-                    messages.push(message);
-                }
-                _ => folders.push((&message.folder, message.uid_validity, vec![message])),
-            }
-        }
-        for (folder, validity, messages) in folders {
+        for (folder, validity, messages) in by_folder(&wanted) {
             let done: Vec<String> = messages.iter().map(|m| m.stanza_id.clone()).collect();
             let selected = match tokio::time::timeout(COMMAND_TIMEOUT, session.select(folder)).await
             {
@@ -347,6 +338,89 @@ impl Followers {
                 .await
                 .map_err(err)?;
             info!(mailbox = mailbox.id, user = %mailbox.user, folder, count = done.len(), "Marked seen on the server.");
+        }
+        Ok(())
+    }
+
+    /// Moves the messages the user reported as spam to the Junk folder
+    /// (SPECIAL-USE `\Junk`, else "Junk", created if missing): MOVE (RFC
+    /// 6851) where the server has it, else COPY, `\Deleted` and UID
+    /// EXPUNGE (RFC 4315; without UIDPLUS the copy stays marked deleted,
+    /// for the user's client to expunge), folder by folder, where the
+    /// folder's UIDVALIDITY is still the one they were taken under. `Err`
+    /// when the connection failed.
+    async fn move_junk(
+        &self,
+        session: &mut ImapSession,
+        mailbox: &ImapMailbox,
+    ) -> Result<(), String> {
+        let err = |e: anyhow::Error| format!("{e:#}");
+        let wanted = self
+            .store
+            .imap_junk_to_move(mailbox.id)
+            .await
+            .map_err(err)?;
+        if wanted.is_empty() {
+            return Ok(());
+        }
+        let junk = timed_any(folders::find(session, Special::Junk)).await?;
+        let capabilities = timed(session.capabilities()).await?;
+        let can_move = capabilities.has_str("MOVE");
+        let uidplus = capabilities.has_str("UIDPLUS");
+        for (folder, validity, messages) in by_folder(&wanted) {
+            let done: Vec<String> = messages.iter().map(|m| m.stanza_id.clone()).collect();
+            let selected = match tokio::time::timeout(COMMAND_TIMEOUT, session.select(folder)).await
+            {
+                Ok(Ok(selected)) => Some(selected),
+                Ok(Err(async_imap::error::Error::No(words))) => {
+                    warn!(mailbox = mailbox.id, folder, server_said = %server_words(&words), "Folder unavailable; mail reported as spam not moved to Junk.");
+                    None
+                }
+                Ok(Err(e)) => return Err(e.to_string()),
+                Err(_) => return Err(format!("no answer within {}s", COMMAND_TIMEOUT.as_secs())),
+            };
+            let Some(selected) = selected else {
+                self.store
+                    .imap_junk_moved(mailbox.id, &done)
+                    .await
+                    .map_err(err)?;
+                continue;
+            };
+            if selected.uid_validity.unwrap_or(0) != validity || folder == junk {
+                info!(
+                    mailbox = mailbox.id,
+                    folder, "Mail reported as spam is gone from its folder or in Junk already."
+                );
+                self.store
+                    .imap_junk_moved(mailbox.id, &done)
+                    .await
+                    .map_err(err)?;
+                continue;
+            }
+            let uids = messages
+                .iter()
+                .map(|m| m.uid.to_string())
+                .collect::<Vec<_>>()
+                .join(",");
+            let mut moved = timed(transfer(session, &uids, &junk, can_move, uidplus)).await;
+            if let Err(first) = &moved {
+                // No such folder: created, then tried once more.
+                debug!(mailbox = mailbox.id, junk = %junk, error = %first, "Creating the Junk folder.");
+                let _ = timed(session.create(&junk)).await;
+                moved = timed(transfer(session, &uids, &junk, can_move, uidplus)).await;
+            }
+            match moved {
+                Ok(()) => {
+                    info!(mailbox = mailbox.id, user = %mailbox.user, folder, junk = %junk, count = done.len(), "Moved to Junk on the server.");
+                }
+                Err(words) => {
+                    warn!(mailbox = mailbox.id, folder, junk = %junk, server_said = %words, "Mail reported as spam not moved to Junk.");
+                }
+            }
+            self.store
+                .imap_junk_moved(mailbox.id, &done)
+                .await
+                .map_err(err)?;
         }
         Ok(())
     }
@@ -487,6 +561,51 @@ impl Followers {
             last.max(selected.uid_next.unwrap_or(1).saturating_sub(1))
         ))
     }
+}
+
+/// Messages (in folder order) by folder and UIDVALIDITY.
+fn by_folder(wanted: &[SeenToSet]) -> Vec<(&str, u32, Vec<&SeenToSet>)> {
+    let mut folders: Vec<(&str, u32, Vec<&SeenToSet>)> = Vec::new();
+    for message in wanted {
+        match folders.last_mut() {
+            Some((folder, validity, messages))
+                if *folder == message.folder && *validity == message.uid_validity =>
+            {
+                messages.push(message);
+            }
+            _ => folders.push((&message.folder, message.uid_validity, vec![message])),
+        }
+    }
+    folders
+}
+
+/// Moves messages `uids` of the selected folder to `junk`: MOVE, else
+/// COPY, `\Deleted` and (with UIDPLUS) UID EXPUNGE of those only.
+async fn transfer(
+    session: &mut ImapSession,
+    uids: &str,
+    junk: &str,
+    can_move: bool,
+    uidplus: bool,
+) -> async_imap::error::Result<()> {
+    use futures_util::TryStreamExt;
+    if can_move {
+        return session.uid_mv(uids, junk).await;
+    }
+    session.uid_copy(uids, junk).await?;
+    session
+        .uid_store(uids, "+FLAGS.SILENT (\\Deleted)")
+        .await?
+        .try_collect::<Vec<_>>()
+        .await?;
+    if uidplus {
+        session
+            .uid_expunge(uids)
+            .await?
+            .try_collect::<Vec<_>>()
+            .await?;
+    }
+    Ok(())
 }
 
 /// The address in From, for logs and as the sender of last resort, and

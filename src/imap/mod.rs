@@ -7,6 +7,7 @@
 //! UID (RFC 9051 §2.3.1.1, UIDNEXT - 1) counts as taken already.
 
 pub mod connect;
+pub mod folders;
 pub mod follow;
 pub mod seal;
 pub mod search;
@@ -17,7 +18,7 @@ use jid::BareJid;
 
 use self::connect::{login, ImapSession, Server};
 use self::seal::SealKey;
-use crate::store::{FolderStart, ImapMailbox, NewImapMailbox, Store, TlsMode};
+use crate::store::{FolderStart, ImapMailbox, NewImapMailbox, Store, Submission, TlsMode};
 
 /// What a user (or an operator for them) asks to attach.
 #[derive(Debug, Clone)]
@@ -32,6 +33,88 @@ pub struct AttachRequest {
     pub folders: Vec<String>,
     /// Take this many of the latest messages of each folder too.
     pub import_last: u32,
+    /// The mailbox's outgoing server, which answers to its mail leave
+    /// through.
+    pub submission: Option<SubmissionRequest>,
+}
+
+/// The outgoing (submission) server asked for with a mailbox.
+#[derive(Clone)]
+pub struct SubmissionRequest {
+    pub host: String,
+    pub port: u16,
+    pub tls: TlsMode,
+    pub username: String,
+    pub password: String,
+    /// The mailbox's address, which answers leave from; when empty, the
+    /// IMAP login or the submission login, whichever is an address.
+    pub from: String,
+    /// Put a copy of each answer in the Sent folder (off where the
+    /// server files one itself).
+    pub sent_copy: bool,
+}
+
+impl std::fmt::Debug for SubmissionRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SubmissionRequest")
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("tls", &self.tls)
+            .field("username", &self.username)
+            .field("from", &self.from)
+            .field("sent_copy", &self.sent_copy)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The outgoing server of `request`, checked, its password sealed.
+fn submission(
+    key: &SealKey,
+    request: &AttachRequest,
+    asked: &SubmissionRequest,
+) -> anyhow::Result<Submission> {
+    let host = asked.host.trim().to_ascii_lowercase();
+    if host.is_empty() {
+        anyhow::bail!("No outgoing server given");
+    }
+    if asked.tls == TlsMode::None && !connect::is_loopback(&host) {
+        anyhow::bail!(
+            "No TLS to the outgoing server is only for a loopback address; \
+             {host} needs implicit or starttls"
+        );
+    }
+    if asked.username.is_empty() || asked.password.is_empty() {
+        anyhow::bail!("The outgoing server needs a login and a password");
+    }
+    let from = match asked.from.trim() {
+        "" => [&request.username, &asked.username]
+            .into_iter()
+            .find(|login| login.contains('@'))
+            .map(|login| login.trim().to_owned())
+            .context(
+                "Give the mailbox's address, which answers leave from: \
+                 neither login is an address",
+            )?,
+        from => from.to_owned(),
+    };
+    let from = facteur_bridge::MailAddress::parse(&from)
+        .map_err(|e| anyhow::anyhow!("The mailbox's address {from:?}: {e}"))?
+        .to_string();
+    let password = key.seal(
+        request.user.as_str(),
+        &host,
+        &asked.username,
+        &asked.password,
+    )?;
+    Ok(Submission {
+        host,
+        port: asked.port,
+        tls: asked.tls,
+        username: asked.username.clone(),
+        password,
+        from,
+        sent_copy: asked.sent_copy,
+    })
 }
 
 /// Where a folder starts for a request: the latest `import_last`
@@ -83,6 +166,11 @@ pub async fn attach(store: &Store, key: &SealKey, request: &AttachRequest) -> an
             "--tls none is only for a loopback address; {host} needs implicit or starttls"
         );
     }
+    let outgoing = request
+        .submission
+        .as_ref()
+        .map(|asked| submission(key, request, asked))
+        .transpose()?;
     let folders: Vec<String> = if request.folders.is_empty() {
         vec!["INBOX".to_owned()]
     } else {
@@ -118,24 +206,34 @@ pub async fn attach(store: &Store, key: &SealKey, request: &AttachRequest) -> an
             username: &request.username,
             password: &sealed,
             folders: &starts,
+            submission: outgoing.as_ref(),
         })
         .await
         .context("Storing the mailbox")
 }
 
-/// One line about a mailbox: user, server, TLS, login, folders, state
-/// (and why it is paused).
+/// One line about a mailbox: user, server, TLS, login, folders, its
+/// outgoing server if any, state (and why it is paused).
 pub fn line(mailbox: &ImapMailbox) -> String {
     let mut line = format!(
-        "{} {}:{} {} {} {} {}",
+        "{} {}:{} {} {} {}",
         mailbox.user,
         mailbox.host,
         mailbox.port,
         mailbox.tls.name(),
         mailbox.username,
         mailbox.folders.join(","),
-        mailbox.state
     );
+    if let Some(outgoing) = &mailbox.submission {
+        line.push_str(&format!(
+            " answers-from {} via {}:{} {}",
+            outgoing.from,
+            outgoing.host,
+            outgoing.port,
+            outgoing.tls.name()
+        ));
+    }
+    line.push_str(&format!(" {}", mailbox.state));
     if !mailbox.reason.is_empty() {
         line.push_str(": ");
         line.push_str(&mailbox.reason);
@@ -172,4 +270,108 @@ async fn new_messages(
     found.sort_unstable();
     found.dedup_by_key(|m| m.0);
     Ok(found)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(login: &str, outgoing: SubmissionRequest) -> AttachRequest {
+        AttachRequest {
+            user: BareJid::new("alice@example.test").expect("valid"),
+            host: "imap.example.net".into(),
+            port: 993,
+            tls: TlsMode::Implicit,
+            username: login.into(),
+            password: "imap-pw".into(),
+            folders: Vec::new(),
+            import_last: 0,
+            submission: Some(outgoing),
+        }
+    }
+
+    fn outgoing(host: &str, tls: TlsMode, login: &str, from: &str) -> SubmissionRequest {
+        SubmissionRequest {
+            host: host.into(),
+            port: 587,
+            tls,
+            username: login.into(),
+            password: "smtp-pw".into(),
+            from: from.into(),
+            sent_copy: true,
+        }
+    }
+
+    fn checked(login: &str, asked: SubmissionRequest) -> anyhow::Result<Submission> {
+        let key = SealKey::derive(b"0123456789abcdef0123456789abcdef");
+        let request = request(login, asked.clone());
+        submission(&key, &request, &asked)
+    }
+
+    #[test]
+    fn an_outgoing_server_is_checked_and_its_password_sealed() {
+        let key = SealKey::derive(b"0123456789abcdef0123456789abcdef");
+        let done = checked(
+            "alice",
+            outgoing(
+                " SMTP.Example.net ",
+                TlsMode::Starttls,
+                "alice",
+                "alice@example.net",
+            ),
+        )
+        .expect("taken");
+        assert_eq!(done.host, "smtp.example.net");
+        assert_eq!(done.from, "alice@example.net");
+        assert!(!done.password.windows(7).any(|w| w == b"smtp-pw"));
+        assert_eq!(
+            key.open(
+                "alice@example.test",
+                "smtp.example.net",
+                "alice",
+                &done.password
+            )
+            .expect("opens"),
+            "smtp-pw"
+        );
+        // The address defaults to a login that is one.
+        let from = |imap: &str, smtp: &str| {
+            checked(
+                imap,
+                outgoing("smtp.example.net", TlsMode::Implicit, smtp, ""),
+            )
+            .map(|s| s.from)
+        };
+        assert_eq!(
+            from("alice@example.net", "x").expect("taken"),
+            "alice@example.net"
+        );
+        assert_eq!(
+            from("alice", "a@example.org").expect("taken"),
+            "a@example.org"
+        );
+        let none = from("alice", "alice").expect_err("refused");
+        assert!(
+            format!("{none}").contains("Give the mailbox's address"),
+            "{none}"
+        );
+        // No TLS only to a loopback address.
+        assert!(checked(
+            "alice",
+            outgoing("127.0.0.1", TlsMode::None, "a", "a@b.example")
+        )
+        .is_ok());
+        let clear = checked(
+            "alice",
+            outgoing("smtp.example.net", TlsMode::None, "a", "a@b.example"),
+        )
+        .expect_err("refused");
+        assert!(format!("{clear}").contains("loopback"), "{clear}");
+        let bad = checked(
+            "alice",
+            outgoing("smtp.example.net", TlsMode::Starttls, "a", "not an address"),
+        )
+        .expect_err("refused");
+        assert!(format!("{bad}").contains("not an address"), "{bad}");
+    }
 }

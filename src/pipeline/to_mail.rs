@@ -1,6 +1,8 @@
 //! Delivery of queued outgoing mail: as XMPP-Mail when the recipient's
 //! domain takes it (see `native`), else by SMTP, with retries on
-//! temporary failures and a notice to the XMPP sender on a final one.
+//! temporary failures and a notice to the XMPP sender on a final one. An
+//! answer to mail from an attached IMAP mailbox leaves through that
+//! mailbox's submission server instead.
 
 mod native;
 
@@ -8,6 +10,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use facteur_policy::retry::RetryDecision;
+use jid::BareJid;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
@@ -15,12 +18,16 @@ use tracing::{info, warn};
 
 use super::{jitter, sleep_until};
 use crate::component::LinkHandle;
+use crate::config::Config;
 use crate::config::Live;
+use crate::imap::seal::SealKey;
 use crate::probe::Prober;
 use crate::return_path::ReturnPaths;
 use crate::smtp::client::{Accepted, SendFailure, Sender};
+use crate::smtp::submit::Submitter;
 use crate::store::{
-    envelope_id, MailOutcome, MailRoute, Millis, Notice, OutcomeCommitter, Store, ToMailItem,
+    envelope_id, ImapMailbox, MailOutcome, MailRoute, Millis, Notice, OutcomeCommitter, Store,
+    ToMailItem,
 };
 use crate::telemetry::meters;
 
@@ -138,6 +145,9 @@ impl ToMail {
     }
 
     async fn attempt(&self, item: ToMailItem) {
+        if let Some(mailbox) = item.submission {
+            return self.submit(&item, mailbox).await;
+        }
         if item.route != MailRoute::Smtp {
             match self.native_route(&item).await {
                 native::Decision::Smtp => {}
@@ -196,34 +206,149 @@ impl ToMail {
                 })
             }
             Err(failure) if failure.permanent => self.fail(&item, &failure.text),
-            Err(SendFailure { text, .. }) => {
-                let age = Millis::now().since(item.created_at);
-                match self.config.get().outbound.retry.after_failure(
-                    item.attempts + 1,
-                    age,
-                    jitter(),
-                ) {
-                    RetryDecision::RetryAfter(wait) => {
-                        info!(queue_id = item.id, rcpt = %item.rcpt, error = %text, wait_s = wait.as_secs(), "Mail deferred.");
-                        Ok(MailOutcome::Retry {
-                            id: item.id,
-                            at: Millis::now().after(wait),
-                            error: text,
-                        })
-                    }
-                    RetryDecision::GiveUp => {
-                        let text = format!(
-                            "gave up after {} attempts; last error: {text}",
-                            item.attempts + 1
-                        );
-                        self.fail(&item, &text)
-                    }
-                }
-            }
+            Err(SendFailure { text, .. }) => self.deferred(&item, text),
         };
         // Committed as soon as possible, grouped with concurrent attempts:
         // the window in which a crash repeats a sent mail stays small.
         self.record(&item, outcome).await;
+    }
+
+    /// After a temporary failure: tried again later, or given up when
+    /// the retry policy says so.
+    fn deferred(&self, item: &ToMailItem, text: String) -> anyhow::Result<MailOutcome> {
+        let age = Millis::now().since(item.created_at);
+        match self
+            .config
+            .get()
+            .outbound
+            .retry
+            .after_failure(item.attempts + 1, age, jitter())
+        {
+            RetryDecision::RetryAfter(wait) => {
+                info!(queue_id = item.id, rcpt = %item.rcpt, error = %text, wait_s = wait.as_secs(), "Mail deferred.");
+                Ok(MailOutcome::Retry {
+                    id: item.id,
+                    at: Millis::now().after(wait),
+                    error: text,
+                })
+            }
+            RetryDecision::GiveUp => {
+                let text = format!(
+                    "gave up after {} attempts; last error: {text}",
+                    item.attempts + 1
+                );
+                self.fail(item, &text)
+            }
+        }
+    }
+
+    /// An answer to mail from an attached mailbox (mailbox `id`): it
+    /// leaves from the mailbox's address through its submission server,
+    /// with SMTP AUTH; once sent, a copy goes to the mailbox's Sent
+    /// folder, unless the server files one itself. A copy that cannot be
+    /// put there is logged: the mail is never sent again for it.
+    async fn submit(&self, item: &ToMailItem, id: i64) {
+        let config = self.config.get();
+        let mailbox = match BareJid::new(&item.sender) {
+            Ok(user) => self.store.imap_mailbox(&user, id).await,
+            Err(e) => Err(anyhow::anyhow!("Stored sender {}: {e}", item.sender)),
+        };
+        let mailbox = match mailbox {
+            Ok(mailbox) => mailbox,
+            Err(e) => {
+                warn!(
+                    error = format!("{e:#}"),
+                    queue_id = item.id,
+                    "Store unavailable; outgoing mail waits."
+                );
+                return;
+            }
+        };
+        let sent = match (&mailbox, config.imap.key.as_ref()) {
+            (Some(mailbox), Some(key)) => self.submitted(item, mailbox, key, &config).await,
+            (None, _) => Err(SendFailure {
+                permanent: true,
+                text: "the mailbox it answers is no longer attached, and its outgoing \
+                       server with it"
+                    .into(),
+            }),
+            (Some(_), None) => Err(SendFailure {
+                permanent: false,
+                text: "no [imap] secret_file: the mailbox's password cannot be opened".into(),
+            }),
+        };
+        let outcome = match sent {
+            Ok(reply) => {
+                info!(queue_id = item.id, mailbox = id, rcpt = %item.rcpt, message_id = %item.message_id, reply, "Sent mail through the mailbox's submission server.");
+                Ok(MailOutcome::Sent(item.id))
+            }
+            Err(failure) if failure.permanent => self.fail(item, &failure.text),
+            Err(SendFailure { text, .. }) => self.deferred(item, text),
+        };
+        let sent = matches!(outcome, Ok(MailOutcome::Sent(_)));
+        self.record(item, outcome).await;
+        let (Some(mailbox), Some(key), true) = (&mailbox, config.imap.key.as_ref(), sent) else {
+            return;
+        };
+        if mailbox.submission.as_ref().is_some_and(|s| s.sent_copy) {
+            match crate::imap::folders::append_sent(mailbox, key, &item.raw).await {
+                Ok(folder) => {
+                    info!(
+                        queue_id = item.id,
+                        mailbox = id,
+                        folder,
+                        "Copy put in the Sent folder."
+                    )
+                }
+                Err(e) => warn!(
+                    queue_id = item.id,
+                    mailbox = id,
+                    error = format!("{e:#}"),
+                    "Copy not put in the Sent folder; the mail was sent."
+                ),
+            }
+        }
+    }
+
+    /// Submits the mail through `mailbox`'s outgoing server.
+    async fn submitted(
+        &self,
+        item: &ToMailItem,
+        mailbox: &ImapMailbox,
+        key: &SealKey,
+        config: &Config,
+    ) -> Result<String, SendFailure> {
+        let Some(server) = &mailbox.submission else {
+            return Err(SendFailure {
+                permanent: true,
+                text: format!(
+                    "the mailbox {} at {} has no outgoing server any more",
+                    mailbox.username, mailbox.host
+                ),
+            });
+        };
+        let password = key
+            .open(
+                mailbox.user.as_str(),
+                &server.host,
+                &server.username,
+                &server.password,
+            )
+            .map_err(|e| SendFailure {
+                permanent: false,
+                text: format!("{e:#}"),
+            })?;
+        Submitter {
+            host: &server.host,
+            port: server.port,
+            tls: server.tls,
+            username: &server.username,
+            password: &password,
+            hello: &config.outbound.hostname,
+            timeout: config.outbound.timeout,
+        }
+        .submit(&item.mail_from, &item.rcpt, &item.raw)
+        .await
     }
 
     /// Records an outcome, grouped with concurrent attempts; a mail sent

@@ -251,6 +251,7 @@ impl ToXmpp {
             message_id: &report.message_id,
             raw: &report.raw,
             stanza: "",
+            submission: None,
         });
         self.store
             .to_xmpp_failed(item.id, reason, queued.as_ref())

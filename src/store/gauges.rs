@@ -84,6 +84,7 @@ mod tests {
                 message_id: "m@x",
                 raw: b"raw",
                 stanza: "",
+                submission: None,
             };
             store.queue_mail(&out, None).await.expect("queued");
             let later = Millis::now().after(Duration::from_secs(60));

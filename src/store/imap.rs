@@ -92,6 +92,38 @@ pub struct ImapMailbox {
     pub auth_failures: u32,
     /// Changes whenever what the follower works from changes.
     pub updated_at: Millis,
+    /// Where answers to its mail leave, if anywhere of its own.
+    pub submission: Option<Submission>,
+}
+
+/// The outgoing (submission) server of a mailbox: answers to its mail
+/// leave from `from` through it, with SMTP AUTH.
+#[derive(Clone)]
+pub struct Submission {
+    pub host: String,
+    pub port: u16,
+    pub tls: TlsMode,
+    pub username: String,
+    /// Sealed for (user, `host`, `username`); opened only to log in.
+    pub password: Vec<u8>,
+    /// The mailbox's address, which answers leave from.
+    pub from: String,
+    /// Whether a copy of each answer is put in the Sent folder.
+    pub sent_copy: bool,
+}
+
+impl fmt::Debug for Submission {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Submission")
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("tls", &self.tls)
+            .field("username", &self.username)
+            .field("password", &"<sealed>")
+            .field("from", &self.from)
+            .field("sent_copy", &self.sent_copy)
+            .finish()
+    }
 }
 
 impl fmt::Debug for ImapMailbox {
@@ -106,6 +138,7 @@ impl fmt::Debug for ImapMailbox {
             .field("password", &"<sealed>")
             .field("folders", &self.folders)
             .field("state", &self.state)
+            .field("submission", &self.submission)
             .finish_non_exhaustive()
     }
 }
@@ -129,7 +162,12 @@ pub struct NewImapMailbox<'a> {
     /// Sealed.
     pub password: &'a [u8],
     pub folders: &'a [FolderStart],
+    /// Its outgoing server, the password sealed.
+    pub submission: Option<&'a Submission>,
 }
+
+/// A message to move to the Junk folder: one the user reported as spam.
+pub type JunkToMove = SeenToSet;
 
 /// What the gateway took from a folder.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -210,16 +248,22 @@ impl Store {
     pub async fn imap_attach(&self, mailbox: &NewImapMailbox<'_>) -> anyhow::Result<i64> {
         let now = Millis::now();
         let folders: Vec<&str> = mailbox.folders.iter().map(|f| f.name.as_str()).collect();
+        let submission = mailbox.submission;
         on_backend!(&self.pool, |pool| {
             let mut tx = pool.begin().await.context("Starting transaction")?;
             let id: i64 = sqlx::query_scalar(
                 "
                 INSERT INTO imap_mailboxes (user_jid, host, port, tls, username, password, folders,
-                                            state, reason, auth_failures, created_at, updated_at)
-                VALUES ($1, $2, $3, $4, $5, $6, $7, $8, '', 0, $9, $9)
+                                            state, reason, auth_failures, created_at, updated_at,
+                                            smtp_host, smtp_port, smtp_tls, smtp_username,
+                                            smtp_password, smtp_from, sent_copy)
+                VALUES ($1, $2, $3, $4, $5, $6, $7, $8, '', 0, $9, $9,
+                        $10, $11, $12, $13, $14, $15, $16)
                 ON CONFLICT (user_jid, host, username) DO UPDATE
                 SET port = $3, tls = $4, password = $6, folders = $7, state = $8, reason = '',
-                    auth_failures = 0, updated_at = $9
+                    auth_failures = 0, updated_at = $9, smtp_host = $10, smtp_port = $11,
+                    smtp_tls = $12, smtp_username = $13, smtp_password = $14, smtp_from = $15,
+                    sent_copy = $16
                 RETURNING id
                 ",
             )
@@ -232,6 +276,13 @@ impl Store {
             .bind(folders.join("\n"))
             .bind(MailboxState::Active)
             .bind(now.0)
+            .bind(submission.map_or("", |s| s.host.as_str()))
+            .bind(submission.map_or(0, |s| i64::from(s.port)))
+            .bind(submission.map_or(TlsMode::Starttls, |s| s.tls))
+            .bind(submission.map_or("", |s| s.username.as_str()))
+            .bind(submission.map_or(&[][..], |s| s.password.as_slice()))
+            .bind(submission.map_or("", |s| s.from.as_str()))
+            .bind(i64::from(submission.is_none_or(|s| s.sent_copy)))
             .fetch_one(&mut *tx)
             .await
             .context("Attaching a mailbox")?;
@@ -317,7 +368,8 @@ impl Store {
             let rows = sqlx::query(
                 "
                 SELECT id, user_jid, host, port, tls, username, password, folders, state, reason,
-                       auth_failures, updated_at
+                       auth_failures, updated_at, smtp_host, smtp_port, smtp_tls, smtp_username,
+                       smtp_password, smtp_from, sent_copy
                 FROM imap_mailboxes
                 WHERE $1 IS NULL OR user_jid = $1
                 ORDER BY user_jid, host, username
@@ -331,6 +383,19 @@ impl Store {
             for row in rows {
                 let user: String = row.try_get("user_jid")?;
                 let folders: String = row.try_get("folders")?;
+                let smtp_host: String = row.try_get("smtp_host")?;
+                let submission = match smtp_host.is_empty() {
+                    true => None,
+                    false => Some(Submission {
+                        host: smtp_host,
+                        port: u16::try_from(row.try_get::<i64, _>("smtp_port")?).unwrap_or(0),
+                        tls: row.try_get("smtp_tls")?,
+                        username: row.try_get("smtp_username")?,
+                        password: row.try_get("smtp_password")?,
+                        from: row.try_get("smtp_from")?,
+                        sent_copy: row.try_get::<i64, _>("sent_copy")? != 0,
+                    }),
+                };
                 mailboxes.push(ImapMailbox {
                     id: row.try_get("id")?,
                     user: BareJid::new(&user).with_context(|| format!("Stored user {user}"))?,
@@ -344,6 +409,7 @@ impl Store {
                     reason: row.try_get("reason")?,
                     auth_failures: u32_of(row.try_get("auth_failures")?),
                     updated_at: Millis(row.try_get("updated_at")?),
+                    submission,
                 });
             }
             mailboxes
@@ -698,6 +764,124 @@ impl Store {
             .await
             .map(|_| ()))
             .context("Remembering a flag set")?;
+        }
+        Ok(())
+    }
+
+    /// The mailbox whose submission server answers to a mail leave
+    /// through: the first of `message_ids` (the answered mail's, then
+    /// those it refers to, without angle brackets) that came to `user`
+    /// from a mailbox with an outgoing server.
+    pub async fn imap_answer_route(
+        &self,
+        user: &BareJid,
+        message_ids: &[&str],
+    ) -> anyhow::Result<Option<ImapMailbox>> {
+        for message_id in message_ids.iter().filter(|m| !m.is_empty()) {
+            let id: Option<i64> = on_backend!(&self.pool, |pool| sqlx::query_scalar(
+                "
+                SELECT m.id FROM imap_messages i JOIN imap_mailboxes m ON m.id = i.mailbox_id
+                WHERE i.user_jid = $1 AND i.message_id = $2 AND m.smtp_host <> ''
+                ORDER BY i.created_at DESC
+                LIMIT 1
+                ",
+            )
+            .bind(user.as_str())
+            .bind(*message_id)
+            .fetch_optional(pool)
+            .await)
+            .context("Looking up the mailbox of an answered mail")?;
+            if let Some(id) = id {
+                return self.imap_mailbox(user, id).await;
+            }
+        }
+        Ok(None)
+    }
+
+    /// Mailbox `id` of `user`, if attached.
+    pub async fn imap_mailbox(
+        &self,
+        user: &BareJid,
+        id: i64,
+    ) -> anyhow::Result<Option<ImapMailbox>> {
+        Ok(self
+            .imap_mailboxes(Some(user))
+            .await?
+            .into_iter()
+            .find(|m| m.id == id))
+    }
+
+    /// The user reported the mail with `message_id` (without angle
+    /// brackets) as spam: if it came from IMAP, it is to be moved to the
+    /// Junk folder, and its mailbox's follower is woken. Returns the
+    /// mailbox's id then.
+    pub async fn imap_junk_wanted(
+        &self,
+        user: &BareJid,
+        message_id: &str,
+    ) -> anyhow::Result<Option<i64>> {
+        let message_id = message_id
+            .trim()
+            .trim_start_matches('<')
+            .trim_end_matches('>');
+        let ids: Vec<i64> = on_backend!(&self.pool, |pool| sqlx::query_scalar(
+            "
+            UPDATE imap_messages SET junk = 1
+            WHERE user_jid = $1 AND message_id = $2 AND junk = 0
+            RETURNING mailbox_id
+            ",
+        )
+        .bind(user.as_str())
+        .bind(message_id)
+        .fetch_all(pool)
+        .await)
+        .with_context(|| format!("Marking {message_id} as junk"))?;
+        for id in &ids {
+            self.imap_waker(*id).notify_one();
+        }
+        Ok(ids.first().copied())
+    }
+
+    /// The messages of mailbox `id` to move to the Junk folder.
+    pub async fn imap_junk_to_move(&self, id: i64) -> anyhow::Result<Vec<JunkToMove>> {
+        on_backend!(&self.pool, |pool| {
+            let rows = sqlx::query(
+                "
+                SELECT stanza_id, folder, uid_validity, uid FROM imap_messages
+                WHERE mailbox_id = $1 AND junk = 1
+                ORDER BY folder, uid
+                ",
+            )
+            .bind(id)
+            .fetch_all(pool)
+            .await
+            .context("Reading the mail to move to Junk")?;
+            let mut found = Vec::with_capacity(rows.len());
+            for row in rows {
+                found.push(JunkToMove {
+                    stanza_id: row.try_get("stanza_id")?,
+                    folder: row.try_get("folder")?,
+                    uid_validity: u32_of(row.try_get("uid_validity")?),
+                    uid: u32_of(row.try_get("uid")?),
+                });
+            }
+            Ok(found)
+        })
+    }
+
+    /// These messages of mailbox `id` were moved to Junk (or are gone):
+    /// nothing more to do for them.
+    pub async fn imap_junk_moved(&self, id: i64, stanza_ids: &[String]) -> anyhow::Result<()> {
+        for stanza_id in stanza_ids {
+            on_backend!(&self.pool, |pool| sqlx::query(
+                "UPDATE imap_messages SET junk = 2 WHERE mailbox_id = $1 AND stanza_id = $2",
+            )
+            .bind(id)
+            .bind(stanza_id)
+            .execute(pool)
+            .await
+            .map(|_| ()))
+            .context("Remembering a move to Junk")?;
         }
         Ok(())
     }

@@ -27,6 +27,7 @@ async fn queue_one_mail(store: &Store) -> i64 {
                 message_id: "m@x",
                 raw: b"raw",
                 stanza: "",
+                submission: None,
             },
             None,
         )
@@ -201,6 +202,7 @@ store_test! {
                         message_id: "m@x",
                         raw: b"raw",
                         stanza: "",
+                        submission: None,
                     },
                     None,
                 )
@@ -274,6 +276,7 @@ async fn renewal_does_not_wait_for_an_outcome_being_committed() {
                 message_id,
                 raw: b"raw",
                 stanza: "",
+                submission: None,
             },
             None,
         )

@@ -90,7 +90,9 @@ pub use autocrypt::PeerKey;
 pub use commit::{Committer, OutcomeCommitter};
 pub use contacts::Contact;
 pub use handoffs::{HandoffTaken, NewHandoff};
-pub use imap::{FolderStart, ImapMailbox, MailboxState, NewImapMailbox, SeenToSet, Taken, TlsMode};
+pub use imap::{
+    FolderStart, ImapMailbox, MailboxState, NewImapMailbox, SeenToSet, Submission, Taken, TlsMode,
+};
 pub use keys::KeySource;
 pub use messages::MessageRecord;
 pub use read_receipts::MdnRequest;

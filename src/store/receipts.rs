@@ -270,6 +270,7 @@ mod tests {
             message_id: "m@x",
             raw: b"raw",
             stanza: "",
+            submission: None,
         };
         let id = store.queue_mail(&mail, None).await.expect("queued");
         let owed = OwedReceipt {
@@ -341,6 +342,7 @@ mod tests {
                 message_id,
                 raw: b"raw",
                 stanza: "",
+                submission: None,
             };
             ids.push(store.queue_mail(&mail, None).await.expect("queued"));
         }

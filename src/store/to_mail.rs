@@ -98,6 +98,9 @@ pub struct NewMail<'a> {
     /// The mail as an XMPP message (`facteur_bridge::native`), when it
     /// may travel as XMPP-Mail; empty otherwise.
     pub stanza: &'a str,
+    /// The attached mailbox whose submission server it leaves through
+    /// (an answer to mail from that mailbox); `None`: the normal route.
+    pub submission: Option<i64>,
 }
 
 /// One mail owed to an SMTP peer.
@@ -114,6 +117,8 @@ pub struct ToMailItem {
     pub route: MailRoute,
     /// See [`NewMail::stanza`].
     pub stanza: String,
+    /// See [`NewMail::submission`].
+    pub submission: Option<i64>,
 }
 
 /// A bounce that told a sender their mail failed.
@@ -266,7 +271,7 @@ impl Store {
                 {lock}
             )
             RETURNING id, sender, mail_from, rcpt, message_id, raw, attempts, created_at,
-                      route, stanza
+                      route, stanza, submission
             "
         );
         let mut items = on_backend!(&self.pool, |pool| {
@@ -513,6 +518,7 @@ where
     for<'r> String: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
     for<'r> Vec<u8>: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
     for<'r> MailRoute: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    for<'r> Option<i64>: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
 {
     Ok(ToMailItem {
         id: row.try_get("id")?,
@@ -525,6 +531,7 @@ where
         created_at: Millis(row.try_get("created_at")?),
         route: row.try_get("route")?,
         stanza: row.try_get("stanza")?,
+        submission: row.try_get("submission")?,
     })
 }
 
@@ -561,8 +568,8 @@ pub(super) async fn insert_mail(
     on_backend!(tx, |tx| sqlx::query_scalar(
         "
         INSERT INTO to_mail (sender, mail_from, rcpt, message_id, raw, stanza, state,
-                             next_attempt_at, created_at, updated_at)
-        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+                             next_attempt_at, created_at, updated_at, submission)
+        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
         ON CONFLICT (sender, message_id, rcpt) DO NOTHING
         RETURNING id
         ",
@@ -577,6 +584,7 @@ pub(super) async fn insert_mail(
     .bind(now.0)
     .bind(now.0)
     .bind(now.0)
+    .bind(mail.submission)
     .fetch_optional(tx)
     .await
     .context("Queueing outgoing mail"))

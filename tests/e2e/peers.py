@@ -879,6 +879,10 @@ namespace inbox {{
     special_use = \\Sent
     auto = subscribe
   }}
+  mailbox Junk {{
+    special_use = \\Junk
+    auto = create
+  }}
 }}
 service imap-login {{
   inet_listener imap {{

@@ -6,6 +6,8 @@ a mailbox whose password changed paused after 3 refused logins with one
 notice."""
 
 import asyncio
+import email
+import email.policy
 import os
 import re
 import socket
@@ -18,7 +20,7 @@ import pytest
 
 from slixmpp.exceptions import IqError
 
-from peers import GATEWAY, Dovecot, Gateway, escaped, registered_client, run, wait_until
+from peers import GATEWAY, Dovecot, Gateway, escaped, free_port, registered_client, run, wait_until
 from test_admin import COMMANDS, execute, note, values
 from test_clients import MARKERS, client_stanza
 
@@ -391,6 +393,9 @@ def test_alice_attaches_lists_and_detaches_from_her_client(tmp_path):
             step = await execute(alice, "imap-attach")
             assert step.get("status") == "executing"
             assert values(step, "port") == ["993"] and values(step, "folders") == ["INBOX"]
+            # The outgoing server is optional: none given, none used.
+            assert values(step, "smtp_host") == [] and values(step, "smtp_port") == ["587"]
+            assert values(step, "smtp_tls") == ["starttls"] and values(step, "sent_copy") == ["1"]
             instructions = step.findtext("{jabber:x:data}x/{jabber:x:data}instructions")
             assert "leave from your XMPP address, alice@example.test" in instructions
             form = {"host": ["127.0.0.1"], "port": [str(s.dovecot.imap)], "tls": ["none"],
@@ -500,5 +505,196 @@ def test_search_mail_finds_by_subject_and_show_brings_it(tmp_path):
             # Shown only: the others stay on the server.
             await asyncio.sleep(1)
             assert not [m for m in alice.messages if m["subject"] in ("imap-1", "imap-3")]
+            await alice.disconnect()
+        run(scenario())
+
+
+class Submission:
+    """An aiosmtpd submission server on loopback that takes mail only
+    after AUTH (PLAIN or LOGIN) with its one login; keeps what it receives,
+    and the logins it saw. `tls`: none (AUTH in clear, loopback only),
+    starttls (AUTH only after STARTTLS) or implicit, with the certificate
+    of `certs` (Dovecot's, for 127.0.0.1, signed by the test's CA)."""
+
+    def __init__(self, user="alice", password="smtp-alice-pw", tls="none", certs=None):
+        from aiosmtpd.controller import Controller
+        from aiosmtpd.smtp import AuthResult, LoginPassword
+
+        self.received, self.logins = [], []
+        sink = self
+
+        def authenticator(server, session, envelope, mechanism, auth_data):
+            ok = (isinstance(auth_data, LoginPassword) and auth_data.login.decode() == user
+                  and auth_data.password.decode() == password)
+            sink.logins.append((mechanism, auth_data.login.decode(), ok))
+            return AuthResult(success=ok, handled=False)
+
+        class Handler:
+            async def handle_DATA(self, server, session, envelope):
+                sink.received.append({
+                    "mail_from": envelope.mail_from, "rcpt_tos": list(envelope.rcpt_tos),
+                    "authenticated": session.authenticated,
+                    "raw": envelope.original_content,
+                    "message": email.message_from_bytes(envelope.original_content,
+                                                        policy=email.policy.default),
+                })
+                return "250 2.0.0 Submitted"
+
+        self.port = free_port()
+        context = None
+        if tls != "none":
+            import ssl
+            context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+            context.load_cert_chain(certs / "cert.pem", certs / "key.pem")
+        options = {"none": {"auth_require_tls": False},
+                   "starttls": {"tls_context": context, "require_starttls": True},
+                   # aiosmtpd counts only STARTTLS as TLS for AUTH: the
+                   # implicit TLS listener speaks nothing else anyway.
+                   "implicit": {"ssl_context": context, "auth_require_tls": False}}[tls]
+        self.controller = Controller(Handler(), hostname="127.0.0.1", port=self.port,
+                                     authenticator=authenticator, auth_required=True, **options)
+
+    def __enter__(self):
+        self.controller.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.controller.stop()
+
+
+def in_folder(s, folder):
+    """The Message-IDs of the mail in one of alice's Dovecot folders."""
+    out = s.dovecot.doveadm("fetch", "-u", "alice", "hdr.message-id", "mailbox", folder, "ALL")
+    return re.findall(r"<([^>]+)>", out)
+
+
+def attach_with_submission(s, sub, password=None, tls="none"):
+    password_file = s.password_file.parent / "smtp.password"
+    password_file.write_text((password or "smtp-alice-pw") + "\n")
+    return s.cli("attach", "--jid", "alice@example.test", "--host", "127.0.0.1",
+                 "--port", str(s.dovecot.imap), "--tls", "none", "--user", "alice",
+                 "--password-file", str(s.password_file),
+                 "--smtp-host", "127.0.0.1", "--smtp-port", str(sub.port), "--smtp-tls", tls,
+                 "--smtp-user", "alice", "--smtp-password-file", str(password_file),
+                 "--smtp-from", "alice@legacy.example")
+
+
+async def shown(s, alice, subject):
+    """Searches the mailbox for `subject` with "Search mail", shows the one
+    found, and returns the message alice gets for it."""
+    step = await execute(alice, "imap-search")
+    session = step.get("sessionid")
+    found = await execute(alice, "imap-search", "complete", session,
+                          {"mailbox": ["127.0.0.1 alice"], "folder": ["INBOX"], "subject": [subject]})
+    options = [o.findtext("{jabber:x:data}value") for o in found.iter("{jabber:x:data}option")]
+    assert len(options) == 1, options
+    hidden = {var: values(found, var) for var in ("mailbox", "folder", "uidvalidity")}
+    await execute(alice, "imap-search", "complete", session, {**hidden, "message": options})
+    return await alice.wait_for(lambda m: m["subject"] == subject, timeout=20)
+
+
+def test_an_answer_leaves_from_the_mailbox_through_its_submission_server(tmp_path):
+    """alice finds a mail with "Search mail" and answers it: the answer
+    leaves From the mailbox's address through its submission server, after
+    AUTH, threaded to the original, unsigned by the gateway, and not by the
+    normal route; a copy, seen, lands once in the Sent folder."""
+    with Submission() as sub, Setup(tmp_path, imap='poll_interval = "1h"') as s:
+        s.dovecot.deliver([mail(1), mail(2, subject="Quarterly report")])
+
+        async def scenario():
+            alice = await registered_client(s.gateway)
+            attached = attach_with_submission(s, sub)
+            assert attached.returncode == 0, attached.stderr
+            listed = s.cli("list", "--jid", "alice@example.test").stdout
+            assert f"answers-from alice@legacy.example via 127.0.0.1:{sub.port} none active" in listed, listed
+            got = await shown(s, alice, "Quarterly report")
+            alice.send(got["from"], "Figures attached tomorrow.", reply=(got["from"], got["id"]))
+            assert await wait_until(lambda: sub.received, timeout=20, interval=0.2), s.facteur.log_tail()
+            [sent] = sub.received
+            assert sent["authenticated"] and sub.logins == [("PLAIN", "alice", True)], sub.logins
+            assert sent["mail_from"] == "alice@legacy.example"
+            assert sent["rcpt_tos"] == ["bob@example.net"]
+            message = sent["message"]
+            assert message["From"].addresses[0].addr_spec == "alice@legacy.example", message["From"]
+            assert message["In-Reply-To"] == "<imap-2@example.net>"
+            assert "<imap-2@example.net>" in message["References"]
+            assert "DKIM-Signature" not in message
+            assert "Figures attached tomorrow." in message.get_body().get_content()
+            answer_id = message["Message-ID"].strip("<>")
+            # The copy in Sent, seen, exactly once.
+            assert await wait_until(lambda: in_folder(s, "Sent") == [answer_id], timeout=20,
+                                    interval=0.3), (in_folder(s, "Sent"), s.facteur.log_tail())
+            out = s.dovecot.doveadm("fetch", "-u", "alice", "flags", "mailbox", "Sent", "ALL")
+            assert "\\Seen" in out, out
+            # Nothing by the normal route, and no second copy later.
+            await asyncio.sleep(1)
+            assert s.gateway.relay.received == []
+            assert len(sub.received) == 1 and in_folder(s, "Sent") == [answer_id]
+            await alice.disconnect()
+        run(scenario())
+
+
+@pytest.mark.parametrize("tls", ["starttls", "implicit"])
+def test_an_answer_is_submitted_over_tls(tmp_path, tls):
+    """The submission server's certificate is checked (the test's CA stands
+    for the system's roots); the login and the mail go over TLS only."""
+    with Setup(tmp_path, imap='poll_interval = "1h"\nidle = true', trust=True) as s, \
+            Submission(tls=tls, certs=s.dovecot.dir) as sub:
+        async def scenario():
+            alice = await registered_client(s.gateway)
+            attached = attach_with_submission(s, sub, tls=tls)
+            assert attached.returncode == 0, attached.stderr
+            await asyncio.to_thread(s.facteur.wait_log, "IDLE: waiting.", 15)
+            s.dovecot.deliver([mail(1)])
+            got = await alice.wait_for(lambda m: m["subject"] == "imap-1", timeout=20)
+            alice.send(got["from"], "Over TLS.", reply=(got["from"], got["id"]))
+            assert await wait_until(lambda: sub.received, timeout=20, interval=0.2), s.facteur.log_tail()
+            assert sub.logins == [("PLAIN", "alice", True)]
+            assert sub.received[0]["message"]["In-Reply-To"] == "<imap-1@example.net>"
+            assert s.gateway.relay.received == []
+            await alice.disconnect()
+        run(scenario())
+
+
+def test_a_wrong_submission_password_tells_alice_and_sends_nothing(tmp_path):
+    """The submission server refuses the login (535): alice gets a clear
+    error in the conversation, and nothing leaves by any route."""
+    with Submission() as sub, Setup(tmp_path, imap='poll_interval = "1h"\nidle = true') as s:
+        async def scenario():
+            alice = await registered_client(s.gateway)
+            attached = attach_with_submission(s, sub, password="not-the-password")
+            assert attached.returncode == 0, attached.stderr
+            await asyncio.to_thread(s.facteur.wait_log, "IDLE: waiting.", 15)
+            s.dovecot.deliver([mail(1)])
+            got = await alice.wait_for(lambda m: m["subject"] == "imap-1", timeout=20)
+            alice.send(got["from"], "Noted.", reply=(got["from"], got["id"]))
+            notice = await alice.wait_for(lambda m: "could not be delivered" in (m["body"] or ""), timeout=20)
+            assert notice["from"] == escaped("bob@example.net")
+            assert "refused the login of alice" in notice["body"] and "535" in notice["body"], notice["body"]
+            assert sub.logins and not any(ok for _, _, ok in sub.logins)
+            assert sub.received == [] and s.gateway.relay.received == []
+            assert in_folder(s, "Sent") == []
+            await alice.disconnect()
+        run(scenario())
+
+
+def test_a_spam_report_moves_the_mail_to_junk(tmp_path):
+    """alice reports a mail from the mailbox as spam (the feedback IQ):
+    Dovecot holds it in Junk, no longer in INBOX; the other stays."""
+    with Setup(tmp_path, imap='poll_interval = "1h"\nidle = true') as s:
+        async def scenario():
+            alice = await registered_client(s.gateway)
+            assert s.attach().returncode == 0
+            await asyncio.to_thread(s.facteur.wait_log, "IDLE: waiting.", 15)
+            s.dovecot.deliver([mail(1), mail(2)])
+            for n in (1, 2):
+                await alice.wait_for(lambda m, n=n: m["subject"] == f"imap-{n}", timeout=20)
+            assert in_folder(s, "Junk") == []
+            answer = await alice.iq("set", GATEWAY, "<feedback xmlns='urn:xmpp:mail:0' verdict='spam' "
+                                                   "message-id='imap-1@example.net'/>")
+            assert answer["type"] == "result"
+            assert await wait_until(lambda: in_folder(s, "Junk") == ["imap-1@example.net"], timeout=20,
+                                    interval=0.3), (in_folder(s, "Junk"), s.facteur.log_tail())
+            assert in_folder(s, "INBOX") == ["imap-2@example.net"]
             await alice.disconnect()
         run(scenario())

@@ -21,7 +21,7 @@ use super::{bad_input, field, field_values, form, new_session, note, NS_COMMANDS
 use crate::component::reply::{self, error, result, Fault};
 use crate::config::Config;
 use crate::imap::search::{self, Matches, SearchQuery};
-use crate::imap::{attach, line, AttachRequest};
+use crate::imap::{attach, line, AttachRequest, SubmissionRequest};
 use crate::store::{ImapMailbox, Store, TlsMode};
 
 /// The user's commands, in the order they are listed.
@@ -103,11 +103,18 @@ pub fn is_mailbox_command(iq: &Iq) -> bool {
 
 /// What answers from an attached mailbox's mail do; said in the form
 /// and when it is attached.
-fn answers_note(user: &BareJid) -> String {
-    format!(
-        "Answers to mail from this mailbox leave from your XMPP address, {user}, \
-         not from the mailbox's address."
-    )
+fn answers_note(user: &BareJid, outgoing: Option<&SubmissionRequest>) -> String {
+    match outgoing {
+        None => format!(
+            "Answers to mail from this mailbox leave from your XMPP address, {user}, \
+             not from the mailbox's address."
+        ),
+        Some(outgoing) => format!(
+            "Answers to mail from this mailbox leave from the mailbox's address, \
+             through {}:{}.",
+            outgoing.host, outgoing.port
+        ),
+    }
 }
 
 fn attach_form(user: &BareJid) -> Element {
@@ -119,25 +126,35 @@ fn attach_form(user: &BareJid) -> Element {
         }
         f
     };
-    let mut tls = text(
+    let modes = |mut list: Element| {
+        for mode in ["implicit", "starttls", "none"] {
+            list.append_child(
+                Element::builder("option", ns::DATA_FORMS)
+                    .attr(xml_ncname!("label").into(), mode)
+                    .append(
+                        Element::builder("value", ns::DATA_FORMS)
+                            .append(mode)
+                            .build(),
+                    )
+                    .build(),
+            );
+        }
+        list
+    };
+    let tls = modes(text(
         "tls",
         "list-single",
         "TLS: implicit (port 993), starttls (port 143), or none (loopback only)",
         &["implicit"],
         true,
-    );
-    for mode in ["implicit", "starttls", "none"] {
-        tls.append_child(
-            Element::builder("option", ns::DATA_FORMS)
-                .attr(xml_ncname!("label").into(), mode)
-                .append(
-                    Element::builder("value", ns::DATA_FORMS)
-                        .append(mode)
-                        .build(),
-                )
-                .build(),
-        );
-    }
+    ));
+    let smtp_tls = modes(text(
+        "smtp_tls",
+        "list-single",
+        "Outgoing TLS: starttls (port 587), implicit (port 465), or none (loopback only)",
+        &["starttls"],
+        false,
+    ));
     let mut x = form(
         "form",
         NS_COMMANDS,
@@ -162,13 +179,52 @@ fn attach_form(user: &BareJid) -> Element {
                 &["0"],
                 false,
             ),
+            text(
+                "smtp_host",
+                "text-single",
+                "Outgoing (submission) server, for answers from the mailbox's address (optional)",
+                &[],
+                false,
+            ),
+            text("smtp_port", "text-single", "Outgoing port", &["587"], false),
+            smtp_tls,
+            text(
+                "smtp_username",
+                "text-single",
+                "Outgoing login (empty: the login above)",
+                &[],
+                false,
+            ),
+            text(
+                "smtp_password",
+                "text-private",
+                "Outgoing password (empty: the password above)",
+                &[],
+                false,
+            ),
+            text(
+                "smtp_from",
+                "text-single",
+                "The mailbox's address, which answers leave from (empty: the login, if an address)",
+                &[],
+                false,
+            ),
+            text(
+                "sent_copy",
+                "boolean",
+                "Put a copy of answers in the Sent folder (off if the server files one itself)",
+                &["1"],
+                false,
+            ),
         ],
     );
     x.append_child(
         Element::builder("instructions", ns::DATA_FORMS)
             .append(format!(
-                "New mail in the mailbox will reach you here. {}",
-                answers_note(user)
+                "New mail in the mailbox will reach you here. {} Unless you give its \
+                 outgoing server: then they leave from the mailbox's address, through \
+                 that server, with a copy in its Sent folder.",
+                answers_note(user, None)
             ))
             .build(),
     );
@@ -299,7 +355,7 @@ pub async fn answer(config: &Config, store: &Store, iq: Iq) -> Iq {
                                 "Attached {} at {}: new mail will reach you here. {}",
                                 request.username,
                                 request.host,
-                                answers_note(&user)
+                                answers_note(&user, request.submission.as_ref())
                             ),
                         )],
                     )
@@ -554,7 +610,7 @@ fn found_form(mailbox: &ImapMailbox, folder: &str, found: &Matches) -> Element {
 }
 
 /// The attach request a submitted form makes.
-fn attach_request(user: &BareJid, form: &Element) -> Result<AttachRequest, Fault> {
+pub(super) fn attach_request(user: &BareJid, form: &Element) -> Result<AttachRequest, Fault> {
     let one = |var: &str| -> Result<String, Fault> {
         field_values(form, var)
             .into_iter()
@@ -586,14 +642,50 @@ fn attach_request(user: &BareJid, form: &Element) -> Result<AttachRequest, Fault
             .parse::<u32>()
             .map_err(|_| bad_input("import is a number of messages".into()))?,
     };
+    let username = one("username")?;
+    let optional = |var: &str| {
+        field_values(form, var)
+            .into_iter()
+            .next()
+            .map(|v| v.trim().to_owned())
+            .unwrap_or_default()
+    };
+    let submission = match optional("smtp_host").as_str() {
+        "" => None,
+        host => Some(SubmissionRequest {
+            host: host.to_owned(),
+            port: match optional("smtp_port").as_str() {
+                "" => 587,
+                port => port
+                    .parse::<u16>()
+                    .map_err(|_| bad_input("the outgoing port is a number up to 65535".into()))?,
+            },
+            tls: match optional("smtp_tls").as_str() {
+                "" => TlsMode::Starttls,
+                mode => mode.parse::<TlsMode>().map_err(bad_input)?,
+            },
+            username: match optional("smtp_username").as_str() {
+                "" => username.clone(),
+                login => login.to_owned(),
+            },
+            password: field_values(form, "smtp_password")
+                .into_iter()
+                .next()
+                .filter(|p| !p.is_empty())
+                .unwrap_or_else(|| password.clone()),
+            from: optional("smtp_from"),
+            sent_copy: !matches!(optional("sent_copy").as_str(), "0" | "false"),
+        }),
+    };
     Ok(AttachRequest {
         user: user.clone(),
         host: one("host")?,
         port,
         tls,
-        username: one("username")?,
+        username,
         password,
         folders,
         import_last,
+        submission,
     })
 }

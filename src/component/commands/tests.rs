@@ -417,3 +417,88 @@ async fn a_user_lists_and_unblocks_the_senders_she_blocked() {
         ]
     );
 }
+
+#[test]
+fn the_attach_form_takes_an_optional_outgoing_server() {
+    use crate::store::TlsMode;
+    let user = BareJid::new("alice@a.test").expect("jid");
+    let form = |fields: &[(&str, &str)]| {
+        let mut x = Element::builder("x", ns::DATA_FORMS)
+            .attr(xml_ncname!("type").into(), "submit")
+            .build();
+        for (var, value) in fields {
+            x.append_child(field(var, "text-single", "", &[(*value).to_owned()]));
+        }
+        x
+    };
+    let imap = [
+        ("host", "imap.example.net"),
+        ("port", "993"),
+        ("tls", "implicit"),
+        ("username", "alice"),
+        ("password", "imap-pw"),
+    ];
+    let plain = mailboxes::attach_request(&user, &form(&imap)).expect("taken");
+    assert!(plain.submission.is_none());
+    // An empty host: no outgoing server, whatever else is said.
+    let empty = [&imap[..], &[("smtp_host", " "), ("smtp_port", "465")]].concat();
+    assert!(mailboxes::attach_request(&user, &form(&empty))
+        .expect("taken")
+        .submission
+        .is_none());
+    // Only the host: the defaults, and the IMAP login and password.
+    let host = [&imap[..], &[("smtp_host", "smtp.example.net")]].concat();
+    let outgoing = mailboxes::attach_request(&user, &form(&host))
+        .expect("taken")
+        .submission
+        .expect("an outgoing server");
+    assert_eq!(
+        (
+            outgoing.port,
+            outgoing.tls,
+            outgoing.username.as_str(),
+            outgoing.password.as_str()
+        ),
+        (587, TlsMode::Starttls, "alice", "imap-pw")
+    );
+    assert!(outgoing.sent_copy && outgoing.from.is_empty());
+    let all = [
+        &imap[..],
+        &[
+            ("smtp_host", "smtp.example.net"),
+            ("smtp_port", "465"),
+            ("smtp_tls", "implicit"),
+            ("smtp_username", "alice@example.net"),
+            ("smtp_password", "smtp-pw"),
+            ("smtp_from", "alice@example.net"),
+            ("sent_copy", "0"),
+        ],
+    ]
+    .concat();
+    let outgoing = mailboxes::attach_request(&user, &form(&all))
+        .expect("taken")
+        .submission
+        .expect("an outgoing server");
+    assert_eq!(
+        (
+            outgoing.port,
+            outgoing.tls,
+            outgoing.username.as_str(),
+            outgoing.password.as_str()
+        ),
+        (465, TlsMode::Implicit, "alice@example.net", "smtp-pw")
+    );
+    assert!(!outgoing.sent_copy && outgoing.from == "alice@example.net");
+    let bad = [
+        &imap[..],
+        &[("smtp_host", "smtp.example.net"), ("smtp_port", "x")],
+    ]
+    .concat();
+    assert!(mailboxes::attach_request(&user, &form(&bad)).is_err());
+    let bad = [
+        &imap[..],
+        &[("smtp_host", "smtp.example.net"), ("smtp_tls", "ssl")],
+    ]
+    .concat();
+    assert!(mailboxes::attach_request(&user, &form(&bad)).is_err());
+}

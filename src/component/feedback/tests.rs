@@ -218,3 +218,83 @@ async fn feedback_is_recorded_for_mail_the_user_received_only() {
         0
     );
 }
+
+#[tokio::test]
+async fn a_report_of_mail_from_imap_moves_it_to_junk_and_a_plain_block_does_not() {
+    use crate::store::{FolderStart, InboundMail, Millis, NewImapMailbox, Taken, TlsMode};
+    let (store, _dir) = crate::store::scratch().await;
+    store.register(&alice()).await.expect("registered");
+    let id = store
+        .imap_attach(&NewImapMailbox {
+            user: &alice(),
+            host: "imap.example.net",
+            port: 993,
+            tls: TlsMode::Implicit,
+            username: "alice",
+            password: b"sealed",
+            folders: &[FolderStart {
+                name: "INBOX".into(),
+                uid_validity: 7,
+                last_uid: 10,
+            }],
+            submission: None,
+        })
+        .await
+        .expect("attached");
+    for (uid, message_id) in [(11, "win@evil.test"), (12, "ham@evil.test")] {
+        let mail = InboundMail {
+            mail_from: "spammer@evil.test".into(),
+            raw: format!("Message-ID: <{message_id}>\r\nSubject: x\r\n\r\nhi\r\n").into_bytes(),
+            recipients: vec![alice()],
+            ..InboundMail::default()
+        };
+        assert!(store
+            .imap_take(
+                id,
+                "INBOX",
+                7,
+                uid,
+                Millis::now(),
+                Taken::Mail(&mail, Some(message_id))
+            )
+            .await
+            .expect("taken"));
+    }
+    let forwarded = |message_id: &str| {
+        format!(
+            "<forwarded xmlns='urn:xmpp:forward:0'><message xmlns='jabber:client' \
+             from='spammer\\40evil.test@mail.a.test' to='alice@a.test'><body>Win</body>\
+             <mail xmlns='urn:xmpp:mail:0' message-id='{message_id}'/></message></forwarded>"
+        )
+    };
+    let blocked =
+        "<blocked xmlns='urn:xmpp:mail:0' by='alice@a.test' jid='spammer\\40evil.test@mail.a.test'/>";
+    // A block without a report leaves the mail where it is.
+    take(
+        &config(),
+        &store,
+        &message(
+            "a.test",
+            &format!("{}{blocked}", forwarded("ham@evil.test")),
+        ),
+    )
+    .await;
+    assert!(store.imap_junk_to_move(id).await.expect("read").is_empty());
+    take(
+        &config(),
+        &store,
+        &message(
+            "a.test",
+            &format!("{REPORT}{}{blocked}", forwarded("win@evil.test")),
+        ),
+    )
+    .await;
+    let moving: Vec<u32> = store
+        .imap_junk_to_move(id)
+        .await
+        .expect("read")
+        .iter()
+        .map(|m| m.uid)
+        .collect();
+    assert_eq!(moving, vec![11]);
+}

@@ -76,6 +76,7 @@ impl Outgoing {
             message_id: &prepared.message_id,
             raw: &prepared.raw,
             stanza: &prepared.stanza,
+            submission: prepared.submission,
         };
         let replacement = Replacement {
             message_id: &replacing.message_id,

@@ -81,6 +81,7 @@ impl Outgoing {
             message_id: &message_id,
             raw: &raw,
             stanza: "",
+            submission: None,
         };
         let ids = self.store.queue_mails(&[(mail, None)]).await?;
         info!(queue_id = ?ids.first(), sender = %request.user, rcpt = %rcpt, original = %request.message_id, "Queued a read notification.");

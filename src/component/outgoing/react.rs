@@ -102,6 +102,7 @@ impl Outgoing {
             message_id: &message_id,
             raw: &raw,
             stanza: "",
+            submission: None,
         };
         let owed: Vec<_> = owe(message, &sending.sender, &message_id, &rcpt)
             .into_iter()

@@ -20,6 +20,7 @@ async fn one_of_each(store: &Store) -> (ItemId, ItemId) {
         message_id: "<m1@example.test>",
         raw,
         stanza: "",
+        submission: None,
     };
     let out = store.queue_mails(&[(mail, None)]).await.expect("queued")[0];
     let inbound = InboundMail {

@@ -23,6 +23,7 @@ async fn queued(store: &Store, author: &BareJid, message_id: &str) -> i64 {
                 message_id,
                 raw: b"raw",
                 stanza: "",
+                submission: None,
             },
             None,
         )
@@ -172,6 +173,7 @@ store_test! {
             message_id: "fix@x",
             raw: b"reply",
             stanza: "",
+            submission: None,
         };
         let record = MessageRecord {
             user: alice.clone(),

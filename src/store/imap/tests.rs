@@ -29,6 +29,7 @@ async fn attach(store: &Store, folders: &[FolderStart], password: &[u8]) -> i64 
             username: "alice",
             password,
             folders,
+            submission: None,
         })
         .await
         .expect("attached")
@@ -195,5 +196,98 @@ store_test! {
         store.imap_seen_set(id, std::slice::from_ref(&stanza_id)).await.expect("set");
         assert!(store.imap_seen_to_set(id).await.expect("to set").is_empty());
         assert_eq!(store.imap_seen_wanted(&alice, &stanza_id).await.expect("wanted"), None);
+    }
+}
+
+store_test! {
+    async fn an_answer_leaves_through_the_outgoing_server_of_the_mailbox_it_answers(store, scratch) {
+        let alice = jid("alice@example.test");
+        let outgoing = Submission {
+            host: "smtp.example.net".into(),
+            port: 587,
+            tls: TlsMode::Starttls,
+            username: "alice".into(),
+            password: b"sealed-smtp".to_vec(),
+            from: "alice@example.net".into(),
+            sent_copy: false,
+        };
+        let id = store
+            .imap_attach(&NewImapMailbox {
+                user: &alice,
+                host: "imap.example.net",
+                port: 993,
+                tls: TlsMode::Implicit,
+                username: "alice",
+                password: b"sealed",
+                folders: &[inbox(7, 10)],
+                submission: Some(&outgoing),
+            })
+            .await
+            .expect("attached");
+        let [stored] = &store.imap_mailboxes(Some(&alice)).await.expect("read")[..] else {
+            panic!("one mailbox");
+        };
+        let back = stored.submission.as_ref().expect("an outgoing server");
+        assert_eq!(
+            (back.host.as_str(), back.port, back.tls, back.username.as_str(), &back.password[..]),
+            ("smtp.example.net", 587, TlsMode::Starttls, "alice", &b"sealed-smtp"[..])
+        );
+        assert_eq!((back.from.as_str(), back.sent_copy), ("alice@example.net", false));
+        assert!(!format!("{stored:?}").contains("sealed-smtp"));
+
+        let one = mail("one@example.net");
+        assert!(store
+            .imap_take(id, "INBOX", 7, 11, Millis::now(), Taken::Mail(&one, Some("one@example.net")))
+            .await
+            .expect("taken"));
+        // The answered mail, or one it refers to, came from the mailbox.
+        let route = |ids: &'static [&'static str]| {
+            let store = store.clone();
+            let alice = alice.clone();
+            async move { store.imap_answer_route(&alice, ids).await.expect("route").map(|m| m.id) }
+        };
+        assert_eq!(route(&["one@example.net"]).await, Some(id));
+        assert_eq!(route(&["mine@example.test", "one@example.net"]).await, Some(id));
+        assert_eq!(route(&["other@example.net"]).await, None);
+        assert_eq!(
+            store.imap_answer_route(&jid("bob@example.test"), &["one@example.net"]).await.expect("route").map(|m| m.id),
+            None
+        );
+
+        // Attached again without an outgoing server: answers take the
+        // normal route.
+        attach(&store, &[inbox(7, 10)], b"sealed").await;
+        assert!(store.imap_mailboxes(Some(&alice)).await.expect("read")[0].submission.is_none());
+        assert_eq!(route(&["one@example.net"]).await, None);
+    }
+}
+
+store_test! {
+    async fn a_mail_reported_as_spam_is_to_be_moved_to_junk_once(store, scratch) {
+        let id = attach(&store, &[inbox(7, 10)], b"sealed").await;
+        let one = mail("one@example.net");
+        assert!(store
+            .imap_take(id, "INBOX", 7, 11, Millis::now(), Taken::Mail(&one, Some("one@example.net")))
+            .await
+            .expect("taken"));
+        let alice = jid("alice@example.test");
+        let waker = store.imap_waker(id);
+        assert_eq!(store.imap_junk_wanted(&alice, "other@example.net").await.expect("wanted"), None);
+        assert!(store.imap_junk_to_move(id).await.expect("to move").is_empty());
+        assert_eq!(store.imap_junk_wanted(&alice, "<one@example.net>").await.expect("wanted"), Some(id));
+        tokio::time::timeout(std::time::Duration::from_secs(1), waker.notified())
+            .await
+            .expect("woken");
+        let stanza_id = stanza_id_for_mail("one@example.net");
+        assert_eq!(
+            store.imap_junk_to_move(id).await.expect("to move"),
+            vec![JunkToMove { stanza_id: stanza_id.clone(), folder: "INBOX".into(), uid_validity: 7, uid: 11 }]
+        );
+        // Reported again: nothing more to do.
+        assert_eq!(store.imap_junk_wanted(&alice, "one@example.net").await.expect("wanted"), None);
+        store.imap_junk_moved(id, std::slice::from_ref(&stanza_id)).await.expect("moved");
+        assert!(store.imap_junk_to_move(id).await.expect("to move").is_empty());
+        // \Seen is another matter: still wanted when displayed.
+        assert_eq!(store.imap_seen_wanted(&alice, &stanza_id).await.expect("wanted"), Some(id));
     }
 }

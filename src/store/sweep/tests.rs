@@ -95,6 +95,7 @@ async fn outgoing(store: &Store) {
             message_id: &message_id,
             raw: b"raw",
             stanza: "",
+            submission: None,
         };
         let record = (n == 1).then_some(&record);
         ids.push(store.queue_mail(&mail, record).await.expect("queued"));
@@ -272,6 +273,7 @@ store_test! {
                 username: "alice",
                 password: b"sealed",
                 folders: &[FolderStart { name: "INBOX".into(), uid_validity: 7, last_uid: 0 }],
+                submission: None,
             })
             .await
             .expect("attached");

@@ -20,6 +20,7 @@ fn mail(sender: &BareJid) -> NewMail<'_> {
         message_id: "m@x",
         raw: b"raw",
         stanza: "",
+        submission: None,
     }
 }
 

@@ -115,6 +115,7 @@ store_test! {
             message_id: "report-1@mx.example.test",
             raw: b"report",
             stanza: "",
+            submission: None,
         };
         store
             .to_xmpp_failed(due[0].id, "gone", Some(&report))
