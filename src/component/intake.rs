@@ -16,6 +16,7 @@ use facteur_policy::limits::Limiter;
 use tokio::sync::{mpsc, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
+use tracing::warn;
 use xmpp_parsers::stanza::Stanza;
 
 use super::handoff::{self, Handoffs};
@@ -27,6 +28,7 @@ use super::{commands, feedback, registration, vcard, LinkHandle};
 use crate::config::Live;
 use crate::dkim::Signers;
 use crate::fetch::Fetcher;
+use crate::keys::finder::KeyFinder;
 use crate::probe::discover::Discovery;
 use crate::reload::Reloader;
 use crate::store::Store;
@@ -81,6 +83,16 @@ impl Intake {
             link: link.clone(),
             tracker: tracker.clone(),
         };
+        let finder = match KeyFinder::new(config.clone(), store.clone(), link.clone()) {
+            Ok(finder) => Some(Arc::new(finder)),
+            Err(e) => {
+                warn!(
+                    error = format!("{e:#}"),
+                    "Recipients' keys will not be looked up elsewhere."
+                );
+                None
+            }
+        };
         let outgoing = Outgoing {
             sender_mails: Mutex::new(Limiter::new(now.limits.sender_mails)),
             config: config.clone(),
@@ -91,6 +103,7 @@ impl Intake {
             link: link.clone(),
             tracker: tracker.clone(),
             ready,
+            finder,
         };
         Intake {
             probes: Probes::new(now.xmpp_mail.probes),
