@@ -511,10 +511,6 @@ impl ToXmpp {
 
     async fn share_attachments(&self, mail_id: i64, raw: &[u8]) -> Result<Vec<SharedFile>, Unmade> {
         let mut parts = attachments(raw).map_err(|e| Unmade::Never(e.to_string()))?;
-        if crate::keys::pgp_inbound::is_signed(raw) {
-            // The signature is checked here and said in <auth/>.
-            parts.retain(|p| p.content_type != "application/pgp-signature");
-        }
         if crate::keys::pgp_inbound::is_encrypted(raw) {
             // The encrypted part alone is worth a link; the version part
             // (`Version: 1`) is not. Without a name of its own, it is

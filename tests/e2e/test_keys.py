@@ -651,9 +651,11 @@ def test_signed_mail_shows_what_its_signature_says(gw, gpg):
     got = run(scenario())
     assert "openpgp" not in (got["lunch-1@example.net"]["auth"] or {})
     assert got["good@example.net"]["auth"]["openpgp"] == "good", got["good@example.net"]["xml"]
-    assert got["good@example.net"]["body"].strip() == "See you at noon."
+    # The signature stays a file, for clients that check it themselves.
+    assert got["good@example.net"]["body"].startswith("See you at noon.")
+    assert [f["name"] for f in got["good@example.net"]["files"]] == ["signature.asc"]
     assert got["bad@example.net"]["auth"]["openpgp"] == "bad"
-    assert got["bad@example.net"]["body"].strip() == "See you at nine."
+    assert got["bad@example.net"]["body"].startswith("See you at nine.")
     assert got["unknown@example.net"]["auth"]["openpgp"] == "unknown"
 
 
