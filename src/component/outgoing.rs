@@ -563,7 +563,9 @@ impl Outgoing {
         encrypts
             && self.known_key(rcpt).await.is_none()
             && !matches!(
-                self.store.cached_key(&rcpt.to_string(), Millis::now()).await,
+                self.store
+                    .cached_key(&rcpt.to_string(), Millis::now())
+                    .await,
                 Ok(Some(_))
             )
     }

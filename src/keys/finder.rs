@@ -206,7 +206,7 @@ impl KeyFinder {
         let user = BareJid::new(&rcpt.to_string().to_lowercase()).ok()?;
         let iq = Iq::Get {
             from: Some(config.component.jid.clone().into()),
-            to: Some(gateway.clone().into()),
+            to: Some(gateway.clone()),
             id: String::new(),
             payload: Element::builder("keys", NS_MAIL)
                 .attr(xml_ncname!("jid").into(), user.to_string())
@@ -300,7 +300,9 @@ fn wkd_urls(rcpt: &MailAddress, https: bool, port: u16) -> Vec<(&'static str, Ur
     let forms = [
         (
             "wkd-advanced",
-            format!("{scheme}://openpgpkey.{domain}:{port}/.well-known/openpgpkey/{domain}/hu/{hash}"),
+            format!(
+                "{scheme}://openpgpkey.{domain}:{port}/.well-known/openpgpkey/{domain}/hu/{hash}"
+            ),
         ),
         (
             "wkd-direct",

@@ -93,7 +93,10 @@ fn parts(body: &[u8], boundary: &str) -> Vec<Vec<u8>> {
     let mut found = Vec::new();
     let mut at = 0;
     let mut starts = Vec::new();
-    while let Some(offset) = find(&text[at..], delimiter.as_bytes()) {
+    while let Some(offset) = text
+        .get(at..)
+        .and_then(|rest| find(rest, delimiter.as_bytes()))
+    {
         let start = at + offset;
         starts.push(start);
         at = start + delimiter.len();
@@ -102,7 +105,7 @@ fn parts(body: &[u8], boundary: &str) -> Vec<Vec<u8>> {
         let [open, close] = pair else { continue };
         // The part starts after its boundary line.
         let line_start = open + delimiter.len();
-        let Some(eol) = find(&text[line_start..*close], b"\r\n") else {
+        let Some(eol) = text.get(line_start..*close).and_then(|t| find(t, b"\r\n")) else {
             continue;
         };
         if let Some(part) = text.get(line_start + eol + 2..*close) {
@@ -132,7 +135,7 @@ pub fn verify(raw: &[u8], keys: &[Vec<u8>], now: SystemTime) -> Option<Signed> {
     let mut parts = parts(raw.get(body_at..)?, &boundary?).into_iter();
     let (signed, signature) = (parts.next()?, parts.next()?);
     // The signature part: its header, then the armored signature.
-    let signature = &signature[find(&signature, b"\r\n\r\n").map_or(0, |at| at + 4)..];
+    let signature = signature.get(find(&signature, b"\r\n\r\n").map_or(0, |at| at + 4)..)?;
     let certs: Vec<Cert> = keys
         .iter()
         .filter_map(|k| Cert::from_bytes(k).ok())

@@ -340,7 +340,12 @@ impl ToXmpp {
                 };
                 mail.auth = Some(auth.trim().to_owned()).filter(|a| !a.is_empty());
                 if encrypted {
-                    mail.text = ENCRYPTED_TEXT.to_owned();
+                    let links: Vec<&str> = files.iter().map(|f| f.url.as_str()).collect();
+                    mail.text = [ENCRYPTED_TEXT]
+                        .into_iter()
+                        .chain(links)
+                        .collect::<Vec<_>>()
+                        .join("\n");
                     mail.html = None;
                 }
                 mail.warning = Some(warning.clone()).filter(|w| !w.is_empty());
@@ -504,7 +509,11 @@ impl ToXmpp {
             .ok()
             .flatten();
         if let Some(verdict) = verdict {
-            info!(sender, openpgp = verdict.as_str(), "PGP/MIME signature checked.");
+            info!(
+                sender,
+                openpgp = verdict.as_str(),
+                "PGP/MIME signature checked."
+            );
         }
         verdict
     }
@@ -517,7 +526,8 @@ impl ToXmpp {
             // named as OpenPGP clients expect to open it.
             parts.retain(|p| p.content_type != "application/pgp-encrypted");
             for part in &mut parts {
-                if part.name == facteur_bridge::attach::safe_name(None, part.index, &part.content_type)
+                if part.name
+                    == facteur_bridge::attach::safe_name(None, part.index, &part.content_type)
                 {
                     part.name = "encrypted.asc".to_owned();
                 }
