@@ -693,3 +693,96 @@ def test_encrypted_mail_says_so_and_links_the_exact_encrypted_part(gw, gpg):
     assert served.strip() == armored.strip()
     # What is served is what alice's OpenPGP client opens.
     assert b"The safe code is 1234." in alice_keys("--decrypt", input=served).stdout
+
+
+PUBSUB = "http://jabber.org/protocol/pubsub"
+OX_KEYS = "urn:xmpp:openpgp:0:public-keys"
+
+
+def pep_gateway(tmp_path):
+    """A gateway whose Prosody has PEP (mod_pep)."""
+    from pathlib import Path
+    template = (Path(__file__).parent / "prosody.cfg.lua.in").read_text()
+    with_pep = tmp_path / "prosody-pep.cfg.lua.in"
+    with_pep.write_text(template.replace('"vcard" }', '"vcard"; "pep" }', 1))
+    assert with_pep.read_text() != template
+    return Gateway(tmp_path, xmpp_options={"template": str(with_pep)})
+
+
+async def publish_pep_key(client, fingerprint, key, list_element="public-keys-list"):
+    """Publishes `key` (binary) as XEP-0373 §4 says, open to anyone: the key
+    node, then the metadata node listing it (as `list_element`)."""
+    date = "2026-01-02T03:04:05Z"
+    open_access = (f"<publish-options><x xmlns='{FORMS}' type='submit'>"
+                   f"<field var='FORM_TYPE' type='hidden'><value>{PUBSUB}#publish-options</value></field>"
+                   "<field var='pubsub#access_model'><value>open</value></field></x></publish-options>")
+    data = base64.b64encode(key).decode()
+    for node, item in [
+        (f"{OX_KEYS}:{fingerprint}",
+         f"<item id='{date}'><pubkey xmlns='urn:xmpp:openpgp:0'><data>{data}</data></pubkey></item>"),
+        (OX_KEYS,
+         f"<item id='current'><{list_element} xmlns='urn:xmpp:openpgp:0'>"
+         f"<pubkey-metadata v4-fingerprint='{fingerprint}' date='{date}'/></{list_element}></item>"),
+    ]:
+        answer = await client.iq("set", None, f"<pubsub xmlns='{PUBSUB}'><publish node='{node}'>"
+                                 f"{item}</publish>{open_access}</pubsub>")
+        assert answer["type"] == "result", answer
+
+
+@pytest.mark.parametrize("list_element", ["public-keys-list", "public-key-list"])
+def test_a_key_published_in_pep_nodes_is_served_by_wkd(tmp_path, gpg, list_element):
+    mine = gpg("alice")
+    fingerprint = mine.new_key("Alice <alice@example.test>", "Alice <alice@elsewhere.example>")
+    gw = pep_gateway(tmp_path)
+
+    async def scenario():
+        alice = await registered_client(gw)
+        try:
+            before = await key_command(alice, "refresh")
+            await publish_pep_key(alice, fingerprint, mine("--export", fingerprint).stdout,
+                                  list_element)
+            return before, await key_command(alice, "refresh")
+        finally:
+            await alice.disconnect()
+
+    try:
+        gw.start()
+        before, after = run(scenario())
+        status, headers, body = fetch(gw, wkd_url("alice@example.test"))
+    finally:
+        gw.stop()
+    assert note(before) == ("error", "No OpenPGP key found in the PEP nodes of alice@example.test.")
+    assert note(after)[0] == "info" and fingerprint in note(after)[1], note(after)
+    assert status == 200
+    theirs = gpg("bob")
+    theirs("--import", input=body)
+    listed = theirs.listing("--list-keys")
+    assert listed["fpr"][:1] == [fingerprint]
+    assert listed["uid"] == ["Alice <alice@example.test>"]
+
+
+def test_a_pep_key_is_taken_at_registration(tmp_path, gpg):
+    mine = gpg("alice")
+    fingerprint = mine.new_key("Alice <alice@example.test>")
+    gw = pep_gateway(tmp_path)
+
+    async def scenario():
+        alice = Client("alice", gw.xmpp.c2s)
+        await alice.connect()
+        try:
+            await publish_pep_key(alice, fingerprint, mine("--export", fingerprint).stdout)
+            await alice.register()
+            assert await wait_until(lambda: fetch(gw, wkd_url("alice@example.test"))[0] == 200), \
+                gw.facteur.log_tail()
+        finally:
+            await alice.disconnect()
+
+    try:
+        gw.start()
+        run(scenario())
+        status, headers, body = fetch(gw, wkd_url("alice@example.test"))
+    finally:
+        gw.stop()
+    theirs = gpg("bob")
+    theirs("--import", input=body)
+    assert theirs.listing("--list-keys")["fpr"][:1] == [fingerprint]
