@@ -40,8 +40,8 @@ use crate::telemetry::meters;
 /// How long the server may take to confirm a batch.
 /// The text of a PGP/MIME encrypted mail's message: the encrypted part
 /// comes as a file.
-const ENCRYPTED_TEXT: &str = "This mail is encrypted with OpenPGP. Open the attached file \
-     (encrypted.asc) with an OpenPGP-capable client to read it.";
+const ENCRYPTED_TEXT: &str = "This mail is encrypted with OpenPGP: open the attached file \
+     with an OpenPGP-capable client to read it.";
 
 const CONFIRM_TIMEOUT: Duration = Duration::from_secs(60);
 const BATCH: u32 = 128;
