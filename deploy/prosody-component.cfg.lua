@@ -34,6 +34,11 @@ VirtualHost "example.org"
     privileged_entities = {
         ["mail.example.org"] = { message = "outgoing" };
     }
+    -- Optional: users' XEP-0373 public-key PEP nodes that are not open to
+    -- anyone are read by facteur only with IQ permission "get" on the
+    -- pubsub namespace (it reads nothing else there):
+    --     ["mail.example.org"] = { message = "outgoing",
+    --         iq = { ["http://jabber.org/protocol/pubsub"] = "get" } };
 
 Component "mail.example.org"
     -- The same secret as facteur's [component] secret / secret_file.

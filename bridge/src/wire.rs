@@ -58,8 +58,9 @@ pub fn mail_element(
     mail.build()
 }
 
-/// The checks `<auth/>` names, as its attributes.
-const AUTH_METHODS: [&str; 4] = ["spf", "dkim", "dmarc", "arc"];
+/// The checks `<auth/>` names, as its attributes (`openpgp`: the
+/// PGP/MIME signature, `good`, `bad` or `unknown`).
+const AUTH_METHODS: [&str; 5] = ["spf", "dkim", "dmarc", "arc", "openpgp"];
 
 /// `<spam score=… reasons=…/>` inside `<mail>`: the gateway judged the
 /// mail likely spam and delivered it marked. `score` is in points (the
@@ -72,7 +73,7 @@ pub fn spam(score: &str, reasons: &str) -> Element {
         .build()
 }
 
-/// `<auth spf=… dkim=… dmarc=… arc=…/>` inside `<mail>`: what the gateway's
+/// `<auth spf=… dkim=… dmarc=… arc=… openpgp=…/>` inside `<mail>`: what the gateway's
 /// checks of an inbound mail found, from `spf=pass dkim=none …`. Unknown
 /// methods and values that are not plain words are left out.
 pub fn auth(summary: &str) -> Option<Element> {
@@ -89,6 +90,7 @@ pub fn auth(summary: &str) -> Option<Element> {
             "spf" => xml_ncname!("spf"),
             "dkim" => xml_ncname!("dkim"),
             "dmarc" => xml_ncname!("dmarc"),
+            "openpgp" => xml_ncname!("openpgp"),
             _ => xml_ncname!("arc"),
         };
         auth = auth.attr(attribute.into(), result);

@@ -16,17 +16,22 @@ use facteur_policy::limits::Limiter;
 use tokio::sync::{mpsc, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
+use tracing::{info, warn};
+use xmpp_parsers::iq::Iq;
 use xmpp_parsers::stanza::Stanza;
 
 use super::handoff::{self, Handoffs};
+use super::key_command;
 use super::keys::{self, KeyRequests};
 use super::lookups::Lookups;
 use super::outgoing::{Intaken, Outgoing, Prepared};
+use super::pep::{PepKeys, Refreshed};
 use super::probe::{self, Probes};
 use super::{commands, feedback, registration, vcard, LinkHandle};
 use crate::config::Live;
 use crate::dkim::Signers;
 use crate::fetch::Fetcher;
+use crate::keys::finder::KeyFinder;
 use crate::probe::discover::Discovery;
 use crate::reload::Reloader;
 use crate::store::Store;
@@ -50,6 +55,8 @@ pub struct Intake {
     tracker: TaskTracker,
     /// Mailbox commands running at once (each may log in somewhere).
     mailbox_commands: Arc<Semaphore>,
+    /// Reads users' XEP-0373 PEP keys.
+    pep: Arc<PepKeys>,
 }
 
 /// Mailbox commands the gateway runs at once; more are refused with `wait`.
@@ -81,6 +88,21 @@ impl Intake {
             link: link.clone(),
             tracker: tracker.clone(),
         };
+        let finder = match KeyFinder::new(config.clone(), store.clone(), link.clone()) {
+            Ok(finder) => Some(Arc::new(finder)),
+            Err(e) => {
+                warn!(
+                    error = format!("{e:#}"),
+                    "Recipients' keys will not be looked up elsewhere."
+                );
+                None
+            }
+        };
+        let pep = Arc::new(PepKeys {
+            own: now.component.jid.clone().into(),
+            link: link.clone(),
+            store: store.clone(),
+        });
         let outgoing = Outgoing {
             sender_mails: Mutex::new(Limiter::new(now.limits.sender_mails)),
             config: config.clone(),
@@ -91,6 +113,7 @@ impl Intake {
             link: link.clone(),
             tracker: tracker.clone(),
             ready,
+            finder,
         };
         Intake {
             probes: Probes::new(now.xmpp_mail.probes),
@@ -104,12 +127,19 @@ impl Intake {
             prepared,
             tracker,
             mailbox_commands: Arc::new(Semaphore::new(MAILBOX_COMMANDS)),
+            pep,
         }
     }
 
     pub async fn run(mut self, mut stanzas: mpsc::Receiver<Stanza>, shutdown: CancellationToken) {
         let mut batch = Vec::with_capacity(BATCH);
         let mut ready = Vec::with_capacity(BATCH);
+        let daily = PepKeys {
+            own: self.pep.own.clone(),
+            link: self.link.clone(),
+            store: self.store.clone(),
+        };
+        self.tracker.spawn(daily.run(shutdown.clone()));
         loop {
             // What is waiting is queued in one transaction.
             let open = tokio::select! {
@@ -150,6 +180,16 @@ impl Intake {
                             .answer(&config, &self.store, iq, Instant::now())
                             .await,
                     )),
+                    // Waits on the user's server: beside the loop.
+                    Stanza::Iq(iq) if key_command::is_refresh(&iq) => {
+                        let (store, link, pep) =
+                            (self.store.clone(), self.link.clone(), self.pep.clone());
+                        self.tracker.spawn(async move {
+                            let reply = key_command::refresh(&config, &store, &pep, iq).await;
+                            link.send(reply).await;
+                        });
+                        None
+                    }
                     Stanza::Iq(iq) if commands::is_command(&iq) => Some(Stanza::Iq(
                         commands::answer(&config, &self.store, self.reloader.as_ref(), iq).await,
                     )),
@@ -159,9 +199,20 @@ impl Intake {
                     Stanza::Iq(iq) if vcard::is_request(&iq) => {
                         Some(Stanza::Iq(vcard::answer(&config, &self.store, iq).await))
                     }
-                    Stanza::Iq(iq) => Some(Stanza::Iq(
-                        registration::answer(&config, &self.store, iq).await,
-                    )),
+                    Stanza::Iq(iq) => {
+                        let registering = registration::is_registering(&iq);
+                        let answer = registration::answer(&config, &self.store, iq).await;
+                        // A new or returning user's PEP key is read now.
+                        if let (Some(user), Iq::Result { .. }) = (registering, &answer) {
+                            let pep = self.pep.clone();
+                            self.tracker.spawn(async move {
+                                if let Refreshed::Published(key) = pep.refresh(&user).await {
+                                    info!(user = %user, fingerprint = %key.fingerprint, "PEP key published at registration.");
+                                }
+                            });
+                        }
+                        Some(Stanza::Iq(answer))
+                    }
                     Stanza::Message(message) if feedback::is_forwarded(&message) => {
                         feedback::take(&config, &self.store, &message).await;
                         None

@@ -18,6 +18,7 @@ use xmpp_parsers::stanza_error::{DefinedCondition, ErrorType};
 
 use super::commands::{field, field_values, form, new_session, note, NS_COMMANDS};
 use super::keys::{publish, publisher};
+use super::pep::{PepKeys, Refreshed};
 use super::reply::{self, error, result, Fault};
 use crate::config::Config;
 use crate::keys;
@@ -167,11 +168,63 @@ async fn run(
             ErrorType::Modify,
             DefinedCondition::BadRequest,
             format!(
-                "action {:?}: publish, show or remove",
+                "action {:?}: publish, refresh, show or remove",
                 other.unwrap_or_default()
             ),
         )),
     }
+}
+
+/// Whether `iq` submits the command's form with the action "refresh",
+/// which waits on the user's server: it is answered beside the loop.
+pub fn is_refresh(iq: &Iq) -> bool {
+    let Iq::Set { payload, .. } = iq else {
+        return false;
+    };
+    payload.is("command", NS_COMMANDS)
+        && payload.attr("node") == Some(NODE)
+        && payload
+            .children()
+            .find(|c| c.is("x", ns::DATA_FORMS) && c.attr("type") == Some("submit"))
+            .is_some_and(|form| {
+                field_values(form, "action").first().map(String::as_str) == Some("refresh")
+            })
+}
+
+/// The action "refresh": the key of the user's XEP-0373 PEP nodes is
+/// read and published as hers, if it is taken.
+pub async fn refresh(config: &Config, store: &Store, pep: &PepKeys, iq: Iq) -> Iq {
+    let Iq::Set { from, payload, .. } = &iq else {
+        return error(&iq, reply::NOT_A_REQUEST);
+    };
+    let Some(from) = from.clone() else {
+        return error(&iq, reply::NO_SENDER);
+    };
+    let user = match publisher(config, store, &from).await {
+        Ok(user) => user,
+        Err(fault) => return error(&iq, fault),
+    };
+    let done = match pep.refresh(&user).await {
+        Refreshed::Published(published) => note(
+            "info",
+            &format!(
+                "Published key {} from your PEP nodes, with only the user IDs naming {user}.",
+                published.fingerprint
+            ),
+        ),
+        Refreshed::Refused(why) => note("error", &sentence(why.to_string())),
+        Refreshed::Nothing(why) => note("error", &why),
+    };
+    let command = Element::builder("command", NS_COMMANDS)
+        .attr(xml_ncname!("node").into(), NODE)
+        .attr(
+            xml_ncname!("sessionid").into(),
+            payload.attr("sessionid").unwrap_or_default(),
+        )
+        .attr(xml_ncname!("status").into(), "completed")
+        .append(done)
+        .build();
+    result(&iq, Some(command))
 }
 
 /// `text` ending with a full stop (a reason may come with one).
@@ -187,6 +240,7 @@ fn input_form(user: &str) -> Element {
     let mut action = field("action", "list-single", "What to do", &["show".to_owned()]);
     for (value, label) in [
         ("publish", "Publish the key below"),
+        ("refresh", "Publish the key of my XEP-0373 PEP nodes"),
         ("show", "Show the key served"),
         ("remove", "Stop serving my key"),
     ] {

@@ -29,6 +29,7 @@ mod keys;
 pub mod listing;
 mod lookups;
 mod outgoing;
+pub mod pep;
 pub mod privilege;
 mod probe;
 mod registration;

@@ -135,6 +135,9 @@ pub struct Outgoing {
     pub tracker: TaskTracker,
     /// Where those tasks hand back the mails they prepared.
     pub ready: mpsc::Sender<Prepared>,
+    /// Looks recipients' keys up elsewhere (key IQ, WKD); none in tests
+    /// without a network.
+    pub finder: Option<Arc<crate::keys::finder::KeyFinder>>,
 }
 
 /// The id of the message a XEP-0184 receipt says was received.
@@ -223,7 +226,9 @@ impl Outgoing {
             Ok(sending) => sending,
             Err(refusal) => return Intaken::Answer(Some(refusal)),
         };
-        if parts.shared.is_empty() {
+        // A recipient's key looked up elsewhere may take seconds: not in
+        // the intake loop.
+        if parts.shared.is_empty() && !self.looks_key_up(&sending.sender, &sending.rcpt).await {
             if let Some(from_name) = self.lookups.known_name(&sending.sender) {
                 return match self
                     .prepare(message, parts, sending, Vec::new(), from_name)
@@ -552,8 +557,44 @@ impl Outgoing {
     }
 
     /// A key `rcpt` can be encrypted to now: a local user's published
-    /// key, else the one the Autocrypt header of her last mail carried.
+    /// key, else the one the Autocrypt header of her last mail carried,
+    /// else one found elsewhere (kept from before, the key IQ of her
+    /// domain's gateway, WKD) within a few seconds.
     async fn recipient_key(&self, rcpt: &MailAddress) -> Option<Vec<u8>> {
+        if let Some(cert) = self.known_key(rcpt).await {
+            return Some(cert);
+        }
+        if self.config.get().mail.serves(rcpt.domain()) {
+            return None;
+        }
+        self.finder.as_ref()?.find(rcpt).await
+    }
+
+    /// Whether the mail `sender` sends to `rcpt` waits for a lookup of
+    /// the recipient's key elsewhere: she encrypts, no key is known here
+    /// and none was looked up lately.
+    async fn looks_key_up(&self, sender: &BareJid, rcpt: &MailAddress) -> bool {
+        if self.finder.is_none() || self.config.get().mail.serves(rcpt.domain()) {
+            return false;
+        }
+        let encrypts = self
+            .store
+            .user_options(sender)
+            .await
+            .is_ok_and(|o| o.unwrap_or_default().encrypt != Encrypt::Off);
+        encrypts
+            && self.known_key(rcpt).await.is_none()
+            && !matches!(
+                self.store
+                    .cached_key(&rcpt.to_string(), Millis::now())
+                    .await,
+                Ok(Some(_))
+            )
+    }
+
+    /// A key of `rcpt` known here: a local user's published key, else
+    /// the one the Autocrypt header of her last mail carried.
+    async fn known_key(&self, rcpt: &MailAddress) -> Option<Vec<u8>> {
         let now = std::time::SystemTime::now();
         let usable = |cert: Vec<u8>| crate::keys::encryptable(&cert, now).map(|_| cert);
         if self.config.get().mail.serves(rcpt.domain()) {

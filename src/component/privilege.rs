@@ -32,6 +32,8 @@ struct Granted {
     outgoing: Option<&'static str>,
     /// Whether it lets the gateway read its users' blocklists.
     blocklist: bool,
+    /// Whether it lets the gateway read its users' PEP nodes.
+    pubsub: bool,
 }
 
 impl Privileges {
@@ -45,6 +47,12 @@ impl Privileges {
     /// blocklists (with `urn:xmpp:privilege:2` privileged IQs).
     pub fn blocklist_reads(&self, domain: &str) -> bool {
         self.0.get(domain).is_some_and(|g| g.blocklist)
+    }
+
+    /// Whether `domain`'s server lets the gateway read its users' PEP
+    /// nodes (IQ permission `get` on the pubsub namespace).
+    pub fn pubsub_reads(&self, domain: &str) -> bool {
+        self.0.get(domain).is_some_and(|g| g.pubsub)
     }
 
     /// The served domains whose server lets the gateway read blocklists.
@@ -74,12 +82,12 @@ impl Privileges {
 /// Whether an IQ `<perm/>` grants `get` on the blocking namespace; some
 /// versions of mod_privilege nest the `<namespace/>` elements inside
 /// each other, so they are read at any depth.
-fn grants_blocklist(element: &Element, ns: &str) -> bool {
+fn grants_get(element: &Element, ns: &str, namespace: &str) -> bool {
     element.children().any(|child| {
         (child.is("namespace", ns)
-            && child.attr("ns") == Some(NS_BLOCKING)
+            && child.attr("ns") == Some(namespace)
             && matches!(child.attr("type"), Some("get" | "both")))
-            || grants_blocklist(child, ns)
+            || grants_get(child, ns, namespace)
     })
 }
 
@@ -106,15 +114,22 @@ pub fn announcement(
             && perm.attr("access") == Some("message")
             && perm.attr("type") == Some("outgoing")
     });
-    let blocklist = ns == NS_PRIVILEGE_2
-        && privilege.children().any(|perm| {
-            perm.is("perm", ns) && perm.attr("access") == Some("iq") && grants_blocklist(perm, ns)
-        });
+    let grants = |namespace: &str| {
+        ns == NS_PRIVILEGE_2
+            && privilege.children().any(|perm| {
+                perm.is("perm", ns)
+                    && perm.attr("access") == Some("iq")
+                    && grants_get(perm, ns, namespace)
+            })
+    };
+    let blocklist = grants(NS_BLOCKING);
+    let pubsub = grants(super::pep::NS_PUBSUB);
     Some(current.with(
         domain,
         Granted {
             outgoing: outgoing.then_some(ns),
             blocklist,
+            pubsub,
         },
     ))
 }

@@ -16,6 +16,18 @@ use crate::config::Config;
 use crate::store::{Encrypt, Store, UserOptions};
 use facteur_policy::spam::Thresholds;
 
+/// The user a registration `set` registers (not one that removes her).
+pub fn is_registering(iq: &Iq) -> Option<jid::BareJid> {
+    match iq {
+        Iq::Set { payload, from, .. }
+            if payload.is("query", ns::REGISTER) && !payload.has_child("remove", ns::REGISTER) =>
+        {
+            from.as_ref().map(|j| j.to_bare())
+        }
+        _ => None,
+    }
+}
+
 /// The answer to a registration request from a user.
 pub async fn answer(config: &Config, store: &Store, iq: Iq) -> Iq {
     let Some(user) = iq.from().map(|j| j.to_bare()) else {

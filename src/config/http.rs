@@ -25,6 +25,10 @@ pub struct HttpConfig {
     pub fetch_private: bool,
     pub fetch_max_size: usize,
     pub fetch_timeout: Duration,
+    /// Port of the WKD servers asked for recipients' keys (443).
+    pub wkd_port: u16,
+    /// Whether WKD is asked over HTTPS (plain HTTP only for test networks).
+    pub wkd_https: bool,
 }
 
 #[derive(Debug, Deserialize)]
@@ -38,6 +42,8 @@ pub(super) struct RawHttp {
     fetch_private: bool,
     fetch_max_size: usize,
     fetch_timeout: String,
+    wkd_port: u16,
+    wkd_https: bool,
 }
 
 impl Default for RawHttp {
@@ -51,6 +57,8 @@ impl Default for RawHttp {
             fetch_private: false,
             fetch_max_size: 20 * 1024 * 1024,
             fetch_timeout: "30s".into(),
+            wkd_port: 443,
+            wkd_https: true,
         }
     }
 }
@@ -68,6 +76,9 @@ impl RawHttp {
         if !(public_url.starts_with("https://") || public_url.starts_with("http://")) {
             p.add("http.public_url", "must be an http:// or https:// URL");
         }
+        if self.wkd_port == 0 {
+            p.add("http.wkd_port", "must be from 1 to 65535");
+        }
         HttpConfig {
             listen,
             public_url,
@@ -81,6 +92,8 @@ impl RawHttp {
             fetch_private: self.fetch_private,
             fetch_max_size: self.fetch_max_size,
             fetch_timeout: p.duration("http.fetch_timeout", &self.fetch_timeout),
+            wkd_port: self.wkd_port,
+            wkd_https: self.wkd_https,
         }
     }
 }

@@ -131,6 +131,8 @@ fn keys(c: &Config) -> Vec<(&'static str, Apply, String)> {
         ("http.fetch_private", R, d(&c.http.fetch_private)),
         ("http.fetch_max_size", R, d(&c.http.fetch_max_size)),
         ("http.fetch_timeout", R, d(&c.http.fetch_timeout)),
+        ("http.wkd_port", R, d(&c.http.wkd_port)),
+        ("http.wkd_https", R, d(&c.http.wkd_https)),
         ("imap.secret", R, d(&c.imap.key.as_ref().map(|k| k.id()))),
         ("imap.poll_interval", R, d(&c.imap.poll_interval)),
         ("imap.idle", R, d(&c.imap.idle)),

@@ -14,6 +14,8 @@
 //! that whoever fetches it learns the key is revoked.
 
 pub mod autocrypt;
+pub mod finder;
+pub mod pgp_inbound;
 pub mod pgp_mime;
 pub mod wkd;
 

@@ -38,6 +38,11 @@ use crate::store::{
 use crate::telemetry::meters;
 
 /// How long the server may take to confirm a batch.
+/// The text of a PGP/MIME encrypted mail's message: the encrypted part
+/// comes as a file.
+const ENCRYPTED_TEXT: &str = "This mail is encrypted with OpenPGP: open the attached file \
+     with an OpenPGP-capable client to read it.";
+
 const CONFIRM_TIMEOUT: Duration = Duration::from_secs(60);
 const BATCH: u32 = 128;
 
@@ -321,13 +326,30 @@ impl ToXmpp {
                         return Ok(made);
                     }
                 }
+                // Checked against the keys known before this mail, so that
+                // its own Autocrypt header vouches for nothing.
+                let openpgp = self.openpgp_signed(raw).await;
                 if warning.is_empty() {
                     self.autocrypt(raw).await;
                 }
+                let encrypted = crate::keys::pgp_inbound::is_encrypted(raw);
                 let files = self.share_attachments(*mail_id, raw).await?;
                 let mut mail =
                     read_mail_with(raw, &files).map_err(|e| Unmade::Never(e.to_string()))?;
-                mail.auth = Some(auth.clone()).filter(|a| !a.is_empty());
+                let auth = match openpgp {
+                    Some(signed) => format!("{auth} openpgp={}", signed.as_str()),
+                    None => auth.clone(),
+                };
+                mail.auth = Some(auth.trim().to_owned()).filter(|a| !a.is_empty());
+                if encrypted {
+                    let links: Vec<&str> = files.iter().map(|f| f.url.as_str()).collect();
+                    mail.text = [ENCRYPTED_TEXT]
+                        .into_iter()
+                        .chain(links)
+                        .collect::<Vec<_>>()
+                        .join("\n");
+                    mail.html = None;
+                }
                 mail.warning = Some(warning.clone()).filter(|w| !w.is_empty());
                 mail.spam = spam.as_deref().map(|s| {
                     let (score, reasons) = s.split_once(' ').unwrap_or((s, ""));
@@ -461,8 +483,62 @@ impl ToXmpp {
         }
     }
 
+    /// What the PGP/MIME signature of `raw`, if it has one, says under
+    /// the keys known for its sender: her published key when she is a
+    /// user here, the key of her last Autocrypt header, the key found for
+    /// her before. Nothing is looked up on the network here.
+    async fn openpgp_signed(&self, raw: &[u8]) -> Option<crate::keys::pgp_inbound::Signed> {
+        use crate::keys::pgp_inbound;
+        if !pgp_inbound::is_signed(raw) {
+            return None;
+        }
+        let mail = mail_parser::MessageParser::new().parse_headers(raw)?;
+        let sender = mail.from()?.first()?.address()?.to_lowercase();
+        let mut keys = Vec::new();
+        if let Ok(jid) = BareJid::new(&sender) {
+            if let Ok(Some(key)) = self.store.key(&jid).await {
+                keys.push(key.cert);
+            }
+        }
+        if let Ok(Some(key)) = self.store.autocrypt_key(&sender).await {
+            keys.push(key.cert);
+        }
+        if let Ok(Some(key)) = self.store.cached_key(&sender, Millis::now()).await {
+            if !key.cert.is_empty() {
+                keys.push(key.cert);
+            }
+        }
+        let raw = raw.to_vec();
+        let now = std::time::SystemTime::now();
+        let verdict = tokio::task::spawn_blocking(move || pgp_inbound::verify(&raw, &keys, now))
+            .await
+            .ok()
+            .flatten();
+        if let Some(verdict) = verdict {
+            info!(
+                sender,
+                openpgp = verdict.as_str(),
+                "PGP/MIME signature checked."
+            );
+        }
+        verdict
+    }
+
     async fn share_attachments(&self, mail_id: i64, raw: &[u8]) -> Result<Vec<SharedFile>, Unmade> {
-        let parts = attachments(raw).map_err(|e| Unmade::Never(e.to_string()))?;
+        let mut parts = attachments(raw).map_err(|e| Unmade::Never(e.to_string()))?;
+        if crate::keys::pgp_inbound::is_encrypted(raw) {
+            // The encrypted part alone is worth a link; the version part
+            // (`Version: 1`) is not. Without a name of its own, it is
+            // named as OpenPGP clients expect to open it.
+            parts.retain(|p| p.content_type != "application/pgp-encrypted");
+            for part in &mut parts {
+                if part.name
+                    == facteur_bridge::attach::safe_name(None, part.index, &part.content_type)
+                {
+                    part.name = "encrypted.asc".to_owned();
+                }
+            }
+        }
         let mut shared = Vec::with_capacity(parts.len());
         for part in parts {
             let sha_hex = self

@@ -18,6 +18,8 @@ pub enum KeySource {
     Iq,
     /// `facteur keys import`.
     Cli,
+    /// The user's XEP-0373 PEP nodes.
+    Pep,
 }
 
 impl KeySource {
@@ -26,6 +28,7 @@ impl KeySource {
             KeySource::Command => "command",
             KeySource::Iq => "iq",
             KeySource::Cli => "cli",
+            KeySource::Pep => "pep",
         }
     }
 }
@@ -39,7 +42,7 @@ pub struct StoredKey {
     /// The minimised certificate, binary.
     pub cert: Vec<u8>,
     pub revoked: bool,
-    /// `command`, `iq` or `cli`.
+    /// `command`, `iq`, `cli` or `pep`.
     pub source: String,
     pub updated_at: Millis,
 }

@@ -57,6 +57,7 @@ mod health;
 mod imap;
 mod iq_answers;
 mod jobs;
+mod key_cache;
 mod keys;
 #[cfg(test)]
 mod lease_tests;
@@ -93,6 +94,7 @@ pub use handoffs::{HandoffTaken, NewHandoff};
 pub use imap::{
     FolderStart, ImapMailbox, MailboxState, NewImapMailbox, SeenToSet, Submission, Taken, TlsMode,
 };
+pub use key_cache::CachedKey;
 pub use keys::KeySource;
 pub use messages::MessageRecord;
 pub use read_receipts::MdnRequest;

@@ -10,6 +10,7 @@ import asyncio
 import base64
 import html
 import subprocess
+import time
 import urllib.error
 import urllib.request
 from email import policy
@@ -466,3 +467,322 @@ def test_encrypted_mail_with_autocrypt_is_dkim_signed_and_the_author_can_read_it
     armored = list(out["message"].iter_parts())[1].get_payload(decode=True)
     plain = alice("--decrypt", input=armored).stdout
     assert b"Noon at the usual place." in plain
+
+
+class WkdServer:
+    """A WKD server on a loopback port, plain HTTP (facteur's `http.wkd_https
+    = false` and `fetch_private`, for test networks): every GET gets `key`,
+    after `delay` seconds, or `size` bytes of garbage instead. It keeps the
+    (Host, path) of each request."""
+
+    def __init__(self, key=b"", delay=0, size=None):
+        import http.server
+        import threading
+        self.key, self.delay, self.size = key, delay, size
+        self.requests = []
+        self.stopping = threading.Event()
+        server = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):
+                server.requests.append((self.headers.get("Host", ""), self.path))
+                if server.stopping.wait(server.delay):
+                    return
+                try:
+                    self.send_response(200)
+                    self.send_header("Content-Type", "application/octet-stream")
+                    if server.size is None:
+                        self.send_header("Content-Length", str(len(server.key)))
+                        self.end_headers()
+                        self.wfile.write(server.key)
+                    else:
+                        # No Content-Length: the cap holds while reading.
+                        self.end_headers()
+                        chunk = b"\0" * 65536
+                        for _ in range(server.size // len(chunk)):
+                            self.wfile.write(chunk)
+                except OSError:
+                    pass
+
+            def log_message(self, *args):
+                pass
+
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd.daemon_threads = True
+        self.port = self.httpd.server_address[1]
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stopping.set()
+        self.httpd.shutdown()
+        self.httpd.server_close()
+        self.thread.join(timeout=10)
+
+
+def wkd_gateway(tmp_path, server):
+    """A gateway whose DNS points example.net and openpgpkey.example.net at
+    loopback, where `server` answers WKD requests over plain HTTP."""
+    return Gateway(tmp_path, dns={"hosts": {"example.net": "127.0.0.1",
+                                            "openpgpkey.example.net": "127.0.0.1"}},
+                   http=f"wkd_port = {server.port}\nwkd_https = false\n")
+
+
+async def opportunistic_to_bob(gw, texts):
+    """alice, with `encrypt` opportunistic, writes each of `texts` to
+    bob@example.net; the seconds each took to reach the relay."""
+    alice = await registered_client(gw)
+    took = []
+    try:
+        answer = await set_encrypt(alice, "opportunistic")
+        assert answer["type"] == "result"
+        for n, text in enumerate(texts, start=1):
+            started = time.monotonic()
+            alice.send(escaped("bob@example.net"), text, subject=f"Mail {n}")
+            assert await wait_until(lambda: len(gw.relay.received) == n, timeout=30), \
+                gw.facteur.log_tail()
+            took.append(time.monotonic() - started)
+    finally:
+        await alice.disconnect()
+    return took
+
+
+def test_an_opportunistic_mail_is_encrypted_to_the_key_wkd_serves(tmp_path, gpg):
+    bob = gpg("bob")
+    fingerprint = bob.new_key("Bob <bob@example.net>")
+    key = bob("--export", fingerprint).stdout
+    with WkdServer(key) as server:
+        gw = wkd_gateway(tmp_path, server)
+        try:
+            gw.start()
+            run(opportunistic_to_bob(gw, ["Found by WKD.", "Found in the cache."]))
+        finally:
+            gw.stop()
+    # The advanced form, asked once: the second mail found the key kept.
+    hashed = wkd_url("bob@example.net")
+    parts = urlsplit(hashed)
+    assert server.requests == [(f"openpgpkey.example.net:{server.port}",
+                                f"{parts.path}?{parts.query}")]
+    for out, text in zip(gw.relay.received, ["Found by WKD.", "Found in the cache."]):
+        assert out["message"].get_content_type() == "multipart/encrypted"
+        assert text.encode() not in out["raw"]
+        armored = list(out["message"].iter_parts())[1].get_payload(decode=True)
+        inner = BytesParser(policy=policy.default).parsebytes(bob("--decrypt", input=armored).stdout)
+        assert inner.get_content().strip() == text
+
+
+@pytest.mark.parametrize("server", [{"delay": 30}, {"size": 50 * 1024 * 1024}],
+                         ids=["slow", "50MB"])
+def test_a_slow_or_huge_wkd_answer_does_not_hold_the_mail(tmp_path, gpg, server):
+    bob = gpg("bob")
+    key = bob("--export", bob.new_key("Bob <bob@example.net>")).stdout
+    with WkdServer(key, **server) as wkd:
+        gw = wkd_gateway(tmp_path, wkd)
+        try:
+            gw.start()
+            took = run(opportunistic_to_bob(gw, ["Plain after all.", "Not asked again."]))
+            log = gw.facteur.log_since_start()
+        finally:
+            gw.stop()
+    # The lookup gives up within its budget (4 s): the mail goes as it is.
+    assert took[0] < 8, (took, log)
+    for out in gw.relay.received:
+        assert out["message"].get_content_type() == "text/plain"
+    # The failure is kept: the second mail asks nobody.
+    assert len(wkd.requests) <= 2, wkd.requests
+    asked = len(wkd.requests)
+    assert all(path.startswith("/.well-known/openpgpkey/") for _, path in wkd.requests)
+    assert asked >= 1
+    done = [line for line in log.splitlines() if "Key lookup done." in line]
+    assert len(done) == 1 and "none" in done[0], log
+    if "size" in server:
+        assert "larger than 1048576 bytes" in log, log
+
+
+def signed_mail(gnupg, sender, text, message_id, tamper=False):
+    """A PGP/MIME signed mail (RFC 3156 §5) from `sender` to alice, signed by
+    `gnupg`'s key; `tamper` alters the text after signing."""
+    inner = f"Content-Type: text/plain; charset=utf-8\r\n\r\n{text}\r\n".encode()
+    signature = gnupg("--armor", "--detach-sign", "--digest-algo", "SHA256",
+                      input=inner).stdout.decode()
+    if tamper:
+        inner = inner.replace(b"noon", b"nine")
+    return (f"From: {sender}\r\nTo: alice@example.test\r\nSubject: Signed\r\n"
+            f"Message-ID: <{message_id}>\r\nDate: {formatdate(usegmt=True)}\r\n"
+            "MIME-Version: 1.0\r\n"
+            'Content-Type: multipart/signed; micalg=pgp-sha256; '
+            'protocol="application/pgp-signature"; boundary="sig-b"\r\n\r\n'
+            "--sig-b\r\n").encode() + inner + (
+            "\r\n--sig-b\r\nContent-Type: application/pgp-signature; name=signature.asc\r\n\r\n"
+            f"{signature.replace(chr(10), chr(13) + chr(10))}\r\n--sig-b--\r\n").encode()
+
+
+def test_signed_mail_shows_what_its_signature_says(gw, gpg):
+    bob, carol = gpg("bob"), gpg("carol")
+    fingerprint = bob.new_key("Bob <bob@example.net>")
+    carol.new_key("Carol <carol@example.net>")
+    mails = [
+        ("lunch-1@example.net", "bob@example.net", autocrypt_mail(bob, fingerprint)),
+        ("good@example.net", "bob@example.net",
+         signed_mail(bob, "bob@example.net", "See you at noon.", "good@example.net")),
+        ("bad@example.net", "bob@example.net",
+         signed_mail(bob, "bob@example.net", "See you at noon.", "bad@example.net", tamper=True)),
+        ("unknown@example.net", "carol@example.net",
+         signed_mail(carol, "carol@example.net", "See you at noon.", "unknown@example.net")),
+    ]
+
+    async def scenario():
+        alice = await registered_client(gw)
+        got = {}
+        try:
+            for message_id, sender, raw in mails:
+                code, text = await asyncio.to_thread(send_mail, gw.facteur.smtp_port, sender,
+                                                     ["alice@example.test"], raw)
+                assert code == 250, text
+                got[message_id] = await alice.wait_for(
+                    lambda m: (m["mail"] or {}).get("message-id") == message_id)
+        finally:
+            await alice.disconnect()
+        return got
+
+    got = run(scenario())
+    assert "openpgp" not in (got["lunch-1@example.net"]["auth"] or {})
+    assert got["good@example.net"]["auth"]["openpgp"] == "good", got["good@example.net"]["xml"]
+    # The signature stays a file, for clients that check it themselves.
+    assert got["good@example.net"]["body"].startswith("See you at noon.")
+    assert [f["name"] for f in got["good@example.net"]["files"]] == ["signature.asc"]
+    assert got["bad@example.net"]["auth"]["openpgp"] == "bad"
+    assert got["bad@example.net"]["body"].startswith("See you at nine.")
+    assert got["unknown@example.net"]["auth"]["openpgp"] == "unknown"
+
+
+def test_encrypted_mail_says_so_and_links_the_exact_encrypted_part(gw, gpg):
+    alice_keys = gpg("alice")
+    fingerprint = alice_keys.new_key("Alice <alice@example.test>")
+    secret = b"Content-Type: text/plain\r\n\r\nThe safe code is 1234.\r\n"
+    armored = alice_keys("--armor", "--encrypt", "--trust-model", "always", "-r", fingerprint,
+                         input=secret).stdout.replace(b"\n", b"\r\n")
+    raw = (b"From: bob@example.net\r\nTo: alice@example.test\r\nSubject: Sealed\r\n"
+           b"Message-ID: <sealed@example.net>\r\nMIME-Version: 1.0\r\n"
+           b'Content-Type: multipart/encrypted; protocol="application/pgp-encrypted"; '
+           b'boundary="enc-b"\r\n\r\n'
+           b"--enc-b\r\nContent-Type: application/pgp-encrypted\r\n\r\nVersion: 1\r\n\r\n"
+           b"--enc-b\r\nContent-Type: application/octet-stream\r\n\r\n" + armored +
+           b"\r\n--enc-b--\r\n")
+
+    async def scenario():
+        alice = await registered_client(gw)
+        try:
+            code, text = await asyncio.to_thread(send_mail, gw.facteur.smtp_port,
+                                                 "bob@example.net", ["alice@example.test"], raw)
+            assert code == 250, text
+            return await alice.wait_for(lambda m: m["subject"] == "Sealed")
+        finally:
+            await alice.disconnect()
+
+    got = run(scenario())
+    assert "encrypted with OpenPGP" in got["body"], got["xml"]
+    assert "1234" not in got["xml"]
+    [file] = got["files"]
+    assert (file["name"], file["media-type"]) == ("encrypted.asc", "application/octet-stream")
+    with urllib.request.urlopen(file["url"], timeout=10) as response:
+        served = response.read()
+    assert served.strip() == armored.strip()
+    # What is served is what alice's OpenPGP client opens.
+    assert b"The safe code is 1234." in alice_keys("--decrypt", input=served).stdout
+
+
+PUBSUB = "http://jabber.org/protocol/pubsub"
+OX_KEYS = "urn:xmpp:openpgp:0:public-keys"
+
+
+def pep_gateway(tmp_path):
+    """A gateway whose Prosody has PEP (mod_pep)."""
+    from pathlib import Path
+    template = (Path(__file__).parent / "prosody.cfg.lua.in").read_text()
+    with_pep = tmp_path / "prosody-pep.cfg.lua.in"
+    with_pep.write_text(template.replace('"vcard" }', '"vcard"; "pep" }', 1))
+    assert with_pep.read_text() != template
+    return Gateway(tmp_path, xmpp_options={"template": str(with_pep)})
+
+
+async def publish_pep_key(client, fingerprint, key, list_element="public-keys-list"):
+    """Publishes `key` (binary) as XEP-0373 §4 says, open to anyone: the key
+    node, then the metadata node listing it (as `list_element`)."""
+    date = "2026-01-02T03:04:05Z"
+    open_access = (f"<publish-options><x xmlns='{FORMS}' type='submit'>"
+                   f"<field var='FORM_TYPE' type='hidden'><value>{PUBSUB}#publish-options</value></field>"
+                   "<field var='pubsub#access_model'><value>open</value></field></x></publish-options>")
+    data = base64.b64encode(key).decode()
+    for node, item in [
+        (f"{OX_KEYS}:{fingerprint}",
+         f"<item id='{date}'><pubkey xmlns='urn:xmpp:openpgp:0'><data>{data}</data></pubkey></item>"),
+        (OX_KEYS,
+         f"<item id='current'><{list_element} xmlns='urn:xmpp:openpgp:0'>"
+         f"<pubkey-metadata v4-fingerprint='{fingerprint}' date='{date}'/></{list_element}></item>"),
+    ]:
+        answer = await client.iq("set", None, f"<pubsub xmlns='{PUBSUB}'><publish node='{node}'>"
+                                 f"{item}</publish>{open_access}</pubsub>")
+        assert answer["type"] == "result", answer
+
+
+@pytest.mark.parametrize("list_element", ["public-keys-list", "public-key-list"])
+def test_a_key_published_in_pep_nodes_is_served_by_wkd(tmp_path, gpg, list_element):
+    mine = gpg("alice")
+    fingerprint = mine.new_key("Alice <alice@example.test>", "Alice <alice@elsewhere.example>")
+    gw = pep_gateway(tmp_path)
+
+    async def scenario():
+        alice = await registered_client(gw)
+        try:
+            before = await key_command(alice, "refresh")
+            await publish_pep_key(alice, fingerprint, mine("--export", fingerprint).stdout,
+                                  list_element)
+            return before, await key_command(alice, "refresh")
+        finally:
+            await alice.disconnect()
+
+    try:
+        gw.start()
+        before, after = run(scenario())
+        status, headers, body = fetch(gw, wkd_url("alice@example.test"))
+    finally:
+        gw.stop()
+    assert note(before) == ("error", "No OpenPGP key found in the PEP nodes of alice@example.test.")
+    assert note(after)[0] == "info" and fingerprint in note(after)[1], note(after)
+    assert status == 200
+    theirs = gpg("bob")
+    theirs("--import", input=body)
+    listed = theirs.listing("--list-keys")
+    assert listed["fpr"][:1] == [fingerprint]
+    assert listed["uid"] == ["Alice <alice@example.test>"]
+
+
+def test_a_pep_key_is_taken_at_registration(tmp_path, gpg):
+    mine = gpg("alice")
+    fingerprint = mine.new_key("Alice <alice@example.test>")
+    gw = pep_gateway(tmp_path)
+
+    async def scenario():
+        alice = Client("alice", gw.xmpp.c2s)
+        await alice.connect()
+        try:
+            await publish_pep_key(alice, fingerprint, mine("--export", fingerprint).stdout)
+            await alice.register()
+            assert await wait_until(lambda: fetch(gw, wkd_url("alice@example.test"))[0] == 200), \
+                gw.facteur.log_tail()
+        finally:
+            await alice.disconnect()
+
+    try:
+        gw.start()
+        run(scenario())
+        status, headers, body = fetch(gw, wkd_url("alice@example.test"))
+    finally:
+        gw.stop()
+    theirs = gpg("bob")
+    theirs("--import", input=body)
+    assert theirs.listing("--list-keys")["fpr"][:1] == [fingerprint]

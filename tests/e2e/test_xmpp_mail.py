@@ -366,3 +366,69 @@ def test_probes_past_the_rate_limit_tell_nothing(net):
         assert set(answers[allowed:]) == {"unknown"}, (answers, elapsed)
         await carol.disconnect()
     run(scenario())
+
+
+def test_the_key_iq_of_bobs_gateway_serves_his_key_and_alices_mail_is_encrypted_to_it(net, tmp_path):
+    """bob@b.test's key, imported on facteur-b, is what mail.b.test's key
+    IQ answers alice@a.test; with `encrypt` opportunistic, her mail to bob
+    is encrypted to that key, which facteur-a found by the same IQ (its
+    queued mail, as it would leave by SMTP, is what gpg decrypts)."""
+    import base64
+    import sqlite3
+    import subprocess
+    from email import policy
+    from email.parser import BytesParser
+
+    from test_keys import FORMS, GnuPG
+
+    bob_keys = GnuPG(tmp_path / "bob-gpg")
+    try:
+        fingerprint = bob_keys.new_key("Bob <bob@b.test>")
+        asc = tmp_path / "bob.asc"
+        asc.write_text(bob_keys.export(fingerprint))
+        subprocess.run([net.b.binary, "keys", "import", "--config", str(net.b.config),
+                        "--jid", "bob@b.test", str(asc)], check=True, capture_output=True, timeout=30)
+        since = net.a.log_size()
+
+        async def scenario():
+            alice = await net.client("alice", "a.test")
+            try:
+                answer = (await alice.iq("get", "mail.b.test",
+                                         f"<keys xmlns='{NS_MAIL}' jid='bob@b.test'/>")).xml
+                key = answer.find(f"{{{NS_MAIL}}}keys/{{{NS_MAIL}}}key")
+                form = (f"<x xmlns='{FORMS}' type='submit'>"
+                        "<field var='FORM_TYPE'><value>jabber:iq:register</value></field>"
+                        "<field var='encrypt'><value>opportunistic</value></field></x>")
+                registered = await alice.iq("set", "mail.a.test",
+                                            f"<query xmlns='jabber:iq:register'>{form}</query>")
+                assert registered["type"] == "result"
+                alice.send(escaped("bob@b.test", "mail.a.test"), "Sealed for bob.", subject="Sealed")
+                assert await wait_until(lambda: log_lines(net.a, "Key lookup done.", since), timeout=20), \
+                    net.a.log_tail()
+                return key
+            finally:
+                await alice.disconnect()
+
+        key = run(scenario())
+        assert key is not None and key.get("fingerprint") == fingerprint
+        served = GnuPG(tmp_path / "check-gpg")
+        try:
+            served("--import", input=base64.b64decode(key.text))
+            assert served.listing("--list-keys")["fpr"][:1] == [fingerprint]
+        finally:
+            served.stop()
+        [done] = log_lines(net.a, "Key lookup done.", since)
+        assert "bob@b.test" in done and "iq" in done.split("source=")[1], done
+
+        def queued():
+            with sqlite3.connect(net.a.dir / "facteur.db") as db:
+                return db.execute("SELECT raw FROM to_mail WHERE rcpt = 'bob@b.test' "
+                                  "ORDER BY id DESC LIMIT 1").fetchone()
+        assert run(wait_until(lambda: queued() is not None))
+        message = BytesParser(policy=policy.default).parsebytes(queued()[0])
+        assert message.get_content_type() == "multipart/encrypted", message
+        armored = list(message.iter_parts())[1].get_payload(decode=True)
+        inner = BytesParser(policy=policy.default).parsebytes(bob_keys("--decrypt", input=armored).stdout)
+        assert inner.get_content().strip() == "Sealed for bob."
+    finally:
+        bob_keys.stop()

@@ -76,6 +76,8 @@ fetch_hosts = []
 fetch_private = false
 fetch_max_size = 20971520
 fetch_timeout = "30s"
+wkd_port = 443
+wkd_https = true
 [imap]
 secret_file = "{d}/a.imap"
 poll_interval = "5m"
@@ -168,6 +170,8 @@ fetch_hosts = ["up.b.test"]
 fetch_private = true
 fetch_max_size = 20971521
 fetch_timeout = "31s"
+wkd_port = 8443
+wkd_https = false
 [imap]
 secret_file = "{d}/b.imap"
 poll_interval = "6m"
