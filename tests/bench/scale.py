@@ -113,7 +113,7 @@ async def main():
     for r in results:
         print(f"| {r['instances']} | {r['mails']} | {r['delivered']} | {r['seconds']} | {r['mails_per_s']} "
               f"| {' + '.join(str(c) for c in r['cpu_s'])} |")
-    print(f"\nratios: two_vs_one_instance={ratio:.2f} (goal ≥ 1.6)")
+    print(f"\nscale: two_vs_one_instance={ratio:.2f} (goal ≥ 1.6)")
     (OUT / "scale.json").write_text(json.dumps({"runs": results, "two_vs_one": ratio}, indent=2))
 
 

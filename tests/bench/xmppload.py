@@ -155,7 +155,7 @@ class Senders:
     password)]: `start()` logs them all in, `run(to, prefix, count,
     size)` makes each send `count` stanzas with a body of `size` bytes
     to `to`, ids `{prefix}-{user}-{n}`, and returns when all are written;
-    `stop()` closes them (by PID)."""
+    `stop()` closes them (by PID). `run(…, clients=n)`: the first n only."""
 
     def __init__(self, port, domain, accounts):
         self.port, self.domain, self.accounts = port, domain, accounts
@@ -173,10 +173,12 @@ class Senders:
                 self.stop()
                 raise RuntimeError(f"a sender did not log in: {line!r}")
 
-    def run(self, to, prefix, count, size):
-        for proc, (user, _) in zip(self.procs, self.accounts):
+    def run(self, to, prefix, count, size, clients=None):
+        """Makes the first `clients` (all by default) send."""
+        procs = self.procs[:clients or len(self.procs)]
+        for proc, (user, _) in zip(procs, self.accounts):
             proc.stdin.write(f"{to} {prefix}-{user} {count} {size}\n")
-        for proc in self.procs:
+        for proc in procs:
             line = proc.stdout.readline().strip()
             if line != "sent":
                 raise RuntimeError(f"a sender failed: {line!r}")
