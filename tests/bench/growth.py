@@ -145,6 +145,9 @@ async def run_phase(work, loaded):
         if alice is not None:
             await alice.close()
         gateway.stop()
+        # The seeded store is large: not kept.
+        for path in gateway.facteur.dir.glob("facteur.db*"):
+            path.unlink()
 
 
 def _open(sock):
