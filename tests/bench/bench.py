@@ -1,6 +1,8 @@
-"""Benchmark of facteur's two journeys against real peers, each beside the
-loopback limit measured in the same run. Usage: bench.py CRITERION_OUTPUT
-(tests/bench/run calls it)."""
+"""Benchmark of facteur's journeys against real peers, each beside its
+references measured in the same run (tests/bench/mta.py: smtp-sink and a
+private Postfix; tests/bench/xmppload.py: Prosody's routing between
+sender processes and a lean receiver). Usage: bench.py [CRITERION_OUTPUT]
+(tests/bench/run calls it). Its last line is the ratios line."""
 
 import asyncio
 import contextlib
