@@ -135,11 +135,13 @@ async def wait_count(counter, wanted, timeout, poll=0.005):
     return counter()
 
 
-async def prosody_reference(senders, receiver, total, size, tag):
+async def prosody_reference(senders, receiver, total, size, tag, server_pid):
     """Prosody's own routing of `total` stanzas with bodies of `size`
     bytes (at most XMPP_MAX_BODY), client to client, from sender
     processes to `receiver` (a RawClient), at each of REFERENCE_CLIENTS:
-    {clients: (stanzas/s, stanzas received)}."""
+    {clients: (stanzas/s, stanzas received, stanzas sent, Prosody's CPU
+    share of the wall time)}. A CPU share near one core, not rising with
+    the senders, says Prosody is the limit, not its clients."""
     figures = {}
     body = min(size, XMPP_MAX_BODY)
     for clients in REFERENCE_CLIENTS:
@@ -147,24 +149,28 @@ async def prosody_reference(senders, receiver, total, size, tag):
         wanted = per_client * clients
         prefix = f"ref-{tag}-{clients}"
         counter = receiver.counter(lambda i, _f, kind, p=prefix: i.startswith(p) and kind != "error")
+        cpu = cpu_seconds(server_pid)
         start = time.monotonic()
         await asyncio.to_thread(senders.run, receiver.jid, prefix, per_client, body, clients)
         got = await wait_count(counter, wanted, 120)
-        figures[clients] = (round(got / (time.monotonic() - start), 1), got, wanted)
+        elapsed = time.monotonic() - start
+        figures[clients] = (round(got / elapsed, 1), got, wanted,
+                            round((cpu_seconds(server_pid) - cpu) / elapsed, 2))
     return figures
 
 
 def reference_rate(figures):
     """The reference figure: the highest over the client counts, if every
     stanza arrived; else None."""
-    if any(got != wanted for _, got, wanted in figures.values()):
+    if any(got != wanted for _, got, wanted, _ in figures.values()):
         return None
-    return max(rate for rate, _, _ in figures.values())
+    return max(rate for rate, _, _, _ in figures.values())
 
 
 def reference_text(figures):
-    return ", ".join(f"{clients} clients {rate:.0f}/s ({got}/{wanted})"
-                     for clients, (rate, got, wanted) in figures.items())
+    return ", ".join(f"{clients} clients {rate:.0f}/s ({got}/{wanted}, Prosody CPU {busy:.0%} of a core, "
+                     f"{rate / busy if busy else math.nan:.0f} stanzas per Prosody CPU second)"
+                     for clients, (rate, got, wanted, busy) in figures.items())
 
 
 class Journeys:
@@ -190,7 +196,8 @@ async def inbound(j, results, table="inbound"):
     port = j.gateway.facteur.smtp_port
     pid = j.gateway.facteur.proc.pid
     for label, size in SIZES.items():
-        figures = await prosody_reference(j.senders, j.alice, REFERENCE_COUNTS[label], size, f"in-{table}-{label}")
+        figures = await prosody_reference(j.senders, j.alice, REFERENCE_COUNTS[label], size, f"in-{table}-{label}",
+                                          j.gateway.prosody.proc.pid)
         xmpp_limit = reference_rate(figures)
         print(f"{table} {label}: Prosody client→client {reference_text(figures)}", flush=True)
         for sessions in CONCURRENCY:
@@ -275,7 +282,7 @@ async def outbound(j, results):
         for n_clients in (1, 10):
             total = per_client * n_clients
             figures = await prosody_reference(j.senders, j.bob, max(total, REFERENCE_COUNTS["4KB"]), size,
-                                              f"out-{n_clients}")
+                                              f"out-{n_clients}", gateway.prosody.proc.pid)
             limit, limit_done = await asyncio.to_thread(mta.sink_rate, n_clients, total, size)
             postfix, relayed = await asyncio.to_thread(j.mta.relay, n_clients, total, size)
             mta.empty(sink.folder)
@@ -812,7 +819,7 @@ def report(results):
               "Prosody client→client/s | vs Prosody | stored | peak RSS MB |",
               "|---|---|---|---|---|---|---|---|---|---|"]
     for r in results["outbound"]:
-        by_clients = ", ".join(f"{n}: {rate}" for n, (rate, _, _) in r["prosody_by_clients"].items())
+        by_clients = ", ".join(f"{n}: {rate}" for n, (rate, _, _, _) in r["prosody_by_clients"].items())
         lines.append(f"| {r['clients']} | {r['mails_per_s']} | {r['smtp_sink_per_s']} | {r['postfix_relay_per_s']} | "
                      f"{fmt(r['outbound_vs_smtp_sink'])} | {fmt(r['outbound_vs_postfix'])} | "
                      f"{r['prosody_per_s'] or 'failed'} ({by_clients}) | {fmt(r['outbound_vs_prosody'])} | "
