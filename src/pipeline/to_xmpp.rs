@@ -7,7 +7,7 @@
 
 use std::time::Duration;
 
-use facteur_bridge::attach::{attachments, oob, SharedFile};
+use facteur_bridge::attach::{attachments_of, oob, Attachment, SharedFile};
 use facteur_bridge::body::xhtml_im;
 use facteur_bridge::mdn::{
     displayed_stanza, mail_disposition, markable, receipt_request, Disposition,
@@ -15,7 +15,7 @@ use facteur_bridge::mdn::{
 use facteur_bridge::reaction::{mail_reaction, reaction_stanza, MailReaction};
 use facteur_bridge::threading::stanza_id_for_mail;
 use facteur_bridge::to_xmpp::{
-    read_mail_with, to_stanza, Envelope, IncomingMail, ReplyTarget, MAX_HTML_BYTES,
+    read_mail_with, read_message, to_stanza, Envelope, IncomingMail, ReplyTarget, MAX_HTML_BYTES,
 };
 use facteur_bridge::{mailbox_to_jid, MailAddress};
 use jid::{BareJid, Jid};
@@ -322,9 +322,15 @@ impl ToXmpp {
                 if warning.is_empty() {
                     self.autocrypt(raw).await;
                 }
-                let files = self.share_attachments(*mail_id, raw).await?;
-                let mut mail =
-                    read_mail_with(raw, &files).map_err(|e| Unmade::Never(e.to_string()))?;
+                // One parse for the attachments and the text.
+                let message = mail_parser::MessageParser::default()
+                    .parse(raw)
+                    .ok_or_else(|| Unmade::Never(facteur_bridge::Error::Unparsable.to_string()))?;
+                let files = self
+                    .share_attachments(*mail_id, attachments_of(&message))
+                    .await?;
+                let mut mail = read_message(&message, &files);
+                drop(message);
                 mail.auth = Some(auth.clone()).filter(|a| !a.is_empty());
                 mail.warning = Some(warning.clone()).filter(|w| !w.is_empty());
                 self.share_large_html(*mail_id, &mut mail).await?;
@@ -455,8 +461,11 @@ impl ToXmpp {
         }
     }
 
-    async fn share_attachments(&self, mail_id: i64, raw: &[u8]) -> Result<Vec<SharedFile>, Unmade> {
-        let parts = attachments(raw).map_err(|e| Unmade::Never(e.to_string()))?;
+    async fn share_attachments(
+        &self,
+        mail_id: i64,
+        parts: Vec<Attachment>,
+    ) -> Result<Vec<SharedFile>, Unmade> {
         let mut shared = Vec::with_capacity(parts.len());
         for part in parts {
             let sha_hex = self

@@ -544,7 +544,9 @@ impl<'a, S: AsyncRead + AsyncWrite + Unpin> Session<'a, S> {
             self.reply(reply::TOO_BIG);
             return Ok(true);
         }
-        self.commit(tx, data).await;
+        // Boxed: the checks and the commit hold large futures only while
+        // a mail is being committed, not in every idle connection.
+        Box::pin(self.commit(tx, data)).await;
         Ok(true)
     }
 
@@ -568,7 +570,7 @@ impl<'a, S: AsyncRead + AsyncWrite + Unpin> Session<'a, S> {
     }
 
     async fn commit(&mut self, tx: Transaction, data: Vec<u8>) {
-        if facteur_bridge::to_xmpp::read_mail(&data).is_err() {
+        if !facteur_bridge::to_xmpp::is_readable(&data) {
             meters().smtp_refused.unparsable.increment(1);
             self.reply(reply::UNPARSABLE);
             return;
@@ -615,7 +617,7 @@ impl<'a, S: AsyncRead + AsyncWrite + Unpin> Session<'a, S> {
                 return self.reply(reply::REPORT_RECEIVED);
             }
         }
-        let raw = self.with_trace(&auth_header, &data, &tx.recipients);
+        let raw = self.with_trace(&auth_header, data, &tx.recipients);
         let recipients = tx.recipients.len();
         let size = raw.len();
         let mail = InboundMail {
@@ -682,8 +684,9 @@ impl<'a, S: AsyncRead + AsyncWrite + Unpin> Session<'a, S> {
     }
 
     /// Prepends the authentication results (RFC 8601 §5: above the trace
-    /// header of the same host) and the RFC 5321 §4.4 trace header.
-    fn with_trace(&self, auth_header: &str, data: &[u8], recipients: &[BareJid]) -> Vec<u8> {
+    /// header of the same host) and the RFC 5321 §4.4 trace header, in
+    /// the buffer the mail was received in (no second copy of the mail).
+    fn with_trace(&self, auth_header: &str, data: Vec<u8>, recipients: &[BareJid]) -> Vec<u8> {
         let helo = self.helo.as_deref().unwrap_or("unknown");
         let helo: String = helo
             .chars()
@@ -706,10 +709,8 @@ impl<'a, S: AsyncRead + AsyncWrite + Unpin> Session<'a, S> {
             ip = self.peer.ip(),
             host = self.config().inbound.hostname,
         );
-        let mut raw = Vec::with_capacity(auth_header.len() + header.len() + data.len());
-        raw.extend_from_slice(auth_header.as_bytes());
-        raw.extend_from_slice(header.as_bytes());
-        raw.extend_from_slice(data);
+        let mut raw = data;
+        raw.splice(0..0, auth_header.bytes().chain(header.bytes()));
         raw
     }
 }

@@ -102,14 +102,22 @@ impl InboundMail {
 impl Store {
     /// Commits inbound mails, each with one pending delivery per
     /// recipient, in one transaction (one fsync for all). Returns their ids.
+    #[cfg(test)]
     pub async fn accept_mails(&self, mails: &[InboundMail]) -> anyhow::Result<Vec<i64>> {
+        self.accept_owned_mails(mails.to_vec()).await
+    }
+
+    /// [`Store::accept_mails`] of mails the caller gives up: each mail's
+    /// bytes are handed to the database driver, not copied, and freed
+    /// as soon as they are written.
+    pub async fn accept_owned_mails(&self, mails: Vec<InboundMail>) -> anyhow::Result<Vec<i64>> {
         let _timed = Timed::start(&meters().store.accept_mails);
         let now = Millis::now();
         let mut ids = Vec::with_capacity(mails.len());
         on_backend!(&self.pool, |pool| {
             let mut tx = pool.begin().await.context("Starting transaction")?;
             for mail in mails {
-                ids.push(insert_inbound((&mut *tx).into(), mail, now).await?);
+                ids.push(insert_inbound_owned((&mut *tx).into(), mail, now).await?);
             }
             tx.commit().await.context("Committing inbound mail")?;
         });
@@ -495,6 +503,29 @@ pub(super) async fn insert_inbound(
     now: Millis,
 ) -> anyhow::Result<i64> {
     let message_id = mail.message_id();
+    insert_inbound_raw(tx, mail, mail.raw.clone(), message_id, now).await
+}
+
+/// [`insert_inbound`] of a mail the caller gives up: its bytes go to the
+/// database driver without another copy.
+pub(super) async fn insert_inbound_owned(
+    tx: Conn<'_>,
+    mut mail: InboundMail,
+    now: Millis,
+) -> anyhow::Result<i64> {
+    let message_id = mail.message_id();
+    let raw = std::mem::take(&mut mail.raw);
+    insert_inbound_raw(tx, &mail, raw, message_id, now).await
+}
+
+/// Inserts `mail` (whose own `raw` is not read) with the bytes `raw`.
+async fn insert_inbound_raw(
+    tx: Conn<'_>,
+    mail: &InboundMail,
+    raw: Vec<u8>,
+    message_id: Option<String>,
+    now: Millis,
+) -> anyhow::Result<i64> {
     if let Backend::Postgres(tx) = tx {
         let recipients: Vec<&str> = mail.recipients.iter().map(|r| r.as_str()).collect();
         return sqlx::query_scalar(
@@ -516,7 +547,7 @@ pub(super) async fn insert_inbound(
         )
         .bind(&mail.mail_from)
         .bind(&mail.client_ip)
-        .bind(&mail.raw)
+        .bind(raw)
         .bind(now.0)
         .bind(&mail.auth)
         .bind(&mail.warning)
@@ -537,7 +568,7 @@ pub(super) async fn insert_inbound(
         )
         .bind(&mail.mail_from)
         .bind(&mail.client_ip)
-        .bind(&mail.raw)
+        .bind(raw)
         .bind(now.0)
         .bind(&mail.auth)
         .bind(&mail.warning)
