@@ -77,6 +77,25 @@ fn email_to_stanza(
             }
         })
     });
+    // As the component stream writes it: the stanza's XML straight from
+    // the message (tokio-xmpp's AsXml), not through a minidom tree.
+    group.bench_function("read_mail_and_to_stanza_wire", |b| {
+        b.iter(|| {
+            for mail in mails {
+                if let Ok(read) = read_mail(mail) {
+                    let envelope = Envelope {
+                        from: from.clone(),
+                        to: to.clone(),
+                        id: "mail-1",
+                        gateway: gateway.domain(),
+                        served: &served,
+                        reply: None,
+                    };
+                    let _ = std::hint::black_box(xso::to_vec(&to_stanza(&read, &envelope)));
+                }
+            }
+        })
+    });
 }
 
 fn stanza_to_email(
