@@ -3,6 +3,7 @@
 //! MTA in front) and delivery of outgoing mail with lettre (`client`).
 
 pub mod client;
+mod reader;
 mod reply;
 pub mod server;
 pub mod session;

@@ -17,11 +17,12 @@ use facteur_policy::relay::{rcpt_verdict, AddressFacts, RcptVerdict};
 use jid::BareJid;
 use smtp_proto::request::receiver::DataReceiver;
 use smtp_proto::{EhloResponse, Error as ProtoError, Request};
-use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, info, warn};
 
+use super::reader::{Reader, COMMAND_BUFFER, DATA_BUFFER};
 use super::reply::{self, Reply};
 use super::verify::Verifier;
 use super::xforward::{self, Forwarded};
@@ -107,7 +108,7 @@ enum Line {
 }
 
 pub struct Session<'a, S> {
-    reader: BufReader<S>,
+    reader: Reader<S>,
     out: Vec<u8>,
     reception: &'a Reception,
     /// The configuration in force when the session opened (or restarted
@@ -132,7 +133,7 @@ impl<'a, S: AsyncRead + AsyncWrite + Unpin> Session<'a, S> {
         progress: Progress,
     ) -> Self {
         Session {
-            reader: BufReader::with_capacity(8 * 1024, stream),
+            reader: Reader::new(stream),
             out: Vec::with_capacity(512),
             config: reception.config.get(),
             reception,
@@ -232,12 +233,14 @@ impl<'a, S: AsyncRead + AsyncWrite + Unpin> Session<'a, S> {
                         return Ok(Ended::StartTls(self.reader.into_inner(), progress));
                     }
                 }
+                // Boxed, as the commit is: an idle connection's future
+                // holds none of the state of a command being handled.
                 Ok(Request::Data) => {
-                    if !self.data().await? {
+                    if !Box::pin(self.data()).await? {
                         return Ok(Ended::Closed);
                     }
                 }
-                Ok(request) => self.command(request).await,
+                Ok(request) => Box::pin(self.command(request)).await,
                 Err(error) => {
                     self.protocol_error(error);
                     if self.count_error() {
@@ -511,6 +514,9 @@ impl<'a, S: AsyncRead + AsyncWrite + Unpin> Session<'a, S> {
         let mut receiver = DataReceiver::new();
         let mut data = Vec::with_capacity(8 * 1024);
         let mut size = 0usize;
+        // A large buffer while the mail streams in; an early return ends
+        // the connection, buffer and all.
+        self.reader.set_capacity(DATA_BUFFER);
         loop {
             let wait = idle.min(deadline.saturating_duration_since(tokio::time::Instant::now()));
             let available = match tokio::time::timeout(wait, self.reader.fill_buf()).await {
@@ -537,6 +543,7 @@ impl<'a, S: AsyncRead + AsyncWrite + Unpin> Session<'a, S> {
                 break;
             }
         }
+        self.reader.set_capacity(COMMAND_BUFFER);
         let tx = std::mem::take(&mut self.tx);
         if size > max {
             info!(peer = %self.peer, size, max, "Refused oversized mail.");
@@ -743,6 +750,24 @@ pub async fn serve<S>(
         }
     };
     let Some(acceptor) = tls else { return };
+    // Boxed: the TLS state is made only for connections that ask for it.
+    Box::pin(secured(
+        plain, acceptor, peer, reception, progress, shutdown,
+    ))
+    .await;
+}
+
+/// The session after STARTTLS.
+async fn secured<S>(
+    plain: S,
+    acceptor: tokio_rustls::TlsAcceptor,
+    peer: SocketAddr,
+    reception: Arc<Reception>,
+    progress: Progress,
+    shutdown: CancellationToken,
+) where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
     let handshake = tokio::time::timeout(Duration::from_secs(30), acceptor.accept(plain)).await;
     let secure = match handshake {
         Ok(Ok(secure)) => secure,
