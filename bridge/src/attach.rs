@@ -98,7 +98,12 @@ pub fn attachments(raw: &[u8]) -> Result<Vec<Attachment>, Error> {
     let message = MessageParser::default()
         .parse(raw)
         .ok_or(Error::Unparsable)?;
-    Ok(message
+    Ok(attachments_of(&message))
+}
+
+/// [`attachments`] of a mail already parsed.
+pub fn attachments_of(message: &mail_parser::Message<'_>) -> Vec<Attachment> {
+    message
         .attachments()
         .enumerate()
         .map(|(index, part)| {
@@ -129,7 +134,7 @@ pub fn attachments(raw: &[u8]) -> Result<Vec<Attachment>, Error> {
                 sha256,
             }
         })
-        .collect())
+        .collect()
 }
 
 /// The XEP-0447 `<file-sharing>` element for a file.

@@ -193,15 +193,35 @@ pub fn stanza_parts(message: &xmpp_parsers::message::Message) -> StanzaParts {
 }
 
 /// Body text with CRLF line ends and no characters mail cannot carry.
+/// One pass: controls other than tab go, CR LF, lone CR and lone LF all
+/// become CR LF (a control between CR and LF goes first).
 fn body_text(value: &str) -> String {
-    let clean: String = value
-        .chars()
-        .filter(|c| !c.is_control() || matches!(c, '\t' | '\n' | '\r'))
-        .collect();
-    clean
-        .replace("\r\n", "\n")
-        .replace('\r', "\n")
-        .replace('\n', "\r\n")
+    let mut out = String::with_capacity(value.len() + value.len() / 32 + 2);
+    let mut after_cr = false;
+    for c in value.chars() {
+        match c {
+            '\r' => {
+                out.push_str("\r\n");
+                after_cr = true;
+            }
+            '\n' => {
+                if !after_cr {
+                    out.push_str("\r\n");
+                }
+                after_cr = false;
+            }
+            '\t' => {
+                out.push(c);
+                after_cr = false;
+            }
+            c if c.is_control() => {}
+            c => {
+                out.push(c);
+                after_cr = false;
+            }
+        }
+    }
+    out
 }
 
 /// The MIME tree: flowed text, an HTML alternative when there is one,
@@ -282,6 +302,31 @@ mod tests {
 
     fn addr(s: &str) -> MailAddress {
         MailAddress::parse(s).expect("valid")
+    }
+
+    #[test]
+    fn body_text_matches_the_rules_it_states() {
+        let slow = |value: &str| {
+            let clean: String = value
+                .chars()
+                .filter(|c| !c.is_control() || matches!(c, '\t' | '\n' | '\r'))
+                .collect();
+            clean
+                .replace("\r\n", "\n")
+                .replace('\r', "\n")
+                .replace('\n', "\r\n")
+        };
+        for text in [
+            "",
+            "a\nb",
+            "a\r\nb\rc\n\nd",
+            "\r\r\n\n\r",
+            "nul\0\u{1b}[31m\tx\u{85}y",
+            "cr\r\0\nlf",
+            "é日本\r",
+        ] {
+            assert_eq!(body_text(text), slow(text), "{text:?}");
+        }
     }
 
     #[test]

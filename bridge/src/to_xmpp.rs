@@ -16,7 +16,7 @@ use crate::attach::{self, SharedFile};
 use crate::body;
 use crate::threading::thread_for;
 use crate::wire;
-use crate::xml_text::{truncate_utf8, xml_safe};
+use crate::xml_text::{truncate_utf8, xml_safe, xml_safe_lf};
 use crate::{mailbox_to_jid, Error, MailAddress};
 
 /// Mailing-list headers carried as XEP-0131 headers, in this order.
@@ -178,6 +178,20 @@ pub fn read_mail_with(raw: &[u8], files: &[SharedFile]) -> Result<IncomingMail, 
     let message = MessageParser::default()
         .parse(raw)
         .ok_or(Error::Unparsable)?;
+    Ok(read_message(&message, files))
+}
+
+/// Whether [`read_mail`] can read `raw` at all, at the cost of a header
+/// parse for all but header-less input (mail-parser reads a mail whose
+/// headers it reads).
+pub fn is_readable(raw: &[u8]) -> bool {
+    let parser = MessageParser::default();
+    parser.parse_headers(raw).is_some() || parser.parse(raw).is_some()
+}
+
+/// [`read_mail_with`] of a mail already parsed, so that one parse serves
+/// the attachments ([`crate::attach::attachments_of`]) and the text.
+pub fn read_message(message: &mail_parser::Message<'_>, files: &[SharedFile]) -> IncomingMail {
     let (author, author_name) = message
         .from()
         .and_then(Address::first)
@@ -195,15 +209,14 @@ pub fn read_mail_with(raw: &[u8], files: &[SharedFile]) -> Result<IncomingMail, 
         .map(|s| capped(&xml_safe(s.trim()), MAX_SUBJECT_BYTES))
         .filter(|s| !s.is_empty());
 
-    let (text, html) = bodies(&message, files);
+    let (text, html) = bodies(message, files);
     // XMPP bodies end lines with LF alone.
-    let mut text = xml_safe(&text.replace("\r\n", "\n"));
+    let mut text = xml_safe_lf(&text);
     if text.len() > MAX_BODY_BYTES {
         let more = text.len() - MAX_BODY_BYTES;
-        text = format!(
-            "{}\n[… {more} more bytes not shown]",
-            truncate_utf8(&text, MAX_BODY_BYTES)
-        );
+        let kept = truncate_utf8(&text, MAX_BODY_BYTES).len();
+        text.truncate(kept);
+        text.push_str(&format!("\n[… {more} more bytes not shown]"));
     }
     let listing: Vec<String> = message
         .attachments()
@@ -264,7 +277,7 @@ pub fn read_mail_with(raw: &[u8], files: &[SharedFile]) -> Result<IncomingMail, 
             ))
         })
         .collect();
-    Ok(IncomingMail {
+    IncomingMail {
         author,
         author_name,
         subject,
@@ -282,7 +295,7 @@ pub fn read_mail_with(raw: &[u8], files: &[SharedFile]) -> Result<IncomingMail, 
         auth: None,
         warning: None,
         spam: None,
-    })
+    }
 }
 
 /// The parent a reply points at (XEP-0461), as the client knows it.
@@ -594,6 +607,34 @@ mod tests {
         assert_eq!(subject.len(), MAX_SUBJECT_BYTES + "…".len());
         assert!(mail.author_name.expect("name").len() <= MAX_NAME_BYTES + "…".len());
         assert_eq!(mail.text, "body");
+    }
+
+    #[test]
+    fn readable_is_what_read_mail_reads() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/eml");
+        let mut inputs: Vec<Vec<u8>> = std::fs::read_dir(dir)
+            .expect("fixtures")
+            .map(|e| std::fs::read(e.expect("entry").path()).expect("fixture"))
+            .collect();
+        for odd in [
+            &b""[..],
+            b"\r\n",
+            b"\r\n\r\nbody only",
+            b"no colon at all",
+            b"\xff\xfe\x00",
+            b"Subject: no body",
+            b"From: a@example.net\r\n",
+        ] {
+            inputs.push(odd.to_vec());
+        }
+        for raw in inputs {
+            assert_eq!(
+                is_readable(&raw),
+                read_mail(&raw).is_ok(),
+                "{:?}",
+                String::from_utf8_lossy(&raw)
+            );
+        }
     }
 
     #[test]

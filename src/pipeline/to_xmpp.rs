@@ -7,7 +7,7 @@
 
 use std::time::Duration;
 
-use facteur_bridge::attach::{attachments, oob, SharedFile};
+use facteur_bridge::attach::{attachments_of, oob, Attachment, SharedFile};
 use facteur_bridge::body::xhtml_im;
 use facteur_bridge::mdn::{
     displayed_stanza, mail_disposition, markable, receipt_request, Disposition,
@@ -15,7 +15,7 @@ use facteur_bridge::mdn::{
 use facteur_bridge::reaction::{mail_reaction, reaction_stanza, MailReaction};
 use facteur_bridge::threading::stanza_id_for_mail;
 use facteur_bridge::to_xmpp::{
-    read_mail_with, to_stanza, Envelope, IncomingMail, ReplyTarget, MAX_HTML_BYTES,
+    read_mail_with, read_message, to_stanza, Envelope, IncomingMail, ReplyTarget, MAX_HTML_BYTES,
 };
 use facteur_bridge::{mailbox_to_jid, MailAddress};
 use jid::{BareJid, Jid};
@@ -333,9 +333,15 @@ impl ToXmpp {
                     self.autocrypt(raw).await;
                 }
                 let encrypted = crate::keys::pgp_inbound::is_encrypted(raw);
-                let files = self.share_attachments(*mail_id, raw).await?;
-                let mut mail =
-                    read_mail_with(raw, &files).map_err(|e| Unmade::Never(e.to_string()))?;
+                // One parse for the attachments and the text.
+                let message = mail_parser::MessageParser::default()
+                    .parse(raw)
+                    .ok_or_else(|| Unmade::Never(facteur_bridge::Error::Unparsable.to_string()))?;
+                let files = self
+                    .share_attachments(*mail_id, attachments_of(&message), encrypted)
+                    .await?;
+                let mut mail = read_message(&message, &files);
+                drop(message);
                 let auth = match openpgp {
                     Some(signed) => format!("{auth} openpgp={}", signed.as_str()),
                     None => auth.clone(),
@@ -524,9 +530,13 @@ impl ToXmpp {
         verdict
     }
 
-    async fn share_attachments(&self, mail_id: i64, raw: &[u8]) -> Result<Vec<SharedFile>, Unmade> {
-        let mut parts = attachments(raw).map_err(|e| Unmade::Never(e.to_string()))?;
-        if crate::keys::pgp_inbound::is_encrypted(raw) {
+    async fn share_attachments(
+        &self,
+        mail_id: i64,
+        mut parts: Vec<Attachment>,
+        encrypted: bool,
+    ) -> Result<Vec<SharedFile>, Unmade> {
+        if encrypted {
             // The encrypted part alone is worth a link; the version part
             // (`Version: 1`) is not. Without a name of its own, it is
             // named as OpenPGP clients expect to open it.

@@ -4,6 +4,7 @@
 //! `submit` through the outgoing server of an attached IMAP mailbox).
 
 pub mod client;
+mod reader;
 mod reply;
 pub mod server;
 pub mod session;

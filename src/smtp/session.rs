@@ -17,11 +17,12 @@ use facteur_policy::relay::{rcpt_verdict, AddressFacts, RcptVerdict};
 use jid::BareJid;
 use smtp_proto::request::receiver::DataReceiver;
 use smtp_proto::{EhloResponse, Error as ProtoError, Request};
-use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, info, warn};
 
+use super::reader::{Reader, COMMAND_BUFFER, DATA_BUFFER};
 use super::reply::{self, Reply};
 use super::verify::Verifier;
 use super::xforward::{self, Forwarded};
@@ -110,7 +111,7 @@ enum Line {
 }
 
 pub struct Session<'a, S> {
-    reader: BufReader<S>,
+    reader: Reader<S>,
     out: Vec<u8>,
     reception: &'a Reception,
     /// The configuration in force when the session opened (or restarted
@@ -135,7 +136,7 @@ impl<'a, S: AsyncRead + AsyncWrite + Unpin> Session<'a, S> {
         progress: Progress,
     ) -> Self {
         Session {
-            reader: BufReader::with_capacity(8 * 1024, stream),
+            reader: Reader::new(stream),
             out: Vec::with_capacity(512),
             config: reception.config.get(),
             reception,
@@ -235,12 +236,14 @@ impl<'a, S: AsyncRead + AsyncWrite + Unpin> Session<'a, S> {
                         return Ok(Ended::StartTls(self.reader.into_inner(), progress));
                     }
                 }
+                // Boxed, as the commit is: an idle connection's future
+                // holds none of the state of a command being handled.
                 Ok(Request::Data) => {
-                    if !self.data().await? {
+                    if !Box::pin(self.data()).await? {
                         return Ok(Ended::Closed);
                     }
                 }
-                Ok(request) => self.command(request).await,
+                Ok(request) => Box::pin(self.command(request)).await,
                 Err(error) => {
                     self.protocol_error(error);
                     if self.count_error() {
@@ -514,6 +517,9 @@ impl<'a, S: AsyncRead + AsyncWrite + Unpin> Session<'a, S> {
         let mut receiver = DataReceiver::new();
         let mut data = Vec::with_capacity(8 * 1024);
         let mut size = 0usize;
+        // A large buffer while the mail streams in; an early return ends
+        // the connection, buffer and all.
+        self.reader.set_capacity(DATA_BUFFER);
         loop {
             let wait = idle.min(deadline.saturating_duration_since(tokio::time::Instant::now()));
             let available = match tokio::time::timeout(wait, self.reader.fill_buf()).await {
@@ -540,6 +546,7 @@ impl<'a, S: AsyncRead + AsyncWrite + Unpin> Session<'a, S> {
                 break;
             }
         }
+        self.reader.set_capacity(COMMAND_BUFFER);
         let tx = std::mem::take(&mut self.tx);
         if size > max {
             info!(peer = %self.peer, size, max, "Refused oversized mail.");
@@ -547,7 +554,9 @@ impl<'a, S: AsyncRead + AsyncWrite + Unpin> Session<'a, S> {
             self.reply(reply::TOO_BIG);
             return Ok(true);
         }
-        self.commit(tx, data).await;
+        // Boxed: the checks and the commit hold large futures only while
+        // a mail is being committed, not in every idle connection.
+        Box::pin(self.commit(tx, data)).await;
         Ok(true)
     }
 
@@ -571,7 +580,7 @@ impl<'a, S: AsyncRead + AsyncWrite + Unpin> Session<'a, S> {
     }
 
     async fn commit(&mut self, tx: Transaction, data: Vec<u8>) {
-        if facteur_bridge::to_xmpp::read_mail(&data).is_err() {
+        if !facteur_bridge::to_xmpp::is_readable(&data) {
             meters().smtp_refused.unparsable.increment(1);
             self.reply(reply::UNPARSABLE);
             return;
@@ -638,7 +647,7 @@ impl<'a, S: AsyncRead + AsyncWrite + Unpin> Session<'a, S> {
                 return self.reply(reply::SPAM_REFUSED);
             }
         };
-        let raw = self.with_trace(&auth_header, &data, &tx.recipients);
+        let raw = self.with_trace(&auth_header, data, &tx.recipients);
         let recipients = tx.recipients.len();
         let size = raw.len();
         let mail = InboundMail {
@@ -706,8 +715,9 @@ impl<'a, S: AsyncRead + AsyncWrite + Unpin> Session<'a, S> {
     }
 
     /// Prepends the authentication results (RFC 8601 §5: above the trace
-    /// header of the same host) and the RFC 5321 §4.4 trace header.
-    fn with_trace(&self, auth_header: &str, data: &[u8], recipients: &[BareJid]) -> Vec<u8> {
+    /// header of the same host) and the RFC 5321 §4.4 trace header, in
+    /// the buffer the mail was received in (no second copy of the mail).
+    fn with_trace(&self, auth_header: &str, data: Vec<u8>, recipients: &[BareJid]) -> Vec<u8> {
         let helo = self.helo.as_deref().unwrap_or("unknown");
         let helo: String = helo
             .chars()
@@ -730,10 +740,8 @@ impl<'a, S: AsyncRead + AsyncWrite + Unpin> Session<'a, S> {
             ip = self.peer.ip(),
             host = self.config().inbound.hostname,
         );
-        let mut raw = Vec::with_capacity(auth_header.len() + header.len() + data.len());
-        raw.extend_from_slice(auth_header.as_bytes());
-        raw.extend_from_slice(header.as_bytes());
-        raw.extend_from_slice(data);
+        let mut raw = data;
+        raw.splice(0..0, auth_header.bytes().chain(header.bytes()));
         raw
     }
 }
@@ -766,6 +774,24 @@ pub async fn serve<S>(
         }
     };
     let Some(acceptor) = tls else { return };
+    // Boxed: the TLS state is made only for connections that ask for it.
+    Box::pin(secured(
+        plain, acceptor, peer, reception, progress, shutdown,
+    ))
+    .await;
+}
+
+/// The session after STARTTLS.
+async fn secured<S>(
+    plain: S,
+    acceptor: tokio_rustls::TlsAcceptor,
+    peer: SocketAddr,
+    reception: Arc<Reception>,
+    progress: Progress,
+    shutdown: CancellationToken,
+) where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
     let handshake = tokio::time::timeout(Duration::from_secs(30), acceptor.accept(plain)).await;
     let secure = match handshake {
         Ok(Ok(secure)) => secure,

@@ -103,7 +103,7 @@ impl Committer {
             store,
             tasks,
             |mail| mail.raw.len(),
-            Box::new(|store, mails| Box::pin(async move { store.accept_mails(&mails).await })),
+            Box::new(|store, mails| Box::pin(async move { store.accept_owned_mails(mails).await })),
         )
     }
 }

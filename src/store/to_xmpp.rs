@@ -107,14 +107,24 @@ impl InboundMail {
 impl Store {
     /// Commits inbound mails, each with one pending delivery per
     /// recipient, in one transaction (one fsync for all). Returns their ids.
+    #[cfg(test)]
     pub async fn accept_mails(&self, mails: &[InboundMail]) -> anyhow::Result<Vec<i64>> {
+        self.accept_owned_mails(mails.to_vec()).await
+    }
+
+    /// [`Store::accept_mails`] of mails the caller gives up: each mail's
+    /// bytes are handed to the database driver, not copied, and freed
+    /// as soon as they are written.
+    pub async fn accept_owned_mails(&self, mails: Vec<InboundMail>) -> anyhow::Result<Vec<i64>> {
         let _timed = Timed::start(&meters().store.accept_mails);
         let now = Millis::now();
         let mut ids = Vec::with_capacity(mails.len());
         on_backend!(&self.pool, |pool| {
             let mut tx = pool.begin().await.context("Starting transaction")?;
-            for mail in mails {
-                let id = insert_inbound((&mut *tx).into(), mail, now).await?;
+            for mut mail in mails {
+                let message_id = mail.message_id();
+                let raw = std::mem::take(&mut mail.raw);
+                let id = insert_inbound_raw((&mut *tx).into(), &mail, raw, message_id, now).await?;
                 super::spam_verdicts::insert_spam(
                     (&mut *tx).into(),
                     id,
@@ -512,6 +522,17 @@ pub(super) async fn insert_inbound(
     now: Millis,
 ) -> anyhow::Result<i64> {
     let message_id = mail.message_id();
+    insert_inbound_raw(tx, mail, mail.raw.clone(), message_id, now).await
+}
+
+/// Inserts `mail` (whose own `raw` is not read) with the bytes `raw`.
+async fn insert_inbound_raw(
+    tx: Conn<'_>,
+    mail: &InboundMail,
+    raw: Vec<u8>,
+    message_id: Option<String>,
+    now: Millis,
+) -> anyhow::Result<i64> {
     if let Backend::Postgres(tx) = tx {
         let recipients: Vec<&str> = mail.recipients.iter().map(|r| r.as_str()).collect();
         return sqlx::query_scalar(
@@ -533,7 +554,7 @@ pub(super) async fn insert_inbound(
         )
         .bind(&mail.mail_from)
         .bind(&mail.client_ip)
-        .bind(&mail.raw)
+        .bind(raw)
         .bind(now.0)
         .bind(&mail.auth)
         .bind(&mail.warning)
@@ -554,7 +575,7 @@ pub(super) async fn insert_inbound(
         )
         .bind(&mail.mail_from)
         .bind(&mail.client_ip)
-        .bind(&mail.raw)
+        .bind(raw)
         .bind(now.0)
         .bind(&mail.auth)
         .bind(&mail.warning)

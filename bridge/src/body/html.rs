@@ -4,6 +4,7 @@
 
 use std::cell::RefCell;
 use std::collections::BTreeMap;
+use std::sync::LazyLock;
 
 use html5ever::tendril::StrTendril;
 use html5ever::tokenizer::{
@@ -14,25 +15,46 @@ use html5ever::tokenizer::{
 /// remote images (tracking pixels); links open without referrer.
 /// `cid_urls` maps the Content-ID of an inline part to its URL.
 pub fn sanitize_html(html: &str, cid_urls: &BTreeMap<String, String>) -> String {
-    let cid_urls = cid_urls.clone();
+    CID_URLS.with(|urls| urls.borrow_mut().clone_from(cid_urls));
+    let clean = SANITIZER.clean(html).to_string();
+    CID_URLS.with(|urls| urls.borrow_mut().clear());
+    clean
+}
+
+thread_local! {
+    /// The Content-ID → URL map of the mail being sanitised on this
+    /// thread, for [`SANITIZER`]'s attribute filter.
+    static CID_URLS: RefCell<BTreeMap<String, String>> = const { RefCell::new(BTreeMap::new()) };
+}
+
+/// The sanitiser, built once: building one costs more than cleaning a
+/// short mail.
+static SANITIZER: LazyLock<ammonia::Builder<'static>> = LazyLock::new(|| {
     let mut builder = ammonia::Builder::default();
     builder
         .link_rel(Some("noopener noreferrer nofollow"))
         .add_url_schemes(["cid"])
-        .attribute_filter(
-            move |element, attribute, value| match (element, attribute) {
-                ("img", "src") => match value.strip_prefix("cid:") {
-                    Some(content_id) => cid_urls.get(content_id).cloned().map(Into::into),
-                    // Remote images tell the sender when the mail is read.
-                    None if value.starts_with("data:") => Some(value.into()),
-                    None => None,
-                },
-                (_, "href") if value.starts_with("cid:") => None,
-                _ => Some(value.into()),
+        .attribute_filter(|element, attribute, value| match (element, attribute) {
+            ("img", "src") => match value.strip_prefix("cid:") {
+                Some(content_id) => CID_URLS
+                    .with(|urls| urls.borrow().get(content_id).cloned())
+                    .map(Into::into),
+                // Remote images tell the sender when the mail is read.
+                None if value.starts_with("data:") => Some(value.into()),
+                None => None,
             },
-        );
-    builder.clean(html).to_string()
-}
+            (_, "href") if value.starts_with("cid:") => None,
+            _ => Some(value.into()),
+        });
+    builder
+});
+
+/// What [`html_to_text`] cleans first, built once.
+static TEXT_CLEANER: LazyLock<ammonia::Builder<'static>> = LazyLock::new(|| {
+    let mut builder = ammonia::Builder::default();
+    builder.add_clean_content_tags(["title", "head"]);
+    builder
+});
 
 /// Readable text of an HTML body, styled per XEP-0393: `*strong*`,
 /// `_emphasis_`, `~strike~`, `` `code` ``, ```` ``` ```` blocks, `> `
@@ -40,10 +62,7 @@ pub fn sanitize_html(html: &str, cid_urls: &BTreeMap<String, String>) -> String 
 pub fn html_to_text(html: &str) -> String {
     // Sanitising first leaves no script or style content for the
     // tokenizer to mistake for text.
-    let clean = ammonia::Builder::default()
-        .add_clean_content_tags(["title", "head"])
-        .clean(html)
-        .to_string();
+    let clean = TEXT_CLEANER.clean(html).to_string();
     let sink = TextSink(RefCell::new(Renderer::default()));
     let tokenizer = Tokenizer::new(sink, TokenizerOpts::default());
     let queue = BufferQueue::default();

@@ -588,3 +588,18 @@ async fn a_blocked_sender_is_refused_for_the_user_who_blocked_it_only() {
         "250 2.1.5 Recipient ok"
     );
 }
+
+/// What every open connection costs before it does anything: the
+/// session's future (the large futures of the checks and of the commit
+/// are boxed, made only at the end of DATA).
+#[tokio::test]
+async fn an_idle_connection_holds_a_small_future() {
+    let (store, _dir) = scratch().await;
+    let reception = reception(CONFIG, &store);
+    let (_client, server) = tokio::io::duplex(64);
+    let peer = "192.0.2.1:40000".parse().expect("addr");
+    let future = serve(server, peer, reception, None, CancellationToken::new());
+    let size = std::mem::size_of_val(&future);
+    eprintln!("serve future: {size} bytes");
+    assert!(size < 2048, "{size} bytes");
+}
