@@ -5,5 +5,6 @@
 //! RCPT for that user only.
 
 mod block;
+pub mod shared;
 
 pub use block::{BlockItem, BlockSource};
