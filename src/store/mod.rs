@@ -65,6 +65,7 @@ mod read_receipts;
 mod receipts;
 mod secrets;
 mod spam;
+pub mod spam_lists;
 pub mod sweep;
 #[cfg(test)]
 pub(crate) mod testing;
