@@ -504,10 +504,37 @@ async fn run(config: Arc<Config>, path: PathBuf) -> anyhow::Result<()> {
         fetch::Fetcher::new(&config.http).context("Setting up file fetching")?,
         tracker.clone(),
         Some(reloader.clone()),
-    );
+    )
+    .with_listings(spam::Listings::new(
+        live.clone(),
+        store.clone(),
+        resolver.clone(),
+    ));
     tracker.spawn(intake.run(intake_rx, shutdown.clone()));
     tracker.spawn(
         spam::blocklist::Reader {
+            config: live.clone(),
+            store: store.clone(),
+            link: handle.clone(),
+        }
+        .run(shutdown.clone()),
+    );
+    if let Err(e) = spam::start_weights(&config, &store).await {
+        warn!(
+            error = format!("{e:#}"),
+            "Store unavailable; shared list weights not started."
+        );
+    }
+    tracker.spawn(
+        spam::lists::Consumer {
+            config: live.clone(),
+            store: store.clone(),
+            link: handle.clone(),
+        }
+        .run(shutdown.clone()),
+    );
+    tracker.spawn(
+        spam::publish::Publisher {
             config: live.clone(),
             store: store.clone(),
             link: handle.clone(),

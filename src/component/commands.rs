@@ -30,6 +30,7 @@ use super::key_command;
 use super::reply::{self, error, result, Fault};
 use crate::config::Config;
 use crate::reload::Reloader;
+use crate::spam::Listings;
 use crate::store::admin::{ItemId, LIST_LIMIT};
 use crate::store::{Millis, Store};
 
@@ -38,6 +39,7 @@ mod mailboxes;
 pub use mailboxes::{answer as answer_mailbox, busy, is_mailbox_command};
 use mailboxes::{may_attach, MailboxCommand, MAILBOX_COMMANDS};
 mod blocked;
+mod spam_lists;
 
 /// XEP-0050's namespace and the disco node listing the commands.
 pub const NS_COMMANDS: &str = "http://jabber.org/protocol/commands";
@@ -71,9 +73,11 @@ enum Command {
     QueueDelete,
     Stats,
     Reload,
+    SpamLists,
+    SpamCheck,
 }
 
-const COMMANDS: [Command; 10] = [
+const COMMANDS: [Command; 12] = [
     Command::AddUser,
     Command::DeleteUser,
     Command::ListUsers,
@@ -84,6 +88,8 @@ const COMMANDS: [Command; 10] = [
     Command::QueueDelete,
     Command::Stats,
     Command::Reload,
+    Command::SpamLists,
+    Command::SpamCheck,
 ];
 
 /// A field the administrator fills in.
@@ -102,6 +108,11 @@ const ACCOUNTS: Input = Input {
     var: "accountjids",
     kind: "jid-multi",
     label: "The users' JIDs",
+};
+const CHECK: Input = Input {
+    var: "check",
+    kind: "text-single",
+    label: "A sender address or domain, and/or a client IP",
 };
 const ITEM: Input = Input {
     var: "item",
@@ -122,6 +133,8 @@ impl Command {
             Command::QueueDelete => "queue-delete",
             Command::Stats => "stats",
             Command::Reload => "reload",
+            Command::SpamLists => "spam-lists",
+            Command::SpamCheck => "spam-check",
         }
     }
 
@@ -137,6 +150,8 @@ impl Command {
             Command::QueueDelete => "Delete a queue item",
             Command::Stats => "Statistics",
             Command::Reload => "Reload the configuration",
+            Command::SpamLists => "Spam lists",
+            Command::SpamCheck => "Check the spam lists",
         }
     }
 
@@ -145,11 +160,13 @@ impl Command {
             Command::AddUser => Some(ACCOUNT),
             Command::DeleteUser => Some(ACCOUNTS),
             Command::QueueShow | Command::QueueRetry | Command::QueueDelete => Some(ITEM),
+            Command::SpamCheck => Some(CHECK),
             Command::ListUsers
             | Command::CountUsers
             | Command::QueueList
             | Command::Stats
-            | Command::Reload => None,
+            | Command::Reload
+            | Command::SpamLists => None,
         }
     }
 
@@ -214,7 +231,13 @@ pub fn is_command(iq: &Iq) -> bool {
 
 /// Runs the command `iq` asks for, or answers why not.
 /// `reloader` runs the reload command; without one it is unavailable.
-pub async fn answer(config: &Config, store: &Store, reloader: Option<&Reloader>, iq: Iq) -> Iq {
+pub async fn answer(
+    config: &Config,
+    store: &Store,
+    reloader: Option<&Reloader>,
+    listings: &Listings,
+    iq: Iq,
+) -> Iq {
     let Iq::Set { from, payload, .. } = &iq else {
         return error(&iq, reply::NOT_A_REQUEST);
     };
@@ -275,7 +298,7 @@ pub async fn answer(config: &Config, store: &Store, reloader: Option<&Reloader>,
                 (Some(input), Some(form)) => field_values(form, input.var),
                 _ => Vec::new(),
             };
-            match run(config, store, reloader, &from, command, &values).await {
+            match run(config, store, reloader, listings, &from, command, &values).await {
                 Ok(done) => reply("completed", done),
                 Err(fault) => error(&iq, fault),
             }
@@ -342,6 +365,7 @@ async fn run(
     config: &Config,
     store: &Store,
     reloader: Option<&Reloader>,
+    listings: &Listings,
     admin: &Jid,
     command: Command,
     values: &[String],
@@ -471,11 +495,13 @@ async fn run(
             };
             vec![note(kind, &outcome.note())]
         }
+        Command::SpamLists => spam_lists::show(config, store).await.map_err(failed)?,
+        Command::SpamCheck => spam_lists::check(listings, values).await?,
     };
     Ok(done)
 }
 
-fn bad_input(text: String) -> Fault {
+pub(super) fn bad_input(text: String) -> Fault {
     Fault::with_text(ErrorType::Modify, DefinedCondition::BadRequest, text)
 }
 
@@ -574,7 +600,7 @@ fn input_form(command: Command, input: &Input) -> Element {
     form("form", form_type, command.name(), vec![asked])
 }
 
-fn result_form(form_type: &str, fields: Vec<Element>) -> Element {
+pub(super) fn result_form(form_type: &str, fields: Vec<Element>) -> Element {
     form("result", form_type, "Result", fields)
 }
 

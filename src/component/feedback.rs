@@ -221,9 +221,13 @@ pub async fn take(config: &Config, store: &Store, message: &Message) {
             let stored = match store.block_sender(user, item, source, *reported).await {
                 Ok(()) if *reported => match item {
                     BlockItem::Address(sender) => {
-                        store
+                        let recorded = store
                             .record_feedback(user, sender, message_id, Verdict::Spam)
-                            .await
+                            .await;
+                        if recorded.is_ok() {
+                            crate::spam::weigh_feedback(config, store, sender, true).await;
+                        }
+                        recorded
                     }
                     BlockItem::Domain(_) => Ok(()),
                 },
@@ -304,6 +308,7 @@ pub async fn answer(config: &Config, store: &Store, iq: Iq) -> Iq {
         return failed(e);
     }
     info!(user = %user, sender, verdict = verdict.name(), "Spam feedback recorded.");
+    crate::spam::weigh_feedback(config, store, &sender, verdict == Verdict::Spam).await;
     result(&iq, None)
 }
 

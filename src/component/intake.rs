@@ -29,6 +29,7 @@ use crate::dkim::Signers;
 use crate::fetch::Fetcher;
 use crate::probe::discover::Discovery;
 use crate::reload::Reloader;
+use crate::spam::{lists, publish, Listings};
 use crate::store::Store;
 
 /// Stanzas taken, at most, per batch.
@@ -50,6 +51,8 @@ pub struct Intake {
     tracker: TaskTracker,
     /// Mailbox commands running at once (each may log in somewhere).
     mailbox_commands: Arc<Semaphore>,
+    /// The spam lists, for the administrators' "Check the spam lists".
+    listings: Listings,
 }
 
 /// Mailbox commands the gateway runs at once; more are refused with `wait`.
@@ -104,7 +107,14 @@ impl Intake {
             prepared,
             tracker,
             mailbox_commands: Arc::new(Semaphore::new(MAILBOX_COMMANDS)),
+            listings: Listings::default(),
         }
+    }
+
+    /// The same intake, asking `listings` for "Check the spam lists".
+    pub fn with_listings(mut self, listings: Listings) -> Intake {
+        self.listings = listings;
+        self
     }
 
     pub async fn run(mut self, mut stanzas: mpsc::Receiver<Stanza>, shutdown: CancellationToken) {
@@ -150,8 +160,18 @@ impl Intake {
                             .answer(&config, &self.store, iq, Instant::now())
                             .await,
                     )),
+                    Stanza::Iq(iq) if publish::is_request(&config, &iq) => {
+                        Some(Stanza::Iq(publish::answer(&config, &self.store, iq).await))
+                    }
                     Stanza::Iq(iq) if commands::is_command(&iq) => Some(Stanza::Iq(
-                        commands::answer(&config, &self.store, self.reloader.as_ref(), iq).await,
+                        commands::answer(
+                            &config,
+                            &self.store,
+                            self.reloader.as_ref(),
+                            &self.listings,
+                            iq,
+                        )
+                        .await,
                     )),
                     Stanza::Iq(iq) if feedback::is_feedback(&iq) => {
                         Some(Stanza::Iq(feedback::answer(&config, &self.store, iq).await))
@@ -162,6 +182,10 @@ impl Intake {
                     Stanza::Iq(iq) => Some(Stanza::Iq(
                         registration::answer(&config, &self.store, iq).await,
                     )),
+                    Stanza::Message(message) if lists::is_event(&message) => {
+                        lists::take_event(&config, &self.store, &message).await;
+                        None
+                    }
                     Stanza::Message(message) if feedback::is_forwarded(&message) => {
                         feedback::take(&config, &self.store, &message).await;
                         None

@@ -121,7 +121,10 @@ impl RawSpam {
                 continue;
             };
             let Some(kind) = ListKind::parse(&raw.kind) else {
-                p.add(&key, format!("kind {:?} is not domains, sha256 or ips", raw.kind));
+                p.add(
+                    &key,
+                    format!("kind {:?} is not domains, sha256 or ips", raw.kind),
+                );
                 continue;
             };
             if raw.node.trim().is_empty() {
@@ -129,7 +132,9 @@ impl RawSpam {
                 continue;
             }
             check_weight(p, &key, raw.weight);
-            let name = raw.name.unwrap_or_else(|| format!("{service}/{}", raw.node));
+            let name = raw
+                .name
+                .unwrap_or_else(|| format!("{service}/{}", raw.node));
             if lists.iter().any(|l| l.name == name) {
                 p.add(&key, format!("a list is already named {name:?}"));
             }

@@ -209,7 +209,9 @@ impl Store {
 
     /// The senders reported as spam, each with the distinct users who
     /// reported it.
-    pub async fn spam_reported_senders(&self) -> anyhow::Result<BTreeMap<String, BTreeSet<String>>> {
+    pub async fn spam_reported_senders(
+        &self,
+    ) -> anyhow::Result<BTreeMap<String, BTreeSet<String>>> {
         let rows: Vec<(String, String)> = on_backend!(&self.pool, |pool| sqlx::query_as(
             "SELECT DISTINCT sender, user_jid FROM spam_reports WHERE verdict = 'spam' AND sender <> ''"
         )

@@ -36,6 +36,7 @@ impl ListKind {
         }
     }
 
+    /// The name a configuration gives it.
     pub fn name(self) -> &'static str {
         match self {
             ListKind::Domains => "domains",
@@ -53,9 +54,8 @@ impl ListKind {
                 let id = id.trim_end_matches('.').to_ascii_lowercase();
                 is_domain(&id).then_some(id)
             }
-            ListKind::Sha256 => (id.len() == 64
-                && id.bytes().all(|b| b.is_ascii_hexdigit()))
-            .then(|| id.to_ascii_lowercase()),
+            ListKind::Sha256 => (id.len() == 64 && id.bytes().all(|b| b.is_ascii_hexdigit()))
+                .then(|| id.to_ascii_lowercase()),
             ListKind::Ips => id.parse::<IpAddr>().ok().map(|ip| ip.to_string()),
         }
     }
@@ -207,7 +207,10 @@ mod tests {
         );
         // RFC 5782 §2.4's own example.
         assert_eq!(
-            dnsbl_ip_name("2001:db8:1:2:3:4:567:89ab".parse().expect("ip"), "ugly.example.com"),
+            dnsbl_ip_name(
+                "2001:db8:1:2:3:4:567:89ab".parse().expect("ip"),
+                "ugly.example.com"
+            ),
             "b.a.9.8.7.6.5.0.4.0.0.0.3.0.0.0.2.0.0.0.1.0.0.0.8.b.d.0.1.0.0.2.ugly.example.com."
         );
         // A v4 client seen through a v6 socket is asked as v4.

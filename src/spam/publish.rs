@@ -1,0 +1,421 @@
+//! facteur's own spam list, served as a small XEP-0060 service on the
+//! component JID (doc/xmpp-mail.md, "The published spam list"), in the
+//! format of xmppbl.org: node `spam_source_domains` (item id = domain)
+//! and node `spam_source_addresses_sha256` (item id = lower-case hex
+//! SHA-256 of the address), each item with a XEP-0377 `<report/>`. What
+//! is on it: the senders, and their domains, that at least `[spam]
+//! publish_threshold` distinct users reported as spam.
+//!
+//! The service answers disco#info and disco#items, items, subscribe and
+//! unsubscribe; creating, publishing and configuring are the gateway's
+//! own. The `Publisher` compares what the reports say with what was last
+//! published and notifies the subscribers of each change: it runs on the
+//! instance that holds the component link, once per cluster.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use facteur_policy::spam::shared::{NODE_ADDRESSES, NODE_DOMAINS};
+use jid::Jid;
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+use xmpp_parsers::disco::{DiscoInfoResult, DiscoItemsResult, Identity, Item};
+use xmpp_parsers::iq::Iq;
+use xmpp_parsers::message::{Message, MessageType};
+use xmpp_parsers::minidom::rxml::xml_ncname;
+use xmpp_parsers::minidom::Element;
+use xmpp_parsers::ns;
+use xmpp_parsers::stanza_error::{DefinedCondition, ErrorType};
+
+use super::lists::address_hash;
+use crate::component::reply::{self, error, result, Fault};
+use crate::component::LinkHandle;
+use crate::config::{Config, Live};
+use crate::store::Store;
+
+/// The published nodes.
+pub const NODES: [&str; 2] = [NODE_DOMAINS, NODE_ADDRESSES];
+/// XEP-0377's namespace and reason, the payload of every item.
+const NS_REPORTING: &str = "urn:xmpp:reporting:1";
+const REASON_SPAM: &str = "urn:xmpp:reporting:spam";
+/// How often the reports are compared with the published items.
+const TICK: Duration = Duration::from_secs(10);
+
+const NO_NODE: Fault = Fault::new(
+    ErrorType::Cancel,
+    DefinedCondition::ItemNotFound,
+    "no such node",
+);
+const NOT_OURS: Fault = Fault::new(
+    ErrorType::Cancel,
+    DefinedCondition::FeatureNotImplemented,
+    "this list is published by the gateway only",
+);
+const NOT_THEIR_JID: Fault = Fault::new(
+    ErrorType::Modify,
+    DefinedCondition::BadRequest,
+    "subscribe your own JID",
+);
+const NOT_SUBSCRIBED: Fault = Fault::new(
+    ErrorType::Cancel,
+    DefinedCondition::UnexpectedRequest,
+    "not subscribed",
+);
+
+/// Whether `iq`, to the gateway itself, is for the published list.
+pub fn is_request(config: &Config, iq: &Iq) -> bool {
+    let payload = match iq {
+        Iq::Get { payload, .. } | Iq::Set { payload, .. } => payload,
+        _ => return false,
+    };
+    config.spam.publish
+        && iq.to().is_none_or(|to| to.node().is_none())
+        && (payload.is("pubsub", ns::PUBSUB)
+            || ((payload.is("query", ns::DISCO_INFO) || payload.is("query", ns::DISCO_ITEMS))
+                && payload.attr("node").is_some_and(|n| NODES.contains(&n))))
+}
+
+/// The published nodes, for the gateway's disco#items.
+pub fn node_items(config: &Config) -> Vec<Item> {
+    if !config.spam.publish {
+        return Vec::new();
+    }
+    NODES
+        .iter()
+        .map(|node| Item {
+            jid: Jid::from(config.component.jid.clone()),
+            node: Some((*node).to_owned()),
+            name: Some(node_name(node).to_owned()),
+        })
+        .collect()
+}
+
+fn node_name(node: &str) -> &'static str {
+    if node == NODE_DOMAINS {
+        "Domains that send spam"
+    } else {
+        "Addresses that send spam (SHA-256)"
+    }
+}
+
+/// Answers a request for the published list.
+pub async fn answer(config: &Config, store: &Store, iq: Iq) -> Iq {
+    let (payload, is_get) = match &iq {
+        Iq::Get { payload, .. } => (payload.clone(), true),
+        Iq::Set { payload, .. } => (payload.clone(), false),
+        _ => return error(&iq, reply::NOT_A_REQUEST),
+    };
+    let failed = |e: anyhow::Error| {
+        warn!(
+            error = format!("{e:#}"),
+            "Store unavailable for the published list."
+        );
+        error(&iq, reply::TRY_LATER)
+    };
+    if payload.is("query", ns::DISCO_INFO) {
+        let node = payload.attr("node").unwrap_or_default();
+        let info = DiscoInfoResult {
+            node: Some(node.to_owned()),
+            identities: vec![Identity::new("pubsub", "leaf", "en", node_name(node))],
+            features: [ns::DISCO_INFO.to_owned(), ns::PUBSUB.to_owned()].into(),
+            extensions: Vec::new(),
+        };
+        return result(&iq, Some(info.into()));
+    }
+    if payload.is("query", ns::DISCO_ITEMS) {
+        let node = payload.attr("node").unwrap_or_default();
+        let items = match store.published_items(node).await {
+            Ok(items) => items,
+            Err(e) => return failed(e),
+        };
+        let own = Jid::from(config.component.jid.clone());
+        let listing = DiscoItemsResult {
+            node: Some(node.to_owned()),
+            items: items
+                .into_keys()
+                .map(|id| Item {
+                    jid: own.clone(),
+                    node: None,
+                    name: Some(id),
+                })
+                .collect(),
+            rsm: None,
+        };
+        return result(&iq, Some(listing.into()));
+    }
+    let Some(action) = payload.children().next() else {
+        return error(&iq, reply::UNSUPPORTED);
+    };
+    let node = action.attr("node").unwrap_or_default().to_owned();
+    if !NODES.contains(&node.as_str()) {
+        return match action.name() {
+            "items" | "subscribe" | "unsubscribe" => error(&iq, NO_NODE),
+            _ => error(&iq, NOT_OURS),
+        };
+    }
+    let from = iq.from().cloned();
+    match (action.name(), is_get) {
+        ("items", true) => match store.published_items(&node).await {
+            Ok(items) => {
+                let limit = action
+                    .attr("max_items")
+                    .and_then(|m| m.parse::<usize>().ok())
+                    .unwrap_or(usize::MAX);
+                let items = items.into_keys().take(limit).map(|id| item(&id));
+                result(
+                    &iq,
+                    Some(
+                        Element::builder("pubsub", ns::PUBSUB)
+                            .append(
+                                Element::builder("items", ns::PUBSUB)
+                                    .attr(xml_ncname!("node").into(), node.as_str())
+                                    .append_all(items)
+                                    .build(),
+                            )
+                            .build(),
+                    ),
+                )
+            }
+            Err(e) => failed(e),
+        },
+        ("subscribe" | "unsubscribe", false) => {
+            let asked = action.attr("jid").and_then(|j| Jid::new(j).ok());
+            let Some(from) = from else {
+                return error(&iq, reply::NO_SENDER);
+            };
+            // XEP-0060 §6.1.3.1: a JID may subscribe itself only.
+            let Some(jid) = asked.filter(|j| j.to_bare() == from.to_bare()) else {
+                return error(&iq, NOT_THEIR_JID);
+            };
+            if action.name() == "subscribe" {
+                if let Err(e) = store.subscribe_to_list(&node, jid.as_str()).await {
+                    return failed(e);
+                }
+                info!(node, subscriber = %jid, "Subscribed to the published spam list.");
+                result(
+                    &iq,
+                    Some(
+                        Element::builder("pubsub", ns::PUBSUB)
+                            .append(
+                                Element::builder("subscription", ns::PUBSUB)
+                                    .attr(xml_ncname!("node").into(), node.as_str())
+                                    .attr(xml_ncname!("jid").into(), jid.as_str())
+                                    .attr(xml_ncname!("subscription").into(), "subscribed")
+                                    .build(),
+                            )
+                            .build(),
+                    ),
+                )
+            } else {
+                match store.unsubscribe_from_list(&node, jid.as_str()).await {
+                    Ok(true) => {
+                        info!(node, subscriber = %jid, "Unsubscribed from the published spam list.");
+                        result(&iq, None)
+                    }
+                    Ok(false) => error(&iq, NOT_SUBSCRIBED),
+                    Err(e) => failed(e),
+                }
+            }
+        }
+        _ => error(&iq, NOT_OURS),
+    }
+}
+
+/// One published item: its id and a XEP-0377 report.
+fn item(id: &str) -> Element {
+    Element::builder("item", ns::PUBSUB)
+        .attr(xml_ncname!("id").into(), id)
+        .append(report())
+        .build()
+}
+
+fn report() -> Element {
+    Element::builder("report", NS_REPORTING)
+        .attr(xml_ncname!("reason").into(), REASON_SPAM)
+        .build()
+}
+
+/// What the reports put on each node: item id → distinct reporters.
+pub fn wanted(
+    reports: &BTreeMap<String, BTreeSet<String>>,
+    threshold: u32,
+) -> BTreeMap<&'static str, BTreeMap<String, i64>> {
+    let threshold = threshold as usize;
+    let mut domains: BTreeMap<String, BTreeSet<&str>> = BTreeMap::new();
+    let mut addresses = BTreeMap::new();
+    for (sender, users) in reports {
+        let Some((_, domain)) = sender.rsplit_once('@') else {
+            continue;
+        };
+        if users.len() >= threshold {
+            addresses.insert(address_hash(sender), users.len() as i64);
+        }
+        domains
+            .entry(domain.to_ascii_lowercase())
+            .or_default()
+            .extend(users.iter().map(String::as_str));
+    }
+    let domains = domains
+        .into_iter()
+        .filter(|(_, users)| users.len() >= threshold)
+        .map(|(domain, users)| (domain, users.len() as i64))
+        .collect();
+    BTreeMap::from([(NODE_DOMAINS, domains), (NODE_ADDRESSES, addresses)])
+}
+
+/// Keeps the published list in step with the reports.
+pub struct Publisher {
+    pub config: Live,
+    pub store: Store,
+    pub link: LinkHandle,
+}
+
+impl Publisher {
+    pub async fn run(self, shutdown: CancellationToken) {
+        let mut tick = tokio::time::interval(TICK);
+        loop {
+            tokio::select! {
+                () = shutdown.cancelled() => return,
+                _ = tick.tick() => {}
+            }
+            let config = self.config.get();
+            // Only where notifications can go out, and on one instance.
+            if !config.spam.publish || !*self.link.watch().borrow() {
+                continue;
+            }
+            match self
+                .store
+                .hold_job("spam-publish", self.store.job_hold(TICK))
+                .await
+            {
+                Ok(true) => {}
+                Ok(false) => continue,
+                Err(e) => {
+                    warn!(
+                        error = format!("{e:#}"),
+                        "Store unavailable; spam list not published."
+                    );
+                    continue;
+                }
+            }
+            if let Err(e) = self.publish(&config).await {
+                warn!(
+                    error = format!("{e:#}"),
+                    "Store unavailable; spam list not published."
+                );
+            }
+        }
+    }
+
+    async fn publish(&self, config: &Config) -> anyhow::Result<()> {
+        let reports = self.store.spam_reported_senders().await?;
+        for (node, wanted) in wanted(&reports, config.spam.publish_threshold) {
+            let published = self.store.published_items(node).await?;
+            let add: Vec<(String, i64)> = wanted
+                .iter()
+                .filter(|(id, n)| published.get(*id) != Some(n))
+                .map(|(id, n)| (id.clone(), *n))
+                .collect();
+            let new: Vec<String> = add
+                .iter()
+                .filter(|(id, _)| !published.contains_key(id))
+                .map(|(id, _)| id.clone())
+                .collect();
+            let remove: Vec<String> = published
+                .keys()
+                .filter(|id| !wanted.contains_key(*id))
+                .cloned()
+                .collect();
+            if add.is_empty() && remove.is_empty() {
+                continue;
+            }
+            self.store.change_published(node, &add, &remove).await?;
+            info!(
+                node,
+                published = new.len(),
+                retracted = remove.len(),
+                "Spam list published."
+            );
+            if new.is_empty() && remove.is_empty() {
+                continue;
+            }
+            let event = notification(node, &new, &remove);
+            for subscriber in self.store.list_subscribers(node).await? {
+                let Ok(to) = Jid::new(&subscriber) else {
+                    continue;
+                };
+                let mut message = Message::new(Some(to));
+                message.type_ = MessageType::Headline;
+                message.from = Some(Jid::from(config.component.jid.clone()));
+                message.payloads.push(event.clone());
+                self.link.send(message).await;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The event notification of items published and retracted in `node`.
+pub fn notification(node: &str, published: &[String], retracted: &[String]) -> Element {
+    let items = Element::builder("items", ns::PUBSUB_EVENT)
+        .attr(xml_ncname!("node").into(), node)
+        .append_all(published.iter().map(|id| {
+            Element::builder("item", ns::PUBSUB_EVENT)
+                .attr(xml_ncname!("id").into(), id.as_str())
+                .append(report())
+                .build()
+        }))
+        .append_all(retracted.iter().map(|id| {
+            Element::builder("retract", ns::PUBSUB_EVENT)
+                .attr(xml_ncname!("id").into(), id.as_str())
+                .build()
+        }))
+        .build();
+    Element::builder("event", ns::PUBSUB_EVENT)
+        .append(items)
+        .build()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn senders_reported_by_enough_users_are_published_with_their_domain() {
+        let users = |names: &[&str]| names.iter().map(|n| (*n).to_owned()).collect();
+        let reports = BTreeMap::from([
+            ("a@evil.test".to_owned(), users(&["u1", "u2", "u3"])),
+            ("b@spread.test".to_owned(), users(&["u1"])),
+            ("c@spread.test".to_owned(), users(&["u2"])),
+            ("d@spread.test".to_owned(), users(&["u3", "u2"])),
+            ("e@once.test".to_owned(), users(&["u1", "u2"])),
+        ]);
+        let wanted = wanted(&reports, 3);
+        assert_eq!(
+            wanted[NODE_DOMAINS].iter().collect::<Vec<_>>(),
+            vec![
+                (&"evil.test".to_owned(), &3),
+                (&"spread.test".to_owned(), &3)
+            ]
+        );
+        assert_eq!(
+            wanted[NODE_ADDRESSES].keys().collect::<Vec<_>>(),
+            vec![&address_hash("a@evil.test")]
+        );
+    }
+
+    #[test]
+    fn notifications_carry_reports_and_retractions() {
+        let xml = String::from(&notification(
+            NODE_DOMAINS,
+            &["evil.test".into()],
+            &["good.test".into()],
+        ));
+        assert_eq!(
+            xml,
+            "<event xmlns='http://jabber.org/protocol/pubsub#event'><items node='spam_source_domains'>\
+             <item id='evil.test'><report xmlns='urn:xmpp:reporting:1' reason='urn:xmpp:reporting:spam'/></item>\
+             <retract id='good.test'/></items></event>"
+        );
+    }
+}
