@@ -312,7 +312,7 @@ mod tests {
             ),
         ));
         assert!(
-            xml.contains("<query xmlns='http://jabber.org/protocol/disco#items'><item jid='mail.example.test' node='spam_source_domains'"),
+            xml.contains("<query xmlns='http://jabber.org/protocol/disco#items'><item jid='mail.example.test' name='Domains that send spam' node='spam_source_domains'/>"),
             "{xml}"
         );
     }
