@@ -1,7 +1,6 @@
 //! facteur: an XMPP-Mail ⇄ SMTP gateway, run as an XEP-0114 component
 //! beside an existing XMPP server.
 
-mod bayes;
 mod cli;
 mod component;
 mod config;
@@ -433,6 +432,12 @@ async fn run(config: Arc<Config>, path: PathBuf) -> anyhow::Result<()> {
         lease_s = config.store.lease.as_secs(),
         "Taking queue items as this instance."
     );
+    if let Err(e) = spam::bayes::import_files(&config, &store).await {
+        warn!(
+            error = format!("{e:#}"),
+            "Moving the spam model files into the store failed."
+        );
+    }
     match store.release_dead_leases().await {
         Ok(0) => {}
         Ok(freed) => info!(
@@ -454,13 +459,16 @@ async fn run(config: Arc<Config>, path: PathBuf) -> anyhow::Result<()> {
         .verify
         .then(|| smtp::verify::Verifier::new(resolver.clone(), &config.inbound.hostname));
     let return_paths = return_path::ReturnPaths::new(&store.secret("return-path").await?);
-    let reception = Arc::new(Reception::new(
+    let mut reception = Reception::new(
         live.clone(),
         store.clone(),
         verifier,
         return_paths.clone(),
         &tracker,
-    ));
+    );
+    // The shared lists and DNS lists the spam check asks.
+    reception.spam.listings = spam::Listings::new(live.clone(), store.clone(), resolver.clone());
+    let reception = Arc::new(reception);
     let tls = match &config.inbound.tls {
         Some(files) => Some(smtp::server::tls_acceptor(files)?),
         None => None,
@@ -570,6 +578,11 @@ async fn run(config: Arc<Config>, path: PathBuf) -> anyhow::Result<()> {
             keep_threads: config.store.keep_threads,
         },
         config.store.sweep_interval,
+        shutdown.clone(),
+    ));
+    tracker.spawn(spam::digest::run(
+        store.clone(),
+        live.clone(),
         shutdown.clone(),
     ));
     tracker.spawn(http::expire(

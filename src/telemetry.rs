@@ -63,6 +63,7 @@ pub struct Refusals {
     pub rate_limited: Counter,
     /// `550 5.7.x`: failed SPF, DKIM or DMARC as `[auth]` says to refuse.
     pub authentication: Counter,
+    pub spam: Counter,
     /// `554`: not a mail facteur can read.
     pub unparsable: Counter,
     /// `451 4.3.0`: the store did not take it.
@@ -148,7 +149,7 @@ fn describe() {
     );
     describe_counter!(
         SMTP_REFUSED,
-        "Refusals of inbound SMTP, by reason: unknown_user, relay_denied, too_big, rate_limited, authentication, unparsable, store"
+        "Refusals of inbound SMTP, by reason: unknown_user, relay_denied, too_big, rate_limited, authentication, spam, unparsable, store"
     );
     describe_counter!(
         TO_XMPP,
@@ -226,6 +227,7 @@ impl Meters {
                 too_big: refused("too_big"),
                 rate_limited: refused("rate_limited"),
                 authentication: refused("authentication"),
+                spam: refused("spam"),
                 unparsable: refused("unparsable"),
                 store: refused("store"),
             },

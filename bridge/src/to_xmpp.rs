@@ -85,6 +85,10 @@ pub struct IncomingMail {
     /// Why the user should distrust the sender; the daemon sets it when a
     /// check failed and the operator chose to mark such mail.
     pub warning: Option<String>,
+    /// The spam score and its reasons when the gateway marks the mail as
+    /// likely spam: `[Spam?] ` heads the text and `<spam/>` goes in
+    /// `<mail/>`.
+    pub spam: Option<(String, String)>,
 }
 
 /// The readable text and the sanitised HTML of a mail: text/plain when
@@ -277,6 +281,7 @@ pub fn read_mail_with(raw: &[u8], files: &[SharedFile]) -> Result<IncomingMail, 
         list_headers,
         auth: None,
         warning: None,
+        spam: None,
     })
 }
 
@@ -335,6 +340,10 @@ pub fn to_stanza(mail: &IncomingMail, envelope: &Envelope<'_>) -> Message {
         ),
         None => mail.text.clone(),
     };
+    let text = match &mail.spam {
+        Some(_) => format!("[Spam?] {text}"),
+        None => text,
+    };
     message.bodies.insert(Lang::default(), text);
     if let Some(html) = mail.html.as_ref().filter(|h| h.len() <= MAX_HTML_BYTES) {
         message.payloads.push(
@@ -377,6 +386,9 @@ pub fn to_stanza(mail: &IncomingMail, envelope: &Envelope<'_>) -> Message {
     );
     if let Some(auth) = mail.auth.as_deref().and_then(wire::auth) {
         mail_element.append_child(auth);
+    }
+    if let Some((score, reasons)) = &mail.spam {
+        mail_element.append_child(wire::spam(&xml_safe(score), &xml_safe(reasons)));
     }
     message.payloads.push(mail_element);
     let others: Vec<wire::Address> = mail

@@ -61,6 +61,17 @@ pub fn mail_element(
 /// The checks `<auth/>` names, as its attributes.
 const AUTH_METHODS: [&str; 4] = ["spf", "dkim", "dmarc", "arc"];
 
+/// `<spam score=… reasons=…/>` inside `<mail>`: the gateway judged the
+/// mail likely spam and delivered it marked. `score` is in points (the
+/// higher, the likelier spam); `reasons` is a comma-separated list of what
+/// counted (`auth`, `bayes:0.99`, `list:NAME:WHAT`).
+pub fn spam(score: &str, reasons: &str) -> Element {
+    Element::builder("spam", NS_MAIL)
+        .attr(xml_ncname!("score").into(), score)
+        .attr(xml_ncname!("reasons").into(), reasons)
+        .build()
+}
+
 /// `<auth spf=… dkim=… dmarc=… arc=…/>` inside `<mail>`: what the gateway's
 /// checks of an inbound mail found, from `spf=pass dkim=none …`. Unknown
 /// methods and values that are not plain words are left out.

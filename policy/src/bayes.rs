@@ -317,6 +317,28 @@ impl Model {
         }
     }
 
+    /// Forgets one mail learnt as spam or ham (a user who changed her
+    /// mind about it); counts never go below zero.
+    pub fn unlearn(&mut self, tokens: &[u64], spam: bool) {
+        for &t in tokens {
+            if let Some(c) = self.tokens.get_mut(&t) {
+                if spam {
+                    c.0 = c.0.saturating_sub(1);
+                } else {
+                    c.1 = c.1.saturating_sub(1);
+                }
+                if *c == (0, 0) {
+                    self.tokens.remove(&t);
+                }
+            }
+        }
+        if spam {
+            self.spam = self.spam.saturating_sub(1);
+        } else {
+            self.ham = self.ham.saturating_sub(1);
+        }
+    }
+
     /// The probability that a mail with these distinct tokens is spam, in
     /// [0, 1]; 0.5 when nothing telling is known (or no spam or no ham was
     /// ever learnt). `user` adds a user's own counts to this model's.

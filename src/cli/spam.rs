@@ -7,14 +7,17 @@ use std::process::ExitCode;
 
 use clap::Subcommand;
 
-use crate::bayes;
+use anyhow::Context;
+
 use crate::config::Config;
+use crate::spam::bayes;
+use crate::store::Store;
 
 #[derive(Subcommand)]
 pub enum SpamAction {
     /// Learn from directories of RFC 5322 files (one mail per file), adding
     /// to the model: the global one, or a user's with --user. The models
-    /// are kept in spam-models/ beside the SQLite database.
+    /// are kept in the store.
     Train {
         /// The configuration file (TOML).
         #[arg(long, short, env = "FACTEUR_CONFIG")]
@@ -53,34 +56,18 @@ pub fn spam(action: SpamAction) -> ExitCode {
             spam,
             ham,
             user,
-        } => {
-            let outcome = Config::load(&config).and_then(|config| {
-                bayes::train(&config, spam.as_deref(), ham.as_deref(), user.as_deref())
-            });
-            match outcome {
-                Ok(summary) => {
-                    println!("{summary}");
-                    ExitCode::SUCCESS
-                }
-                Err(e) => {
-                    eprintln!("{e:#}");
-                    ExitCode::FAILURE
-                }
-            }
-        }
+        } => with_store(&config, |store| async move {
+            let summary =
+                bayes::train(&store, spam.as_deref(), ham.as_deref(), user.as_deref()).await?;
+            println!("{summary}");
+            Ok(ExitCode::SUCCESS)
+        }),
         SpamAction::Score {
             config,
             user,
             files,
-        } => {
-            let (global, own) =
-                match Config::load(&config).and_then(|c| bayes::models(&c, user.as_deref())) {
-                    Ok(models) => models,
-                    Err(e) => {
-                        eprintln!("{e:#}");
-                        return ExitCode::FAILURE;
-                    }
-                };
+        } => with_store(&config, |store| async move {
+            let (global, own) = bayes::models(&store, user.as_deref()).await?;
             let mut status = ExitCode::SUCCESS;
             let mut out = std::io::BufWriter::new(std::io::stdout().lock());
             for file in files {
@@ -88,7 +75,7 @@ pub fn spam(action: SpamAction) -> ExitCode {
                     Ok(raw) => {
                         let score = global.score(&bayes::tokens(&raw), own.as_ref());
                         if writeln!(out, "{score:.6} {}", file.display()).is_err() {
-                            return ExitCode::FAILURE;
+                            return Ok(ExitCode::FAILURE);
                         }
                     }
                     Err(e) => {
@@ -98,9 +85,39 @@ pub fn spam(action: SpamAction) -> ExitCode {
                 }
             }
             if out.flush().is_err() {
-                return ExitCode::FAILURE;
+                return Ok(ExitCode::FAILURE);
             }
-            status
+            Ok(status)
+        }),
+    }
+}
+
+/// Runs `command` against the store the configuration names, the model
+/// files of an older facteur moved into it first.
+fn with_store<F, Fut>(path: &std::path::Path, command: F) -> ExitCode
+where
+    F: FnOnce(Store) -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<ExitCode>>,
+{
+    let outcome = tokio::runtime::Runtime::new()
+        .context("Starting the runtime")
+        .and_then(|runtime| {
+            runtime.block_on(async {
+                let config = Config::load(path)?;
+                let store = Store::open(&config.store.url).await?;
+                let outcome = match bayes::import_files(&config, &store).await {
+                    Ok(()) => command(store.clone()).await,
+                    Err(e) => Err(e),
+                };
+                store.close().await;
+                outcome
+            })
+        });
+    match outcome {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("{e:#}");
+            ExitCode::FAILURE
         }
     }
 }

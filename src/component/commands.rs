@@ -39,7 +39,10 @@ mod mailboxes;
 pub use mailboxes::{answer as answer_mailbox, busy, is_mailbox_command};
 use mailboxes::{may_attach, MailboxCommand, MAILBOX_COMMANDS};
 mod blocked;
+mod spam;
 mod spam_lists;
+
+pub use spam::{submitted_thresholds, threshold_fields};
 
 /// XEP-0050's namespace and the disco node listing the commands.
 pub const NS_COMMANDS: &str = "http://jabber.org/protocol/commands";
@@ -199,6 +202,9 @@ pub fn items(config: &Config, from: Option<&Jid>) -> DiscoItemsResult {
     if user {
         items.push(item(key_command::NODE, key_command::NAME));
         items.push(item(blocked::NODE, blocked::NAME));
+        items.push(item(spam::REPORT_NODE, spam::REPORT_NAME));
+        items.push(item(spam::NOT_SPAM_NODE, spam::NOT_SPAM_NAME));
+        items.push(item(spam::SETTINGS_NODE, spam::SETTINGS_NAME));
     }
     DiscoItemsResult {
         node: Some(NS_COMMANDS.to_owned()),
@@ -214,6 +220,7 @@ pub fn info(node: &str) -> Option<DiscoInfoResult> {
         Some(command) => command.name(),
         None if node == key_command::NODE => key_command::NAME,
         None if node == blocked::NODE => blocked::NAME,
+        None if spam::is_node(node) => spam::name(node)?,
         None => MailboxCommand::from_node(node)?.name(),
     };
     Some(DiscoInfoResult {
@@ -248,7 +255,7 @@ pub async fn answer(
         return key_command::answer(config, store, iq).await;
     }
     let node = payload.attr("node").unwrap_or_default().to_owned();
-    if node == blocked::NODE {
+    if node == blocked::NODE || spam::is_node(&node) {
         return user_command(store, &iq, &from.to_bare(), payload).await;
     }
     if !config.component.is_admin(&from) {
@@ -314,8 +321,10 @@ pub async fn answer(
     }
 }
 
-/// Runs a user's own command ("Blocked senders") for the user who sent it.
+/// Runs a user's own command ("Blocked senders", the spam commands) for
+/// the user who sent it.
 async fn user_command(store: &Store, iq: &Iq, user: &BareJid, payload: &Element) -> Iq {
+    let node = payload.attr("node").unwrap_or(blocked::NODE);
     let session = payload
         .attr("sessionid")
         .map(str::to_owned)
@@ -323,24 +332,21 @@ async fn user_command(store: &Store, iq: &Iq, user: &BareJid, payload: &Element)
     if payload.attr("action") == Some("cancel") {
         return result(
             iq,
-            Some(command_reply(
-                blocked::NODE,
-                &session,
-                "canceled",
-                Vec::new(),
-            )),
+            Some(command_reply(node, &session, "canceled", Vec::new())),
         );
     }
     let submitted = payload
         .children()
         .find(|c| c.is("x", ns::DATA_FORMS) && c.attr("type") == Some("submit"));
-    match blocked::run(store, user, submitted).await {
+    let ran = if spam::is_node(node) {
+        spam::run(node, store, user, submitted).await
+    } else {
+        blocked::run(store, user, submitted).await
+    };
+    match ran {
         Ok((completed, children)) => {
             let status = if completed { "completed" } else { "executing" };
-            result(
-                iq,
-                Some(command_reply(blocked::NODE, &session, status, children)),
-            )
+            result(iq, Some(command_reply(node, &session, status, children)))
         }
         Err(fault) => error(iq, fault),
     }

@@ -23,6 +23,7 @@ use xmpp_parsers::stanza_error::{DefinedCondition, ErrorType};
 
 use super::reply::{self, error, result, Fault};
 use crate::config::Config;
+use crate::spam::bayes::Models;
 use crate::spam::NotASender;
 use crate::store::{Store, Verdict};
 
@@ -221,13 +222,16 @@ pub async fn take(config: &Config, store: &Store, message: &Message) {
             let stored = match store.block_sender(user, item, source, *reported).await {
                 Ok(()) if *reported => match item {
                     BlockItem::Address(sender) => {
-                        let recorded = store
+                        match store
                             .record_feedback(user, sender, message_id, Verdict::Spam)
-                            .await;
-                        if recorded.is_ok() {
-                            crate::spam::weigh_feedback(config, store, sender, true).await;
+                            .await
+                        {
+                            Ok(()) => {
+                                crate::spam::weigh_feedback(config, store, sender, true).await;
+                                train(store, user, Some(message_id), sender, Verdict::Spam).await
+                            }
+                            Err(e) => Err(e),
                         }
-                        recorded
                     }
                     BlockItem::Domain(_) => Ok(()),
                 },
@@ -241,7 +245,15 @@ pub async fn take(config: &Config, store: &Store, message: &Message) {
         }
         Forwarded::Unblock { user, item } => {
             let stored = match item {
-                Some(item) => store.unblock_sender(user, item).await.map(|_| ()),
+                Some(item) => match store.unblock_sender(user, item).await {
+                    Ok(_) => match item {
+                        BlockItem::Address(sender) => {
+                            train(store, user, None, sender, Verdict::Ham).await
+                        }
+                        BlockItem::Domain(_) => Ok(()),
+                    },
+                    Err(e) => Err(e),
+                },
                 None => store.unblock_all(user).await.map(|_| ()),
             };
             if stored.is_ok() {
@@ -307,9 +319,31 @@ pub async fn answer(config: &Config, store: &Store, iq: Iq) -> Iq {
     {
         return failed(e);
     }
+    if let Err(e) = train(store, &user, Some(message_id), &sender, verdict).await {
+        return failed(e);
+    }
     info!(user = %user, sender, verdict = verdict.name(), "Spam feedback recorded.");
     crate::spam::weigh_feedback(config, store, &sender, verdict == Verdict::Spam).await;
     result(&iq, None)
+}
+
+/// Trains `user`'s model with the mail feedback is about (by its
+/// Message-ID, else the newest from `sender`) when it is among her recent
+/// mail; nothing to learn otherwise.
+async fn train(
+    store: &Store,
+    user: &BareJid,
+    message_id: Option<&str>,
+    sender: &str,
+    verdict: Verdict,
+) -> anyhow::Result<()> {
+    match crate::spam::learn::find(store, user, message_id, Some(sender)).await? {
+        Some(mail) => {
+            crate::spam::learn::learn(store, &Models::shared(), user, &mail, verdict).await?;
+        }
+        None => debug!(user = %user, sender, "No recent mail to learn from."),
+    }
+    Ok(())
 }
 
 #[cfg(test)]

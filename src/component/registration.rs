@@ -10,9 +10,11 @@ use xmpp_parsers::minidom::Element;
 use xmpp_parsers::ns;
 use xmpp_parsers::stanza_error::{DefinedCondition, ErrorType};
 
+use super::commands::{submitted_thresholds, threshold_fields};
 use super::reply::{self, error, result, Fault};
 use crate::config::Config;
 use crate::store::{Encrypt, Store, UserOptions};
+use facteur_policy::spam::Thresholds;
 
 /// The answer to a registration request from a user.
 pub async fn answer(config: &Config, store: &Store, iq: Iq) -> Iq {
@@ -30,10 +32,13 @@ pub async fn answer(config: &Config, store: &Store, iq: Iq) -> Iq {
         );
     }
     let outcome = match &iq {
-        Iq::Get { .. } => store
-            .user_options(&user)
-            .await
-            .map(|options| Some(query(config, &user, options))),
+        Iq::Get { .. } => match (
+            store.user_options(&user).await,
+            store.spam_thresholds(&user).await,
+        ) {
+            (Ok(options), Ok(thresholds)) => Ok(Some(query(config, &user, options, &thresholds))),
+            (Err(e), _) | (_, Err(e)) => Err(e),
+        },
         Iq::Set { payload, .. } if payload.has_child("remove", ns::REGISTER) => {
             store.unregister(&user).await.map(|was| {
                 info!(user = %user, was_registered = was, "Unregistered.");
@@ -42,10 +47,28 @@ pub async fn answer(config: &Config, store: &Store, iq: Iq) -> Iq {
         }
         Iq::Set { payload, .. } => {
             let options = submitted_options(payload);
-            store.register_with(&user, options).await.map(|()| {
-                info!(user = %user, oob_each_file = options.oob_each_file, xhtml_im = options.xhtml_im, send_mdn = options.send_mdn, "Registered.");
-                None
-            })
+            let thresholds = match payload.get_child("x", ns::DATA_FORMS) {
+                Some(form) => match submitted_thresholds(form, Thresholds::default()) {
+                    Ok(thresholds) => thresholds,
+                    Err(text) => {
+                        return error(
+                            &iq,
+                            Fault::with_text(ErrorType::Modify, DefinedCondition::BadRequest, text),
+                        )
+                    }
+                },
+                None => Thresholds::default(),
+            };
+            match store.register_with(&user, options).await {
+                Ok(()) => store
+                    .set_spam_thresholds(&user, &thresholds)
+                    .await
+                    .map(|_| {
+                        info!(user = %user, oob_each_file = options.oob_each_file, xhtml_im = options.xhtml_im, send_mdn = options.send_mdn, spam_mark = thresholds.mark, spam_quarantine = thresholds.quarantine, spam_reject = thresholds.reject, "Registered.");
+                        None
+                    }),
+                Err(e) => Err(e),
+            }
         }
         _ => return error(&iq, reply::NOT_A_REQUEST),
     };
@@ -63,7 +86,12 @@ pub async fn answer(config: &Config, store: &Store, iq: Iq) -> Iq {
 
 /// The registration query for `user`: instructions, the options form, and
 /// whether the user is registered already.
-fn query(config: &Config, user: &BareJid, options: Option<UserOptions>) -> Element {
+fn query(
+    config: &Config,
+    user: &BareJid,
+    options: Option<UserOptions>,
+    thresholds: &Thresholds,
+) -> Element {
     let mut query = Element::builder("query", ns::REGISTER)
         .append(
             Element::builder("instructions", ns::REGISTER)
@@ -78,7 +106,7 @@ fn query(config: &Config, user: &BareJid, options: Option<UserOptions>) -> Eleme
                 .append(user.node().map(|n| n.as_str()).unwrap_or_default())
                 .build(),
         )
-        .append(options_form(options.unwrap_or_default()));
+        .append(options_form(options.unwrap_or_default(), thresholds));
     if options.is_some() {
         query = query.append(Element::builder("registered", ns::REGISTER).build());
     }
@@ -86,7 +114,7 @@ fn query(config: &Config, user: &BareJid, options: Option<UserOptions>) -> Eleme
 }
 
 /// The XEP-0004 form of the per-user options, inside the XEP-0077 query.
-fn options_form(options: UserOptions) -> Element {
+fn options_form(options: UserOptions, thresholds: &Thresholds) -> Element {
     let field = |var: &str, kind: &str, label: Option<&str>, value: &str| {
         let mut field = Element::builder("field", ns::DATA_FORMS)
             .attr(xml_ncname!("var").into(), var)
@@ -126,6 +154,7 @@ fn options_form(options: UserOptions) -> Element {
             flag(options.send_mdn),
         ))
         .append(encrypt_field(options.encrypt))
+        .append_all(threshold_fields(thresholds))
         .build()
 }
 
@@ -195,7 +224,7 @@ mod tests {
             send_mdn: true,
             encrypt: Encrypt::Required,
         };
-        let mut form = options_form(options);
+        let mut form = options_form(options, &Thresholds::default());
         form.set_attr(
             xmpp_parsers::minidom::rxml::Namespace::NONE,
             xml_ncname!("type").into(),

@@ -1,6 +1,7 @@
 //! The `[spam]` section: what facteur learns from users about spam. So
 //! far, how often their blocklists are read where the XMPP server lets the
-//! gateway read them (XEP-0356 IQ permission on `urn:xmpp:blocking`); the
+//! gateway read them (XEP-0356 IQ permission on `urn:xmpp:blocking`), how
+//! long mail is held in quarantine, and how often its digest is sent; the
 //! shared lists it consumes (`[[spam.lists]]`, XEP-0060) and publishes,
 //! and the DNS lists it asks (`dnsbl`, `domain_blocklists`).
 
@@ -31,6 +32,11 @@ pub struct SpamConfig {
     /// Distinct users whose reports put a sender, its domain or its
     /// client IP on the published list.
     pub publish_threshold: u32,
+    /// Mail held in quarantine is dropped after this, and the recent mail
+    /// that feedback trains with is forgotten.
+    pub held_for: Duration,
+    /// How often users with newly held mail get a digest message naming it.
+    pub digest_interval: Duration,
 }
 
 /// One consumed XMPP real-time blocklist: a pubsub node.
@@ -91,6 +97,8 @@ pub(super) struct RawSpam {
     dns_timeout: String,
     publish: bool,
     publish_threshold: u32,
+    held_for: String,
+    digest_interval: String,
 }
 
 impl Default for RawSpam {
@@ -103,6 +111,8 @@ impl Default for RawSpam {
             dns_timeout: "2s".into(),
             publish: true,
             publish_threshold: 3,
+            held_for: "30d".into(),
+            digest_interval: "1d".into(),
         }
     }
 }
@@ -152,6 +162,14 @@ impl RawSpam {
         if self.publish_threshold == 0 {
             p.add("spam.publish_threshold", "must be at least 1");
         }
+        let held_for = p.duration("spam.held_for", &self.held_for);
+        if held_for < Duration::from_secs(3600) {
+            p.add("spam.held_for", "must be at least 1h");
+        }
+        let digest_interval = p.duration("spam.digest_interval", &self.digest_interval);
+        if digest_interval < Duration::from_secs(1) {
+            p.add("spam.digest_interval", "must be at least 1s");
+        }
         SpamConfig {
             blocklist_max_age,
             lists,
@@ -160,6 +178,8 @@ impl RawSpam {
             dns_timeout,
             publish: self.publish,
             publish_threshold: self.publish_threshold.max(1),
+            held_for,
+            digest_interval,
         }
     }
 }

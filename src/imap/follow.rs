@@ -457,6 +457,7 @@ impl Followers {
                 recipients: vec![mailbox.user.clone()],
                 auth: String::new(),
                 warning: String::new(),
+                spam: Default::default(),
             };
             if self
                 .store

@@ -238,6 +238,7 @@ pub async fn show(
         recipients: vec![mailbox.user.clone()],
         auth: String::new(),
         warning: String::new(),
+        spam: Default::default(),
     };
     store
         .imap_show(

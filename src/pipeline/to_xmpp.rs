@@ -309,6 +309,7 @@ impl ToXmpp {
                 raw,
                 auth,
                 warning,
+                spam,
             } => {
                 if let Some(reaction) = mail_reaction(raw) {
                     return self.reaction(to, id, mail_from, raw, reaction).await;
@@ -327,6 +328,10 @@ impl ToXmpp {
                     read_mail_with(raw, &files).map_err(|e| Unmade::Never(e.to_string()))?;
                 mail.auth = Some(auth.clone()).filter(|a| !a.is_empty());
                 mail.warning = Some(warning.clone()).filter(|w| !w.is_empty());
+                mail.spam = spam.as_deref().map(|s| {
+                    let (score, reasons) = s.split_once(' ').unwrap_or((s, ""));
+                    (score.to_owned(), reasons.to_owned())
+                });
                 self.share_large_html(*mail_id, &mut mail).await?;
                 let id = mail
                     .message_id

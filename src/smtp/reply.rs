@@ -204,6 +204,10 @@ pub fn queued(id: impl Display) -> Reply<String> {
 pub const REPORT_RECEIVED: Reply = reply(250, (2, 0, 0), "Ok: report received");
 /// A mail refused for failing authentication: RFC 7489 §7.3 for DMARC,
 /// RFC 7372 §3.2 for SPF.
+/// Every recipient's spam thresholds refuse the mail (never a report:
+/// the refusal comes before the 250).
+pub const SPAM_REFUSED: Reply = reply(550, (5, 7, 1), "Refused as spam");
+
 pub fn auth_refusal(failed: Failed, reason: impl Display) -> Reply<String> {
     let status = match failed {
         Failed::Dmarc => (5, 7, 1),

@@ -50,6 +50,8 @@ pub struct Reception {
     pub client_connections: Mutex<Concurrency<IpAddr>>,
     /// Recognises the return paths of mail facteur sent.
     pub return_paths: ReturnPaths,
+    /// The spam check at end of DATA.
+    pub spam: crate::spam::Judge,
 }
 
 impl Reception {
@@ -70,6 +72,7 @@ impl Reception {
             client_connections: Mutex::new(Concurrency::new(now.limits.client_connections)),
             config,
             store,
+            spam: crate::spam::Judge::default(),
         }
     }
 }
@@ -615,6 +618,26 @@ impl<'a, S: AsyncRead + AsyncWrite + Unpin> Session<'a, S> {
                 return self.reply(reply::REPORT_RECEIVED);
             }
         }
+        let (delivered, spam) = match self
+            .reception
+            .spam
+            .judge(
+                &self.reception.store,
+                &mail_from,
+                client,
+                &data,
+                &tx.recipients,
+                &warning,
+            )
+            .await
+        {
+            crate::spam::Judged::Accept(delivered, spam) => (delivered, spam),
+            crate::spam::Judged::Reject(scores) => {
+                info!(peer = %self.peer, mail_from = %mail_from, scores = %scores, "Refused mail as spam.");
+                meters().smtp_refused.spam.increment(1);
+                return self.reply(reply::SPAM_REFUSED);
+            }
+        };
         let raw = self.with_trace(&auth_header, &data, &tx.recipients);
         let recipients = tx.recipients.len();
         let size = raw.len();
@@ -622,9 +645,10 @@ impl<'a, S: AsyncRead + AsyncWrite + Unpin> Session<'a, S> {
             mail_from: mail_from.clone(),
             client_ip: client.to_string(),
             raw,
-            recipients: tx.recipients,
+            recipients: delivered,
             auth,
             warning,
+            spam,
         };
         match self.reception.committer.commit(mail).await {
             Ok(id) => {

@@ -5,6 +5,7 @@
 //! the `Listings` of a mail in them, each with its trust weight. The
 //! decisions are pure, in `facteur_policy::spam`.
 
+pub mod bayes;
 pub mod blocklist;
 pub mod dnsbl;
 pub mod lists;
@@ -13,6 +14,11 @@ pub mod publish;
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::sync::Arc;
+pub mod digest;
+pub mod judge;
+pub mod learn;
+
+pub use judge::{Judge, Judged};
 
 use facteur_bridge::address::unescape_node;
 use facteur_policy::spam::shared::{counts, Feedback, ListKind};

@@ -52,6 +52,7 @@ impl Store {
                 // §9.3: mail that came by XMPP-Mail has no SMTP checks to show.
                 auth: String::new(),
                 warning: String::new(),
+                spam: Default::default(),
             };
             let mail_id = insert_inbound((&mut *tx).into(), &mail, now).await?;
             let inserted = sqlx::query(

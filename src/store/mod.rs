@@ -66,6 +66,7 @@ mod receipts;
 mod secrets;
 mod spam;
 pub mod spam_lists;
+mod spam_verdicts;
 pub mod sweep;
 #[cfg(test)]
 pub(crate) mod testing;
@@ -96,6 +97,7 @@ pub use messages::MessageRecord;
 pub use read_receipts::MdnRequest;
 pub use receipts::{envelope_id, OwedReceipt};
 pub use spam::Verdict;
+pub use spam_verdicts::{HeldMail, MailSpam, RecentMail, RecipientSpam};
 pub use to_mail::{MailOutcome, MailRoute, NewMail, ToMailItem, Told};
 pub use to_xmpp::{InboundMail, Notice, ToXmppBody, ToXmppItem};
 pub use xmpp_mail::{Answer, AnswerKind, AnswerStatus, Refused};

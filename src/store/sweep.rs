@@ -126,6 +126,7 @@ impl Store {
                         SELECT m.id FROM inbound_mail m
                         WHERE NOT EXISTS (SELECT 1 FROM to_xmpp d WHERE d.mail_id = m.id)
                           AND NOT EXISTS (SELECT 1 FROM attachments a WHERE a.mail_id = m.id)
+                          AND NOT EXISTS (SELECT 1 FROM spam_held h WHERE h.mail_id = m.id)
                           AND m.id < (SELECT MAX(id) FROM inbound_mail)
                         LIMIT $1)
                     ",

@@ -48,6 +48,8 @@ pub enum ToXmppBody {
         auth: String,
         /// Why the user should distrust the sender, when they should.
         warning: String,
+        /// The spam score of a marked mail: `POINTS REASONS`.
+        spam: Option<String>,
     },
     /// A notice from the gateway.
     Notice(Notice),
@@ -86,6 +88,9 @@ pub struct InboundMail {
     pub auth: String,
     /// Why the user should distrust the sender; empty when nothing failed.
     pub warning: String,
+    /// The spam verdicts of the recipients (quarantined ones are not in
+    /// `recipients`), stored in the same transaction.
+    pub spam: super::spam_verdicts::MailSpam,
 }
 
 impl InboundMail {
@@ -109,7 +114,17 @@ impl Store {
         on_backend!(&self.pool, |pool| {
             let mut tx = pool.begin().await.context("Starting transaction")?;
             for mail in mails {
-                ids.push(insert_inbound((&mut *tx).into(), mail, now).await?);
+                let id = insert_inbound((&mut *tx).into(), mail, now).await?;
+                super::spam_verdicts::insert_spam(
+                    (&mut *tx).into(),
+                    id,
+                    &mail.mail_from,
+                    &mail.client_ip,
+                    &mail.spam,
+                    now,
+                )
+                .await?;
+                ids.push(id);
             }
             tx.commit().await.context("Committing inbound mail")?;
         });
@@ -150,7 +165,8 @@ impl Store {
                 (SELECT m.mail_from FROM inbound_mail m WHERE m.id = to_xmpp.mail_id) AS mail_from,
                 (SELECT m.raw FROM inbound_mail m WHERE m.id = to_xmpp.mail_id) AS raw,
                 (SELECT m.auth FROM inbound_mail m WHERE m.id = to_xmpp.mail_id) AS auth,
-                (SELECT m.warning FROM inbound_mail m WHERE m.id = to_xmpp.mail_id) AS warning
+                (SELECT m.warning FROM inbound_mail m WHERE m.id = to_xmpp.mail_id) AS warning,
+                spam
             "
         );
         let mut items = on_backend!(&self.pool, |pool| {
@@ -182,6 +198,7 @@ impl Store {
                             raw: row.try_get("raw")?,
                             auth: row.try_get("auth")?,
                             warning: row.try_get("warning")?,
+                            spam: row.try_get("spam")?,
                         },
                         None => {
                             let from: String = row.try_get("notice_from")?;

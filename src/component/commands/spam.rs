@@ -1,0 +1,328 @@
+//! The users' own spam commands: "Spam settings" (the thresholds of the
+//! verdicts), "Not spam" (the quarantine: list, release, train as ham) and
+//! "Report spam" (choose among the last mails' senders: train as spam and
+//! record the report). Any registered user of a served domain runs them,
+//! for herself only.
+
+use facteur_policy::spam::Thresholds;
+use jid::BareJid;
+use tracing::{info, warn};
+use xmpp_parsers::minidom::rxml::xml_ncname;
+use xmpp_parsers::minidom::Element;
+use xmpp_parsers::ns;
+use xmpp_parsers::stanza_error::{DefinedCondition, ErrorType};
+
+use super::{field, field_values, form, note, Fault, NS_COMMANDS};
+use crate::component::reply;
+use crate::spam::bayes::Models;
+use crate::spam::learn;
+use crate::store::{Millis, Store, Verdict};
+
+/// "Spam settings".
+pub const SETTINGS_NODE: &str = "spam-settings";
+pub const SETTINGS_NAME: &str = "Spam settings";
+/// "Not spam".
+pub const NOT_SPAM_NODE: &str = "not-spam";
+pub const NOT_SPAM_NAME: &str = "Not spam";
+/// "Report spam".
+pub const REPORT_NODE: &str = "report-spam";
+pub const REPORT_NAME: &str = "Report spam";
+
+/// How many recent mails "Report spam" offers.
+const OFFERED: i64 = 20;
+
+const NOT_REGISTERED: Fault = Fault::new(
+    ErrorType::Auth,
+    DefinedCondition::RegistrationRequired,
+    "register with the gateway first",
+);
+
+/// Whether `node` is one of these commands.
+pub fn is_node(node: &str) -> bool {
+    [SETTINGS_NODE, NOT_SPAM_NODE, REPORT_NODE].contains(&node)
+}
+
+/// The name of one of these commands.
+pub fn name(node: &str) -> Option<&'static str> {
+    match node {
+        SETTINGS_NODE => Some(SETTINGS_NAME),
+        NOT_SPAM_NODE => Some(NOT_SPAM_NAME),
+        REPORT_NODE => Some(REPORT_NAME),
+        _ => None,
+    }
+}
+
+fn failed(e: anyhow::Error) -> Fault {
+    warn!(error = format!("{e:#}"), "Store unavailable for a command.");
+    reply::TRY_LATER
+}
+
+fn complete_actions() -> Element {
+    Element::builder("actions", NS_COMMANDS)
+        .attr(xml_ncname!("execute").into(), "complete")
+        .append(Element::builder("complete", NS_COMMANDS).build())
+        .build()
+}
+
+fn option(label: &str, value: &str) -> Element {
+    Element::builder("option", ns::DATA_FORMS)
+        .attr(xml_ncname!("label").into(), label)
+        .append(
+            Element::builder("value", ns::DATA_FORMS)
+                .append(value)
+                .build(),
+        )
+        .build()
+}
+
+/// A date for people, UTC.
+fn date(at: Millis) -> String {
+    let d = mail_parser::DateTime::from_timestamp(at.0 / 1000);
+    format!(
+        "{:04}-{:02}-{:02} {:02}:{:02} UTC",
+        d.year, d.month, d.day, d.hour, d.minute
+    )
+}
+
+/// Runs the command at `node` for `user`. `Ok((completed, children))`.
+pub async fn run(
+    node: &str,
+    store: &Store,
+    user: &BareJid,
+    submitted: Option<&Element>,
+) -> Result<(bool, Vec<Element>), Fault> {
+    if !store.is_registered(user).await.map_err(failed)? {
+        return Err(NOT_REGISTERED);
+    }
+    let models = Models::shared();
+    match node {
+        SETTINGS_NODE => settings(store, user, submitted).await,
+        NOT_SPAM_NODE => not_spam(store, &models, user, submitted).await,
+        _ => report(store, &models, user, submitted).await,
+    }
+}
+
+/// The threshold fields, with their labels.
+const THRESHOLDS: [(&str, &str); 3] = [
+    (
+        "mark",
+        "Mark as [Spam?] from this score (points; 0 turns it off)",
+    ),
+    (
+        "quarantine",
+        "Hold in quarantine from this score (points; 0 turns it off)",
+    ),
+    (
+        "reject",
+        "Refuse the mail from this score (points; 0 turns it off)",
+    ),
+];
+
+/// The threshold fields of a form, filled with `thresholds`.
+pub fn threshold_fields(thresholds: &Thresholds) -> Vec<Element> {
+    let values = [thresholds.mark, thresholds.quarantine, thresholds.reject];
+    THRESHOLDS
+        .iter()
+        .zip(values)
+        .map(|((var, label), value)| field(var, "text-single", label, &[format!("{value}")]))
+        .collect()
+}
+
+/// The thresholds a submitted form sets, `base` for the fields it leaves
+/// out; an error names a value that is no number of points.
+pub fn submitted_thresholds(form: &Element, base: Thresholds) -> Result<Thresholds, String> {
+    let mut t = base;
+    for (var, _) in THRESHOLDS {
+        let Some(value) = field_values(form, var).into_iter().next() else {
+            continue;
+        };
+        let value: f64 = value
+            .trim()
+            .parse()
+            .map_err(|_| format!("{var}: {value:?} is not a number of points"))?;
+        match var {
+            "mark" => t.mark = value,
+            "quarantine" => t.quarantine = value,
+            _ => t.reject = value,
+        }
+    }
+    t.check()?;
+    Ok(t)
+}
+
+async fn settings(
+    store: &Store,
+    user: &BareJid,
+    submitted: Option<&Element>,
+) -> Result<(bool, Vec<Element>), Fault> {
+    let now = store.spam_thresholds(user).await.map_err(failed)?;
+    let Some(submitted) = submitted else {
+        return Ok((
+            false,
+            vec![
+                complete_actions(),
+                form("form", NS_COMMANDS, SETTINGS_NAME, threshold_fields(&now)),
+            ],
+        ));
+    };
+    let thresholds = submitted_thresholds(submitted, now)
+        .map_err(|text| Fault::with_text(ErrorType::Modify, DefinedCondition::BadRequest, text))?;
+    store
+        .set_spam_thresholds(user, &thresholds)
+        .await
+        .map_err(failed)?;
+    info!(user = %user, mark = thresholds.mark, quarantine = thresholds.quarantine, reject = thresholds.reject, "Spam thresholds set.");
+    Ok((
+        true,
+        vec![note(
+            "info",
+            &format!(
+                "Spam thresholds: mark from {}, quarantine from {}, refuse from {} points.",
+                thresholds.mark, thresholds.quarantine, thresholds.reject
+            ),
+        )],
+    ))
+}
+
+async fn not_spam(
+    store: &Store,
+    models: &Models,
+    user: &BareJid,
+    submitted: Option<&Element>,
+) -> Result<(bool, Vec<Element>), Fault> {
+    let Some(submitted) = submitted else {
+        let held = store.held_mails(Some(user), false).await.map_err(failed)?;
+        if held.is_empty() {
+            return Ok((true, vec![note("info", "No mail is held for you.")]));
+        }
+        let mut list = field(
+            "release",
+            "list-multi",
+            "Choose the mails to release (they are delivered, and your spam filter learns they are not spam)",
+            &[],
+        );
+        for mail in &held {
+            let label = format!(
+                "{} from {}: {} ({} points)",
+                date(mail.held_at),
+                if mail.sender.is_empty() {
+                    "<>"
+                } else {
+                    &mail.sender
+                },
+                if mail.subject.is_empty() {
+                    "(no subject)"
+                } else {
+                    &mail.subject
+                },
+                mail.points
+            );
+            list.append_child(option(&label, &mail.id.to_string()));
+        }
+        return Ok((
+            false,
+            vec![
+                complete_actions(),
+                form("form", NS_COMMANDS, NOT_SPAM_NAME, vec![list]),
+            ],
+        ));
+    };
+    let mut lines = Vec::new();
+    for value in field_values(submitted, "release") {
+        let Ok(id) = value.trim().parse::<i64>() else {
+            lines.push(format!("{value:?} names no held mail."));
+            continue;
+        };
+        match store.release_held(user, id).await.map_err(failed)? {
+            Some(mail) => {
+                info!(user = %user, sender = %mail.sender, "Held mail released.");
+                learn::learn(store, models, user, &mail, Verdict::Ham)
+                    .await
+                    .map_err(failed)?;
+                lines.push(format!(
+                    "Released the mail from {}: {}.",
+                    mail.sender, mail.subject
+                ));
+            }
+            None => lines.push(format!("No mail {id} is held for you.")),
+        }
+    }
+    if lines.is_empty() {
+        lines.push("Nothing chosen: nothing changed.".to_owned());
+    }
+    Ok((true, vec![note("info", &lines.join("\n"))]))
+}
+
+async fn report(
+    store: &Store,
+    models: &Models,
+    user: &BareJid,
+    submitted: Option<&Element>,
+) -> Result<(bool, Vec<Element>), Fault> {
+    let Some(submitted) = submitted else {
+        let recent = store.recent_mails(user, OFFERED).await.map_err(failed)?;
+        if recent.is_empty() {
+            return Ok((true, vec![note("info", "No recent mail to report.")]));
+        }
+        let mut list = field(
+            "report",
+            "list-multi",
+            "Choose the spam (your spam filter learns from it, and the report is recorded)",
+            &[],
+        );
+        for mail in &recent {
+            let label = format!(
+                "{} from {}: {}{}",
+                date(mail.received_at),
+                if mail.sender.is_empty() {
+                    "<>"
+                } else {
+                    &mail.sender
+                },
+                if mail.subject.is_empty() {
+                    "(no subject)"
+                } else {
+                    &mail.subject
+                },
+                if mail.trained == "spam" {
+                    " (reported)"
+                } else {
+                    ""
+                }
+            );
+            list.append_child(option(&label, &mail.id.to_string()));
+        }
+        return Ok((
+            false,
+            vec![
+                complete_actions(),
+                form("form", NS_COMMANDS, REPORT_NAME, vec![list]),
+            ],
+        ));
+    };
+    let mut lines = Vec::new();
+    for value in field_values(submitted, "report") {
+        let found = match value.trim().parse::<i64>() {
+            Ok(id) => store
+                .recent_mail(user, Some(id), None)
+                .await
+                .map_err(failed)?,
+            Err(_) => None,
+        };
+        let Some(mail) = found else {
+            lines.push(format!("{value:?} names no recent mail of yours."));
+            continue;
+        };
+        learn::learn(store, models, user, &mail, Verdict::Spam)
+            .await
+            .map_err(failed)?;
+        lines.push(format!(
+            "Reported the mail from {}: {}.",
+            mail.sender, mail.subject
+        ));
+    }
+    if lines.is_empty() {
+        lines.push("Nothing chosen: nothing changed.".to_owned());
+    }
+    Ok((true, vec![note("info", &lines.join("\n"))]))
+}
