@@ -173,10 +173,9 @@ impl Listings {
 /// Moves the weight of each consumed list that lists `sender` (its
 /// address or its domain) after a user's verdict on its mail: spam
 /// confirms the listing, ham contradicts it. Logged, never failing.
-pub async fn weigh_feedback(config: &Config, store: &Store, sender: &str, spam: bool) {
-    if config.spam.lists.is_empty() {
-        return;
-    }
+/// (Item ids of different kinds cannot be mistaken for each other: a
+/// hash has no dot, a domain does.)
+pub async fn weigh_feedback(store: &Store, sender: &str, spam: bool) {
     let candidates = lists::candidates(sender, None, &[]);
     let ids: Vec<String> = candidates.iter().map(|(_, id, _)| id.clone()).collect();
     let entries = match store.listed(&ids).await {
@@ -188,29 +187,16 @@ pub async fn weigh_feedback(config: &Config, store: &Store, sender: &str, spam: 
             )
         }
     };
+    let feedback = if spam {
+        Feedback::Confirms
+    } else {
+        Feedback::Contradicts
+    };
     let mut moved: Vec<String> = Vec::new();
-    for (list, item) in entries {
-        let Some(kind) = config
-            .spam
-            .lists
-            .iter()
-            .find(|l| l.name == list)
-            .map(|l| l.kind)
-        else {
-            continue;
-        };
-        if moved.contains(&list)
-            || !candidates
-                .iter()
-                .any(|(k, id, _)| *k == kind && *id == item)
-        {
+    for (list, _) in entries {
+        if moved.contains(&list) {
             continue;
         }
-        let feedback = if spam {
-            Feedback::Confirms
-        } else {
-            Feedback::Contradicts
-        };
         match store.move_list_weight(&list, feedback).await {
             Ok(Some(weight)) => {
                 info!(list, sender, weight, feedback = ?feedback, "Shared list weight moved.")

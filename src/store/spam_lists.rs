@@ -207,6 +207,24 @@ impl Store {
         anyhow::bail!("The weight of list {list} kept changing under this update")
     }
 
+    /// The verdict `user` last gave on `sender`'s mail `message_id`.
+    pub async fn feedback_verdict(
+        &self,
+        user: &jid::BareJid,
+        sender: &str,
+        message_id: &str,
+    ) -> anyhow::Result<Option<String>> {
+        on_backend!(&self.pool, |pool| sqlx::query_scalar(
+            "SELECT verdict FROM spam_reports WHERE user_jid = $1 AND sender = $2 AND message_id = $3"
+        )
+        .bind(user.as_str())
+        .bind(sender.trim().to_ascii_lowercase())
+        .bind(message_id)
+        .fetch_optional(pool)
+        .await)
+        .with_context(|| format!("Reading {user}'s feedback on {sender}"))
+    }
+
     /// The senders reported as spam, each with the distinct users who
     /// reported it.
     pub async fn spam_reported_senders(

@@ -32,13 +32,18 @@ pub(super) async fn show(config: &Config, store: &Store) -> anyhow::Result<Vec<E
     let fields = weights
         .iter()
         .map(|w| {
-            let value = format!(
-                "weight {}, {} entries, {} confirmed, {} contradicted",
-                w.weight,
-                entries.get(&w.list).copied().unwrap_or(0),
-                w.confirmed,
-                w.contradicted
-            );
+            // DNS lists have no entries to count, and keep their weight.
+            let value = if config.spam.lists.iter().any(|l| l.name == w.list) {
+                format!(
+                    "weight {}, {} entries, {} confirmed, {} contradicted",
+                    w.weight,
+                    entries.get(&w.list).copied().unwrap_or(0),
+                    w.confirmed,
+                    w.contradicted
+                )
+            } else {
+                format!("weight {}", w.weight)
+            };
             field(&w.list, "text-single", &kind(&w.list), &[value])
         })
         .collect();
