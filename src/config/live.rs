@@ -121,6 +121,13 @@ fn keys(c: &Config) -> Vec<(&'static str, Apply, String)> {
         ("xmpp_mail.probes_per_minute", L, d(&c.xmpp_mail.probes)),
         ("xmpp_mail.max_size", L, d(&c.xmpp_mail.max_size)),
         ("spam.blocklist_max_age", L, d(&c.spam.blocklist_max_age)),
+        // Subscribed to, and weights started, when the daemon starts.
+        ("spam.lists", R, d(&c.spam.lists)),
+        ("spam.dnsbl", R, d(&c.spam.dnsbl)),
+        ("spam.domain_blocklists", R, d(&c.spam.domain_blocklists)),
+        ("spam.dns_timeout", L, d(&c.spam.dns_timeout)),
+        ("spam.publish", L, d(&c.spam.publish)),
+        ("spam.publish_threshold", L, d(&c.spam.publish_threshold)),
         ("http.listen", R, d(&c.http.listen)),
         ("http.public_url", R, d(&c.http.public_url)),
         ("http.storage", R, d(&c.http.storage)),
@@ -233,6 +240,9 @@ fn keep_restart_only(running: &Config, new: &mut Config) {
     new.dns = r.dns.clone();
     new.auth.verify = r.auth.verify;
     new.log = r.log.clone();
+    new.spam.lists = r.spam.lists.clone();
+    new.spam.dnsbl = r.spam.dnsbl.clone();
+    new.spam.domain_blocklists = r.spam.domain_blocklists.clone();
 }
 
 #[cfg(test)]

@@ -155,6 +155,15 @@ probes_per_minute = 61
 max_size = 262145
 [spam]
 blocklist_max_age = "2d"
+dnsbl = ["b.dnsbl.test"]
+domain_blocklists = ["b.dbl.test"]
+dns_timeout = "3s"
+publish = false
+publish_threshold = 4
+[[spam.lists]]
+service = "rtbl.b.test"
+node = "spam_source_domains"
+kind = "domains"
 [http]
 listen = "127.0.0.1:8026"
 public_url = "https://b.test/files"
