@@ -676,8 +676,8 @@ fn keys_are_managed_from_the_command_line() {
     assert_eq!(keys(&["list"], None).1, "");
 }
 
-/// A configuration whose SQLite database is in `dir`: the spam models go
-/// to `dir/spam-models/`.
+/// A configuration whose SQLite database is in `dir`, where the spam
+/// models are kept.
 fn spam_config(dir: &std::path::Path) -> std::path::PathBuf {
     let path = dir.join("facteur.toml");
     std::fs::write(
@@ -810,11 +810,13 @@ fn spam_train_then_score_tells_unseen_spam_from_ham() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(
-        String::from_utf8_lossy(&out.stdout).contains("learnt 5 spam and 5 ham"),
+        String::from_utf8_lossy(&out.stdout)
+            .starts_with("the global spam model: learnt 5 spam and 5 ham"),
         "{}",
         String::from_utf8_lossy(&out.stdout)
     );
-    assert!(dir.path().join("spam-models/global.model").is_file());
+    // Kept in the store, beside nothing.
+    assert!(!dir.path().join("spam-models").exists());
 
     let spam = dir.path().join("new-spam.eml");
     std::fs::write(
@@ -933,4 +935,44 @@ fn a_users_model_counts_from_its_twentieth_feedback() {
     let other = scores(&config, Some("other@example.test"), &[&next])[0].0;
     assert_eq!(other, before);
     assert_eq!(scores(&config, None, &[&next])[0].0, before);
+}
+
+#[test]
+fn model_files_of_an_older_facteur_move_into_the_store() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = spam_config(dir.path());
+    let models = dir.path().join("spam-models");
+    std::fs::create_dir(&models).expect("mkdir");
+    // A saved model: magic, 3 spam and 4 ham mails learnt, no token.
+    let mut bytes = b"FCTBAYS1".to_vec();
+    for word in [3u64, 4, 0] {
+        bytes.extend_from_slice(&word.to_le_bytes());
+    }
+    std::fs::write(models.join("global.model"), bytes).expect("write");
+    let ham = dir.path().join("ham");
+    std::fs::create_dir(&ham).expect("mkdir");
+    std::fs::write(ham.join("1.eml"), mail("a@b.example", "Hi", "Lunch")).expect("write");
+    let out = facteur()
+        .args(["spam", "train", "--config"])
+        .arg(&config)
+        .arg("--ham")
+        .arg(&ham)
+        .output()
+        .expect("runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // The counts of the file, and the mail just learnt.
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("the model knows 3 spam, 5 ham"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert!(!models.exists());
+    assert!(dir
+        .path()
+        .join("spam-models.imported/global.model")
+        .is_file());
 }

@@ -450,6 +450,29 @@ mod tests {
         assert!(xml.contains("<body>ça va ? 日本</body>"), "{xml}");
         assert!(xml.contains("type='chat'"), "{xml}");
         assert!(xml.contains("id='mail-1'"), "{xml}");
+        assert!(!xml.contains("<spam"), "{xml}");
+
+        // Marked as likely spam: the text says so first, and <mail/>
+        // carries the score.
+        let mut marked = mail.clone();
+        marked.spam = Some(("7.8".into(), "auth,bayes:0.99".into()));
+        let stanza = to_stanza(
+            &marked,
+            &Envelope {
+                from: jid("bob\\40example.net@mail.example.test"),
+                to: jid("alice@example.test"),
+                id: "mail-1",
+                gateway: gateway.domain(),
+                served: &["example.test".to_owned()],
+                reply: None,
+            },
+        );
+        let xml = String::from(&xmpp_parsers::minidom::Element::from(stanza));
+        assert!(xml.contains("<body>[Spam?] ça va ? 日本</body>"), "{xml}");
+        assert!(
+            xml.contains("<spam score='7.8' reasons='auth,bayes:0.99'/></mail>"),
+            "{xml}"
+        );
     }
 
     #[test]

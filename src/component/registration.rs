@@ -235,4 +235,34 @@ mod tests {
         let empty = Element::builder("query", ns::REGISTER).build();
         assert_eq!(submitted_options(&empty), UserOptions::default());
     }
+
+    #[test]
+    fn the_form_carries_the_spam_thresholds() {
+        let thresholds = Thresholds {
+            mark: 2.5,
+            quarantine: 0.0,
+            reject: 20.0,
+        };
+        let form = options_form(UserOptions::default(), &thresholds);
+        assert_eq!(
+            submitted_thresholds(&form, Thresholds::default()),
+            Ok(thresholds)
+        );
+        let bad = Element::builder("x", ns::DATA_FORMS)
+            .append(
+                Element::builder("field", ns::DATA_FORMS)
+                    .attr(xml_ncname!("var").into(), "reject")
+                    .append(
+                        Element::builder("value", ns::DATA_FORMS)
+                            .append("lots")
+                            .build(),
+                    )
+                    .build(),
+            )
+            .build();
+        assert_eq!(
+            submitted_thresholds(&bad, Thresholds::default()),
+            Err("reject: \"lots\" is not a number of points".to_owned())
+        );
+    }
 }

@@ -176,7 +176,15 @@ pub async fn train(
             }
         }
     }
-    store.save_spam_model(&owner, &model.to_bytes(), 0).await?;
+    // What a user's model learns here counts as her feedback.
+    let feedbacks = if owner.is_empty() {
+        0
+    } else {
+        i64::try_from(spams + hams).unwrap_or(i64::MAX)
+    };
+    store
+        .save_spam_model(&owner, &model.to_bytes(), feedbacks)
+        .await?;
     Ok(format!(
         "{}: learnt {spams} spam and {hams} ham; the model knows {} spam, {} ham, {} tokens",
         shown(&owner),

@@ -15,6 +15,13 @@ SPEED_MAILS = 3000
 SPEED_SIZE = 10 * 1024
 
 
+
+def model_size(work, owner):
+    """The bytes of a model in the store (`''`: the global one)."""
+    import sqlite3
+    with sqlite3.connect(os.path.join(work, "facteur.db")) as db:
+        return db.execute("SELECT length(model) FROM spam_models WHERE owner = ?", (owner,)).fetchone()[0]
+
 def split(data):
     """(train, test) lists of (path, is_spam); a file is held out for the
     test when the first byte of its name's SHA-256 is below 51 (~20%)."""
@@ -99,7 +106,6 @@ def main():
         subprocess.run([bin_, "spam", "train", "--config", config, "--spam", spam_dir,
                         "--ham", ham_dir], check=True, capture_output=True)
         facteur_train = time.monotonic() - start
-        model = os.path.join(work, "spam-models", "global.model")
         facteur = facteur_scores(bin_, config, test_files)
 
         db = os.path.join(work, "bogofilter")
@@ -117,14 +123,13 @@ def main():
         print(f"training time: facteur {facteur_train:.2f} s, bogofilter {bogo_train:.2f} s "
               f"({len(train)} mails)")
         bogo_size = sum(os.path.getsize(os.path.join(db, f)) for f in os.listdir(db))
-        print(f"model size: facteur {os.path.getsize(model)} bytes, bogofilter {bogo_size} bytes")
+        print(f"model size: facteur {model_size(work, '')} bytes, bogofilter {bogo_size} bytes")
 
         # A user's own model after 20 feedbacks.
         user_dir = link_dir(os.path.join(work, "user-spam"), [t for t in test if t[1]][:20])
         subprocess.run([bin_, "spam", "train", "--config", config, "--spam", user_dir,
                         "--user", "user@example.test"], check=True, capture_output=True)
-        users = [f for f in os.listdir(os.path.join(work, "spam-models")) if f.startswith("user-")]
-        user_size = os.path.getsize(os.path.join(work, "spam-models", users[0]))
+        user_size = model_size(work, "user@example.test")
         print(f"a user's own model after 20 spam feedbacks: {user_size} bytes")
 
         # 10 KB mails: each test mail cut or repeated to 10 KB.

@@ -79,12 +79,14 @@ def test_administrators_run_commands_from_their_client(gw):
                              f"{ADMIN}#get-registered-users-list",
                              f"{ADMIN}#get-registered-users-num",
                              "queue-list", "queue-show", "queue-retry", "queue-delete", "stats",
-                             "reload", "openpgp-key", "blocked-senders"]
+                             "reload", "openpgp-key", "blocked-senders",
+                             "report-spam", "not-spam", "spam-settings"]
             # A user who is no administrator sees the users' own commands only, and
             # runs none of theirs.
             items = (await alice.iq("get", GATEWAY, listing)).xml.iter(
                 "{http://jabber.org/protocol/disco#items}item")
-            assert [item.get("node") for item in items] == ["openpgp-key", "blocked-senders"]
+            assert [item.get("node") for item in items] == ["openpgp-key", "blocked-senders",
+                             "report-spam", "not-spam", "spam-settings"]
             assert await refused(alice, "stats") == "forbidden"
 
             # Users: bob registers carol... of his own domain only.

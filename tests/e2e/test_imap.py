@@ -385,7 +385,8 @@ def test_alice_attaches_lists_and_detaches_from_her_client(tmp_path):
             nodes = [i.get("node") for i in (await alice.iq("get", GATEWAY, listing)).xml.iter(
                 "{http://jabber.org/protocol/disco#items}item")]
             assert nodes == ["imap-attach", "imap-detach", "imap-list", "imap-search",
-                             "openpgp-key", "blocked-senders"]
+                             "openpgp-key", "blocked-senders",
+                             "report-spam", "not-spam", "spam-settings"]
 
             step = await execute(alice, "imap-attach")
             assert step.get("status") == "executing"

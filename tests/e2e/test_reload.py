@@ -206,7 +206,8 @@ def test_an_administrator_reloads_from_the_client(tmp_path):
             # He keeps the commands every user has.
             items = (await bob.iq("get", GATEWAY, listing)).xml.iter(
                 "{http://jabber.org/protocol/disco#items}item")
-            assert [item.get("node") for item in items] == ["openpgp-key", "blocked-senders"]
+            assert [item.get("node") for item in items] == ["openpgp-key", "blocked-senders",
+                             "report-spam", "not-spam", "spam-settings"]
         finally:
             await alice.disconnect()
             await bob.disconnect()

@@ -5,6 +5,8 @@ only, a refusal caused by a block never reports to the sender, an
 unblock lets mail through again, and bad feedback changes nothing."""
 
 import asyncio
+import random
+import subprocess
 import smtplib
 import time
 import xml.etree.ElementTree as ET
@@ -19,12 +21,12 @@ GATEWAY = "mail.example.test"
 NS_STANZAS = "urn:ietf:params:xml:ns:xmpp-stanzas"
 
 
-def spam_gateway(tmp_path, host_modules, component_modules=""):
+def spam_gateway(tmp_path, host_modules, component_modules="", **facteur):
     return Gateway(tmp_path, xmpp_options={
         "template": "prosody-spam.cfg.lua.in",
         "values": {"@PLUGINS@": str(ROOT / "deploy" / "prosody"),
                    "@HOST_MODULES@": host_modules, "@COMPONENT_MODULES@": component_modules},
-    })
+    }, **facteur)
 
 
 @pytest.fixture
@@ -313,6 +315,252 @@ def test_a_blocklist_is_read_at_registration_where_the_server_grants_it(privileg
             code, text = await asyncio.to_thread(
                 send_one, facteur.smtp_port, "friend@good.test", "alice@example.test", "hi@good.test")
             assert code == 250, text
+        finally:
+            await alice.disconnect()
+
+    run(scenario())
+
+
+# Verdicts and learning. The operator's global model is trained with the
+# CLI before facteur starts: on ham alone (the Bayes probability is then
+# neutral for everyone until a user's own model counts), or on ham and spam.
+
+HAM_WORDS = ("meeting budget quarterly report thursday agenda minutes project review "
+             "schedule lunch colleagues draft slides deadline invoice attached regards").split()
+SPAM_WORDS = ("viagra cheap pills casino bonus jackpot winner discount pharmacy "
+              "bitcoin unclaimed prize lottery guaranteed rolex replica").split()
+FILLER = ("the a and to of for with this that your our".split())
+
+
+def text_of(words, rng, n=40):
+    return " ".join(rng.choice(words + FILLER) for _ in range(n))
+
+
+def ham_mail(n, rng):
+    return (f"From: colleague{n}@work.test\r\nTo: team@work.test\r\nSubject: Project {rng.choice(HAM_WORDS)}\r\n"
+            f"Message-ID: <ham-{n}@work.test>\r\n\r\n{text_of(HAM_WORDS, rng)}\r\n").encode()
+
+
+def spam_mail(mail_from, to, message_id, rng):
+    body = text_of(SPAM_WORDS, rng) + "\r\nOrder now at https://pills.evil.test/buy\r\n"
+    return (f"From: {mail_from}\r\nTo: {to}\r\nSubject: Cheap {rng.choice(SPAM_WORDS)} offer\r\n"
+            f"Message-ID: <{message_id}>\r\nDate: Mon, 07 Dec 2026 10:00:00 +0000\r\n\r\n{body}").encode()
+
+
+def train_global(gateway, tmp_path, spam=True):
+    """facteur spam train on generated corpora, before the daemon runs."""
+    rng = random.Random(7)
+    dirs = {}
+    for kind in ("ham", "spam") if spam else ("ham",):
+        d = tmp_path / f"corpus-{kind}"
+        d.mkdir()
+        for n in range(30):
+            raw = (ham_mail(n, rng) if kind == "ham"
+                   else spam_mail(f"s{n}@junk.test", "x@work.test", f"junk-{n}@junk.test", rng))
+            (d / f"{n}.eml").write_bytes(raw)
+        dirs[kind] = d
+    args = [gateway.facteur.binary, "spam", "train", "--config", str(gateway.facteur.config)]
+    for kind, d in dirs.items():
+        args += [f"--{kind}", str(d)]
+    out = subprocess.run(args, check=True, capture_output=True, text=True, timeout=60).stdout
+    assert "the global spam model: learnt" in out, out
+
+
+def verdict_gateway(tmp_path, spam):
+    gw = spam_gateway(tmp_path, '"mail_feedback"', extra='[spam]\ndigest_interval = "2s"\n')
+    train_global(gw, tmp_path, spam=spam)
+    return gw
+
+
+@pytest.fixture
+def ham_trained(tmp_path):
+    gw = verdict_gateway(tmp_path, spam=False)
+    try:
+        gw.start()
+        yield gw
+    finally:
+        gw.stop()
+
+
+@pytest.fixture
+def trained(tmp_path):
+    gw = verdict_gateway(tmp_path, spam=True)
+    try:
+        gw.start()
+        yield gw
+    finally:
+        gw.stop()
+
+
+def send_raw(port, mail_from, rcpts, raw):
+    with smtplib.SMTP("127.0.0.1", port, timeout=15) as smtp:
+        smtp.ehlo("mx.evil.test")
+        smtp.mail(mail_from)
+        for rcpt in rcpts:
+            code, text = smtp.rcpt(rcpt)
+            assert code == 250, (code, text)
+        try:
+            code, text = smtp.data(raw)
+        except smtplib.SMTPDataError as e:
+            return e.smtp_code, e.smtp_error.decode()
+        return code, text.decode()
+
+
+async def command(client, node, fields=None, session=None):
+    """Runs a users' command: without fields, its first step (the form);
+    with them, the submitted form. The <command/> answered."""
+    if fields is None:
+        payload = f"<command xmlns='{COMMANDS}' node='{node}' action='execute'/>"
+    else:
+        values = "".join(
+            f"<field var='{var}'>" + "".join(f"<value>{v}</value>" for v in vals) + "</field>"
+            for var, vals in fields.items())
+        payload = (f"<command xmlns='{COMMANDS}' node='{node}' action='complete' sessionid='{session}'>"
+                   f"<x xmlns='jabber:x:data' type='submit'>{values}</x></command>")
+    return (await client.iq("set", GATEWAY, payload)).xml.find(f"{{{COMMANDS}}}command")
+
+
+def options_of(form):
+    return [(o.get("label"), o.findtext("{jabber:x:data}value")) for o in form.iter("{jabber:x:data}option")]
+
+
+async def set_thresholds(client, mark, quarantine, reject):
+    form = await command(client, "spam-settings")
+    assert form.get("status") == "executing"
+    done = await command(client, "spam-settings", {"mark": [mark], "quarantine": [quarantine],
+                                                   "reject": [reject]}, form.get("sessionid"))
+    assert done.get("status") == "completed", ET.tostring(done)
+    return done.findtext(f"{{{COMMANDS}}}note")
+
+
+def test_reported_spam_teaches_the_users_model_and_the_next_one_is_marked_for_her_only(ham_trained):
+    gateway = ham_trained
+    facteur = gateway.facteur
+    rng = random.Random(21)
+    sender = "promo@evil.test"
+    rcpts = ["alice@example.test", "bob@example.test"]
+
+    async def scenario():
+        alice = await registered_client(gateway, "alice")
+        bob = await registered_client(gateway, "bob")
+        try:
+            for n in range(20):
+                code, text = await asyncio.to_thread(
+                    send_raw, facteur.smtp_port, sender, rcpts,
+                    spam_mail(sender, "alice@example.test", f"promo-{n}@evil.test", rng))
+                assert code == 250, text
+            await alice.wait_for(lambda m: sum(1 for x in alice.messages
+                                               if x["from"] == escaped(sender) and x["body"]) >= 20)
+            # Nothing is marked before she taught her model.
+            assert not any(m["body"].startswith("[Spam?]") for m in alice.messages if m["body"])
+            form = await command(alice, "report-spam")
+            options = options_of(form)
+            assert len(options) == 20, options
+            assert all(f"from {sender}: Cheap" in label for label, _ in options), options
+            done = await command(alice, "report-spam", {"report": [v for _, v in options]},
+                                 form.get("sessionid"))
+            assert done.get("status") == "completed"
+            assert done.findtext(f"{{{COMMANDS}}}note").count("Reported the mail from") == 20
+
+            code, text = await asyncio.to_thread(
+                send_raw, facteur.smtp_port, sender, rcpts,
+                spam_mail(sender, "alice@example.test", "promo-21@evil.test", rng))
+            assert code == 250, text
+            marked = await alice.wait_for(lambda m: m["mail"] and
+                                          m["mail"].get("message-id") == "promo-21@evil.test")
+            assert marked["body"].startswith("[Spam?] "), marked["body"]
+            spam = ET.fromstring(marked["xml"]).find("{urn:xmpp:mail:0}mail/{urn:xmpp:mail:0}spam")
+            assert spam is not None, marked["xml"]
+            assert float(spam.get("score")) >= 5.0 and "bayes:" in spam.get("reasons"), spam.attrib
+            got = await bob.wait_for(lambda m: m["mail"] and
+                                     m["mail"].get("message-id") == "promo-21@evil.test")
+            assert not got["body"].startswith("[Spam?]"), got["body"]
+            assert "<spam " not in got["xml"], got["xml"]
+        finally:
+            await alice.disconnect()
+            await bob.disconnect()
+
+    run(scenario())
+
+
+def test_quarantine_digest_and_not_spam_release(trained):
+    gateway = trained
+    facteur = gateway.facteur
+    rng = random.Random(5)
+    sender = "deals@evil.test"
+
+    async def scenario():
+        alice = await registered_client(gateway, "alice")
+        try:
+            note = await set_thresholds(alice, "3", "5", "0")
+            assert note == "Spam thresholds: mark from 3, quarantine from 5, refuse from 0 points.", note
+            since = facteur.log_size()
+            code, text = await asyncio.to_thread(
+                send_raw, facteur.smtp_port, sender, ["alice@example.test"],
+                spam_mail(sender, "alice@example.test", "deal-1@evil.test", rng))
+            assert code == 250, text
+            await asyncio.to_thread(facteur.wait_log, "verdict=\"quarantine\"", 10, since)
+            # Held, not delivered; the digest names it.
+            digest = await alice.wait_for(lambda m: m["from"] == GATEWAY and m["body"]
+                                          and "held as spam" in m["body"], timeout=20)
+            assert f"from {sender}: Cheap" in digest["body"], digest["body"]
+            assert digest["subject"] == "Mail held as spam"
+            assert not any(m["mail"] and m["mail"].get("message-id") == "deal-1@evil.test"
+                           for m in alice.messages)
+
+            form = await command(alice, "not-spam")
+            options = options_of(form)
+            assert len(options) == 1 and f"from {sender}: Cheap" in options[0][0], options
+            done = await command(alice, "not-spam", {"release": [options[0][1]]}, form.get("sessionid"))
+            assert done.findtext(f"{{{COMMANDS}}}note").startswith(f"Released the mail from {sender}: Cheap")
+            got = await alice.wait_for(lambda m: m["mail"] and m["mail"].get("message-id") == "deal-1@evil.test")
+            assert "pills.evil.test" in got["body"] and not got["body"].startswith("[Spam?]")
+            # Released once: nothing is held any more.
+            again = await command(alice, "not-spam")
+            assert again.findtext(f"{{{COMMANDS}}}note") == "No mail is held for you."
+        finally:
+            await alice.disconnect()
+
+    run(scenario())
+
+
+def test_spam_settings_change_the_verdict_and_a_reject_is_a_550_without_report(trained):
+    gateway = trained
+    facteur = gateway.facteur
+    rng = random.Random(9)
+    sender = "bulk@evil.test"
+
+    async def scenario():
+        alice = await registered_client(gateway, "alice")
+        try:
+            # By default, confident Bayes alone marks.
+            code, text = await asyncio.to_thread(
+                send_raw, facteur.smtp_port, sender, ["alice@example.test"],
+                spam_mail(sender, "alice@example.test", "bulk-1@evil.test", rng))
+            assert code == 250, text
+            marked = await alice.wait_for(lambda m: m["mail"] and m["mail"].get("message-id") == "bulk-1@evil.test")
+            assert marked["body"].startswith("[Spam?] ")
+            # A low reject threshold refuses at end of DATA, before any 250.
+            await set_thresholds(alice, "0", "0", "1")
+            code, text = await asyncio.to_thread(
+                send_raw, facteur.smtp_port, sender, ["alice@example.test"],
+                spam_mail(sender, "alice@example.test", "bulk-2@evil.test", rng))
+            assert (code, text) == (550, "5.7.1 Refused as spam"), (code, text)
+            await no_report_to(gateway.relay, sender)
+            # Ham still goes through.
+            code, text = await asyncio.to_thread(
+                send_raw, facteur.smtp_port, "colleague@work.test", ["alice@example.test"],
+                ham_mail(99, rng))
+            assert code == 250, text
+            await alice.wait_for(lambda m: m["mail"] and m["mail"].get("message-id") == "ham-99@work.test")
+            # Thresholds off: the spam is delivered as it is.
+            await set_thresholds(alice, "0", "0", "0")
+            code, text = await asyncio.to_thread(
+                send_raw, facteur.smtp_port, sender, ["alice@example.test"],
+                spam_mail(sender, "alice@example.test", "bulk-3@evil.test", rng))
+            assert code == 250, text
+            plain = await alice.wait_for(lambda m: m["mail"] and m["mail"].get("message-id") == "bulk-3@evil.test")
+            assert not plain["body"].startswith("[Spam?]")
         finally:
             await alice.disconnect()
 

@@ -57,7 +57,7 @@ async fn only_administrators_see_and_run_commands() {
     let user = Jid::new("alice@a.test/phone").expect("jid");
     // Administrators who are users of a served domain see the users'
     // commands too, after their own; users see them alone; strangers none.
-    assert_eq!(items(&config, Some(&admin)).items.len(), COMMANDS.len() + 2);
+    assert_eq!(items(&config, Some(&admin)).items.len(), COMMANDS.len() + 5);
     let offered: Vec<Option<String>> = items(&config, Some(&user))
         .items
         .into_iter()
@@ -67,7 +67,10 @@ async fn only_administrators_see_and_run_commands() {
         offered,
         [
             Some(key_command::NODE.to_owned()),
-            Some("blocked-senders".to_owned())
+            Some("blocked-senders".to_owned()),
+            Some("report-spam".to_owned()),
+            Some("not-spam".to_owned()),
+            Some("spam-settings".to_owned()),
         ]
     );
     let stranger = Jid::new("eve@b.test/x").expect("jid");
@@ -277,18 +280,27 @@ async fn users_see_the_mailbox_commands_where_mailboxes_can_be_attached() {
             "imap-list",
             "imap-search",
             "openpgp-key",
-            "blocked-senders"
+            "blocked-senders",
+            "report-spam",
+            "not-spam",
+            "spam-settings"
         ]
     );
     assert_eq!(
         nodes(&with_imap, "root@a.test/laptop").len(),
-        COMMANDS.len() + 6
+        COMMANDS.len() + 9
     );
     assert!(nodes(&with_imap, "eve@elsewhere.test/x").is_empty());
     // Without a key to seal passwords, nobody attaches anything.
     assert_eq!(
         nodes(&config(), "alice@a.test/phone"),
-        ["openpgp-key", "blocked-senders"]
+        [
+            "openpgp-key",
+            "blocked-senders",
+            "report-spam",
+            "not-spam",
+            "spam-settings"
+        ]
     );
     assert_eq!(
         info("imap-attach").and_then(|i| i.identities.first().and_then(|id| id.name.clone())),
@@ -403,5 +415,14 @@ async fn a_user_lists_and_unblocks_the_senders_she_blocked() {
     // Users see their own command, administrators theirs too.
     let items = items(&config(), Some(&Jid::new("alice@a.test/x").expect("jid")));
     let nodes: Vec<_> = items.items.iter().filter_map(|i| i.node.clone()).collect();
-    assert_eq!(nodes, ["openpgp-key", "blocked-senders"]);
+    assert_eq!(
+        nodes,
+        [
+            "openpgp-key",
+            "blocked-senders",
+            "report-spam",
+            "not-spam",
+            "spam-settings"
+        ]
+    );
 }

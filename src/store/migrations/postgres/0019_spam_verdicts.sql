@@ -1,8 +1,8 @@
 -- Each user's spam thresholds, in points (facteur_policy::spam::Thresholds;
 -- 0 turns a verdict off).
-ALTER TABLE users ADD COLUMN spam_mark REAL NOT NULL DEFAULT 5;
-ALTER TABLE users ADD COLUMN spam_quarantine REAL NOT NULL DEFAULT 10;
-ALTER TABLE users ADD COLUMN spam_reject REAL NOT NULL DEFAULT 15;
+ALTER TABLE users ADD COLUMN spam_mark DOUBLE PRECISION NOT NULL DEFAULT 5;
+ALTER TABLE users ADD COLUMN spam_quarantine DOUBLE PRECISION NOT NULL DEFAULT 10;
+ALTER TABLE users ADD COLUMN spam_reject DOUBLE PRECISION NOT NULL DEFAULT 15;
 
 -- The Bayesian models: the global one (owner '') trained by the operator
 -- with facteur spam train, and each user's own counts, trained by her
@@ -28,7 +28,7 @@ CREATE TABLE spam_recent (
     client_ip TEXT NOT NULL,
     subject TEXT NOT NULL,
     tokens BYTEA NOT NULL,                      -- sorted u64 hashes, little-endian
-    score REAL NOT NULL,
+    score DOUBLE PRECISION NOT NULL,
     verdict TEXT NOT NULL,                   -- deliver, mark or quarantine
     trained TEXT NOT NULL DEFAULT '',        -- '', spam or ham: what the user's model learnt from it
     received_at BIGINT NOT NULL
