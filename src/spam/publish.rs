@@ -1,9 +1,10 @@
 //! facteur's own spam list, served as a small XEP-0060 service on the
 //! component JID (doc/xmpp-mail.md, "The published spam list"), in the
-//! format of xmppbl.org: node `spam_source_domains` (item id = domain)
-//! and node `spam_source_addresses_sha256` (item id = lower-case hex
-//! SHA-256 of the address), each item with a XEP-0377 `<report/>`. What
-//! is on it: the senders, and their domains, that at least `[spam]
+//! format of xmppbl.org: node `spam_source_domains` (item id = domain),
+//! node `spam_source_addresses_sha256` (item id = lower-case hex SHA-256
+//! of the address) and node `spam_source_ips` (item id = the client IP
+//! address), each item with a XEP-0377 `<report/>`. What is on it: the
+//! senders, sender domains and client IPs of mail that at least `[spam]
 //! publish_threshold` distinct users reported as spam.
 //!
 //! The service answers disco#info and disco#items, items, subscribe and
@@ -15,7 +16,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
-use facteur_policy::spam::shared::{NODE_ADDRESSES, NODE_DOMAINS};
+use facteur_policy::spam::shared::{ListKind, NODE_ADDRESSES, NODE_DOMAINS, NODE_IPS};
 use jid::Jid;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
@@ -34,7 +35,7 @@ use crate::config::{Config, Live};
 use crate::store::Store;
 
 /// The published nodes.
-pub const NODES: [&str; 2] = [NODE_DOMAINS, NODE_ADDRESSES];
+pub const NODES: [&str; 3] = [NODE_DOMAINS, NODE_ADDRESSES, NODE_IPS];
 /// XEP-0377's namespace and reason, the payload of every item.
 const NS_REPORTING: &str = "urn:xmpp:reporting:1";
 const REASON_SPAM: &str = "urn:xmpp:reporting:spam";
@@ -91,10 +92,10 @@ pub fn node_items(config: &Config) -> Vec<Item> {
 }
 
 fn node_name(node: &str) -> &'static str {
-    if node == NODE_DOMAINS {
-        "Domains that send spam"
-    } else {
-        "Addresses that send spam (SHA-256)"
+    match node {
+        NODE_DOMAINS => "Domains that send spam",
+        NODE_IPS => "IP addresses that send spam",
+        _ => "Addresses that send spam (SHA-256)",
     }
 }
 
@@ -235,32 +236,24 @@ fn report() -> Element {
         .build()
 }
 
-/// What the reports put on each node: item id → distinct reporters.
-pub fn wanted(
-    reports: &BTreeMap<String, BTreeSet<String>>,
-    threshold: u32,
-) -> BTreeMap<&'static str, BTreeMap<String, i64>> {
-    let threshold = threshold as usize;
-    let mut domains: BTreeMap<String, BTreeSet<&str>> = BTreeMap::new();
-    let mut addresses = BTreeMap::new();
-    for (sender, users) in reports {
-        let Some((_, domain)) = sender.rsplit_once('@') else {
-            continue;
+/// What the reports put on each node: the item ids, from the
+/// (`address` | `domain` | `ip`, value) pairs that enough distinct users
+/// reported. Values that are no valid item of their node are left out.
+pub fn wanted(reported: &[(String, String)]) -> BTreeMap<&'static str, BTreeSet<String>> {
+    let mut nodes: BTreeMap<&'static str, BTreeSet<String>> =
+        NODES.iter().map(|node| (*node, BTreeSet::new())).collect();
+    for (kind, value) in reported {
+        let (node, id) = match kind.as_str() {
+            "address" if value.contains('@') => (NODE_ADDRESSES, Some(address_hash(value))),
+            "domain" => (NODE_DOMAINS, ListKind::Domains.item_id(value)),
+            "ip" => (NODE_IPS, ListKind::Ips.item_id(value)),
+            _ => continue,
         };
-        if users.len() >= threshold {
-            addresses.insert(address_hash(sender), users.len() as i64);
+        if let (Some(items), Some(id)) = (nodes.get_mut(node), id) {
+            items.insert(id);
         }
-        domains
-            .entry(domain.to_ascii_lowercase())
-            .or_default()
-            .extend(users.iter().map(String::as_str));
     }
-    let domains = domains
-        .into_iter()
-        .filter(|(_, users)| users.len() >= threshold)
-        .map(|(domain, users)| (domain, users.len() as i64))
-        .collect();
-    BTreeMap::from([(NODE_DOMAINS, domains), (NODE_ADDRESSES, addresses)])
+    nodes
 }
 
 /// Keeps the published list in step with the reports.
@@ -308,27 +301,24 @@ impl Publisher {
     }
 
     async fn publish(&self, config: &Config) -> anyhow::Result<()> {
-        let reports = self.store.spam_reported_senders().await?;
-        for (node, wanted) in wanted(&reports, config.spam.publish_threshold) {
+        let threshold = i64::from(config.spam.publish_threshold);
+        let reported = self.store.reports_by_distinct_users(threshold).await?;
+        for (node, wanted) in wanted(&reported) {
             let published = self.store.published_items(node).await?;
-            let add: Vec<(String, i64)> = wanted
+            let new: Vec<String> = wanted
                 .iter()
-                .filter(|(id, n)| published.get(*id) != Some(n))
-                .map(|(id, n)| (id.clone(), *n))
-                .collect();
-            let new: Vec<String> = add
-                .iter()
-                .filter(|(id, _)| !published.contains_key(id))
-                .map(|(id, _)| id.clone())
+                .filter(|id| !published.contains_key(*id))
+                .cloned()
                 .collect();
             let remove: Vec<String> = published
                 .keys()
-                .filter(|id| !wanted.contains_key(*id))
+                .filter(|id| !wanted.contains(*id))
                 .cloned()
                 .collect();
-            if add.is_empty() && remove.is_empty() {
+            if new.is_empty() && remove.is_empty() {
                 continue;
             }
+            let add: Vec<(String, i64)> = new.iter().map(|id| (id.clone(), threshold)).collect();
             self.store.change_published(node, &add, &remove).await?;
             info!(
                 node,
@@ -336,9 +326,6 @@ impl Publisher {
                 retracted = remove.len(),
                 "Spam list published."
             );
-            if new.is_empty() && remove.is_empty() {
-                continue;
-            }
             let event = notification(node, &new, &remove);
             for subscriber in self.store.list_subscribers(node).await? {
                 let Ok(to) = Jid::new(&subscriber) else {
@@ -381,27 +368,26 @@ mod tests {
     use super::*;
 
     #[test]
-    fn senders_reported_by_enough_users_are_published_with_their_domain() {
-        let users = |names: &[&str]| names.iter().map(|n| (*n).to_owned()).collect();
-        let reports = BTreeMap::from([
-            ("a@evil.test".to_owned(), users(&["u1", "u2", "u3"])),
-            ("b@spread.test".to_owned(), users(&["u1"])),
-            ("c@spread.test".to_owned(), users(&["u2"])),
-            ("d@spread.test".to_owned(), users(&["u3", "u2"])),
-            ("e@once.test".to_owned(), users(&["u1", "u2"])),
-        ]);
-        let wanted = wanted(&reports, 3);
-        assert_eq!(
-            wanted[NODE_DOMAINS].iter().collect::<Vec<_>>(),
-            vec![
-                (&"evil.test".to_owned(), &3),
-                (&"spread.test".to_owned(), &3)
-            ]
-        );
-        assert_eq!(
-            wanted[NODE_ADDRESSES].keys().collect::<Vec<_>>(),
-            vec![&address_hash("a@evil.test")]
-        );
+    fn reported_senders_domains_and_ips_go_to_their_nodes() {
+        let reported: Vec<(String, String)> = [
+            ("address", "a@evil.test"),
+            ("domain", "evil.test"),
+            ("ip", "192.0.2.9"),
+            ("ip", "not an ip"),
+            ("domain", "not a domain"),
+            ("other", "x"),
+        ]
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect();
+        let wanted = wanted(&reported);
+        let ids = |node: &str| wanted[node].iter().cloned().collect::<Vec<_>>();
+        assert_eq!(ids(NODE_DOMAINS), vec!["evil.test"]);
+        assert_eq!(ids(NODE_ADDRESSES), vec![address_hash("a@evil.test")]);
+        assert_eq!(ids(NODE_IPS), vec!["192.0.2.9"]);
+        // Nothing reported: every node is there, empty (to retract from).
+        assert!(super::wanted(&[]).values().all(BTreeSet::is_empty));
+        assert_eq!(super::wanted(&[]).len(), 3);
     }
 
     #[test]

@@ -3,7 +3,7 @@
 //! trust weights, and the gateway's own published list with its
 //! subscribers. Every instance reads them; see `spam::lists`.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
 use anyhow::Context;
 use facteur_policy::spam::shared::{next_weight, Feedback};
@@ -223,24 +223,6 @@ impl Store {
         .fetch_optional(pool)
         .await)
         .with_context(|| format!("Reading {user}'s feedback on {sender}"))
-    }
-
-    /// The senders reported as spam, each with the distinct users who
-    /// reported it.
-    pub async fn spam_reported_senders(
-        &self,
-    ) -> anyhow::Result<BTreeMap<String, BTreeSet<String>>> {
-        let rows: Vec<(String, String)> = on_backend!(&self.pool, |pool| sqlx::query_as(
-            "SELECT DISTINCT sender, user_jid FROM spam_reports WHERE verdict = 'spam' AND sender <> ''"
-        )
-        .fetch_all(pool)
-        .await)
-        .context("Reading spam reports")?;
-        let mut senders: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
-        for (sender, user) in rows {
-            senders.entry(sender).or_default().insert(user);
-        }
-        Ok(senders)
     }
 
     /// The items of `node` of the published list, with their reporters.

@@ -52,6 +52,11 @@ name = "a-senders"
 service = "mail.example.test"
 node = "spam_source_addresses_sha256"
 kind = "sha256"
+[[spam.lists]]
+name = "a-ips"
+service = "mail.example.test"
+node = "spam_source_ips"
+kind = "ips"
 """
 
 
@@ -272,7 +277,7 @@ def test_a_second_gateway_consumes_the_first_ones_published_list(gw, tmp_path):
             # The service: its nodes, and subscribing and unsubscribing.
             items = await bob.iq("get", GATEWAY, "<query xmlns='http://jabber.org/protocol/disco#items'/>")
             nodes = {i.get("node") for i in items.xml.iter("{http://jabber.org/protocol/disco#items}item")}
-            assert nodes == {"spam_source_domains", "spam_source_addresses_sha256"}, nodes
+            assert nodes == {"spam_source_domains", "spam_source_addresses_sha256", "spam_source_ips"}, nodes
             ok = await bob.iq("set", GATEWAY, f"<pubsub xmlns='{NS_PUBSUB}'>"
                               "<subscribe node='spam_source_domains' jid='bob@example.test'/></pubsub>")
             assert ok.xml.find(f".//{{{NS_PUBSUB}}}subscription").get("subscription") == "subscribed"
@@ -309,6 +314,9 @@ def test_a_second_gateway_consumes_the_first_ones_published_list(gw, tmp_path):
             assert item.get("id") == "evil.test"
             report = item.find("{urn:xmpp:reporting:1}report")
             assert report is not None and report.get("reason") == "urn:xmpp:reporting:spam"
+            # The client IP of the reported mail too.
+            listed = await eventually(lambda: check(bob, "127.0.0.1", to=GATEWAY_B), lambda a: a != {})
+            assert listed == {"a-ips": "127.0.0.1 weight 1"}, listed
             # Not the gateway's own sender: not listed.
             assert await check(bob, "friend@good.test", to=GATEWAY_B) == {}
         finally:

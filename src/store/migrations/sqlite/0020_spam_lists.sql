@@ -25,9 +25,9 @@ CREATE TABLE spam_list_weights (
 -- published (the difference with what the reports say now is what is
 -- notified).
 CREATE TABLE spam_published_items (
-    node TEXT NOT NULL,                      -- spam_source_domains, spam_source_addresses_sha256
+    node TEXT NOT NULL,                      -- spam_source_domains, _addresses_sha256, _ips
     item TEXT NOT NULL,                      -- the item id
-    reporters INTEGER NOT NULL,               -- distinct users who reported it
+    reporters INTEGER NOT NULL,               -- the threshold it passed when published
     published_at INTEGER NOT NULL,
     PRIMARY KEY (node, item)
 );
