@@ -121,6 +121,8 @@ fn keys(c: &Config) -> Vec<(&'static str, Apply, String)> {
         ("xmpp_mail.probes_per_minute", L, d(&c.xmpp_mail.probes)),
         ("xmpp_mail.max_size", L, d(&c.xmpp_mail.max_size)),
         ("spam.blocklist_max_age", L, d(&c.spam.blocklist_max_age)),
+        ("spam.held_for", L, d(&c.spam.held_for)),
+        ("spam.digest_interval", L, d(&c.spam.digest_interval)),
         // Subscribed to, and weights started, when the daemon starts.
         ("spam.lists", R, d(&c.spam.lists)),
         ("spam.dnsbl", R, d(&c.spam.dnsbl)),

@@ -78,17 +78,15 @@ pub async fn round(store: &Store, gateway: &BareJid, held_for: Duration) -> anyh
     Ok(sent)
 }
 
-/// Runs the rounds every `[spam] digest_interval` until `shutdown`; of
-/// the instances sharing a store, the one holding the job's lease runs.
+/// Runs the rounds every `[spam] digest_interval` (read again after each
+/// round: a reload applies) until `shutdown`; of the instances sharing a
+/// store, the one holding the job's lease runs. The first round waits one
+/// interval.
 pub async fn run(store: Store, config: Live, shutdown: CancellationToken) {
-    let every = config.get().spam.digest_interval;
-    let mut tick = tokio::time::interval(every);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    // The first tick is at once: the first digest waits one interval.
-    tick.tick().await;
     loop {
+        let every = config.get().spam.digest_interval;
         tokio::select! {
-            _ = tick.tick() => {}
+            () = tokio::time::sleep(every) => {}
             () = shutdown.cancelled() => return,
         }
         match store.hold_job("spam-digest", store.job_hold(every)).await {

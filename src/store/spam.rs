@@ -283,10 +283,12 @@ impl Store {
     ) -> anyhow::Result<()> {
         on_backend!(&self.pool, |pool| sqlx::query(
             "
-            INSERT INTO spam_reports (user_jid, sender, message_id, verdict, created_at)
-            VALUES ($1, $2, $3, $4, $5)
+            INSERT INTO spam_reports (user_jid, sender, message_id, verdict, created_at,
+                                      sender_domain)
+            VALUES ($1, $2, $3, $4, $5, $6)
             ON CONFLICT (user_jid, sender, message_id)
-            DO UPDATE SET verdict = excluded.verdict, created_at = excluded.created_at
+            DO UPDATE SET verdict = excluded.verdict, created_at = excluded.created_at,
+                          sender_domain = excluded.sender_domain
             ",
         )
         .bind(user.as_str())
@@ -294,6 +296,13 @@ impl Store {
         .bind(message_id)
         .bind(verdict.name())
         .bind(Millis::now().0)
+        .bind(
+            sender
+                .trim()
+                .rsplit_once('@')
+                .map(|(_, d)| d.to_ascii_lowercase())
+                .unwrap_or_default(),
+        )
         .execute(pool)
         .await
         .map(|_| ()))

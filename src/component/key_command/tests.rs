@@ -78,14 +78,32 @@ async fn users_publish_show_and_remove_their_key() {
         .into_iter()
         .filter_map(|i| i.node)
         .collect();
-    assert_eq!(listed, [NODE, "blocked-senders"]);
+    assert_eq!(
+        listed,
+        [
+            NODE,
+            "blocked-senders",
+            "report-spam",
+            "not-spam",
+            "spam-settings"
+        ]
+    );
     let admin = Jid::new("root@a.test/laptop").expect("jid");
     let listed: Vec<String> = items(&config, Some(&admin))
         .items
         .into_iter()
         .filter_map(|i| i.node)
         .collect();
-    assert_eq!(listed[listed.len() - 2..], [NODE, "blocked-senders"]);
+    assert_eq!(
+        listed[listed.len() - 5..],
+        [
+            NODE,
+            "blocked-senders",
+            "report-spam",
+            "not-spam",
+            "spam-settings"
+        ]
+    );
     let stranger = Jid::new("eve@elsewhere.test/x").expect("jid");
     assert!(items(&config, Some(&stranger)).items.is_empty());
 

@@ -65,6 +65,8 @@ probes_per_minute = 60
 max_size = 262144
 [spam]
 blocklist_max_age = "1d"
+held_for = "30d"
+digest_interval = "1d"
 [http]
 listen = "127.0.0.1:8025"
 public_url = "https://a.test/files"
@@ -155,6 +157,8 @@ probes_per_minute = 61
 max_size = 262145
 [spam]
 blocklist_max_age = "2d"
+held_for = "31d"
+digest_interval = "2d"
 dnsbl = ["b.dnsbl.test"]
 domain_blocklists = ["b.dbl.test"]
 dns_timeout = "3s"

@@ -138,5 +138,16 @@ store_test! {
             ("ip".to_owned(), "192.0.2.9".to_owned()),
         ]);
         assert_eq!(store.reports_by_distinct_users(1).await.expect("counted").len(), 5);
+        // Feedback without a known mail counts by address and domain.
+        for user in &users {
+            store.record_feedback(user, "X@Other.test", "m@other.test", Verdict::Spam).await.expect("recorded");
+        }
+        let listed = store.reports_by_distinct_users(3).await.expect("counted");
+        assert_eq!(listed, vec![
+            ("address".to_owned(), "x@other.test".to_owned()),
+            ("domain".to_owned(), "evil.test".to_owned()),
+            ("domain".to_owned(), "other.test".to_owned()),
+            ("ip".to_owned(), "192.0.2.9".to_owned()),
+        ]);
     }
 }
