@@ -276,19 +276,22 @@ impl Publisher {
             if !config.spam.publish || !*self.link.watch().borrow() {
                 continue;
             }
-            match self
-                .store
-                .hold_job("spam-publish", self.store.job_hold(TICK))
-                .await
-            {
-                Ok(true) => {}
-                Ok(false) => continue,
-                Err(e) => {
-                    warn!(
-                        error = format!("{e:#}"),
-                        "Store unavailable; spam list not published."
-                    );
-                    continue;
+            // One instance per cluster; alone on SQLite, no lease to write.
+            if self.store.is_shared() {
+                match self
+                    .store
+                    .hold_job("spam-publish", self.store.job_hold(TICK))
+                    .await
+                {
+                    Ok(true) => {}
+                    Ok(false) => continue,
+                    Err(e) => {
+                        warn!(
+                            error = format!("{e:#}"),
+                            "Store unavailable; spam list not published."
+                        );
+                        continue;
+                    }
                 }
             }
             if let Err(e) = self.publish(&config).await {
