@@ -41,7 +41,7 @@ pub use live::{merge, Live};
 pub use log::{LogConfig, LogFormat};
 pub use mail::MailConfig;
 pub use outbound::OutboundConfig;
-pub use spam::SpamConfig;
+pub use spam::{SharedList, SpamConfig};
 pub use store::StoreConfig;
 pub use xmpp::XmppConfig;
 pub use xmpp_mail::XmppMailConfig;

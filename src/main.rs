@@ -459,13 +459,16 @@ async fn run(config: Arc<Config>, path: PathBuf) -> anyhow::Result<()> {
         .verify
         .then(|| smtp::verify::Verifier::new(resolver.clone(), &config.inbound.hostname));
     let return_paths = return_path::ReturnPaths::new(&store.secret("return-path").await?);
-    let reception = Arc::new(Reception::new(
+    let mut reception = Reception::new(
         live.clone(),
         store.clone(),
         verifier,
         return_paths.clone(),
         &tracker,
-    ));
+    );
+    // The shared lists and DNS lists the spam check asks.
+    reception.spam.listings = spam::Listings::new(live.clone(), store.clone(), resolver.clone());
+    let reception = Arc::new(reception);
     let tls = match &config.inbound.tls {
         Some(files) => Some(smtp::server::tls_acceptor(files)?),
         None => None,
@@ -509,10 +512,37 @@ async fn run(config: Arc<Config>, path: PathBuf) -> anyhow::Result<()> {
         fetch::Fetcher::new(&config.http).context("Setting up file fetching")?,
         tracker.clone(),
         Some(reloader.clone()),
-    );
+    )
+    .with_listings(spam::Listings::new(
+        live.clone(),
+        store.clone(),
+        resolver.clone(),
+    ));
     tracker.spawn(intake.run(intake_rx, shutdown.clone()));
     tracker.spawn(
         spam::blocklist::Reader {
+            config: live.clone(),
+            store: store.clone(),
+            link: handle.clone(),
+        }
+        .run(shutdown.clone()),
+    );
+    if let Err(e) = spam::start_weights(&config, &store).await {
+        warn!(
+            error = format!("{e:#}"),
+            "Store unavailable; shared list weights not started."
+        );
+    }
+    tracker.spawn(
+        spam::lists::Consumer {
+            config: live.clone(),
+            store: store.clone(),
+            link: handle.clone(),
+        }
+        .run(shutdown.clone()),
+    );
+    tracker.spawn(
+        spam::publish::Publisher {
             config: live.clone(),
             store: store.clone(),
             link: handle.clone(),

@@ -33,6 +33,8 @@ pub const RECONNECTS: &str = "facteur_component_reconnects_total";
 pub const QUEUE_ITEMS: &str = "facteur_queue_items";
 pub const QUEUE_OLDEST_DUE: &str = "facteur_queue_oldest_due_age_seconds";
 pub const STORE_SECONDS: &str = "facteur_store_transaction_seconds";
+pub const SPAM_LIST_WEIGHT: &str = "facteur_spam_list_weight";
+pub const SPAM_LIST_ENTRIES: &str = "facteur_spam_list_entries";
 
 /// Deliveries take from milliseconds (a connected client) to days
 /// (retries while a server is down).
@@ -192,6 +194,14 @@ fn describe() {
         "Items in each queue (to_xmpp, to_mail) by state, read from the store at scrape time"
     );
     describe_gauge!(
+        SPAM_LIST_WEIGHT,
+        "Trust weight of each consumed spam list and DNS list, in [0, 1], read from the store at scrape time"
+    );
+    describe_gauge!(
+        SPAM_LIST_ENTRIES,
+        "Entries of each consumed XMPP spam list, read from the store at scrape time"
+    );
+    describe_gauge!(
         QUEUE_OLDEST_DUE,
         Unit::Seconds,
         "Age of the oldest item of each queue that is due for an attempt now (0 when none is)"
@@ -300,5 +310,20 @@ pub fn set_queue_gauges(counts: &[(String, String, i64)], oldest_due: &[(String,
             .find(|(q, _)| q == queue)
             .map_or(0.0, |(_, age)| age.as_secs_f64());
         gauge!(QUEUE_OLDEST_DUE, "queue" => queue).set(age);
+    }
+}
+
+/// Sets the spam list gauges from what the store holds: each list's
+/// weight, and its entries.
+pub fn set_spam_list_gauges(
+    weights: &[(String, f64)],
+    entries: &std::collections::BTreeMap<String, i64>,
+) {
+    for (list, weight) in weights {
+        gauge!(SPAM_LIST_WEIGHT, "list" => list.clone()).set(*weight);
+        if !list.starts_with("dns:") {
+            let count = entries.get(list).copied().unwrap_or(0);
+            gauge!(SPAM_LIST_ENTRIES, "list" => list.clone()).set(count as f64);
+        }
     }
 }

@@ -68,6 +68,9 @@ pub fn answer_iq(config: &Config, iq: Iq) -> IqRoute {
     let to_component = iq.to().is_none_or(|to| to.node().is_none());
     let namespace = payload.ns();
     let node = payload.attr("node");
+    if crate::spam::publish::is_request(config, &iq) {
+        return IqRoute::Intake(iq);
+    }
     let reply = match (namespace.as_str(), payload.name(), is_get, to_component) {
         (ns::REGISTER, "query", _, true)
         | (ns::VCARD, "vCard", true, false)
@@ -97,7 +100,11 @@ pub fn answer_iq(config: &Config, iq: Iq) -> IqRoute {
             Some(
                 DiscoItemsResult {
                     node: None,
-                    items: Vec::new(),
+                    // The published spam list's nodes (XEP-0060 §5.2).
+                    items: match to_component {
+                        true => crate::spam::publish::node_items(config),
+                        false => Vec::new(),
+                    },
                     rsm: None,
                 }
                 .into(),
@@ -305,7 +312,7 @@ mod tests {
             ),
         ));
         assert!(
-            xml.contains("<query xmlns='http://jabber.org/protocol/disco#items'/>"),
+            xml.contains("<query xmlns='http://jabber.org/protocol/disco#items'><item jid='mail.example.test' name='Domains that send spam' node='spam_source_domains'/>"),
             "{xml}"
         );
     }

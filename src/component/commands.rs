@@ -30,6 +30,7 @@ use super::key_command;
 use super::reply::{self, error, result, Fault};
 use crate::config::Config;
 use crate::reload::Reloader;
+use crate::spam::Listings;
 use crate::store::admin::{ItemId, LIST_LIMIT};
 use crate::store::{Millis, Store};
 
@@ -39,6 +40,7 @@ pub use mailboxes::{answer as answer_mailbox, busy, is_mailbox_command};
 use mailboxes::{may_attach, MailboxCommand, MAILBOX_COMMANDS};
 mod blocked;
 mod spam;
+mod spam_lists;
 
 pub use spam::{submitted_thresholds, threshold_fields};
 
@@ -74,9 +76,11 @@ enum Command {
     QueueDelete,
     Stats,
     Reload,
+    SpamLists,
+    SpamCheck,
 }
 
-const COMMANDS: [Command; 10] = [
+const COMMANDS: [Command; 12] = [
     Command::AddUser,
     Command::DeleteUser,
     Command::ListUsers,
@@ -87,6 +91,8 @@ const COMMANDS: [Command; 10] = [
     Command::QueueDelete,
     Command::Stats,
     Command::Reload,
+    Command::SpamLists,
+    Command::SpamCheck,
 ];
 
 /// A field the administrator fills in.
@@ -105,6 +111,11 @@ const ACCOUNTS: Input = Input {
     var: "accountjids",
     kind: "jid-multi",
     label: "The users' JIDs",
+};
+const CHECK: Input = Input {
+    var: "check",
+    kind: "text-single",
+    label: "A sender address or domain, and/or a client IP",
 };
 const ITEM: Input = Input {
     var: "item",
@@ -125,6 +136,8 @@ impl Command {
             Command::QueueDelete => "queue-delete",
             Command::Stats => "stats",
             Command::Reload => "reload",
+            Command::SpamLists => "spam-lists",
+            Command::SpamCheck => "spam-check",
         }
     }
 
@@ -140,6 +153,8 @@ impl Command {
             Command::QueueDelete => "Delete a queue item",
             Command::Stats => "Statistics",
             Command::Reload => "Reload the configuration",
+            Command::SpamLists => "Spam lists",
+            Command::SpamCheck => "Check the spam lists",
         }
     }
 
@@ -148,11 +163,13 @@ impl Command {
             Command::AddUser => Some(ACCOUNT),
             Command::DeleteUser => Some(ACCOUNTS),
             Command::QueueShow | Command::QueueRetry | Command::QueueDelete => Some(ITEM),
+            Command::SpamCheck => Some(CHECK),
             Command::ListUsers
             | Command::CountUsers
             | Command::QueueList
             | Command::Stats
-            | Command::Reload => None,
+            | Command::Reload
+            | Command::SpamLists => None,
         }
     }
 
@@ -221,7 +238,13 @@ pub fn is_command(iq: &Iq) -> bool {
 
 /// Runs the command `iq` asks for, or answers why not.
 /// `reloader` runs the reload command; without one it is unavailable.
-pub async fn answer(config: &Config, store: &Store, reloader: Option<&Reloader>, iq: Iq) -> Iq {
+pub async fn answer(
+    config: &Config,
+    store: &Store,
+    reloader: Option<&Reloader>,
+    listings: &Listings,
+    iq: Iq,
+) -> Iq {
     let Iq::Set { from, payload, .. } = &iq else {
         return error(&iq, reply::NOT_A_REQUEST);
     };
@@ -282,7 +305,7 @@ pub async fn answer(config: &Config, store: &Store, reloader: Option<&Reloader>,
                 (Some(input), Some(form)) => field_values(form, input.var),
                 _ => Vec::new(),
             };
-            match run(config, store, reloader, &from, command, &values).await {
+            match run(config, store, reloader, listings, &from, command, &values).await {
                 Ok(done) => reply("completed", done),
                 Err(fault) => error(&iq, fault),
             }
@@ -348,6 +371,7 @@ async fn run(
     config: &Config,
     store: &Store,
     reloader: Option<&Reloader>,
+    listings: &Listings,
     admin: &Jid,
     command: Command,
     values: &[String],
@@ -477,11 +501,13 @@ async fn run(
             };
             vec![note(kind, &outcome.note())]
         }
+        Command::SpamLists => spam_lists::show(config, store).await.map_err(failed)?,
+        Command::SpamCheck => spam_lists::check(listings, values).await?,
     };
     Ok(done)
 }
 
-fn bad_input(text: String) -> Fault {
+pub(super) fn bad_input(text: String) -> Fault {
     Fault::with_text(ErrorType::Modify, DefinedCondition::BadRequest, text)
 }
 
@@ -580,7 +606,7 @@ fn input_form(command: Command, input: &Input) -> Element {
     form("form", form_type, command.name(), vec![asked])
 }
 
-fn result_form(form_type: &str, fields: Vec<Element>) -> Element {
+pub(super) fn result_form(form_type: &str, fields: Vec<Element>) -> Element {
     form("result", form_type, "Result", fields)
 }
 

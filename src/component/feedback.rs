@@ -227,6 +227,7 @@ pub async fn take(config: &Config, store: &Store, message: &Message) {
                             .await
                         {
                             Ok(()) => {
+                                crate::spam::weigh_feedback(store, sender, true).await;
                                 train(store, user, Some(message_id), sender, Verdict::Spam).await
                             }
                             Err(e) => Err(e),
@@ -315,6 +316,11 @@ pub async fn answer(config: &Config, store: &Store, iq: Iq) -> Iq {
         );
     };
     let sender = sender.to_string();
+    // The same verdict again on the same mail moves no list weight twice.
+    let before = match store.feedback_verdict(&user, &sender, message_id).await {
+        Ok(before) => before,
+        Err(e) => return failed(e),
+    };
     if let Err(e) = store
         .record_feedback(&user, &sender, message_id, verdict)
         .await
@@ -327,6 +333,9 @@ pub async fn answer(config: &Config, store: &Store, iq: Iq) -> Iq {
     info!(user = %user, sender, verdict = verdict.name(), "Spam feedback recorded.");
     if verdict == Verdict::Spam {
         to_junk(store, &user, message_id).await;
+    }
+    if before.as_deref() != Some(verdict.name()) {
+        crate::spam::weigh_feedback(store, &sender, verdict == Verdict::Spam).await;
     }
     result(&iq, None)
 }

@@ -34,6 +34,7 @@ use crate::fetch::Fetcher;
 use crate::keys::finder::KeyFinder;
 use crate::probe::discover::Discovery;
 use crate::reload::Reloader;
+use crate::spam::{lists, publish, Listings};
 use crate::store::Store;
 
 /// Stanzas taken, at most, per batch.
@@ -57,6 +58,8 @@ pub struct Intake {
     mailbox_commands: Arc<Semaphore>,
     /// Reads users' XEP-0373 PEP keys.
     pep: Arc<PepKeys>,
+    /// The spam lists, for the administrators' "Check the spam lists".
+    listings: Listings,
 }
 
 /// Mailbox commands the gateway runs at once; more are refused with `wait`.
@@ -128,7 +131,14 @@ impl Intake {
             tracker,
             mailbox_commands: Arc::new(Semaphore::new(MAILBOX_COMMANDS)),
             pep,
+            listings: Listings::default(),
         }
+    }
+
+    /// The same intake, asking `listings` for "Check the spam lists".
+    pub fn with_listings(mut self, listings: Listings) -> Intake {
+        self.listings = listings;
+        self
     }
 
     pub async fn run(mut self, mut stanzas: mpsc::Receiver<Stanza>, shutdown: CancellationToken) {
@@ -190,8 +200,18 @@ impl Intake {
                         });
                         None
                     }
+                    Stanza::Iq(iq) if publish::is_request(&config, &iq) => {
+                        Some(Stanza::Iq(publish::answer(&config, &self.store, iq).await))
+                    }
                     Stanza::Iq(iq) if commands::is_command(&iq) => Some(Stanza::Iq(
-                        commands::answer(&config, &self.store, self.reloader.as_ref(), iq).await,
+                        commands::answer(
+                            &config,
+                            &self.store,
+                            self.reloader.as_ref(),
+                            &self.listings,
+                            iq,
+                        )
+                        .await,
                     )),
                     Stanza::Iq(iq) if feedback::is_feedback(&iq) => {
                         Some(Stanza::Iq(feedback::answer(&config, &self.store, iq).await))
@@ -212,6 +232,10 @@ impl Intake {
                             });
                         }
                         Some(Stanza::Iq(answer))
+                    }
+                    Stanza::Message(message) if lists::is_event(&message) => {
+                        lists::take_event(&config, &self.store, &message).await;
+                        None
                     }
                     Stanza::Message(message) if feedback::is_forwarded(&message) => {
                         feedback::take(&config, &self.store, &message).await;

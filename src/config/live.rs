@@ -123,6 +123,13 @@ fn keys(c: &Config) -> Vec<(&'static str, Apply, String)> {
         ("spam.blocklist_max_age", L, d(&c.spam.blocklist_max_age)),
         ("spam.held_for", L, d(&c.spam.held_for)),
         ("spam.digest_interval", L, d(&c.spam.digest_interval)),
+        // Subscribed to, and weights started, when the daemon starts.
+        ("spam.lists", R, d(&c.spam.lists)),
+        ("spam.dnsbl", R, d(&c.spam.dnsbl)),
+        ("spam.domain_blocklists", R, d(&c.spam.domain_blocklists)),
+        ("spam.dns_timeout", L, d(&c.spam.dns_timeout)),
+        ("spam.publish", L, d(&c.spam.publish)),
+        ("spam.publish_threshold", L, d(&c.spam.publish_threshold)),
         ("http.listen", R, d(&c.http.listen)),
         ("http.public_url", R, d(&c.http.public_url)),
         ("http.storage", R, d(&c.http.storage)),
@@ -237,6 +244,9 @@ fn keep_restart_only(running: &Config, new: &mut Config) {
     new.dns = r.dns.clone();
     new.auth.verify = r.auth.verify;
     new.log = r.log.clone();
+    new.spam.lists = r.spam.lists.clone();
+    new.spam.dnsbl = r.spam.dnsbl.clone();
+    new.spam.domain_blocklists = r.spam.domain_blocklists.clone();
 }
 
 #[cfg(test)]

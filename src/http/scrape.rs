@@ -40,6 +40,20 @@ async fn scrape(State(scrape): State<Scrape>) -> Response {
             "Store unavailable for the queue gauges."
         ),
     }
+    match tokio::try_join!(
+        scrape.store.list_weights(),
+        scrape.store.list_entry_counts()
+    ) {
+        Ok((weights, entries)) => {
+            let weights: Vec<(String, f64)> =
+                weights.into_iter().map(|w| (w.list, w.weight)).collect();
+            telemetry::set_spam_list_gauges(&weights, &entries);
+        }
+        Err(e) => warn!(
+            error = format!("{e:#}"),
+            "Store unavailable for the spam list gauges."
+        ),
+    }
     (
         StatusCode::OK,
         [(header::CONTENT_TYPE, CONTENT_TYPE)],

@@ -66,6 +66,7 @@ mod read_receipts;
 mod receipts;
 mod secrets;
 mod spam;
+pub mod spam_lists;
 mod spam_verdicts;
 pub mod sweep;
 #[cfg(test)]

@@ -79,7 +79,7 @@ def test_administrators_run_commands_from_their_client(gw):
                              f"{ADMIN}#get-registered-users-list",
                              f"{ADMIN}#get-registered-users-num",
                              "queue-list", "queue-show", "queue-retry", "queue-delete", "stats",
-                             "reload", "openpgp-key", "blocked-senders",
+                             "reload", "spam-lists", "spam-check", "openpgp-key", "blocked-senders",
                              "report-spam", "not-spam", "spam-settings"]
             # A user who is no administrator sees the users' own commands only, and
             # runs none of theirs.

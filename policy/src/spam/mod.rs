@@ -6,6 +6,7 @@
 //! with the verdict it leads to (`verdict`).
 
 mod block;
+pub mod shared;
 mod verdict;
 
 pub use block::{BlockItem, BlockSource};

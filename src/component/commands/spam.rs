@@ -239,6 +239,7 @@ async fn not_spam(
                 learn::learn(store, models, user, &mail, Verdict::Ham)
                     .await
                     .map_err(failed)?;
+                crate::spam::weigh_feedback(store, &mail.sender, false).await;
                 lines.push(format!(
                     "Released the mail from {}: {}.",
                     mail.sender, mail.subject
@@ -316,6 +317,7 @@ async fn report(
         learn::learn(store, models, user, &mail, Verdict::Spam)
             .await
             .map_err(failed)?;
+        crate::spam::weigh_feedback(store, &mail.sender, true).await;
         lines.push(format!(
             "Reported the mail from {}: {}.",
             mail.sender, mail.subject

@@ -37,7 +37,16 @@ fn command(from: &str, node: &str, action: Option<&str>, form: Option<(&str, &[&
 }
 
 async fn run_xml(store: &Store, iq: Iq) -> String {
-    String::from(&Element::from(answer(&config(), store, None, iq).await))
+    String::from(&Element::from(
+        answer(
+            &config(),
+            store,
+            None,
+            &crate::spam::Listings::default(),
+            iq,
+        )
+        .await,
+    ))
 }
 
 #[tokio::test]

@@ -40,7 +40,14 @@ fn command(from: &str, fields: Option<(&str, &str)>) -> Iq {
 
 async fn run_xml(store: &Store, iq: Iq) -> String {
     String::from(&Element::from(
-        crate::component::commands::answer(&config(), store, None, iq).await,
+        crate::component::commands::answer(
+            &config(),
+            store,
+            None,
+            &crate::spam::Listings::default(),
+            iq,
+        )
+        .await,
     ))
 }
 

@@ -161,6 +161,15 @@ max_size = 262145
 blocklist_max_age = "2d"
 held_for = "31d"
 digest_interval = "2d"
+dnsbl = ["b.dnsbl.test"]
+domain_blocklists = ["b.dbl.test"]
+dns_timeout = "3s"
+publish = false
+publish_threshold = 4
+[[spam.lists]]
+service = "rtbl.b.test"
+node = "spam_source_domains"
+kind = "domains"
 [http]
 listen = "127.0.0.1:8026"
 public_url = "https://b.test/files"
