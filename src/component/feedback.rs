@@ -343,7 +343,7 @@ pub async fn answer(config: &Config, store: &Store, iq: Iq) -> Iq {
 /// Trains `user`'s model with the mail feedback is about (by its
 /// Message-ID, else the newest from `sender`) when it is among her recent
 /// mail; nothing to learn otherwise.
-async fn train(
+pub(crate) async fn train(
     store: &Store,
     user: &BareJid,
     message_id: Option<&str>,

@@ -16,7 +16,7 @@ use xmpp_parsers::stanza_error::{DefinedCondition, ErrorType};
 
 use super::{field, field_values, form, note, Fault, NS_COMMANDS};
 use crate::component::reply;
-use crate::store::Store;
+use crate::store::{Store, Verdict};
 
 /// The command's node.
 pub const NODE: &str = "blocked-senders";
@@ -98,6 +98,16 @@ pub async fn run(
         };
         if store.stop_refusing(user, &item).await.map_err(failed)? {
             info!(user = %user, item = %item, "Sender unblocked by the user's command.");
+            // As an unblock through her server: the sender's last mail
+            // to her was not spam after all.
+            if let BlockItem::Address(sender) = &item {
+                let trained =
+                    crate::component::feedback::train(store, user, None, sender, Verdict::Ham)
+                        .await;
+                if let Err(e) = trained {
+                    warn!(error = format!("{e:#}"), user = %user, "Store unavailable; the unblock taught nothing.");
+                }
+            }
             lines.push(format!("Unblocked {item}."));
         } else {
             lines.push(format!("{item} was not blocked."));

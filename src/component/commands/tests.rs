@@ -379,6 +379,27 @@ async fn a_user_lists_and_unblocks_the_senders_she_blocked() {
     .await;
     assert!(empty.contains("You block no mail sender."), "{empty}");
     store
+        .accept_mails(&[crate::store::InboundMail {
+            mail_from: "spammer@evil.test".into(),
+            client_ip: "192.0.2.7".into(),
+            raw: b"Message-ID: <m1@evil.test>\r\nSubject: Hi\r\n\r\nhello\r\n".to_vec(),
+            recipients: vec![alice.clone()],
+            spam: crate::store::MailSpam {
+                message_id: "m1@evil.test".into(),
+                subject: "Hi".into(),
+                tokens: vec![1, 2, 3],
+                recipients: vec![crate::store::RecipientSpam {
+                    recipient: alice.clone(),
+                    points: 0.0,
+                    reasons: String::new(),
+                    verdict: facteur_policy::spam::Verdict::Deliver,
+                }],
+            },
+            ..crate::store::InboundMail::default()
+        }])
+        .await
+        .expect("accepted");
+    store
         .block_sender(
             &alice,
             &facteur_policy::spam::BlockItem::Address("spammer@evil.test".into()),
@@ -412,6 +433,15 @@ async fn a_user_lists_and_unblocks_the_senders_she_blocked() {
         .blocks_sender(&alice, "spammer@evil.test")
         .await
         .expect("lookup"));
+    // The sender's last mail to her is learnt as not spam.
+    let recent = store.recent_mails(&alice, 10).await.expect("recent");
+    assert_eq!(
+        recent
+            .iter()
+            .map(|m| (m.sender.as_str(), m.trained.as_str()))
+            .collect::<Vec<_>>(),
+        [("spammer@evil.test", "ham")]
+    );
     // Users see their own command, administrators theirs too.
     let items = items(&config(), Some(&Jid::new("alice@a.test/x").expect("jid")));
     let nodes: Vec<_> = items.items.iter().filter_map(|i| i.node.clone()).collect();
