@@ -1,10 +1,13 @@
 """One facteur instance versus two, beside one ejabberd and one PostgreSQL
 store (tests/peers/pg-cluster): the email → XMPP journey, 4 KB mails from
 smtp-source in 20 sessions split over the instances' SMTP ports, until
-alice's client has them all. Each instance is pinned to a core of its own
-(`taskset -c 0`, `-c 1`); ejabberd, PostgreSQL and the peers share the
-machine with them. Prints the rates and their ratio (goal: two ≥ 1.6 ×
-one) and writes target/bench/scale.json. A benchmark: it prints figures
+alice's client has them all (a lean c2s client counts them, as in
+xmppload.py). Each instance is pinned to a core of its own (`taskset -c
+0`, `-c 1`); ejabberd, PostgreSQL and the peers share the machine with
+them. Prints the rates and their ratio (goal: two ≥ 1.6 × one), how busy
+the machine's cores were and the CPU seconds of the other processes (so
+that a ratio held down by the peers says so), and writes
+target/bench/scale.json. A benchmark: it prints figures
 and asserts none. Sizes: BENCH_SCALE (default 1.0)."""
 
 import asyncio
@@ -17,7 +20,10 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "e2e"))
-from peers import ROOT, Client, Dns, Ejabberd, Facteur, PgCluster, Relay  # noqa: E402
+from peers import DOMAIN, GATEWAY, ROOT, USERS, Client, Dns, Ejabberd, Facteur, PgCluster, Relay  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from xmppload import RawClient  # noqa: E402
 
 # Measured as run in production: info, not the tests' debug log.
 os.environ.setdefault("RUST_LOG", "info")
@@ -45,6 +51,28 @@ def cpu_seconds(pid):
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def cpu_by_command():
+    """CPU seconds used so far by every process of the machine, summed by
+    command name (beam.smp for ejabberd, postgres, smtp-source, ...)."""
+    used = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            head, rest = stat.read_text().rsplit(")", 1)
+        except OSError:
+            continue
+        name = head.split("(", 1)[1]
+        fields = rest.split()
+        used[name] = used.get(name, 0.0) + (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return used
+
+
+def machine_busy():
+    """Busy and total jiffies of all cores, from /proc/stat."""
+    fields = [int(f) for f in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = fields[3] + fields[4]
+    return sum(fields) - idle, sum(fields)
+
+
 async def measure(instances, work, cluster):
     xmpp = Ejabberd(work)
     dns = Dns(work / "dns")
@@ -63,28 +91,44 @@ async def measure(instances, work, cluster):
             facteur.start()
             pin(facteur.proc.pid, cpu)
             facteur.wait_log("Component link up.", timeout=20)
-        alice = Client("alice", xmpp.c2s)
+        # Registered with the gateway by slixmpp; then counted by a lean
+        # client, so that a Python XML parser is not what is measured.
+        registering = Client("alice", xmpp.c2s)
+        await registering.connect()
+        await registering.register()
+        await registering.disconnect()
+        alice = RawClient(xmpp.c2s, "alice", DOMAIN, USERS["alice"])
         await alice.connect()
-        await alice.register()
+        received = alice.counter(lambda _id, sender, kind: sender.endswith(GATEWAY) and kind != "error")
         cpu_before = [cpu_seconds(f.proc.pid) for f in facteurs]
+        commands_before, busy_before = cpu_by_command(), machine_busy()
         start = time.monotonic()
         senders = [subprocess.Popen(smtp_source(f.smtp_port, SESSIONS // instances, COUNT // instances),
                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
                    for f in facteurs]
         wanted = COUNT // instances * instances
         deadline = start + 600
-        while len(alice.messages) < wanted and time.monotonic() < deadline:
+        got = received()
+        while got < wanted and time.monotonic() < deadline:
             await asyncio.sleep(0.01)
+            got = received()
         elapsed = time.monotonic() - start
+        commands_after, busy_after = cpu_by_command(), machine_busy()
         for sender in senders:
             sender.wait(60)
-        got = len(alice.messages)
         cpu = [round(cpu_seconds(f.proc.pid) - b, 1) for f, b in zip(facteurs, cpu_before)]
+        # Where the machine's two cores went: when they are busy already
+        # with one instance, a second one has nothing to run on.
+        others = {name: round(commands_after.get(name, 0.0) - before, 1)
+                  for name, before in commands_before.items()
+                  if commands_after.get(name, 0.0) - before >= 0.1 and name != "facteur"}
+        busy = (busy_after[0] - busy_before[0]) / max(1, busy_after[1] - busy_before[1])
         return {"instances": instances, "mails": wanted, "delivered": got,
-                "seconds": round(elapsed, 2), "mails_per_s": round(got / elapsed, 1), "cpu_s": cpu}
+                "seconds": round(elapsed, 2), "mails_per_s": round(got / elapsed, 1), "cpu_s": cpu,
+                "machine_busy": round(busy, 2), "others_cpu_s": others}
     finally:
         if alice is not None:
-            await alice.disconnect()
+            await alice.close()
         for facteur in facteurs:
             facteur.stop()
         relay.stop()
@@ -103,7 +147,8 @@ async def main():
             row = await measure(instances, work / f"x{instances}", cluster)
             results.append(row)
             print(f"scale x{instances}: {row['mails_per_s']:.0f} mails/s "
-                  f"({row['delivered']}/{row['mails']} in {row['seconds']} s, facteur CPU s {row['cpu_s']})",
+                  f"({row['delivered']}/{row['mails']} in {row['seconds']} s, facteur CPU s {row['cpu_s']}, "
+                  f"machine busy {row['machine_busy']:.0%}, others' CPU s {row['others_cpu_s']})",
                   flush=True)
     finally:
         cluster.stop()
