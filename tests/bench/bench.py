@@ -11,6 +11,7 @@ import json
 import math
 import os
 import re
+import shutil
 import sqlite3
 import subprocess
 import sys
@@ -307,6 +308,7 @@ async def outbound(j, results):
                   f"{reference_text(figures)}", flush=True)
     finally:
         sink.stop()
+        shutil.rmtree(sink.folder, ignore_errors=True)
 
 
 def store_bytes(folder):
@@ -587,6 +589,17 @@ async def main(criterion_output):
     results = {"inbound": [], "inbound_postgres": [], "outbound": [], "memory": {},
                "translation_mib_per_s": criterion_figures(criterion_output)}
     work = Path(tempfile.mkdtemp(prefix="facteur-bench-"))
+    try:
+        await run_parts(work, results)
+    finally:
+        # A run's stores and logs are large (the growth store alone is
+        # about 500 MB): kept only with BENCH_KEEP=1.
+        if not os.environ.get("BENCH_KEEP"):
+            shutil.rmtree(work, ignore_errors=True)
+
+
+async def run_parts(work, results):
+    """The parts BENCH_ONLY chose (all by default), in `work`."""
     if ONLY == "imap":
         await imap_mailboxes(work / "imap", results)
         (OUT / "results.json").write_text(json.dumps(results, indent=2))

@@ -13,6 +13,7 @@ and asserts none. Sizes: BENCH_SCALE (default 1.0)."""
 import asyncio
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -152,6 +153,8 @@ async def main():
                   flush=True)
     finally:
         cluster.stop()
+        if not os.environ.get("BENCH_KEEP"):
+            shutil.rmtree(work, ignore_errors=True)
     one, two = (r["mails_per_s"] for r in results)
     complete = all(r["delivered"] == r["mails"] for r in results)
     ratio = two / one if one and complete else None
