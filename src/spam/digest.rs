@@ -21,24 +21,9 @@ pub fn digest(gateway: &BareJid, user: &BareJid, held: &[&HeldMail], held_for: D
         if held.len() == 1 { " was" } else { "s were" }
     );
     for mail in held {
-        let d = mail_parser::DateTime::from_timestamp(mail.held_at.0 / 1000);
         body.push_str(&format!(
-            "- {:04}-{:02}-{:02} {:02}:{:02} UTC, from {}: {}\n",
-            d.year,
-            d.month,
-            d.day,
-            d.hour,
-            d.minute,
-            if mail.sender.is_empty() {
-                "<>"
-            } else {
-                &mail.sender
-            },
-            if mail.subject.is_empty() {
-                "(no subject)"
-            } else {
-                &mail.subject
-            },
+            "- {}\n",
+            crate::spam::mail_line(mail.held_at, &mail.sender, &mail.subject)
         ));
     }
     body.push_str(&format!(

@@ -227,3 +227,24 @@ pub async fn start_weights(config: &Config, store: &Store) -> anyhow::Result<()>
     );
     store.start_list_weights(&lists).await
 }
+
+/// How a mail is named to its user in spam commands and digests:
+/// `2026-12-07 18:30 UTC from spammer@evil.test: Cheap`, with `<>` for
+/// the null sender and `(no subject)`.
+pub fn mail_line(at: crate::store::Millis, sender: &str, subject: &str) -> String {
+    let d = mail_parser::DateTime::from_timestamp(at.0 / 1000);
+    format!(
+        "{:04}-{:02}-{:02} {:02}:{:02} UTC from {}: {}",
+        d.year,
+        d.month,
+        d.day,
+        d.hour,
+        d.minute,
+        if sender.is_empty() { "<>" } else { sender },
+        if subject.is_empty() {
+            "(no subject)"
+        } else {
+            subject
+        },
+    )
+}

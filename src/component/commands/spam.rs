@@ -16,7 +16,7 @@ use super::{field, field_values, form, note, Fault, NS_COMMANDS};
 use crate::component::reply;
 use crate::spam::bayes::Models;
 use crate::spam::learn;
-use crate::store::{Millis, Store, Verdict};
+use crate::store::{Store, Verdict};
 
 /// "Spam settings".
 pub const SETTINGS_NODE: &str = "spam-settings";
@@ -73,15 +73,6 @@ fn option(label: &str, value: &str) -> Element {
                 .build(),
         )
         .build()
-}
-
-/// A date for people, UTC.
-fn date(at: Millis) -> String {
-    let d = mail_parser::DateTime::from_timestamp(at.0 / 1000);
-    format!(
-        "{:04}-{:02}-{:02} {:02}:{:02} UTC",
-        d.year, d.month, d.day, d.hour, d.minute
-    )
 }
 
 /// Runs the command at `node` for `user`. `Ok((completed, children))`.
@@ -203,18 +194,8 @@ async fn not_spam(
         );
         for mail in &held {
             let label = format!(
-                "{} from {}: {} ({} points)",
-                date(mail.held_at),
-                if mail.sender.is_empty() {
-                    "<>"
-                } else {
-                    &mail.sender
-                },
-                if mail.subject.is_empty() {
-                    "(no subject)"
-                } else {
-                    &mail.subject
-                },
+                "{} ({} points)",
+                crate::spam::mail_line(mail.held_at, &mail.sender, &mail.subject),
                 mail.points
             );
             list.append_child(option(&label, &mail.id.to_string()));
@@ -273,18 +254,8 @@ async fn report(
         );
         for mail in &recent {
             let label = format!(
-                "{} from {}: {}{}",
-                date(mail.received_at),
-                if mail.sender.is_empty() {
-                    "<>"
-                } else {
-                    &mail.sender
-                },
-                if mail.subject.is_empty() {
-                    "(no subject)"
-                } else {
-                    &mail.subject
-                },
+                "{}{}",
+                crate::spam::mail_line(mail.received_at, &mail.sender, &mail.subject),
                 if mail.trained == "spam" {
                     " (reported)"
                 } else {
