@@ -65,18 +65,49 @@ pub(crate) async fn insert_message(conn: Conn<'_>, message: &MessageRecord) -> a
     Ok(())
 }
 
-/// Remembers messages (see [`insert_message`]): one statement each on
-/// SQLite, one for all on PostgreSQL (each statement is a round trip to
-/// the server).
+/// Remembers messages (see [`insert_message`]) in one statement: each
+/// statement is a round trip to the server, or to SQLite's own thread.
 pub(crate) async fn insert_messages(
     conn: Conn<'_>,
     messages: &[MessageRecord],
 ) -> anyhow::Result<()> {
     match conn {
-        Backend::Sqlite(conn) => {
-            for message in messages {
-                insert_message(Backend::Sqlite(&mut *conn), message).await?;
-            }
+        Backend::Sqlite(conn) if !messages.is_empty() => {
+            let refs: Vec<String> = messages.iter().map(|m| m.references.join(" ")).collect();
+            let rows: Vec<[&str; 7]> = messages
+                .iter()
+                .zip(&refs)
+                .map(|(m, refs)| {
+                    [
+                        m.user.as_str(),
+                        &m.message_id,
+                        m.peer.as_str(),
+                        &m.stanza_id,
+                        m.author.as_str(),
+                        &m.thread,
+                        refs,
+                    ]
+                })
+                .collect();
+            let rows = serde_json::to_string(&rows).context("Remembering messages")?;
+            // Only the constant column list is formatted in. `WHERE true`
+            // tells SQLite's parser that ON CONFLICT is the upsert clause.
+            sqlx::query(sqlx::AssertSqlSafe(format!(
+                "
+                INSERT INTO messages ({COLUMNS}, created_at)
+                SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]'),
+                       json_extract(value, '$[2]'), json_extract(value, '$[3]'),
+                       json_extract(value, '$[4]'), json_extract(value, '$[5]'),
+                       json_extract(value, '$[6]'), $2
+                FROM json_each($1) WHERE true
+                ON CONFLICT (user_jid, message_id) DO NOTHING
+                "
+            )))
+            .bind(rows)
+            .bind(Millis::now().0)
+            .execute(conn)
+            .await
+            .context("Remembering messages")?;
         }
         Backend::Postgres(conn) if !messages.is_empty() => {
             let column =
@@ -102,7 +133,7 @@ pub(crate) async fn insert_messages(
             .await
             .context("Remembering messages")?;
         }
-        Backend::Postgres(_) => {}
+        Backend::Sqlite(_) | Backend::Postgres(_) => {}
     }
     Ok(())
 }

@@ -255,6 +255,7 @@ pub const DEFAULT_LEASE: Duration = Duration::from_secs(60);
 pub struct Store {
     pool: Pool,
     users: users::UserCache,
+    blocks: spam::BlockCache,
     wake: Arc<Wake>,
     /// This instance, as the owner of the queue items it takes.
     owner: Arc<str>,
@@ -278,6 +279,7 @@ impl Store {
         Ok(Store {
             pool,
             users: users::UserCache::default(),
+            blocks: spam::BlockCache::default(),
             wake: Arc::default(),
             owner: instance_id().into(),
             lease: DEFAULT_LEASE,

@@ -3,11 +3,22 @@
 //! privileged IQ), applied at RCPT; and spam and ham feedback, counted per
 //! sender across users.
 
+use std::sync::Arc;
+
 use anyhow::Context;
 use facteur_policy::spam::{BlockItem, BlockSource};
 use jid::BareJid;
 
+use super::users::PerUser;
 use super::{Millis, Store};
+
+/// Blocks kept in memory per user, at most: a longer list is asked of the
+/// store at each RCPT.
+const CACHED_BLOCKS: usize = 256;
+
+/// Each user's blocks (item, refused at RCPT), or `None` when she has
+/// more than [`CACHED_BLOCKS`].
+pub(super) type BlockCache = PerUser<Option<Arc<[(String, bool)]>>>;
 
 /// One sender a user blocked.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -73,7 +84,9 @@ impl Store {
         .execute(pool)
         .await
         .map(|_| ()))
-        .with_context(|| format!("Blocking {item} for {user}"))
+        .with_context(|| format!("Blocking {item} for {user}"))?;
+        self.blocks.forget(user);
+        Ok(())
     }
 
     /// Unblocks `item` for `user`; whether it was blocked.
@@ -87,6 +100,7 @@ impl Store {
         .await
         .map(|done| done.rows_affected()))
         .with_context(|| format!("Unblocking {item} for {user}"))?;
+        self.blocks.forget(user);
         Ok(done > 0)
     }
 
@@ -106,19 +120,22 @@ impl Store {
         .await
         .map(|done| done.rows_affected()))
         .with_context(|| format!("Unblocking {item} at the gateway for {user}"))?;
+        self.blocks.forget(user);
         Ok(done > 0)
     }
 
     /// Unblocks every sender `user` blocked (an empty XEP-0191 unblock).
     pub async fn unblock_all(&self, user: &BareJid) -> anyhow::Result<u64> {
-        on_backend!(&self.pool, |pool| sqlx::query(
+        let done = on_backend!(&self.pool, |pool| sqlx::query(
             "DELETE FROM blocked_senders WHERE user_jid = $1"
         )
         .bind(user.as_str())
         .execute(pool)
         .await
         .map(|done| done.rows_affected()))
-        .with_context(|| format!("Unblocking all senders for {user}"))
+        .with_context(|| format!("Unblocking all senders for {user}"))?;
+        self.blocks.forget(user);
+        Ok(done)
     }
 
     /// The senders `user` blocked, in item order.
@@ -153,40 +170,58 @@ impl Store {
     /// at RCPT: she blocked its address or its domain. Never for the null
     /// sender.
     pub async fn blocks_sender(&self, user: &BareJid, sender: &str) -> anyhow::Result<bool> {
-        self.find_block(user, sender, "AND refused").await
+        self.find_block(user, sender, true).await
     }
 
     /// Whether `user`'s server may refuse mail from `sender` because she
     /// blocked it: any block, also one she unblocked at the gateway only.
     pub async fn server_may_block(&self, user: &BareJid, sender: &str) -> anyhow::Result<bool> {
-        self.find_block(user, sender, "").await
+        self.find_block(user, sender, false).await
     }
 
-    async fn find_block(
-        &self,
-        user: &BareJid,
-        sender: &str,
-        and: &'static str,
-    ) -> anyhow::Result<bool> {
+    async fn find_block(&self, user: &BareJid, sender: &str, refused: bool) -> anyhow::Result<bool> {
         let Some([domain, address]) = BlockItem::covering(sender) else {
             return Ok(false);
         };
-        // Only the constant condition is formatted in.
+        let covers = |item: &str| item == domain.as_str() || item == address.as_str();
+        if let Some(blocks) = self.user_blocks(user).await? {
+            return Ok(blocks
+                .iter()
+                .any(|(item, is_refused)| covers(item) && (*is_refused || !refused)));
+        }
         let found: Option<(String,)> = on_backend!(&self.pool, |pool| sqlx::query_as(
-            sqlx::AssertSqlSafe(format!(
-                "
-                SELECT item FROM blocked_senders
-                WHERE user_jid = $1 AND item IN ($2, $3) {and} LIMIT 1
-                "
-            ))
+            "
+            SELECT item FROM blocked_senders
+            WHERE user_jid = $1 AND item IN ($2, $3) AND (refused OR NOT $4) LIMIT 1
+            "
         )
         .bind(user.as_str())
         .bind(domain.as_str())
         .bind(address.as_str())
+        .bind(refused)
         .fetch_optional(pool)
         .await)
         .with_context(|| format!("Looking up the senders {user} blocked"))?;
         Ok(found.is_some())
+    }
+
+    /// `user`'s blocks, from the cache or the store; `None` when she has
+    /// too many to keep in memory.
+    async fn user_blocks(&self, user: &BareJid) -> anyhow::Result<Option<Arc<[(String, bool)]>>> {
+        if let Some(blocks) = self.blocks.get(user) {
+            return Ok(blocks);
+        }
+        let rows: Vec<(String, bool)> = on_backend!(&self.pool, |pool| sqlx::query_as(
+            "SELECT item, refused FROM blocked_senders WHERE user_jid = $1 LIMIT $2"
+        )
+        .bind(user.as_str())
+        .bind(i64::try_from(CACHED_BLOCKS + 1).unwrap_or(i64::MAX))
+        .fetch_all(pool)
+        .await)
+        .with_context(|| format!("Looking up the senders {user} blocked"))?;
+        let blocks = (rows.len() <= CACHED_BLOCKS).then(|| Arc::from(rows));
+        self.blocks.put(user, blocks.clone());
+        Ok(blocks)
     }
 
     /// Takes `items`, just read from `user`'s blocklist, in place of what
@@ -236,7 +271,9 @@ impl Store {
             .context("Noting the blocklist read")?;
             tx.commit().await.context("Committing a blocklist read")
         })
-        .with_context(|| format!("Storing the blocklist of {user}"))
+        .with_context(|| format!("Storing the blocklist of {user}"))?;
+        self.blocks.forget(user);
+        Ok(())
     }
 
     /// Registered users of `domain` whose blocklist was never read, or

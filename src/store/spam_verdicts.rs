@@ -186,25 +186,14 @@ pub(super) async fn insert_spam(
 }
 
 impl Store {
-    /// `user`'s spam thresholds; the defaults for a user who is not
-    /// registered.
+    /// `user`'s spam thresholds (read with her options, from the same
+    /// cache); the defaults for a user who is not registered.
     pub async fn spam_thresholds(&self, user: &BareJid) -> anyhow::Result<Thresholds> {
-        let row: Option<(f64, f64, f64)> = on_backend!(&self.pool, |pool| sqlx::query_as(
-            "SELECT spam_mark, spam_quarantine, spam_reject FROM users WHERE jid = $1"
-        )
-        .bind(user.as_str())
-        .fetch_optional(pool)
-        .await)
-        .with_context(|| format!("Looking up the spam thresholds of {user}"))?;
-        Ok(
-            row.map_or_else(Thresholds::default, |(mark, quarantine, reject)| {
-                Thresholds {
-                    mark,
-                    quarantine,
-                    reject,
-                }
-            }),
-        )
+        Ok(self
+            .user_row(user)
+            .await
+            .with_context(|| format!("Looking up the spam thresholds of {user}"))?
+            .map_or_else(Thresholds::default, |row| row.spam))
     }
 
     /// Sets `user`'s spam thresholds; whether she is registered.
@@ -226,6 +215,7 @@ impl Store {
         .map(|d| d.rows_affected())
         })
         .with_context(|| format!("Setting the spam thresholds of {user}"))?;
+        self.users.forget(user);
         Ok(done > 0)
     }
 

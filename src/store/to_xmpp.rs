@@ -479,20 +479,19 @@ async fn mark_delivered(
             lease_until = NULL";
     let mut marked = 0;
     match tx {
-        Backend::Sqlite(tx) => {
-            for id in ids {
-                marked += sqlx::query(sqlx::AssertSqlSafe(format!(
-                    "{SET} WHERE id = $3 AND lease_owner = $4"
-                )))
-                .bind(ToXmppState::Delivered)
-                .bind(now.0)
-                .bind(id)
-                .bind(owner)
-                .execute(&mut *tx)
-                .await
-                .with_context(|| format!("Marking delivery {id} done"))?
-                .rows_affected();
-            }
+        Backend::Sqlite(tx) if !ids.is_empty() => {
+            let ids = serde_json::to_string(ids).context("Marking deliveries done")?;
+            marked = sqlx::query(sqlx::AssertSqlSafe(format!(
+                "{SET} WHERE id IN (SELECT value FROM json_each($3)) AND lease_owner = $4"
+            )))
+            .bind(ToXmppState::Delivered)
+            .bind(now.0)
+            .bind(ids)
+            .bind(owner)
+            .execute(&mut *tx)
+            .await
+            .context("Marking deliveries done")?
+            .rows_affected();
         }
         Backend::Postgres(tx) if !ids.is_empty() => {
             marked = sqlx::query(sqlx::AssertSqlSafe(format!(
@@ -507,7 +506,7 @@ async fn mark_delivered(
             .context("Marking deliveries done")?
             .rows_affected();
         }
-        Backend::Postgres(_) => {}
+        Backend::Sqlite(_) | Backend::Postgres(_) => {}
     }
     Ok(marked)
 }

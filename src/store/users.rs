@@ -1,13 +1,16 @@
-//! Registered users and their options, with a short-lived cache: every
-//! RCPT and every delivery asks, registrations are rare. A change made
-//! through this store is seen at once; one made by another process (the
-//! `facteur users` command) within `CACHE_TIME`.
+//! Registered users, their options and their spam thresholds, with a
+//! short-lived cache ([`PerUser`], also used for the senders they block):
+//! every RCPT, every accepted mail and every delivery asks, registrations
+//! are rare. A change made through this store is seen at once; one made by
+//! another process (the `facteur users` command, another instance) within
+//! `CACHE_TIME`.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
+use facteur_policy::spam::Thresholds;
 use jid::BareJid;
 
 use super::{Millis, Store, UserOptions};
@@ -17,35 +20,48 @@ const CACHE_TIME: Duration = Duration::from_secs(1);
 /// Entries kept before the cache is emptied (a flood of unknown RCPTs).
 const CACHE_MAX: usize = 10_000;
 
-/// When a user was read, and their options (`None`: not registered).
-type Entry = (Instant, Option<UserOptions>);
+/// What the store says of a registered user.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct UserRow {
+    pub options: UserOptions,
+    pub spam: Thresholds,
+}
 
-/// Per user, the last answer.
-#[derive(Clone, Default)]
-pub(super) struct UserCache(Arc<Mutex<HashMap<String, Entry>>>);
+/// Per user, the last answer of one kind, with when it was read.
+#[derive(Clone)]
+pub(super) struct PerUser<V>(Arc<Mutex<HashMap<String, (Instant, V)>>>);
 
-impl UserCache {
-    fn get(&self, user: &BareJid) -> Option<Option<UserOptions>> {
+impl<V> Default for PerUser<V> {
+    fn default() -> Self {
+        PerUser(Arc::default())
+    }
+}
+
+impl<V: Clone> PerUser<V> {
+    pub(super) fn get(&self, user: &BareJid) -> Option<V> {
         let cache = self.0.lock().ok()?;
-        let (read, options) = cache.get(user.as_str())?;
-        (read.elapsed() < CACHE_TIME).then_some(*options)
+        let (read, value) = cache.get(user.as_str())?;
+        (read.elapsed() < CACHE_TIME).then(|| value.clone())
     }
 
-    fn put(&self, user: &BareJid, options: Option<UserOptions>) {
+    pub(super) fn put(&self, user: &BareJid, value: V) {
         if let Ok(mut cache) = self.0.lock() {
             if cache.len() >= CACHE_MAX {
                 cache.clear();
             }
-            cache.insert(user.as_str().to_owned(), (Instant::now(), options));
+            cache.insert(user.as_str().to_owned(), (Instant::now(), value));
         }
     }
 
-    fn forget(&self, user: &BareJid) {
+    pub(super) fn forget(&self, user: &BareJid) {
         if let Ok(mut cache) = self.0.lock() {
             cache.remove(user.as_str());
         }
     }
 }
+
+/// Each user's row (`None`: not registered).
+pub(super) type UserCache = PerUser<Option<UserRow>>;
 
 impl Store {
     pub async fn register(&self, user: &BareJid) -> anyhow::Result<()> {
@@ -110,25 +126,41 @@ impl Store {
 
     /// A registered user's options; `None` for a user who is not.
     pub async fn user_options(&self, user: &BareJid) -> anyhow::Result<Option<UserOptions>> {
-        if let Some(options) = self.users.get(user) {
-            return Ok(options);
+        Ok(self.user_row(user).await?.map(|row| row.options))
+    }
+
+    /// A registered user's row, from the cache or the store.
+    pub(super) async fn user_row(&self, user: &BareJid) -> anyhow::Result<Option<UserRow>> {
+        if let Some(row) = self.users.get(user) {
+            return Ok(row);
         }
-        let row: Option<(bool, bool, bool, String)> =
-            on_backend!(&self.pool, |pool| sqlx::query_as(
-                "SELECT oob_each_file, xhtml_im, send_mdn, encrypt FROM users WHERE jid = $1"
-            )
-            .bind(user.as_str())
-            .fetch_optional(pool)
-            .await)
-            .with_context(|| format!("Looking up user {user}"))?;
-        let options = row.map(|(oob_each_file, xhtml_im, send_mdn, encrypt)| UserOptions {
-            oob_each_file,
-            xhtml_im,
-            send_mdn,
-            encrypt: super::Encrypt::named(&encrypt),
-        });
-        self.users.put(user, options);
-        Ok(options)
+        type Columns = (bool, bool, bool, String, f64, f64, f64);
+        let row: Option<Columns> = on_backend!(&self.pool, |pool| sqlx::query_as(
+            "SELECT oob_each_file, xhtml_im, send_mdn, encrypt,
+                    spam_mark, spam_quarantine, spam_reject
+             FROM users WHERE jid = $1"
+        )
+        .bind(user.as_str())
+        .fetch_optional(pool)
+        .await)
+        .with_context(|| format!("Looking up user {user}"))?;
+        let row = row.map(
+            |(oob_each_file, xhtml_im, send_mdn, encrypt, mark, quarantine, reject)| UserRow {
+                options: UserOptions {
+                    oob_each_file,
+                    xhtml_im,
+                    send_mdn,
+                    encrypt: super::Encrypt::named(&encrypt),
+                },
+                spam: Thresholds {
+                    mark,
+                    quarantine,
+                    reject,
+                },
+            },
+        );
+        self.users.put(user, row);
+        Ok(row)
     }
 
     /// Registers a user (again) with these options.
