@@ -422,6 +422,34 @@ mod tests {
     }
 
     store_test! {
+    async fn a_block_by_another_instance_is_seen_within_the_cache_time(store, scratch) {
+        let alice = jid("alice@example.test");
+        assert!(!store.blocks_sender(&alice, "spammer@evil.test").await.expect("lookup"));
+        let other = scratch.open().await;
+        other.block_sender(&alice, &address("spammer@evil.test"), BlockSource::Block, false)
+            .await.expect("blocked");
+        tokio::time::sleep(crate::store::users::CACHE_TIME + std::time::Duration::from_millis(50)).await;
+        assert!(store.blocks_sender(&alice, "spammer@evil.test").await.expect("lookup"));
+    }
+    }
+
+    store_test! {
+    async fn a_list_too_long_to_cache_is_asked_of_the_store(store, scratch) {
+        let alice = jid("alice@example.test");
+        let items: Vec<_> = (0..=super::CACHED_BLOCKS).map(|n| address(&format!("s{n}@evil.test"))).collect();
+        store.replace_read_blocks(&alice, &items).await.expect("read");
+        for n in [0, super::CACHED_BLOCKS] {
+            assert!(store.blocks_sender(&alice, &format!("s{n}@evil.test")).await.expect("lookup"), "s{n}");
+            assert!(store.server_may_block(&alice, &format!("S{n}@Evil.test")).await.expect("lookup"), "s{n}");
+        }
+        assert!(!store.blocks_sender(&alice, "friend@evil.test").await.expect("lookup"));
+        store.stop_refusing(&alice, &address("s0@evil.test")).await.expect("unblocked");
+        assert!(!store.blocks_sender(&alice, "s0@evil.test").await.expect("lookup"));
+        assert!(store.server_may_block(&alice, "s0@evil.test").await.expect("lookup"));
+    }
+    }
+
+    store_test! {
     async fn a_blocklist_read_replaces_only_the_last_read(store, scratch) {
         let alice = jid("alice@example.test");
         let bob = jid("bob@example.test");

@@ -16,7 +16,7 @@ use jid::BareJid;
 use super::{Millis, Store, UserOptions};
 
 /// How long an answer is reused.
-const CACHE_TIME: Duration = Duration::from_secs(1);
+pub(super) const CACHE_TIME: Duration = Duration::from_secs(1);
 /// Entries kept before the cache is emptied (a flood of unknown RCPTs).
 const CACHE_MAX: usize = 10_000;
 
