@@ -5,6 +5,8 @@
 //! stanza error of type `wait` or a lost link retries the item; any other
 //! error fails it, with the reason kept in the store.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::time::Duration;
 
 use facteur_bridge::attach::{attachments_of, oob, Attachment, SharedFile};
@@ -70,21 +72,42 @@ pub struct ToXmpp {
     pub link: LinkHandle,
 }
 
+/// What the server still has to confirm of a batch: each item, with the
+/// confirmation of its stanza.
+type Sent = Vec<(ToXmppItem, Confirmation)>;
+type Confirmation = Pin<Box<dyn Future<Output = Result<(), Undelivered>> + Send>>;
+
 impl ToXmpp {
+    /// Delivers what is due, batch after batch. One batch waits for the
+    /// server's confirmations while the next one is made and sent: the
+    /// server routes one while facteur reads the other's mail.
     pub async fn run(self, shutdown: CancellationToken) {
         let mut up = self.link.watch();
+        let mut in_flight: Option<Sent> = None;
         loop {
             if shutdown.is_cancelled() {
-                return;
+                break;
             }
             if !*up.borrow_and_update() {
+                if let Some(sent) = in_flight.take() {
+                    self.settle(sent).await;
+                }
                 tokio::select! {
-                    changed = up.changed() => if changed.is_err() { return },
-                    () = shutdown.cancelled() => return,
+                    changed = up.changed() => if changed.is_err() { break },
+                    () = shutdown.cancelled() => break,
                 }
                 continue;
             }
-            let due = match self.store.due_to_xmpp(Millis::now(), BATCH).await {
+            let busy: Vec<i64> = in_flight
+                .iter()
+                .flatten()
+                .map(|(item, _)| item.id)
+                .collect();
+            let due = match self
+                .store
+                .due_to_xmpp_except(Millis::now(), BATCH, &busy)
+                .await
+            {
                 Ok(due) => due,
                 Err(e) => {
                     warn!(
@@ -95,20 +118,39 @@ impl ToXmpp {
                 }
             };
             if due.is_empty() {
+                if let Some(sent) = in_flight.take() {
+                    self.settle(sent).await;
+                    continue;
+                }
                 let next = self.store.next_to_xmpp().await.ok().flatten();
                 tokio::select! {
                     () = self.store.to_xmpp_committed() => {}
                     () = tokio::time::sleep(sleep_until(next, self.config.get().store.poll_interval)) => {}
                     _ = up.changed() => {}
-                    () = shutdown.cancelled() => return,
+                    () = shutdown.cancelled() => break,
                 }
                 continue;
             }
-            self.deliver_batch(due).await;
+            let sent = self.send_batch(due).await;
+            if let Some(before) = in_flight.replace(sent) {
+                self.settle(before).await;
+            }
+        }
+        if let Some(sent) = in_flight.take() {
+            self.settle(sent).await;
         }
     }
 
+    /// One batch, sent and settled.
+    #[cfg(test)]
     async fn deliver_batch(&self, items: Vec<ToXmppItem>) {
+        let sent = self.send_batch(items).await;
+        self.settle(sent).await;
+    }
+
+    /// Makes the stanzas of a batch, remembers what threads answers to
+    /// them, and sends them; what the server must confirm comes back.
+    async fn send_batch(&self, items: Vec<ToXmppItem>) -> Sent {
         let mut ready = Vec::with_capacity(items.len());
         for item in items {
             match self.stanza(&item).await {
@@ -144,14 +186,20 @@ impl ToXmpp {
                 "Store unavailable; answers to this batch may not thread."
             );
         }
-        let mut waiting = Vec::with_capacity(ready.len());
+        let mut waiting: Sent = Vec::with_capacity(ready.len());
         for (item, made) in ready {
             let confirmation = self.link.deliver(made.message).await;
             for followup in made.followups {
                 self.link.send(followup).await;
             }
-            waiting.push((item, confirmation));
+            waiting.push((item, Box::pin(confirmation)));
         }
+        waiting
+    }
+
+    /// Waits for the server's confirmations of a batch, and stores the
+    /// outcome of each item: delivered, retried, failed, or given back.
+    async fn settle(&self, waiting: Sent) {
         let mut delivered = Vec::with_capacity(waiting.len());
         let mut unsent = Vec::new();
         for (item, confirmation) in waiting {

@@ -246,6 +246,30 @@ impl Kind {
     }
 }
 
+/// The ids of a JSON array bound as parameter `$n`, as each database
+/// reads it (`id NOT IN (…)`): a list of any length is one parameter of
+/// one prepared statement.
+fn json_ids_sql(kind: Kind, n: u8) -> String {
+    match kind {
+        Kind::Sqlite => format!("SELECT value FROM json_each(${n})"),
+        Kind::Postgres => format!("SELECT jsonb_array_elements_text(${n}::JSONB)::BIGINT"),
+    }
+}
+
+/// `ids` as a JSON array.
+fn json_ids(ids: &[i64]) -> String {
+    let mut json = String::with_capacity(2 + ids.len() * 8);
+    json.push('[');
+    for (n, id) in ids.iter().enumerate() {
+        if n > 0 {
+            json.push(',');
+        }
+        json.push_str(&id.to_string());
+    }
+    json.push(']');
+    json
+}
+
 /// How long an item taken from a queue stays reserved for the instance
 /// that took it, unless renewed ([`Store::with_lease`]).
 pub const DEFAULT_LEASE: Duration = Duration::from_secs(60);
@@ -356,6 +380,14 @@ impl Store {
             });
         }
         Ok(freed)
+    }
+
+    /// Which database this store is on.
+    fn kind(&self) -> Kind {
+        match self.pool {
+            Backend::Sqlite(_) => Kind::Sqlite,
+            Backend::Postgres(_) => Kind::Postgres,
+        }
     }
 
     /// Extends the leases of the items this instance is working on, in

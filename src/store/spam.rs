@@ -179,7 +179,12 @@ impl Store {
         self.find_block(user, sender, false).await
     }
 
-    async fn find_block(&self, user: &BareJid, sender: &str, refused: bool) -> anyhow::Result<bool> {
+    async fn find_block(
+        &self,
+        user: &BareJid,
+        sender: &str,
+        refused: bool,
+    ) -> anyhow::Result<bool> {
         let Some([domain, address]) = BlockItem::covering(sender) else {
             return Ok(false);
         };

@@ -238,25 +238,14 @@ impl Store {
         limit: u32,
         busy: &[i64],
     ) -> anyhow::Result<Vec<ToMailItem>> {
-        // `busy` goes as one parameter, a JSON array, that each database
-        // reads with its own JSON function.
-        let busy = format!(
-            "[{}]",
-            busy.iter()
-                .map(i64::to_string)
-                .collect::<Vec<_>>()
-                .join(",")
-        );
         // SQLite has one writer at a time: what it selects is not taken
         // by another before the update. PostgreSQL skips the rows another
         // instance is taking at the same moment.
-        let (busy_ids, lock) = match self.pool {
-            Backend::Sqlite(_) => ("SELECT value FROM json_each($3)", ""),
-            Backend::Postgres(_) => (
-                "SELECT jsonb_array_elements_text($3::JSONB)::BIGINT",
-                "FOR UPDATE SKIP LOCKED",
-            ),
+        let lock = match self.pool {
+            Backend::Sqlite(_) => "",
+            Backend::Postgres(_) => "FOR UPDATE SKIP LOCKED",
         };
+        let busy_ids = super::json_ids_sql(self.kind(), 3);
         // Only the constant fragments above are formatted in.
         let sql = format!(
             "
@@ -278,7 +267,7 @@ impl Store {
             let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
                 .bind(ToMailState::Queued)
                 .bind(now.0)
-                .bind(busy)
+                .bind(super::json_ids(busy))
                 .bind(i64::from(limit))
                 .bind(&*self.owner)
                 .bind(now.after(self.lease).0)

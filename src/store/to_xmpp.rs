@@ -144,12 +144,26 @@ impl Store {
         Ok(ids)
     }
 
-    /// Takes pending deliveries to XMPP users that are due, oldest
-    /// first: each is leased to this instance until `now` plus the lease,
-    /// in one statement. Deliveries leased to another instance are left
-    /// to it until its lease runs out; those leased to this one are taken
-    /// again (a batch that ended without their outcome).
+    /// Takes pending deliveries to XMPP users that are due (see
+    /// [`Store::due_to_xmpp_except`]).
+    #[cfg(test)]
     pub async fn due_to_xmpp(&self, now: Millis, limit: u32) -> anyhow::Result<Vec<ToXmppItem>> {
+        self.due_to_xmpp_except(now, limit, &[]).await
+    }
+
+    /// Takes pending deliveries to XMPP users that are due, oldest
+    /// first, but for `busy` (sent by this instance and waiting for the
+    /// server's confirmation): each is leased to this instance until
+    /// `now` plus the lease, in one statement. Deliveries leased to
+    /// another instance are left to it until its lease runs out; those
+    /// leased to this one are taken again (a batch that ended without
+    /// their outcome).
+    pub async fn due_to_xmpp_except(
+        &self,
+        now: Millis,
+        limit: u32,
+        busy: &[i64],
+    ) -> anyhow::Result<Vec<ToXmppItem>> {
         // SQLite has one writer at a time: what it selects is not taken
         // by another before the update. PostgreSQL skips the rows another
         // instance is taking at the same moment.
@@ -157,8 +171,10 @@ impl Store {
             Backend::Sqlite(_) => "",
             Backend::Postgres(_) => "FOR UPDATE SKIP LOCKED",
         };
-        // Only the constant fragment above is formatted in. The mail goes
-        // with each row, read by subqueries (RETURNING names one table).
+        let busy_ids = super::json_ids_sql(self.kind(), 6);
+        // Only the constant fragments above are formatted in. The mail
+        // goes with each row, read by subqueries (RETURNING names one
+        // table).
         let sql = format!(
             "
             UPDATE to_xmpp SET lease_owner = $4, lease_until = $5
@@ -166,6 +182,7 @@ impl Store {
                 SELECT id FROM to_xmpp
                 WHERE state = $1 AND next_attempt_at <= $2
                   AND (lease_until IS NULL OR lease_until < $2 OR lease_owner = $4)
+                  AND id NOT IN ({busy_ids})
                 ORDER BY id
                 LIMIT $3
                 {lock}
@@ -186,6 +203,7 @@ impl Store {
                 .bind(i64::from(limit))
                 .bind(&*self.owner)
                 .bind(now.after(self.lease).0)
+                .bind(super::json_ids(busy))
                 .fetch_all(pool)
                 .await
                 .context("Taking due deliveries to XMPP")?;

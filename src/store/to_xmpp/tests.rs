@@ -21,6 +21,24 @@ fn mail_to(recipients: &[&str]) -> InboundMail {
 }
 
 store_test! {
+    async fn deliveries_in_flight_are_not_taken_again(store, scratch) {
+        store
+            .accept_mails(&vec![mail_to(&["alice@example.test"]); 3])
+            .await
+            .expect("accepted");
+        let first = store.due_to_xmpp_except(Millis::now(), 2, &[]).await.expect("due");
+        assert_eq!(first.len(), 2);
+        let busy: Vec<i64> = first.iter().map(|item| item.id).collect();
+        // Sent and waiting for the server: only the third is taken.
+        let next = store.due_to_xmpp_except(Millis::now(), 10, &busy).await.expect("due");
+        assert_eq!(next.iter().map(|item| item.id).collect::<Vec<_>>(), vec![busy[1] + 1]);
+        // A batch that ended without an outcome is taken again.
+        let again = store.due_to_xmpp_except(Millis::now(), 10, &[]).await.expect("due");
+        assert_eq!(again.len(), 3);
+    }
+}
+
+store_test! {
     async fn inbound_mail_waits_until_delivered(store, scratch) {
         let mail = mail_to(&["alice@example.test", "carol@example.test"]);
         let ids = store
