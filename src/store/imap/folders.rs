@@ -12,18 +12,23 @@ use super::super::to_xmpp::{insert_inbound, insert_notice, InboundMail};
 use super::super::{Conn, Millis, Store};
 use super::{u32_of, ImapFolder, Taken};
 
-/// Remembers where a mail queued for its recipient (a mailbox's mail
-/// has one: the mailbox's user) lives (mailbox, folder, UIDVALIDITY,
-/// UID), by the stanza id its Message-ID makes.
-async fn remember_imap_message(
+/// Queues a mail of a folder for its recipient, and remembers
+/// where it lives (mailbox, folder, UIDVALIDITY, UID) by the stanza id
+/// its Message-ID makes (a mailbox's mail has one recipient: the
+/// mailbox's user).
+async fn queue_imap_mail(
     conn: Conn<'_>,
     mail: &InboundMail,
     message_id: Option<&str>,
     (id, folder, uid_validity, uid): (i64, &str, u32, u32),
     now: Millis,
 ) -> anyhow::Result<()> {
-    if let (Some(user), Some(message_id)) = (mail.recipients.first(), message_id) {
-        on_backend!(conn, |conn| sqlx::query(
+    on_backend!(conn, |conn| {
+        insert_inbound((&mut *conn).into(), mail, now).await?;
+        let (Some(user), Some(message_id)) = (mail.recipients.first(), message_id) else {
+            return Ok(());
+        };
+        sqlx::query(
             "
             INSERT INTO imap_messages (user_jid, stanza_id, message_id, mailbox_id,
                                        folder, uid_validity, uid, created_at)
@@ -41,10 +46,9 @@ async fn remember_imap_message(
         .bind(now.0)
         .execute(conn)
         .await
-        .map(|_| ()))
-        .context("Remembering where a mail lives")?;
-    }
-    Ok(())
+        .map(|_| ())
+        .context("Remembering where a mail lives")
+    })
 }
 
 impl Store {
@@ -113,8 +117,7 @@ impl Store {
             }
             let queued = match taken {
                 Taken::Mail(mail, message_id) => {
-                    insert_inbound((&mut *tx).into(), mail, now).await?;
-                    remember_imap_message(
+                    queue_imap_mail(
                         (&mut *tx).into(),
                         mail,
                         message_id,
@@ -154,8 +157,7 @@ impl Store {
         let now = Millis::now();
         on_backend!(&self.pool, |pool| {
             let mut tx = pool.begin().await.context("Starting transaction")?;
-            insert_inbound((&mut *tx).into(), mail, now).await?;
-            remember_imap_message(
+            queue_imap_mail(
                 (&mut *tx).into(),
                 mail,
                 message_id,
