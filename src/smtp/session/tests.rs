@@ -40,27 +40,58 @@ struct Client {
     task: tokio::task::JoinHandle<()>,
 }
 
+/// A store where alice@example.test is registered.
+async fn alice_store() -> (Store, tempfile::TempDir) {
+    let (store, dir) = scratch().await;
+    store
+        .register(&jid::BareJid::new("alice@example.test").expect("jid"))
+        .await
+        .expect("register");
+    (store, dir)
+}
+
+/// Serves a connection from 192.0.2.1 on one end of a duplex stream:
+/// the client's end, and the task serving it.
+fn open(
+    reception: Arc<Reception>,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    shutdown: CancellationToken,
+) -> (DuplexStream, tokio::task::JoinHandle<()>) {
+    let (client, server) = tokio::io::duplex(64 * 1024);
+    let peer = "192.0.2.1:40000".parse().expect("addr");
+    (
+        client,
+        tokio::spawn(serve(server, peer, reception, tls, shutdown)),
+    )
+}
+
+/// Reads one reply from any stream.
+async fn read_reply<R: tokio::io::AsyncBufRead + Unpin>(io: &mut R) -> String {
+    let mut lines = Vec::new();
+    loop {
+        let mut line = String::new();
+        let n = tokio::time::timeout(std::time::Duration::from_secs(5), io.read_line(&mut line))
+            .await
+            .expect("reply in time")
+            .expect("read");
+        assert!(n > 0, "connection closed; got {lines:?}");
+        let line = line.trim_end().to_owned();
+        let last = line.as_bytes().get(3) != Some(&b'-');
+        lines.push(line);
+        if last {
+            return lines.join("\n");
+        }
+    }
+}
+
 impl Client {
     async fn start() -> Client {
         Client::start_with(CONFIG).await
     }
 
     async fn start_with(config: &str) -> Client {
-        let (store, dir) = scratch().await;
-        store
-            .register(&jid::BareJid::new("alice@example.test").expect("jid"))
-            .await
-            .expect("register");
-        let reception = reception(config, &store);
-        let (client, server) = tokio::io::duplex(64 * 1024);
-        let peer = "192.0.2.1:40000".parse().expect("addr");
-        let task = tokio::spawn(serve(
-            server,
-            peer,
-            reception,
-            None,
-            CancellationToken::new(),
-        ));
+        let (store, dir) = alice_store().await;
+        let (client, task) = open(reception(config, &store), None, CancellationToken::new());
         let mut c = Client {
             io: BufReader::new(client),
             _dir: dir,
@@ -74,24 +105,7 @@ impl Client {
 
     /// Reads one whole reply, lines joined by '\n'.
     async fn reply(&mut self) -> String {
-        let mut lines = Vec::new();
-        loop {
-            let mut line = String::new();
-            let n = tokio::time::timeout(
-                std::time::Duration::from_secs(5),
-                self.io.read_line(&mut line),
-            )
-            .await
-            .expect("reply in time")
-            .expect("read");
-            assert!(n > 0, "connection closed; got {lines:?}");
-            let line = line.trim_end().to_owned();
-            let last = line.as_bytes().get(3) != Some(&b'-');
-            lines.push(line);
-            if last {
-                return lines.join("\n");
-            }
-        }
+        read_reply(&mut self.io).await
     }
 
     async fn send(&mut self, text: &str) {
@@ -274,16 +288,8 @@ async fn too_many_errors_close_the_connection() {
 #[tokio::test]
 async fn shutdown_says_421() {
     let (store, _dir) = scratch().await;
-    let reception = reception(CONFIG, &store);
-    let (client, server) = tokio::io::duplex(4096);
     let shutdown = CancellationToken::new();
-    let task = tokio::spawn(serve(
-        server,
-        "192.0.2.1:1".parse().expect("addr"),
-        reception,
-        None,
-        shutdown.clone(),
-    ));
+    let (client, task) = open(reception(CONFIG, &store), None, shutdown.clone());
     let mut io = BufReader::new(client);
     let mut line = String::new();
     io.read_line(&mut line).await.expect("greeting");
@@ -292,25 +298,6 @@ async fn shutdown_says_421() {
     io.read_line(&mut line).await.expect("421");
     assert_eq!(line, "421 4.3.2 Service shutting down, try again later\r\n");
     task.await.expect("ends");
-}
-
-/// Reads one reply from any stream.
-async fn read_reply<R: tokio::io::AsyncBufRead + Unpin>(io: &mut R) -> String {
-    let mut lines = Vec::new();
-    loop {
-        let mut line = String::new();
-        let n = tokio::time::timeout(std::time::Duration::from_secs(5), io.read_line(&mut line))
-            .await
-            .expect("reply in time")
-            .expect("read");
-        assert!(n > 0, "connection closed; got {lines:?}");
-        let line = line.trim_end().to_owned();
-        let last = line.as_bytes().get(3) != Some(&b'-');
-        lines.push(line);
-        if last {
-            return lines.join("\n");
-        }
-    }
 }
 
 #[tokio::test]
@@ -328,21 +315,12 @@ async fn starttls_upgrades_and_forgets_what_came_before() {
     std::fs::write(&files.key, certified.key_pair.serialize_pem()).expect("write key");
     let acceptor = crate::smtp::server::tls_acceptor(&files).expect("acceptor");
 
-    let (store, _store_dir) = scratch().await;
-    store
-        .register(&jid::BareJid::new("alice@example.test").expect("jid"))
-        .await
-        .expect("register");
-    let reception = reception(CONFIG, &store);
-    let (client, server) = tokio::io::duplex(64 * 1024);
-    let peer = "192.0.2.1:40000".parse().expect("addr");
-    let task = tokio::spawn(serve(
-        server,
-        peer,
-        reception,
+    let (store, _store_dir) = alice_store().await;
+    let (client, task) = open(
+        reception(CONFIG, &store),
         Some(acceptor),
         CancellationToken::new(),
-    ));
+    );
 
     let mut plain = BufReader::new(client);
     read_reply(&mut plain).await;
@@ -415,15 +393,7 @@ async fn idle_clients_are_dropped_with_421() {
         "max_recipients = 2",
         "max_recipients = 2\nidle_timeout = \"200ms\"",
     );
-    let reception = reception(&config, &store);
-    let (client, server) = tokio::io::duplex(4096);
-    let task = tokio::spawn(serve(
-        server,
-        "192.0.2.1:1".parse().expect("addr"),
-        reception,
-        None,
-        CancellationToken::new(),
-    ));
+    let (client, task) = open(reception(&config, &store), None, CancellationToken::new());
     let mut io = BufReader::new(client);
     read_reply(&mut io).await;
     assert_eq!(
