@@ -269,13 +269,11 @@ pub async fn run(store: Store, retention: Retention, every: Duration, shutdown: 
             () = shutdown.cancelled() => return,
         }
         // One instance of a cluster sweeps.
-        match store.hold_job("store-sweep", store.job_hold(every)).await {
-            Ok(true) => {}
-            Ok(false) => continue,
-            Err(e) => {
-                warn!(error = format!("{e:#}"), "Sweeping the store failed.");
-                continue;
-            }
+        if !store
+            .runs_job("store-sweep", every, "Sweeping the store failed.")
+            .await
+        {
+            continue;
         }
         match store.sweep(Millis::now(), &retention, &shutdown).await {
             Ok(swept) if swept.total() > 0 => info!(
