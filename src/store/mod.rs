@@ -396,6 +396,32 @@ impl Store {
         Ok(held)
     }
 
+    /// When the next item of queue `table` waiting in `state` is due for
+    /// this instance, if any: one leased to another instance is due when
+    /// its lease runs out. `what` names the question in errors.
+    async fn next_due(
+        &self,
+        table: &'static str,
+        state: &'static str,
+        what: &'static str,
+    ) -> anyhow::Result<Option<Millis>> {
+        // Only the constant table name is formatted in.
+        let sql = format!(
+            "SELECT MIN(CASE WHEN lease_owner <> $2 AND lease_until > next_attempt_at
+                             THEN lease_until ELSE next_attempt_at END)
+             FROM {table} WHERE state = $1"
+        );
+        let next: Option<i64> = on_backend!(&self.pool, |pool| sqlx::query_scalar(
+            sqlx::AssertSqlSafe(sql)
+        )
+        .bind(state)
+        .bind(&*self.owner)
+        .fetch_one(pool)
+        .await
+        .context(what)?);
+        Ok(next.map(Millis))
+    }
+
     /// Waits for running statements and closes the database.
     pub async fn close(&self) {
         on_backend!(&self.pool, |pool| pool.close().await);

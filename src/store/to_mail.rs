@@ -296,19 +296,8 @@ impl Store {
     /// When the next queued mail is due for this instance, if any: mail
     /// leased to another instance is due when its lease runs out.
     pub async fn next_to_mail(&self) -> anyhow::Result<Option<Millis>> {
-        let next: Option<i64> = on_backend!(&self.pool, |pool| sqlx::query_scalar(
-            "
-            SELECT MIN(CASE WHEN lease_owner <> $2 AND lease_until > next_attempt_at
-                            THEN lease_until ELSE next_attempt_at END)
-            FROM to_mail WHERE state = $1
-            "
-        )
-        .bind(ToMailState::Queued)
-        .bind(&*self.owner)
-        .fetch_one(pool)
-        .await
-        .context("Finding the next due mail")?);
-        Ok(next.map(Millis))
+        self.next_due("to_mail", "queued", "Finding the next due mail")
+            .await
     }
 
     /// Records what became of delivery attempts, in one transaction. A
@@ -366,24 +355,12 @@ impl Store {
                         }
                     }
                     MailOutcome::Rerouted { id, error } => {
-                        let rerouted = sqlx::query(
-                            "
-                        UPDATE to_mail
-                        SET route = $1, attempts = attempts + 1, next_attempt_at = $2,
-                            last_error = $3, updated_at = $4, lease_until = NULL
-                        WHERE id = $5 AND lease_owner = $6
-                        ",
-                        )
-                        .bind(MailRoute::Smtp)
-                        .bind(now.0)
-                        .bind(error)
-                        .bind(now.0)
-                        .bind(id)
-                        .bind(&*self.owner)
-                        .execute(&mut *tx)
-                        .await
-                        .with_context(|| format!("Rerouting mail {id}"))?;
-                        if rerouted.rows_affected() == 0 {
+                        let later = Later {
+                            route: Some(MailRoute::Smtp),
+                            at: now,
+                            error,
+                        };
+                        if !retry_later((&mut *tx).into(), *id, &self.owner, &later, now).await? {
                             lost.push(*id);
                         }
                     }
@@ -400,23 +377,12 @@ impl Store {
                         }
                     }
                     MailOutcome::Retry { id, at, error } => {
-                        let deferred = sqlx::query(
-                            "
-                        UPDATE to_mail
-                        SET attempts = attempts + 1, next_attempt_at = $1, last_error = $2,
-                            updated_at = $3, lease_until = NULL
-                        WHERE id = $4 AND lease_owner = $5
-                        ",
-                        )
-                        .bind(at.0)
-                        .bind(error)
-                        .bind(now.0)
-                        .bind(id)
-                        .bind(&*self.owner)
-                        .execute(&mut *tx)
-                        .await
-                        .with_context(|| format!("Deferring mail {id}"))?;
-                        if deferred.rows_affected() == 0 {
+                        let later = Later {
+                            route: None,
+                            at: *at,
+                            error,
+                        };
+                        if !retry_later((&mut *tx).into(), *id, &self.owner, &later, now).await? {
                             lost.push(*id);
                         }
                     }
@@ -555,6 +521,50 @@ async fn mark_sent(tx: Conn<'_>, id: i64, owner: &str, now: Millis) -> anyhow::R
     .map(|done| done.rows_affected())
     .with_context(|| format!("Marking mail {id} sent")))?;
     Ok(sent == 1)
+}
+
+/// When and how a mail whose attempt failed is tried again.
+struct Later<'a> {
+    /// The route to take then, if not the one it had.
+    route: Option<MailRoute>,
+    at: Millis,
+    /// Why the attempt failed.
+    error: &'a str,
+}
+
+/// Puts mail `id` back in the queue after an attempt that failed, to be
+/// tried again as `later` says, if `owner` still holds it (else false).
+async fn retry_later(
+    tx: Conn<'_>,
+    id: i64,
+    owner: &str,
+    later: &Later<'_>,
+    now: Millis,
+) -> anyhow::Result<bool> {
+    let what = if later.route.is_some() {
+        "Rerouting"
+    } else {
+        "Deferring"
+    };
+    let deferred = on_backend!(tx, |tx| sqlx::query(
+        "
+        UPDATE to_mail
+        SET route = COALESCE($1, route), attempts = attempts + 1, next_attempt_at = $2,
+            last_error = $3, updated_at = $4, lease_until = NULL
+        WHERE id = $5 AND lease_owner = $6
+        ",
+    )
+    .bind(later.route)
+    .bind(later.at.0)
+    .bind(later.error)
+    .bind(now.0)
+    .bind(id)
+    .bind(owner)
+    .execute(tx)
+    .await
+    .map(|done| done.rows_affected())
+    .with_context(|| format!("{what} mail {id}")))?;
+    Ok(deferred == 1)
 }
 
 /// Queues one outgoing mail; `None` when the same mail (sender,

@@ -241,19 +241,12 @@ impl Store {
     /// if any: one leased to another instance is due when its lease runs
     /// out.
     pub async fn next_to_xmpp(&self) -> anyhow::Result<Option<Millis>> {
-        let next: Option<i64> = on_backend!(&self.pool, |pool| sqlx::query_scalar(
-            "
-            SELECT MIN(CASE WHEN lease_owner <> $2 AND lease_until > next_attempt_at
-                            THEN lease_until ELSE next_attempt_at END)
-            FROM to_xmpp WHERE state = $1
-            "
+        self.next_due(
+            "to_xmpp",
+            "pending",
+            "Finding the next due delivery to XMPP",
         )
-        .bind(ToXmppState::Pending)
-        .bind(&*self.owner)
-        .fetch_one(pool)
         .await
-        .context("Finding the next due delivery to XMPP")?);
-        Ok(next.map(Millis))
     }
 
     /// Marks deliveries confirmed by the XMPP server, and remembers their

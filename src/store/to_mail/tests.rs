@@ -326,3 +326,41 @@ store_test! {
         );
     }
 }
+
+store_test! {
+    async fn a_rerouted_mail_goes_by_smtp_and_a_deferred_one_keeps_its_route(store, scratch) {
+        let sender = jid("alice@example.test");
+        let id = store
+            .queue_mail(&mail(&sender), None)
+            .await
+            .expect("queued");
+        store.due_to_mail(Millis::now(), 10).await.expect("due");
+        store
+            .apply_mail_outcomes(&[
+                MailOutcome::Routed {
+                    id,
+                    route: MailRoute::Xmpp,
+                },
+                MailOutcome::Rerouted {
+                    id,
+                    error: "no gateway answers".into(),
+                },
+            ])
+            .await
+            .expect("rerouted");
+        let due = store.due_to_mail(Millis::now(), 10).await.expect("due");
+        assert_eq!(due.len(), 1);
+        assert_eq!((due[0].route, due[0].attempts), (MailRoute::Smtp, 1));
+        store
+            .apply_mail_outcomes(&[MailOutcome::Retry {
+                id,
+                at: Millis::now(),
+                error: "451 later".into(),
+            }])
+            .await
+            .expect("deferred");
+        let due = store.due_to_mail(Millis::now(), 10).await.expect("due");
+        assert_eq!(due.len(), 1);
+        assert_eq!((due[0].route, due[0].attempts), (MailRoute::Smtp, 2));
+    }
+}
