@@ -331,7 +331,9 @@ impl Store {
                         }
                     }
                     MailOutcome::SentAsXmpp { id, told } => {
-                        if !mark_sent((&mut *tx).into(), *id, &self.owner, now).await? {
+                        if !end_attempt((&mut *tx).into(), *id, &self.owner, &Attempt::Sent, now)
+                            .await?
+                        {
                             lost.push(*id);
                             continue;
                         }
@@ -355,34 +357,38 @@ impl Store {
                         }
                     }
                     MailOutcome::Rerouted { id, error } => {
-                        let later = Later {
+                        let later = Attempt::Later {
                             route: Some(MailRoute::Smtp),
                             at: now,
                             error,
                         };
-                        if !retry_later((&mut *tx).into(), *id, &self.owner, &later, now).await? {
+                        if !end_attempt((&mut *tx).into(), *id, &self.owner, &later, now).await? {
                             lost.push(*id);
                         }
                     }
                     MailOutcome::Sent(id) => {
-                        if !mark_sent((&mut *tx).into(), *id, &self.owner, now).await? {
+                        if !end_attempt((&mut *tx).into(), *id, &self.owner, &Attempt::Sent, now)
+                            .await?
+                        {
                             lost.push(*id);
                         } else if queue_receipts((&mut *tx).into(), *id, now).await? > 0 {
                             noticed = true;
                         }
                     }
                     MailOutcome::SentAwaitingReport(id) => {
-                        if !mark_sent((&mut *tx).into(), *id, &self.owner, now).await? {
+                        if !end_attempt((&mut *tx).into(), *id, &self.owner, &Attempt::Sent, now)
+                            .await?
+                        {
                             lost.push(*id);
                         }
                     }
                     MailOutcome::Retry { id, at, error } => {
-                        let later = Later {
+                        let later = Attempt::Later {
                             route: None,
                             at: *at,
                             error,
                         };
-                        if !retry_later((&mut *tx).into(), *id, &self.owner, &later, now).await? {
+                        if !end_attempt((&mut *tx).into(), *id, &self.owner, &later, now).await? {
                             lost.push(*id);
                         }
                     }
@@ -501,70 +507,58 @@ where
     })
 }
 
-/// Records that mail `id`, leased to `owner`, was sent; false when
-/// `owner` no longer holds it.
-async fn mark_sent(tx: Conn<'_>, id: i64, owner: &str, now: Millis) -> anyhow::Result<bool> {
-    let sent = on_backend!(tx, |tx| sqlx::query(
-        "
-        UPDATE to_mail
-        SET state = $1, attempts = attempts + 1, last_error = '', updated_at = $2,
-            lease_until = NULL
-        WHERE id = $3 AND lease_owner = $4
-        ",
-    )
-    .bind(ToMailState::Sent)
-    .bind(now.0)
-    .bind(id)
-    .bind(owner)
-    .execute(tx)
-    .await
-    .map(|done| done.rows_affected())
-    .with_context(|| format!("Marking mail {id} sent")))?;
-    Ok(sent == 1)
+/// What became of an attempt at a mail.
+enum Attempt<'a> {
+    Sent,
+    /// Failed: the mail is tried again at `at`, by `route` where given,
+    /// else by the route it had.
+    Later {
+        route: Option<MailRoute>,
+        at: Millis,
+        error: &'a str,
+    },
 }
 
-/// When and how a mail whose attempt failed is tried again.
-struct Later<'a> {
-    /// The route to take then, if not the one it had.
-    route: Option<MailRoute>,
-    at: Millis,
-    /// Why the attempt failed.
-    error: &'a str,
-}
-
-/// Puts mail `id` back in the queue after an attempt that failed, to be
-/// tried again as `later` says, if `owner` still holds it (else false).
-async fn retry_later(
+/// Records what became of an attempt at mail `id`, leased to `owner`;
+/// false when `owner` no longer holds it.
+async fn end_attempt(
     tx: Conn<'_>,
     id: i64,
     owner: &str,
-    later: &Later<'_>,
+    attempt: &Attempt<'_>,
     now: Millis,
 ) -> anyhow::Result<bool> {
-    let what = if later.route.is_some() {
-        "Rerouting"
-    } else {
-        "Deferring"
+    // A mail tried again keeps its state: a bounce may have failed it
+    // meanwhile.
+    let (state, route, at, error) = match *attempt {
+        Attempt::Sent => (Some(ToMailState::Sent), None, None, ""),
+        Attempt::Later { route, at, error } => (None, route, Some(at.0), error),
     };
-    let deferred = on_backend!(tx, |tx| sqlx::query(
+    let ended = on_backend!(tx, |tx| sqlx::query(
         "
         UPDATE to_mail
-        SET route = COALESCE($1, route), attempts = attempts + 1, next_attempt_at = $2,
-            last_error = $3, updated_at = $4, lease_until = NULL
-        WHERE id = $5 AND lease_owner = $6
+        SET state = COALESCE($1, state), route = COALESCE($2, route), attempts = attempts + 1,
+            next_attempt_at = COALESCE($3, next_attempt_at), last_error = $4, updated_at = $5,
+            lease_until = NULL
+        WHERE id = $6 AND lease_owner = $7
         ",
     )
-    .bind(later.route)
-    .bind(later.at.0)
-    .bind(later.error)
+    .bind(state)
+    .bind(route)
+    .bind(at)
+    .bind(error)
     .bind(now.0)
     .bind(id)
     .bind(owner)
     .execute(tx)
     .await
     .map(|done| done.rows_affected())
-    .with_context(|| format!("{what} mail {id}")))?;
-    Ok(deferred == 1)
+    .with_context(|| match attempt {
+        Attempt::Sent => format!("Marking mail {id} sent"),
+        Attempt::Later { route: Some(_), .. } => format!("Rerouting mail {id}"),
+        Attempt::Later { route: None, .. } => format!("Deferring mail {id}"),
+    }))?;
+    Ok(ended == 1)
 }
 
 /// Queues one outgoing mail; `None` when the same mail (sender,
