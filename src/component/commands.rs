@@ -589,11 +589,14 @@ pub(super) fn field(var: &str, kind: &str, label: &str, values: &[String]) -> El
         field = field.attr(xml_ncname!("label").into(), label);
     }
     field
-        .append_all(values.iter().map(|value| {
-            Element::builder("value", ns::DATA_FORMS)
-                .append(value.as_str())
-                .build()
-        }))
+        .append_all(values.iter().map(|value| field_value(value)))
+        .build()
+}
+
+/// A `<value/>` of a field or an option.
+fn field_value(text: &str) -> Element {
+    Element::builder("value", ns::DATA_FORMS)
+        .append(text)
         .build()
 }
 
@@ -637,11 +640,7 @@ pub(super) fn complete_actions() -> Element {
 pub(super) fn option(label: &str, value: &str) -> Element {
     Element::builder("option", ns::DATA_FORMS)
         .attr(xml_ncname!("label").into(), label)
-        .append(
-            Element::builder("value", ns::DATA_FORMS)
-                .append(value)
-                .build(),
-        )
+        .append(field_value(value))
         .build()
 }
 

@@ -17,7 +17,7 @@ use super::{
 use crate::component::reply;
 use crate::spam::bayes::Models;
 use crate::spam::learn;
-use crate::store::{Store, Verdict};
+use crate::store::{Millis, Store, Verdict};
 
 /// "Spam settings".
 pub const SETTINGS_NODE: &str = "spam-settings";
@@ -162,12 +162,8 @@ async fn not_spam(
             return Ok((true, vec![note("info", "No mail is held for you.")]));
         }
         let options = held.iter().map(|mail| {
-            let label = format!(
-                "{} ({} points)",
-                crate::spam::mail_line(mail.held_at, &mail.sender, &mail.subject),
-                mail.points
-            );
-            (label, mail.id.to_string())
+            let points = format!(" ({} points)", mail.points);
+            mail_option(mail.held_at, &mail.sender, &mail.subject, &points, mail.id)
         });
         return Ok(choose(
             NOT_SPAM_NAME,
@@ -200,6 +196,12 @@ async fn not_spam(
     Ok(chosen_done(lines, None))
 }
 
+/// A mail to choose (label, value): its line, then `more`; its id.
+fn mail_option(at: Millis, sender: &str, subject: &str, more: &str, id: i64) -> (String, String) {
+    let line = crate::spam::mail_line(at, sender, subject);
+    (format!("{line}{more}"), id.to_string())
+}
+
 async fn report(
     store: &Store,
     models: &Models,
@@ -215,16 +217,18 @@ async fn report(
             return Ok((true, vec![note("info", "No recent mail to report.")]));
         }
         let options = recent.iter().map(|mail| {
-            let label = format!(
-                "{}{}",
-                crate::spam::mail_line(mail.received_at, &mail.sender, &mail.subject),
-                if mail.trained == "spam" {
-                    " (reported)"
-                } else {
-                    ""
-                }
-            );
-            (label, mail.id.to_string())
+            let reported = if mail.trained == "spam" {
+                " (reported)"
+            } else {
+                ""
+            };
+            mail_option(
+                mail.received_at,
+                &mail.sender,
+                &mail.subject,
+                reported,
+                mail.id,
+            )
         });
         return Ok(choose(
             REPORT_NAME,
