@@ -23,7 +23,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, info, warn};
 
-use super::connect::{login, server_words, ImapSession, LoginError, Server};
+use super::connect::{login_mailbox, server_words, ImapSession, LoginError};
 use super::folders::{self, Special};
 use super::new_messages;
 use super::seal::SealKey;
@@ -156,26 +156,14 @@ impl Followers {
         backoff: &mut Duration,
         last_problem: &mut String,
     ) -> Result<(), String> {
-        let password = self
-            .key
-            .open(
-                mailbox.user.as_str(),
-                &mailbox.host,
-                &mailbox.username,
-                &mailbox.password,
-            )
+        let login = login_mailbox(&self.key, mailbox)
+            .await
             .map_err(|e| format!("{e:#}"))?;
-        let server = Server {
-            host: &mailbox.host,
-            port: mailbox.port,
-            tls: mailbox.tls,
-        };
-        let mut session = match login(&server, &mailbox.username, &password).await {
+        let mut session = match login {
             Ok(session) => session,
             Err(LoginError::Refused(words)) => return self.refused(mailbox, &words).await,
             Err(LoginError::Failed(why)) => return Err(why),
         };
-        drop(password);
         if mailbox.auth_failures > 0 || !last_problem.is_empty() {
             self.store
                 .imap_login_ok(mailbox.id)
@@ -465,16 +453,7 @@ impl Followers {
                     .map_err(err)?;
                 continue;
             };
-            let (mail_from, message_id) = sender_and_id(&raw);
-            let mail = InboundMail {
-                mail_from,
-                client_ip: format!("imap:{}", mailbox.host),
-                raw,
-                recipients: vec![mailbox.user.clone()],
-                auth: String::new(),
-                warning: String::new(),
-                spam: Default::default(),
-            };
+            let (mail, message_id) = imap_mail(mailbox, raw);
             if self
                 .store
                 .imap_take(
@@ -604,10 +583,26 @@ async fn transfer(
     Ok(())
 }
 
+/// Message `raw` of `mailbox`, to be relayed to its user, and its
+/// Message-ID (without angle brackets), which the user's client knows
+/// the mail by.
+pub(super) fn imap_mail(mailbox: &ImapMailbox, raw: Vec<u8>) -> (InboundMail, Option<String>) {
+    let (mail_from, message_id) = sender_and_id(&raw);
+    let mail = InboundMail {
+        mail_from,
+        client_ip: format!("imap:{}", mailbox.host),
+        raw,
+        recipients: vec![mailbox.user.clone()],
+        auth: String::new(),
+        warning: String::new(),
+        spam: Default::default(),
+    };
+    (mail, message_id)
+}
+
 /// The address in From, for logs and as the sender of last resort, and
-/// the Message-ID (without angle brackets), which the user's client
-/// knows the mail by.
-pub(super) fn sender_and_id(raw: &[u8]) -> (String, Option<String>) {
+/// the Message-ID.
+fn sender_and_id(raw: &[u8]) -> (String, Option<String>) {
     let Some(headers) = mail_parser::MessageParser::new().parse_headers(raw) else {
         return (String::new(), None);
     };
