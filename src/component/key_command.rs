@@ -35,16 +35,24 @@ pub fn offered_to(config: &Config, from: &Jid) -> bool {
     from.node().is_some() && config.mail.serves(from.domain().as_str())
 }
 
+/// Who sends command request `iq`, if she may publish a key, and its
+/// `<command/>`; else why not.
+async fn requester<'a>(
+    config: &Config,
+    store: &Store,
+    iq: &'a Iq,
+) -> Result<(jid::BareJid, &'a Element), Fault> {
+    let Iq::Set { from, payload, .. } = iq else {
+        return Err(reply::NOT_A_REQUEST);
+    };
+    let from = from.as_ref().ok_or(reply::NO_SENDER)?;
+    Ok((publisher(config, store, from).await?, payload))
+}
+
 /// Runs the command `iq` asks for, or answers why not.
 pub async fn answer(config: &Config, store: &Store, iq: Iq) -> Iq {
-    let Iq::Set { from, payload, .. } = &iq else {
-        return error(&iq, reply::NOT_A_REQUEST);
-    };
-    let Some(from) = from.clone() else {
-        return error(&iq, reply::NO_SENDER);
-    };
-    let user = match publisher(config, store, &from).await {
-        Ok(user) => user,
+    let (user, payload) = match requester(config, store, &iq).await {
+        Ok(asked) => asked,
         Err(fault) => return error(&iq, fault),
     };
     let request = Request::read(payload);
@@ -164,14 +172,8 @@ pub fn is_refresh(iq: &Iq) -> bool {
 /// The action "refresh": the key of the user's XEP-0373 PEP nodes is
 /// read and published as hers, if it is taken.
 pub async fn refresh(config: &Config, store: &Store, pep: &PepKeys, iq: Iq) -> Iq {
-    let Iq::Set { from, payload, .. } = &iq else {
-        return error(&iq, reply::NOT_A_REQUEST);
-    };
-    let Some(from) = from.clone() else {
-        return error(&iq, reply::NO_SENDER);
-    };
-    let user = match publisher(config, store, &from).await {
-        Ok(user) => user,
+    let (user, payload) = match requester(config, store, &iq).await {
+        Ok(asked) => asked,
         Err(fault) => return error(&iq, fault),
     };
     let done = match pep.refresh(&user).await {

@@ -330,14 +330,7 @@ pub async fn answer(config: &Config, store: &Store, iq: Iq) -> Iq {
                 }
                 Err(e) => {
                     info!(user = %user, host = %request.host, error = format!("{e:#}"), "Mailbox not attached.");
-                    error(
-                        &iq,
-                        Fault::with_text(
-                            ErrorType::Modify,
-                            DefinedCondition::NotAcceptable,
-                            format!("{e:#}"),
-                        ),
-                    )
+                    error(&iq, not_acceptable(&e))
                 }
             }
         }
@@ -415,14 +408,7 @@ pub async fn answer(config: &Config, store: &Store, iq: Iq) -> Iq {
                 .unwrap_or_else(|| "INBOX".to_owned());
             let refused = |e: anyhow::Error| {
                 info!(user = %user, host = %mailbox.host, error = format!("{e:#}"), "Mailbox search failed.");
-                error(
-                    &iq,
-                    Fault::with_text(
-                        ErrorType::Modify,
-                        DefinedCondition::NotAcceptable,
-                        format!("{e:#}"),
-                    ),
-                )
+                error(&iq, not_acceptable(&e))
             };
             let shown = one("message");
             if !shown.is_empty() {
@@ -464,6 +450,15 @@ pub async fn answer(config: &Config, store: &Store, iq: Iq) -> Iq {
             }
         }
     }
+}
+
+/// What the server (or the mailbox) refused, in its words.
+fn not_acceptable(e: &anyhow::Error) -> Fault {
+    Fault::with_text(
+        ErrorType::Modify,
+        DefinedCondition::NotAcceptable,
+        format!("{e:#}"),
+    )
 }
 
 /// A list-single field of the user's mailboxes, by "host username".
