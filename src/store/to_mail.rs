@@ -13,7 +13,7 @@ use tracing::warn;
 use super::messages::{insert_message, MessageRecord};
 use super::receipts::queue_receipts;
 use super::to_xmpp::{insert_notice, Notice};
-use super::{Backend, Conn, Millis, Store};
+use super::{give_up, Backend, Conn, Millis, Store, TO_MAIL};
 use crate::telemetry::{meters, Timed};
 
 /// Where a mail owed to a peer stands; stored as its lower-case name.
@@ -296,8 +296,7 @@ impl Store {
     /// When the next queued mail is due for this instance, if any: mail
     /// leased to another instance is due when its lease runs out.
     pub async fn next_to_mail(&self) -> anyhow::Result<Option<Millis>> {
-        self.next_due("to_mail", "queued", "Finding the next due mail")
-            .await
+        self.next_due(&TO_MAIL, "Finding the next due mail").await
     }
 
     /// Records what became of delivery attempts, in one transaction. A
@@ -393,29 +392,15 @@ impl Store {
                         }
                     }
                     MailOutcome::Failed { id, error, notice } => {
-                        let failed = sqlx::query(
-                            "
-                        UPDATE to_mail
-                        SET state = $1, attempts = attempts + 1, last_error = $2, updated_at = $3,
-                            lease_until = NULL
-                        WHERE id = $4 AND state = $5 AND lease_owner = $6
-                        ",
-                        )
-                        .bind(ToMailState::Failed)
-                        .bind(error)
-                        .bind(now.0)
-                        .bind(id)
-                        .bind(ToMailState::Queued)
-                        .bind(&*self.owner)
-                        .execute(&mut *tx)
-                        .await
-                        .with_context(|| format!("Failing mail {id}"))?;
-                        if failed.rows_affected() == 0 {
+                        let failed =
+                            give_up((&mut *tx).into(), &TO_MAIL, *id, &self.owner, error, now)
+                                .await?;
+                        if !failed {
                             lost.push(*id);
                         }
                         // A mail no longer queued (a bounce failed it first)
                         // has told its sender already.
-                        if let (1, Some(notice)) = (failed.rows_affected(), notice) {
+                        if let (true, Some(notice)) = (failed, notice) {
                             insert_notice((&mut *tx).into(), notice, now).await?;
                             noticed = true;
                         }
