@@ -10,6 +10,7 @@
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
+use hickory_resolver::TokioResolver;
 use reqwest::dns::{Addrs, Name, Resolve, Resolving};
 use reqwest::{StatusCode, Url};
 
@@ -64,17 +65,27 @@ pub fn forbidden(ip: IpAddr) -> bool {
     }
 }
 
-/// Resolves names, keeping only addresses a fetch may reach.
+/// Resolves names, with `resolver` (the daemon's DNS settings) or else
+/// the system's, keeping only addresses a fetch may reach.
 struct GuardedResolver {
+    resolver: Option<TokioResolver>,
     allow_private: bool,
 }
 
 impl Resolve for GuardedResolver {
     fn resolve(&self, name: Name) -> Resolving {
+        let resolver = self.resolver.clone();
         let allow_private = self.allow_private;
         Box::pin(async move {
-            let found: Vec<SocketAddr> =
-                tokio::net::lookup_host((name.as_str(), 0)).await?.collect();
+            let found: Vec<SocketAddr> = match resolver {
+                Some(resolver) => resolver
+                    .lookup_ip(name.as_str())
+                    .await?
+                    .iter()
+                    .map(|ip| SocketAddr::new(ip, 0))
+                    .collect(),
+                None => tokio::net::lookup_host((name.as_str(), 0)).await?.collect(),
+            };
             let allowed: Vec<SocketAddr> = found
                 .into_iter()
                 .filter(|addr| allow_private || !forbidden(addr.ip()))
@@ -91,6 +102,24 @@ impl Resolve for GuardedResolver {
             Ok(addrs)
         })
     }
+}
+
+/// `builder` guarded for fetches: names resolved by `resolver` (else the
+/// system) to addresses a fetch may reach only (private ones too where
+/// `allow_private`), no redirect followed (each is checked by the
+/// caller), facteur named as the user agent.
+pub fn guarded(
+    builder: reqwest::ClientBuilder,
+    resolver: Option<TokioResolver>,
+    allow_private: bool,
+) -> reqwest::ClientBuilder {
+    builder
+        .dns_resolver(Arc::new(GuardedResolver {
+            resolver,
+            allow_private,
+        }))
+        .redirect(reqwest::redirect::Policy::none())
+        .user_agent(concat!("facteur/", env!("CARGO_PKG_VERSION")))
 }
 
 pub struct Fetcher {
@@ -111,13 +140,8 @@ impl Fetcher {
         config: &HttpConfig,
         builder: reqwest::ClientBuilder,
     ) -> anyhow::Result<Fetcher> {
-        let client = builder
-            .dns_resolver(Arc::new(GuardedResolver {
-                allow_private: config.fetch_private,
-            }))
-            .redirect(reqwest::redirect::Policy::none())
+        let client = guarded(builder, None, config.fetch_private)
             .timeout(config.fetch_timeout)
-            .user_agent(concat!("facteur/", env!("CARGO_PKG_VERSION")))
             .build()?;
         Ok(Fetcher {
             client,

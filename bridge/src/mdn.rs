@@ -38,20 +38,11 @@ pub struct Disposition {
 /// multipart/report whose message/disposition-notification part names the
 /// original by Original-Message-ID (else the report's In-Reply-To).
 pub fn mail_disposition(raw: &[u8]) -> Option<Disposition> {
-    if !raw
-        .windows(24)
-        .any(|w| w.eq_ignore_ascii_case(b"disposition-notification"))
-    {
+    if !mentions(raw, b"disposition-notification") {
         return None;
     }
     let message = MessageParser::default().parse(raw)?;
-    let is_report = message.content_type().is_some_and(|ct| {
-        ct.ctype().eq_ignore_ascii_case("multipart")
-            && ct
-                .subtype()
-                .is_some_and(|s| s.eq_ignore_ascii_case("report"))
-    });
-    if !is_report {
+    if !is_report(&message) {
         return None;
     }
     let report = message.parts.iter().find(|part| {
@@ -141,24 +132,15 @@ pub struct ReceiptRequest {
 /// (`Auto-Submitted` other than `no`, RFC 3834), so that notifications
 /// never answer notifications.
 pub fn receipt_request(raw: &[u8]) -> Option<ReceiptRequest> {
-    if !raw
-        .windows(27)
-        .any(|w| w.eq_ignore_ascii_case(b"disposition-notification-to"))
-    {
+    if !mentions(raw, b"disposition-notification-to") {
         return None;
     }
     let message = MessageParser::default().parse(raw)?;
-    let is_report = message.content_type().is_some_and(|ct| {
-        ct.ctype().eq_ignore_ascii_case("multipart")
-            && ct
-                .subtype()
-                .is_some_and(|s| s.eq_ignore_ascii_case("report"))
-    });
     let automatic = message.header_raw("Auto-Submitted").is_some_and(|v| {
         let kind = v.split(['(', ';']).next().unwrap_or_default();
         !kind.trim().eq_ignore_ascii_case("no")
     });
-    if is_report || automatic {
+    if is_report(&message) || automatic {
         return None;
     }
     let notify_to = first_address(message.header_raw("Disposition-Notification-To")?)?;
@@ -168,6 +150,23 @@ pub fn receipt_request(raw: &[u8]) -> Option<ReceiptRequest> {
         notify_to,
         message_id,
         subject: truncate_utf8(&subject, 200).to_owned(),
+    })
+}
+
+/// Whether `raw` holds `word` anywhere, in any case: mail that cannot be
+/// what is looked for is passed over without a parse.
+fn mentions(raw: &[u8], word: &[u8]) -> bool {
+    raw.windows(word.len())
+        .any(|w| w.eq_ignore_ascii_case(word))
+}
+
+/// Whether `message` is a multipart/report (an MDN or a DSN).
+fn is_report(message: &mail_parser::Message<'_>) -> bool {
+    message.content_type().is_some_and(|ct| {
+        ct.ctype().eq_ignore_ascii_case("multipart")
+            && ct
+                .subtype()
+                .is_some_and(|s| s.eq_ignore_ascii_case("report"))
     })
 }
 

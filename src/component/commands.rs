@@ -271,53 +271,23 @@ pub async fn answer(
             ),
         );
     };
-    let session = payload
-        .attr("sessionid")
-        .map(str::to_owned)
-        .unwrap_or_else(new_session);
-    let submitted = payload
-        .children()
-        .find(|c| c.is("x", ns::DATA_FORMS) && c.attr("type") == Some("submit"));
-    let action = payload.attr("action").unwrap_or("execute");
-    let reply = |status: &str, children: Vec<Element>| {
-        let command = Element::builder("command", NS_COMMANDS)
-            .attr(xml_ncname!("node").into(), node.as_str())
-            .attr(xml_ncname!("sessionid").into(), session.as_str())
-            .attr(xml_ncname!("status").into(), status)
-            .append_all(children)
-            .build();
-        result(&iq, Some(command))
-    };
-    match (action, command.input(), submitted) {
-        ("cancel", _, _) => reply("canceled", Vec::new()),
-        ("execute" | "complete" | "next", Some(input), None) => reply(
-            "executing",
-            vec![
-                Element::builder("actions", NS_COMMANDS)
-                    .attr(xml_ncname!("execute").into(), "complete")
-                    .append(Element::builder("complete", NS_COMMANDS).build())
-                    .build(),
-                input_form(command, &input),
-            ],
-        ),
+    let request = Request::read(payload);
+    match (request.action, command.input(), request.submitted) {
+        ("cancel", _, _) => request.reply(&iq, &node, "canceled", Vec::new()),
+        ("execute" | "complete" | "next", Some(input), None) => {
+            request.executing(&iq, &node, input_form(command, &input))
+        }
         ("execute" | "complete" | "next", input, submitted) => {
             let values = match (input, submitted) {
                 (Some(input), Some(form)) => field_values(form, input.var),
                 _ => Vec::new(),
             };
             match run(config, store, reloader, listings, &from, command, &values).await {
-                Ok(done) => reply("completed", done),
+                Ok(done) => request.reply(&iq, &node, "completed", done),
                 Err(fault) => error(&iq, fault),
             }
         }
-        (other, _, _) => error(
-            &iq,
-            Fault::with_text(
-                ErrorType::Modify,
-                DefinedCondition::BadRequest,
-                format!("unknown action {other:?}"),
-            ),
-        ),
+        (other, _, _) => error(&iq, unknown_action(other)),
     }
 }
 
@@ -325,34 +295,71 @@ pub async fn answer(
 /// the user who sent it.
 async fn user_command(store: &Store, iq: &Iq, user: &BareJid, payload: &Element) -> Iq {
     let node = payload.attr("node").unwrap_or(blocked::NODE);
-    let session = payload
-        .attr("sessionid")
-        .map(str::to_owned)
-        .unwrap_or_else(new_session);
-    if payload.attr("action") == Some("cancel") {
-        return result(
-            iq,
-            Some(command_reply(node, &session, "canceled", Vec::new())),
-        );
+    let request = Request::read(payload);
+    if request.action == "cancel" {
+        return request.reply(iq, node, "canceled", Vec::new());
     }
-    let submitted = payload
-        .children()
-        .find(|c| c.is("x", ns::DATA_FORMS) && c.attr("type") == Some("submit"));
     let ran = if spam::is_node(node) {
-        spam::run(node, store, user, submitted).await
+        spam::run(node, store, user, request.submitted).await
     } else {
-        blocked::run(store, user, submitted).await
+        blocked::run(store, user, request.submitted).await
     };
     match ran {
         Ok((completed, children)) => {
             let status = if completed { "completed" } else { "executing" };
-            result(iq, Some(command_reply(node, &session, status, children)))
+            request.reply(iq, node, status, children)
         }
         Err(fault) => error(iq, fault),
     }
 }
 
-fn command_reply(node: &str, session: &str, status: &str, children: Vec<Element>) -> Element {
+/// A command request as its handlers read it.
+pub(super) struct Request<'a> {
+    /// The session it names, else a new one.
+    pub session: String,
+    /// Its action, `execute` when it names none.
+    pub action: &'a str,
+    /// The form it submits, if any.
+    pub submitted: Option<&'a Element>,
+}
+
+impl<'a> Request<'a> {
+    /// The request carried by the `<command/>` `payload`.
+    pub fn read(payload: &'a Element) -> Request<'a> {
+        Request {
+            session: payload
+                .attr("sessionid")
+                .map(str::to_owned)
+                .unwrap_or_else(new_session),
+            action: payload.attr("action").unwrap_or("execute"),
+            submitted: payload
+                .children()
+                .find(|c| c.is("x", ns::DATA_FORMS) && c.attr("type") == Some("submit")),
+        }
+    }
+
+    /// The answer to `iq`: command `node` of this session, at `status`,
+    /// carrying `children`.
+    pub fn reply(&self, iq: &Iq, node: &str, status: &str, children: Vec<Element>) -> Iq {
+        result(
+            iq,
+            Some(command_reply(node, &self.session, status, children)),
+        )
+    }
+
+    /// The answer to `iq` asking for `form`, to be completed.
+    pub fn executing(&self, iq: &Iq, node: &str, form: Element) -> Iq {
+        self.reply(iq, node, "executing", vec![complete_actions(), form])
+    }
+}
+
+/// The `<command/>` of an answer.
+pub(super) fn command_reply(
+    node: &str,
+    session: &str,
+    status: &str,
+    children: Vec<Element>,
+) -> Element {
     Element::builder("command", NS_COMMANDS)
         .attr(xml_ncname!("node").into(), node)
         .attr(xml_ncname!("sessionid").into(), session)
@@ -376,10 +383,7 @@ async fn run(
     command: Command,
     values: &[String],
 ) -> Result<Vec<Element>, Fault> {
-    let failed = |e: anyhow::Error| {
-        warn!(error = format!("{e:#}"), "Store unavailable for a command.");
-        reply::TRY_LATER
-    };
+    let failed = store_failed;
     let done = match command {
         Command::AddUser => {
             let user = one_user(config, values)?;
@@ -511,6 +515,17 @@ pub(super) fn bad_input(text: String) -> Fault {
     Fault::with_text(ErrorType::Modify, DefinedCondition::BadRequest, text)
 }
 
+pub(super) fn unknown_action(action: &str) -> Fault {
+    bad_input(format!("unknown action {action:?}"))
+}
+
+/// A store failure during a command: logged, and the user told to try
+/// again later.
+pub(super) fn store_failed(e: anyhow::Error) -> Fault {
+    warn!(error = format!("{e:#}"), "Store unavailable for a command.");
+    reply::TRY_LATER
+}
+
 fn no_item(item: ItemId) -> Fault {
     Fault::with_text(
         ErrorType::Cancel,
@@ -574,11 +589,14 @@ pub(super) fn field(var: &str, kind: &str, label: &str, values: &[String]) -> El
         field = field.attr(xml_ncname!("label").into(), label);
     }
     field
-        .append_all(values.iter().map(|value| {
-            Element::builder("value", ns::DATA_FORMS)
-                .append(value.as_str())
-                .build()
-        }))
+        .append_all(values.iter().map(|value| field_value(value)))
+        .build()
+}
+
+/// A `<value/>` of a field or an option.
+fn field_value(text: &str) -> Element {
+    Element::builder("value", ns::DATA_FORMS)
+        .append(text)
         .build()
 }
 
@@ -608,6 +626,54 @@ fn input_form(command: Command, input: &Input) -> Element {
 
 pub(super) fn result_form(form_type: &str, fields: Vec<Element>) -> Element {
     form("result", form_type, "Result", fields)
+}
+
+/// The actions of a command's form: one, `complete`.
+pub(super) fn complete_actions() -> Element {
+    Element::builder("actions", NS_COMMANDS)
+        .attr(xml_ncname!("execute").into(), "complete")
+        .append(Element::builder("complete", NS_COMMANDS).build())
+        .build()
+}
+
+/// An option of a list field.
+pub(super) fn option(label: &str, value: &str) -> Element {
+    Element::builder("option", ns::DATA_FORMS)
+        .attr(xml_ncname!("label").into(), label)
+        .append(field_value(value))
+        .build()
+}
+
+/// The form of a user's own command asking her to choose among
+/// `options` (label, value) in list field `var`, to be completed.
+pub(super) fn choose(
+    title: &str,
+    var: &str,
+    label: &str,
+    options: impl IntoIterator<Item = (String, String)>,
+) -> (bool, Vec<Element>) {
+    let mut list = field(var, "list-multi", label, &[]);
+    for (label, value) in options {
+        list.append_child(option(&label, &value));
+    }
+    (
+        false,
+        vec![
+            complete_actions(),
+            form("form", NS_COMMANDS, title, vec![list]),
+        ],
+    )
+}
+
+/// What a user's own command did with each chosen item, one line each,
+/// `then` after them.
+pub(super) fn chosen_done(mut lines: Vec<String>, then: Option<&str>) -> (bool, Vec<Element>) {
+    match then {
+        _ if lines.is_empty() => lines.push("Nothing chosen: nothing changed.".to_owned()),
+        Some(then) => lines.push(then.to_owned()),
+        None => {}
+    }
+    (true, vec![note("info", &lines.join("\n"))])
 }
 
 pub(super) fn note(kind: &str, text: &str) -> Element {

@@ -35,13 +35,6 @@ const REASON_ABUSE: &str = "urn:xmpp:reporting:abuse";
 /// A JID as text (mod_report_forward's `<jid/>` inside `<report/>`).
 pub const NS_JID: &str = "urn:xmpp:jid:0";
 
-/// Feedback for a user who is not registered at the gateway.
-const NOT_REGISTERED: Fault = Fault::new(
-    ErrorType::Auth,
-    DefinedCondition::RegistrationRequired,
-    "register with the gateway first",
-);
-
 /// What a forwarded message asks, once read.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Forwarded {
@@ -296,7 +289,7 @@ pub async fn answer(config: &Config, store: &Store, iq: Iq) -> Iq {
     };
     match store.is_registered(&user).await {
         Ok(true) => {}
-        Ok(false) => return error(&iq, NOT_REGISTERED),
+        Ok(false) => return error(&iq, reply::NOT_REGISTERED),
         Err(e) => return failed(e),
     }
     let gateway = config.component.jid.domain();

@@ -11,12 +11,14 @@ use std::time::SystemTime;
 
 use xmpp_parsers::iq::Iq;
 use xmpp_parsers::jid::Jid;
-use xmpp_parsers::minidom::rxml::xml_ncname;
 use xmpp_parsers::minidom::Element;
 use xmpp_parsers::ns;
 use xmpp_parsers::stanza_error::{DefinedCondition, ErrorType};
 
-use super::commands::{field, field_values, form, new_session, note, NS_COMMANDS};
+use super::commands::{
+    command_reply, field, field_values, form, note, option, store_failed, unknown_action, Request,
+    NS_COMMANDS,
+};
 use super::keys::{publish, publisher};
 use super::pep::{PepKeys, Refreshed};
 use super::reply::{self, error, result, Fault};
@@ -33,62 +35,41 @@ pub fn offered_to(config: &Config, from: &Jid) -> bool {
     from.node().is_some() && config.mail.serves(from.domain().as_str())
 }
 
+/// Who sends command request `iq`, if she may publish a key, and its
+/// `<command/>`; else why not.
+async fn requester<'a>(
+    config: &Config,
+    store: &Store,
+    iq: &'a Iq,
+) -> Result<(jid::BareJid, &'a Element), Fault> {
+    let Iq::Set { from, payload, .. } = iq else {
+        return Err(reply::NOT_A_REQUEST);
+    };
+    let from = from.as_ref().ok_or(reply::NO_SENDER)?;
+    Ok((publisher(config, store, from).await?, payload))
+}
+
 /// Runs the command `iq` asks for, or answers why not.
 pub async fn answer(config: &Config, store: &Store, iq: Iq) -> Iq {
-    let Iq::Set { from, payload, .. } = &iq else {
-        return error(&iq, reply::NOT_A_REQUEST);
-    };
-    let Some(from) = from.clone() else {
-        return error(&iq, reply::NO_SENDER);
-    };
-    let user = match publisher(config, store, &from).await {
-        Ok(user) => user,
+    let (user, payload) = match requester(config, store, &iq).await {
+        Ok(asked) => asked,
         Err(fault) => return error(&iq, fault),
     };
-    let session = payload
-        .attr("sessionid")
-        .map(str::to_owned)
-        .unwrap_or_else(new_session);
-    let reply = |status: &str, children: Vec<Element>| {
-        let command = Element::builder("command", NS_COMMANDS)
-            .attr(xml_ncname!("node").into(), NODE)
-            .attr(xml_ncname!("sessionid").into(), session.as_str())
-            .attr(xml_ncname!("status").into(), status)
-            .append_all(children)
-            .build();
-        result(&iq, Some(command))
-    };
-    let submitted = payload
-        .children()
-        .find(|c| c.is("x", ns::DATA_FORMS) && c.attr("type") == Some("submit"));
-    match (payload.attr("action").unwrap_or("execute"), submitted) {
-        ("cancel", _) => reply("canceled", Vec::new()),
-        ("execute" | "complete" | "next", None) => reply(
-            "executing",
-            vec![
-                Element::builder("actions", NS_COMMANDS)
-                    .attr(xml_ncname!("execute").into(), "complete")
-                    .append(Element::builder("complete", NS_COMMANDS).build())
-                    .build(),
-                input_form(&user.to_string()),
-            ],
-        ),
+    let request = Request::read(payload);
+    match (request.action, request.submitted) {
+        ("cancel", _) => request.reply(&iq, NODE, "canceled", Vec::new()),
+        ("execute" | "complete" | "next", None) => {
+            request.executing(&iq, NODE, input_form(&user.to_string()))
+        }
         ("execute" | "complete" | "next", Some(submitted)) => {
             let action = field_values(submitted, "action");
             let key = field_values(submitted, "key").join("\n");
             match run(store, &user, action.first().map(String::as_str), &key).await {
-                Ok(done) => reply("completed", done),
+                Ok(done) => request.reply(&iq, NODE, "completed", done),
                 Err(fault) => error(&iq, fault),
             }
         }
-        (other, _) => error(
-            &iq,
-            Fault::with_text(
-                ErrorType::Modify,
-                DefinedCondition::BadRequest,
-                format!("unknown action {other:?}"),
-            ),
-        ),
+        (other, _) => error(&iq, unknown_action(other)),
     }
 }
 
@@ -99,10 +80,7 @@ async fn run(
     action: Option<&str>,
     key: &str,
 ) -> Result<Vec<Element>, Fault> {
-    let failed = |e: anyhow::Error| {
-        tracing::warn!(error = format!("{e:#}"), "Store unavailable for a command.");
-        reply::TRY_LATER
-    };
+    let failed = store_failed;
     match action {
         Some("publish") => {
             if key.trim().is_empty() {
@@ -194,14 +172,8 @@ pub fn is_refresh(iq: &Iq) -> bool {
 /// The action "refresh": the key of the user's XEP-0373 PEP nodes is
 /// read and published as hers, if it is taken.
 pub async fn refresh(config: &Config, store: &Store, pep: &PepKeys, iq: Iq) -> Iq {
-    let Iq::Set { from, payload, .. } = &iq else {
-        return error(&iq, reply::NOT_A_REQUEST);
-    };
-    let Some(from) = from.clone() else {
-        return error(&iq, reply::NO_SENDER);
-    };
-    let user = match publisher(config, store, &from).await {
-        Ok(user) => user,
+    let (user, payload) = match requester(config, store, &iq).await {
+        Ok(asked) => asked,
         Err(fault) => return error(&iq, fault),
     };
     let done = match pep.refresh(&user).await {
@@ -215,15 +187,8 @@ pub async fn refresh(config: &Config, store: &Store, pep: &PepKeys, iq: Iq) -> I
         Refreshed::Refused(why) => note("error", &sentence(why.to_string())),
         Refreshed::Nothing(why) => note("error", &why),
     };
-    let command = Element::builder("command", NS_COMMANDS)
-        .attr(xml_ncname!("node").into(), NODE)
-        .attr(
-            xml_ncname!("sessionid").into(),
-            payload.attr("sessionid").unwrap_or_default(),
-        )
-        .attr(xml_ncname!("status").into(), "completed")
-        .append(done)
-        .build();
+    let session = payload.attr("sessionid").unwrap_or_default();
+    let command = command_reply(NODE, session, "completed", vec![done]);
     result(&iq, Some(command))
 }
 
@@ -244,16 +209,7 @@ fn input_form(user: &str) -> Element {
         ("show", "Show the key served"),
         ("remove", "Stop serving my key"),
     ] {
-        action.append_child(
-            Element::builder("option", ns::DATA_FORMS)
-                .attr(xml_ncname!("label").into(), label)
-                .append(
-                    Element::builder("value", ns::DATA_FORMS)
-                        .append(value)
-                        .build(),
-                )
-                .build(),
-        );
+        action.append_child(option(label, value));
     }
     action.append_child(Element::builder("required", ns::DATA_FORMS).build());
     let key = field(

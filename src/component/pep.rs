@@ -39,6 +39,8 @@ const STEP: Duration = Duration::from_secs(5);
 const MAX_LISTED: usize = 4;
 /// How often every registered user's PEP key is read again.
 const EVERY: Duration = Duration::from_secs(86400);
+/// Logged when the store fails a round.
+const NOT_READ: &str = "Store unavailable; PEP keys not read.";
 
 /// What reading a user's PEP nodes came to.
 #[derive(Debug)]
@@ -192,28 +194,13 @@ impl PepKeys {
                 () = tokio::time::sleep(EVERY) => {}
                 () = shutdown.cancelled() => return,
             }
-            match self
-                .store
-                .hold_job("pep-keys", self.store.job_hold(EVERY))
-                .await
-            {
-                Ok(true) => {}
-                Ok(false) => continue,
-                Err(e) => {
-                    warn!(
-                        error = format!("{e:#}"),
-                        "Store unavailable; PEP keys not read."
-                    );
-                    continue;
-                }
+            if !self.store.runs_job("pep-keys", EVERY, NOT_READ).await {
+                continue;
             }
             let users = match self.store.users().await {
                 Ok(users) => users,
                 Err(e) => {
-                    warn!(
-                        error = format!("{e:#}"),
-                        "Store unavailable; PEP keys not read."
-                    );
+                    warn!(error = format!("{e:#}"), "{NOT_READ}");
                     continue;
                 }
             };

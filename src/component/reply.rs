@@ -60,6 +60,13 @@ pub const TRY_LATER: Fault = Fault::new(
     DefinedCondition::InternalServerError,
     "try again later",
 );
+/// A user's own request (feedback, her commands) from someone not
+/// registered at the gateway.
+pub const NOT_REGISTERED: Fault = Fault::new(
+    ErrorType::Auth,
+    DefinedCondition::RegistrationRequired,
+    "register with the gateway first",
+);
 /// The store cannot take an outgoing mail now.
 pub const NOT_QUEUED: Fault = Fault::new(
     ErrorType::Wait,

@@ -195,16 +195,11 @@ pub async fn expire(
             () = shutdown.cancelled() => return,
         }
         // One instance of a cluster expires them (the files are shared).
-        match store
-            .hold_job("attachment-expiry", store.job_hold(every))
+        if !store
+            .runs_job("attachment-expiry", every, "Expiring attachments failed.")
             .await
         {
-            Ok(true) => {}
-            Ok(false) => continue,
-            Err(e) => {
-                warn!(error = format!("{e:#}"), "Expiring attachments failed.");
-                continue;
-            }
+            continue;
         }
         let before = Millis(
             Millis::now().0 - i64::try_from(config.http.retention.as_millis()).unwrap_or(i64::MAX),

@@ -15,7 +15,8 @@ use tokio::net::TcpStream;
 use tokio_rustls::rustls::{ClientConfig, RootCertStore};
 use tokio_rustls::{client::TlsStream, TlsConnector};
 
-use crate::store::TlsMode;
+use super::seal::SealKey;
+use crate::store::{ImapMailbox, TlsMode};
 
 /// How long connecting, the TLS handshake and logging in may take.
 pub const LOGIN_TIMEOUT: Duration = Duration::from_secs(30);
@@ -209,6 +210,26 @@ async fn greeting(client: &mut Client<Stream>, server: &Server<'_>) -> Result<()
             server.host
         ))),
     }
+}
+
+/// Connects to attached `mailbox` and logs in, with its password opened
+/// by `key` for that login only. `Err` when the password does not open.
+pub async fn login_mailbox(
+    key: &SealKey,
+    mailbox: &ImapMailbox,
+) -> anyhow::Result<Result<ImapSession, LoginError>> {
+    let password = key.open(
+        mailbox.user.as_str(),
+        &mailbox.host,
+        &mailbox.username,
+        &mailbox.password,
+    )?;
+    let server = Server {
+        host: &mailbox.host,
+        port: mailbox.port,
+        tls: mailbox.tls,
+    };
+    Ok(login(&server, &mailbox.username, &password).await)
 }
 
 /// Connects to `server` and logs in as `username`.

@@ -8,7 +8,7 @@ use std::time::Duration;
 use async_imap::types::NameAttribute;
 use futures_util::TryStreamExt;
 
-use super::connect::{login, ImapSession, Server};
+use super::connect::{login_mailbox, ImapSession};
 use super::seal::SealKey;
 use crate::store::ImapMailbox;
 
@@ -62,20 +62,9 @@ pub async fn append_sent(
     key: &SealKey,
     raw: &[u8],
 ) -> anyhow::Result<String> {
-    let password = key.open(
-        mailbox.user.as_str(),
-        &mailbox.host,
-        &mailbox.username,
-        &mailbox.password,
-    )?;
-    let server = Server {
-        host: &mailbox.host,
-        port: mailbox.port,
-        tls: mailbox.tls,
-    };
     let work = async {
-        let mut session = login(&server, &mailbox.username, &password)
-            .await
+        let mut session = login_mailbox(key, mailbox)
+            .await?
             .map_err(|e| anyhow::anyhow!("{e}"))?;
         let folder = find(&mut session, Special::Sent).await?;
         session

@@ -23,7 +23,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, info, warn};
 
-use super::connect::{login, server_words, ImapSession, LoginError, Server};
+use super::connect::{login_mailbox, server_words, ImapSession, LoginError};
 use super::folders::{self, Special};
 use super::new_messages;
 use super::seal::SealKey;
@@ -156,26 +156,14 @@ impl Followers {
         backoff: &mut Duration,
         last_problem: &mut String,
     ) -> Result<(), String> {
-        let password = self
-            .key
-            .open(
-                mailbox.user.as_str(),
-                &mailbox.host,
-                &mailbox.username,
-                &mailbox.password,
-            )
+        let login = login_mailbox(&self.key, mailbox)
+            .await
             .map_err(|e| format!("{e:#}"))?;
-        let server = Server {
-            host: &mailbox.host,
-            port: mailbox.port,
-            tls: mailbox.tls,
-        };
-        let mut session = match login(&server, &mailbox.username, &password).await {
+        let mut session = match login {
             Ok(session) => session,
             Err(LoginError::Refused(words)) => return self.refused(mailbox, &words).await,
             Err(LoginError::Failed(why)) => return Err(why),
         };
-        drop(password);
         if mailbox.auth_failures > 0 || !last_problem.is_empty() {
             self.store
                 .imap_login_ok(mailbox.id)
@@ -294,50 +282,23 @@ impl Followers {
         let wanted = self.store.imap_seen_to_set(mailbox.id).await.map_err(err)?;
         for (folder, validity, messages) in by_folder(&wanted) {
             let done: Vec<String> = messages.iter().map(|m| m.stanza_id.clone()).collect();
-            let selected = match tokio::time::timeout(COMMAND_TIMEOUT, session.select(folder)).await
-            {
-                Ok(Ok(selected)) => selected,
-                Ok(Err(async_imap::error::Error::No(words))) => {
-                    warn!(mailbox = mailbox.id, folder, server_said = %server_words(&words), "Folder unavailable; messages read here not marked seen there.");
-                    self.store
-                        .imap_seen_set(mailbox.id, &done)
+            if select_taken(session, mailbox.id, folder, validity, false, &SEEN_UNDONE).await? {
+                let uids = uid_set(&messages);
+                let stored = async {
+                    use futures_util::TryStreamExt;
+                    session
+                        .uid_store(&uids, "+FLAGS.SILENT (\\Seen)")
+                        .await?
+                        .try_collect::<Vec<_>>()
                         .await
-                        .map_err(err)?;
-                    continue;
-                }
-                Ok(Err(e)) => return Err(e.to_string()),
-                Err(_) => return Err(format!("no answer within {}s", COMMAND_TIMEOUT.as_secs())),
-            };
-            if selected.uid_validity.unwrap_or(0) != validity {
-                info!(
-                    mailbox = mailbox.id,
-                    folder, "UIDVALIDITY changed: messages read here not marked seen there."
-                );
-                self.store
-                    .imap_seen_set(mailbox.id, &done)
-                    .await
-                    .map_err(err)?;
-                continue;
+                };
+                timed(stored).await?;
+                info!(mailbox = mailbox.id, user = %mailbox.user, folder, count = done.len(), "Marked seen on the server.");
             }
-            let uids = messages
-                .iter()
-                .map(|m| m.uid.to_string())
-                .collect::<Vec<_>>()
-                .join(",");
-            let stored = async {
-                use futures_util::TryStreamExt;
-                session
-                    .uid_store(&uids, "+FLAGS.SILENT (\\Seen)")
-                    .await?
-                    .try_collect::<Vec<_>>()
-                    .await
-            };
-            timed(stored).await?;
             self.store
                 .imap_seen_set(mailbox.id, &done)
                 .await
                 .map_err(err)?;
-            info!(mailbox = mailbox.id, user = %mailbox.user, folder, count = done.len(), "Marked seen on the server.");
         }
         Ok(())
     }
@@ -369,52 +330,23 @@ impl Followers {
         let uidplus = capabilities.has_str("UIDPLUS");
         for (folder, validity, messages) in by_folder(&wanted) {
             let done: Vec<String> = messages.iter().map(|m| m.stanza_id.clone()).collect();
-            let selected = match tokio::time::timeout(COMMAND_TIMEOUT, session.select(folder)).await
-            {
-                Ok(Ok(selected)) => Some(selected),
-                Ok(Err(async_imap::error::Error::No(words))) => {
-                    warn!(mailbox = mailbox.id, folder, server_said = %server_words(&words), "Folder unavailable; mail reported as spam not moved to Junk.");
-                    None
+            let in_junk = folder == junk;
+            if select_taken(session, mailbox.id, folder, validity, in_junk, &JUNK_UNDONE).await? {
+                let uids = uid_set(&messages);
+                let mut moved = timed(transfer(session, &uids, &junk, can_move, uidplus)).await;
+                if let Err(first) = &moved {
+                    // No such folder: created, then tried once more.
+                    debug!(mailbox = mailbox.id, junk = %junk, error = %first, "Creating the Junk folder.");
+                    let _ = timed(session.create(&junk)).await;
+                    moved = timed(transfer(session, &uids, &junk, can_move, uidplus)).await;
                 }
-                Ok(Err(e)) => return Err(e.to_string()),
-                Err(_) => return Err(format!("no answer within {}s", COMMAND_TIMEOUT.as_secs())),
-            };
-            let Some(selected) = selected else {
-                self.store
-                    .imap_junk_moved(mailbox.id, &done)
-                    .await
-                    .map_err(err)?;
-                continue;
-            };
-            if selected.uid_validity.unwrap_or(0) != validity || folder == junk {
-                info!(
-                    mailbox = mailbox.id,
-                    folder, "Mail reported as spam is gone from its folder or in Junk already."
-                );
-                self.store
-                    .imap_junk_moved(mailbox.id, &done)
-                    .await
-                    .map_err(err)?;
-                continue;
-            }
-            let uids = messages
-                .iter()
-                .map(|m| m.uid.to_string())
-                .collect::<Vec<_>>()
-                .join(",");
-            let mut moved = timed(transfer(session, &uids, &junk, can_move, uidplus)).await;
-            if let Err(first) = &moved {
-                // No such folder: created, then tried once more.
-                debug!(mailbox = mailbox.id, junk = %junk, error = %first, "Creating the Junk folder.");
-                let _ = timed(session.create(&junk)).await;
-                moved = timed(transfer(session, &uids, &junk, can_move, uidplus)).await;
-            }
-            match moved {
-                Ok(()) => {
-                    info!(mailbox = mailbox.id, user = %mailbox.user, folder, junk = %junk, count = done.len(), "Moved to Junk on the server.");
-                }
-                Err(words) => {
-                    warn!(mailbox = mailbox.id, folder, junk = %junk, server_said = %words, "Mail reported as spam not moved to Junk.");
+                match moved {
+                    Ok(()) => {
+                        info!(mailbox = mailbox.id, user = %mailbox.user, folder, junk = %junk, count = done.len(), "Moved to Junk on the server.");
+                    }
+                    Err(words) => {
+                        warn!(mailbox = mailbox.id, folder, junk = %junk, server_said = %words, "Mail reported as spam not moved to Junk.");
+                    }
                 }
             }
             self.store
@@ -435,11 +367,9 @@ impl Followers {
         folder: &str,
     ) -> Result<Result<u32, String>, String> {
         let err = |e: anyhow::Error| format!("{e:#}");
-        let selected = match tokio::time::timeout(COMMAND_TIMEOUT, session.examine(folder)).await {
-            Ok(Ok(selected)) => selected,
-            Ok(Err(async_imap::error::Error::No(words))) => return Ok(Err(server_words(&words))),
-            Ok(Err(e)) => return Err(e.to_string()),
-            Err(_) => return Err(format!("no answer within {}s", COMMAND_TIMEOUT.as_secs())),
+        let selected = match refusable(session.examine(folder)).await? {
+            Ok(selected) => selected,
+            Err(words) => return Ok(Err(words)),
         };
         let Some(mut state) = self
             .store
@@ -523,16 +453,7 @@ impl Followers {
                     .map_err(err)?;
                 continue;
             };
-            let (mail_from, message_id) = sender_and_id(&raw);
-            let mail = InboundMail {
-                mail_from,
-                client_ip: format!("imap:{}", mailbox.host),
-                raw,
-                recipients: vec![mailbox.user.clone()],
-                auth: String::new(),
-                warning: String::new(),
-                spam: Default::default(),
-            };
+            let (mail, message_id) = imap_mail(mailbox, raw);
             if self
                 .store
                 .imap_take(
@@ -563,6 +484,51 @@ impl Followers {
     }
 }
 
+/// What is logged when messages taken from a folder are let go with
+/// nothing done on the server.
+struct Undone {
+    /// The folder is unavailable (the server said NO).
+    unavailable: &'static str,
+    /// Its UIDVALIDITY changed, or the work is done there already.
+    changed: &'static str,
+}
+
+const SEEN_UNDONE: Undone = Undone {
+    unavailable: "Folder unavailable; messages read here not marked seen there.",
+    changed: "UIDVALIDITY changed: messages read here not marked seen there.",
+};
+
+const JUNK_UNDONE: Undone = Undone {
+    unavailable: "Folder unavailable; mail reported as spam not moved to Junk.",
+    changed: "Mail reported as spam is gone from its folder or in Junk already.",
+};
+
+/// Selects `folder`, whose messages were taken under `validity`: `true`
+/// when they can be worked on there; `false`, logged with `undone`'s
+/// words, when the folder is unavailable, its UIDVALIDITY changed (their
+/// UIDs name nothing any more) or `done_there`. `Err` when the connection
+/// failed.
+async fn select_taken(
+    session: &mut ImapSession,
+    mailbox: i64,
+    folder: &str,
+    validity: u32,
+    done_there: bool,
+    undone: &Undone,
+) -> Result<bool, String> {
+    match refusable(session.select(folder)).await? {
+        Err(words) => {
+            warn!(mailbox, folder, server_said = %words, "{}", undone.unavailable);
+            Ok(false)
+        }
+        Ok(selected) if selected.uid_validity.unwrap_or(0) != validity || done_there => {
+            info!(mailbox, folder, "{}", undone.changed);
+            Ok(false)
+        }
+        Ok(_) => Ok(true),
+    }
+}
+
 /// Messages (in folder order) by folder and UIDVALIDITY.
 fn by_folder(wanted: &[SeenToSet]) -> Vec<(&str, u32, Vec<&SeenToSet>)> {
     let mut folders: Vec<(&str, u32, Vec<&SeenToSet>)> = Vec::new();
@@ -577,6 +543,15 @@ fn by_folder(wanted: &[SeenToSet]) -> Vec<(&str, u32, Vec<&SeenToSet>)> {
         }
     }
     folders
+}
+
+/// The UIDs of `messages`, as a UID set.
+fn uid_set(messages: &[&SeenToSet]) -> String {
+    messages
+        .iter()
+        .map(|m| m.uid.to_string())
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 /// Moves messages `uids` of the selected folder to `junk`: MOVE, else
@@ -608,10 +583,26 @@ async fn transfer(
     Ok(())
 }
 
+/// Message `raw` of `mailbox`, to be relayed to its user, and its
+/// Message-ID (without angle brackets), which the user's client knows
+/// the mail by.
+pub(super) fn imap_mail(mailbox: &ImapMailbox, raw: Vec<u8>) -> (InboundMail, Option<String>) {
+    let (mail_from, message_id) = sender_and_id(&raw);
+    let mail = InboundMail {
+        mail_from,
+        client_ip: format!("imap:{}", mailbox.host),
+        raw,
+        recipients: vec![mailbox.user.clone()],
+        auth: String::new(),
+        warning: String::new(),
+        spam: Default::default(),
+    };
+    (mail, message_id)
+}
+
 /// The address in From, for logs and as the sender of last resort, and
-/// the Message-ID (without angle brackets), which the user's client
-/// knows the mail by.
-pub(super) fn sender_and_id(raw: &[u8]) -> (String, Option<String>) {
+/// the Message-ID.
+fn sender_and_id(raw: &[u8]) -> (String, Option<String>) {
     let Some(headers) = mail_parser::MessageParser::new().parse_headers(raw) else {
         return (String::new(), None);
     };
@@ -700,6 +691,19 @@ async fn timed<T>(
 ) -> Result<T, String> {
     match tokio::time::timeout(COMMAND_TIMEOUT, command).await {
         Ok(Ok(done)) => Ok(done),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(_) => Err(format!("no answer within {}s", COMMAND_TIMEOUT.as_secs())),
+    }
+}
+
+/// An IMAP command a server refuses (NO) for a folder it does not have,
+/// bounded in time: the server's words in the inner `Err`.
+async fn refusable<T>(
+    command: impl std::future::Future<Output = async_imap::error::Result<T>>,
+) -> Result<Result<T, String>, String> {
+    match tokio::time::timeout(COMMAND_TIMEOUT, command).await {
+        Ok(Ok(done)) => Ok(Ok(done)),
+        Ok(Err(async_imap::error::Error::No(words))) => Ok(Err(server_words(&words))),
         Ok(Err(e)) => Err(e.to_string()),
         Err(_) => Err(format!("no answer within {}s", COMMAND_TIMEOUT.as_secs())),
     }

@@ -6,10 +6,10 @@
 use anyhow::Context;
 use futures_util::TryStreamExt;
 
-use super::connect::{login, ImapSession, Server};
-use super::follow::{fetch_raw, sender_and_id};
+use super::connect::{login_mailbox, ImapSession};
+use super::follow::{fetch_raw, imap_mail};
 use super::seal::SealKey;
-use crate::store::{ImapMailbox, InboundMail, Store};
+use crate::store::{ImapMailbox, Store};
 
 /// At most this many matches are listed, the latest first.
 pub const MAX_LISTED: usize = 20;
@@ -106,27 +106,14 @@ pub fn criteria(query: &SearchQuery) -> Result<String, String> {
 
 /// Logs in to the mailbox.
 async fn session(key: &SealKey, mailbox: &ImapMailbox) -> anyhow::Result<ImapSession> {
-    let password = key.open(
-        mailbox.user.as_str(),
-        &mailbox.host,
-        &mailbox.username,
-        &mailbox.password,
-    )?;
-    let server = Server {
-        host: &mailbox.host,
-        port: mailbox.port,
-        tls: mailbox.tls,
-    };
-    login(&server, &mailbox.username, &password)
-        .await
-        .map_err(|e| {
-            anyhow::anyhow!(
-                "{}:{} as {}: {e}",
-                mailbox.host,
-                mailbox.port,
-                mailbox.username
-            )
-        })
+    login_mailbox(key, mailbox).await?.map_err(|e| {
+        anyhow::anyhow!(
+            "{}:{} as {}: {e}",
+            mailbox.host,
+            mailbox.port,
+            mailbox.username
+        )
+    })
 }
 
 /// Runs the search in `folder` of the mailbox.
@@ -230,16 +217,7 @@ pub async fn show(
         .await?
         .with_context(|| format!("The message is no longer in {folder:?}"))?;
     let _ = session.logout().await;
-    let (mail_from, message_id) = sender_and_id(&raw);
-    let mail = InboundMail {
-        mail_from,
-        client_ip: format!("imap:{}", mailbox.host),
-        raw,
-        recipients: vec![mailbox.user.clone()],
-        auth: String::new(),
-        warning: String::new(),
-        spam: Default::default(),
-    };
+    let (mail, message_id) = imap_mail(mailbox, raw);
     store
         .imap_show(
             mailbox.id,

@@ -10,16 +10,12 @@
 //! lookup has a budget of a few seconds: past it, the mail goes with what
 //! is known, and the lookup counts as having found nothing.
 
-use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use base64::Engine;
 use facteur_bridge::wire::NS_MAIL;
 use facteur_bridge::MailAddress;
-use hickory_resolver::TokioResolver;
 use jid::{BareJid, Jid};
-use reqwest::dns::{Addrs, Name, Resolve, Resolving};
 use reqwest::{StatusCode, Url};
 use sequoia_openpgp::parse::Parse;
 use sequoia_openpgp::Cert;
@@ -30,7 +26,7 @@ use xmpp_parsers::minidom::Element;
 
 use crate::component::LinkHandle;
 use crate::config::Live;
-use crate::fetch::forbidden;
+use crate::fetch::guarded;
 use crate::store::{AnswerKind, AnswerStatus, CachedKey, Millis, Store};
 
 /// The longest a lookup delays a mail.
@@ -47,38 +43,6 @@ const MISSING_FOR: Duration = Duration::from_secs(3600);
 /// Where a key was found, as kept.
 const NONE: &str = "none";
 
-/// Resolves names with the daemon's DNS settings, keeping only addresses
-/// a WKD request may reach.
-struct GuardedResolver {
-    resolver: TokioResolver,
-    allow_private: bool,
-}
-
-impl Resolve for GuardedResolver {
-    fn resolve(&self, name: Name) -> Resolving {
-        let resolver = self.resolver.clone();
-        let allow_private = self.allow_private;
-        Box::pin(async move {
-            let found = resolver.lookup_ip(name.as_str()).await?;
-            let allowed: Vec<SocketAddr> = found
-                .iter()
-                .filter(|ip| allow_private || !forbidden(*ip))
-                .map(|ip| SocketAddr::new(ip, 0))
-                .collect();
-            if allowed.is_empty() {
-                let refused: Box<dyn std::error::Error + Send + Sync> = format!(
-                    "{} resolves to no address that may be fetched",
-                    name.as_str()
-                )
-                .into();
-                return Err(refused);
-            }
-            let addrs: Addrs = Box::new(allowed.into_iter());
-            Ok(addrs)
-        })
-    }
-}
-
 /// Finds recipients' keys elsewhere, and keeps what it found.
 pub struct KeyFinder {
     config: Live,
@@ -91,16 +55,14 @@ impl KeyFinder {
     pub fn new(config: Live, store: Store, link: LinkHandle) -> anyhow::Result<KeyFinder> {
         let now = config.get();
         let resolver = crate::dns::resolver(&now.dns)?;
-        let client = reqwest::Client::builder()
-            .dns_resolver(Arc::new(GuardedResolver {
-                resolver,
-                allow_private: now.http.fetch_private,
-            }))
-            .redirect(reqwest::redirect::Policy::none())
-            .timeout(STEP)
-            .connect_timeout(STEP)
-            .user_agent(concat!("facteur/", env!("CARGO_PKG_VERSION")))
-            .build()?;
+        let client = guarded(
+            reqwest::Client::builder(),
+            Some(resolver),
+            now.http.fetch_private,
+        )
+        .timeout(STEP)
+        .connect_timeout(STEP)
+        .build()?;
         Ok(KeyFinder {
             config,
             store,

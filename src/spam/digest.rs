@@ -74,13 +74,11 @@ pub async fn run(store: Store, config: Live, shutdown: CancellationToken) {
             () = tokio::time::sleep(every) => {}
             () = shutdown.cancelled() => return,
         }
-        match store.hold_job("spam-digest", store.job_hold(every)).await {
-            Ok(true) => {}
-            Ok(false) => continue,
-            Err(e) => {
-                warn!(error = format!("{e:#}"), "Quarantine digest failed.");
-                continue;
-            }
+        if !store
+            .runs_job("spam-digest", every, "Quarantine digest failed.")
+            .await
+        {
+            continue;
         }
         let now = config.get();
         if let Err(e) = round(&store, &now.component.jid, now.spam.held_for).await {

@@ -41,6 +41,8 @@ const NS_REPORTING: &str = "urn:xmpp:reporting:1";
 const REASON_SPAM: &str = "urn:xmpp:reporting:spam";
 /// How often the reports are compared with the published items.
 const TICK: Duration = Duration::from_secs(10);
+/// Logged when the store fails a round.
+const NOT_PUBLISHED: &str = "Store unavailable; spam list not published.";
 
 const NO_NODE: Fault = Fault::new(
     ErrorType::Cancel,
@@ -277,28 +279,16 @@ impl Publisher {
                 continue;
             }
             // One instance per cluster; alone on SQLite, no lease to write.
-            if self.store.is_shared() {
-                match self
+            if self.store.is_shared()
+                && !self
                     .store
-                    .hold_job("spam-publish", self.store.job_hold(TICK))
+                    .runs_job("spam-publish", TICK, NOT_PUBLISHED)
                     .await
-                {
-                    Ok(true) => {}
-                    Ok(false) => continue,
-                    Err(e) => {
-                        warn!(
-                            error = format!("{e:#}"),
-                            "Store unavailable; spam list not published."
-                        );
-                        continue;
-                    }
-                }
+            {
+                continue;
             }
             if let Err(e) = self.publish(&config).await {
-                warn!(
-                    error = format!("{e:#}"),
-                    "Store unavailable; spam list not published."
-                );
+                warn!(error = format!("{e:#}"), "{NOT_PUBLISHED}");
             }
         }
     }

@@ -6,6 +6,7 @@
 use std::time::Duration;
 
 use anyhow::Context;
+use tracing::warn;
 
 use super::{Millis, Store};
 
@@ -38,6 +39,19 @@ impl Store {
     /// instance takes over soon after the holder stops.
     pub fn job_hold(&self, every: Duration) -> Duration {
         every.saturating_add(self.lease)
+    }
+
+    /// Whether this instance runs job `name`, run every `every`, this
+    /// time: it holds the job's lease (taken or renewed). When the store
+    /// fails, `failed` is logged and the job is not run.
+    pub async fn runs_job(&self, name: &str, every: Duration, failed: &str) -> bool {
+        match self.hold_job(name, self.job_hold(every)).await {
+            Ok(held) => held,
+            Err(e) => {
+                warn!(error = format!("{e:#}"), "{failed}");
+                false
+            }
+        }
     }
 }
 

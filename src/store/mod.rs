@@ -211,6 +211,64 @@ type Pool = Backend<SqlitePool, PgPool>;
 /// transactions write through.
 pub(crate) type Conn<'c> = Backend<&'c mut SqliteConnection, &'c mut PgConnection>;
 
+/// A queue: its table, the state of its items still to be done, and
+/// what an item is called in errors.
+pub(crate) struct Queue {
+    table: &'static str,
+    waiting: &'static str,
+    item: &'static str,
+}
+
+/// Mail owed to peers.
+pub(crate) const TO_MAIL: Queue = Queue {
+    table: "to_mail",
+    waiting: "queued",
+    item: "mail",
+};
+
+/// Stanzas owed to users.
+pub(crate) const TO_XMPP: Queue = Queue {
+    table: "to_xmpp",
+    waiting: "pending",
+    item: "delivery",
+};
+
+/// Gives up item `id` of `queue` after an attempt that ended in `error`,
+/// in the caller's transaction, if it is still waiting and `owner` holds
+/// it: whether it did.
+pub(crate) async fn give_up(
+    tx: Conn<'_>,
+    queue: &Queue,
+    id: i64,
+    owner: &str,
+    error: &str,
+    now: Millis,
+) -> anyhow::Result<bool> {
+    let Queue {
+        table,
+        waiting,
+        item,
+    } = *queue;
+    // Only the constant table name is formatted in.
+    let sql = format!(
+        "UPDATE {table}
+         SET state = 'failed', attempts = attempts + 1, last_error = $1, updated_at = $2,
+             lease_until = NULL
+         WHERE id = $3 AND state = $4 AND lease_owner = $5"
+    );
+    let failed = on_backend!(tx, |tx| sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(error)
+        .bind(now.0)
+        .bind(id)
+        .bind(waiting)
+        .bind(owner)
+        .execute(tx)
+        .await
+        .map(|done| done.rows_affected())
+        .with_context(|| format!("Failing {item} {id}")))?;
+    Ok(failed == 1)
+}
+
 impl<'c> From<&'c mut SqliteConnection> for Conn<'c> {
     fn from(conn: &'c mut SqliteConnection) -> Self {
         Backend::Sqlite(conn)
@@ -405,12 +463,12 @@ impl Store {
             Backend::Sqlite(_) => "",
             Backend::Postgres(_) => "FOR UPDATE SKIP LOCKED",
         };
-        let statements = [("to_mail", "queued"), ("to_xmpp", "pending")].map(|(table, state)| {
+        let statements = [TO_MAIL, TO_XMPP].map(|Queue { table, waiting, .. }| {
             // Only the constant fragments above are formatted in.
             format!(
                 "UPDATE {table} SET lease_until = $1 WHERE id IN (
                      SELECT id FROM {table}
-                     WHERE lease_owner = $2 AND lease_until IS NOT NULL AND state = '{state}'
+                     WHERE lease_owner = $2 AND lease_until IS NOT NULL AND state = '{waiting}'
                      {lock}
                  )"
             )
@@ -428,6 +486,28 @@ impl Store {
             }
         });
         Ok(held)
+    }
+
+    /// When the next waiting item of `queue` is due for this instance, if
+    /// any: one leased to another instance is due when its lease runs
+    /// out. `what` names the question in errors.
+    async fn next_due(&self, queue: &Queue, what: &'static str) -> anyhow::Result<Option<Millis>> {
+        let Queue { table, waiting, .. } = *queue;
+        // Only the constant table name is formatted in.
+        let sql = format!(
+            "SELECT MIN(CASE WHEN lease_owner <> $2 AND lease_until > next_attempt_at
+                             THEN lease_until ELSE next_attempt_at END)
+             FROM {table} WHERE state = $1"
+        );
+        let next: Option<i64> = on_backend!(&self.pool, |pool| sqlx::query_scalar(
+            sqlx::AssertSqlSafe(sql)
+        )
+        .bind(waiting)
+        .bind(&*self.owner)
+        .fetch_one(pool)
+        .await
+        .context(what)?);
+        Ok(next.map(Millis))
     }
 
     /// Waits for running statements and closes the database.

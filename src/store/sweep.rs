@@ -81,38 +81,24 @@ impl Store {
         // SQLite's own, and a column of the same name in PostgreSQL.
         let swept = Swept {
             to_xmpp: self
-                .delete_batches(
+                .delete_ended(
                     "to_xmpp",
-                    "
-                    DELETE FROM to_xmpp WHERE id IN (
-                        SELECT id FROM to_xmpp
-                        WHERE state IN ($1, $2) AND updated_at < $3
-                          AND id < (SELECT MAX(id) FROM to_xmpp)
-                        LIMIT $4)
-                    ",
-                    &[
+                    [
                         Param::ToXmpp(ToXmppState::Delivered),
                         Param::ToXmpp(ToXmppState::Failed),
-                        Param::Int(finished),
                     ],
+                    finished,
                     stop,
                 )
                 .await?,
             to_mail: self
-                .delete_batches(
+                .delete_ended(
                     "to_mail",
-                    "
-                    DELETE FROM to_mail WHERE id IN (
-                        SELECT id FROM to_mail
-                        WHERE state IN ($1, $2) AND updated_at < $3
-                          AND id < (SELECT MAX(id) FROM to_mail)
-                        LIMIT $4)
-                    ",
-                    &[
+                    [
                         Param::ToMail(ToMailState::Sent),
                         Param::ToMail(ToMailState::Failed),
-                        Param::Int(finished),
                     ],
+                    finished,
                     stop,
                 )
                 .await?,
@@ -218,20 +204,44 @@ impl Store {
         Ok(swept)
     }
 
+    /// Deletes the items of queue `table` that ended (in one of the
+    /// states `ended`) before `before`, but its newest row.
+    async fn delete_ended(
+        &self,
+        table: &'static str,
+        ended: [Param; 2],
+        before: i64,
+        stop: &CancellationToken,
+    ) -> anyhow::Result<u64> {
+        // Only the constant table name is formatted in.
+        let sql = format!(
+            "
+            DELETE FROM {table} WHERE id IN (
+                SELECT id FROM {table}
+                WHERE state IN ($1, $2) AND updated_at < $3
+                  AND id < (SELECT MAX(id) FROM {table})
+                LIMIT $4)
+            "
+        );
+        let [first, second] = ended;
+        self.delete_batches(table, &sql, &[first, second, Param::Int(before)], stop)
+            .await
+    }
+
     /// Runs `sql` with `params`, then the batch size as its last
     /// parameter, until it deletes less than a batch; each run is its own
-    /// transaction.
+    /// transaction. Only constant SQL comes here.
     async fn delete_batches(
         &self,
         table: &str,
-        sql: &'static str,
+        sql: &str,
         params: &[Param],
         stop: &CancellationToken,
     ) -> anyhow::Result<u64> {
         let mut deleted = 0;
         while !stop.is_cancelled() {
             let done = on_backend!(&self.pool, |pool| {
-                let mut query = sqlx::query(sql);
+                let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
                 for param in params {
                     query = match *param {
                         Param::Int(value) => query.bind(value),
@@ -269,13 +279,11 @@ pub async fn run(store: Store, retention: Retention, every: Duration, shutdown: 
             () = shutdown.cancelled() => return,
         }
         // One instance of a cluster sweeps.
-        match store.hold_job("store-sweep", store.job_hold(every)).await {
-            Ok(true) => {}
-            Ok(false) => continue,
-            Err(e) => {
-                warn!(error = format!("{e:#}"), "Sweeping the store failed.");
-                continue;
-            }
+        if !store
+            .runs_job("store-sweep", every, "Sweeping the store failed.")
+            .await
+        {
+            continue;
         }
         match store.sweep(Millis::now(), &retention, &shutdown).await {
             Ok(swept) if swept.total() > 0 => info!(

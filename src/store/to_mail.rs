@@ -13,7 +13,7 @@ use tracing::warn;
 use super::messages::{insert_message, MessageRecord};
 use super::receipts::queue_receipts;
 use super::to_xmpp::{insert_notice, Notice};
-use super::{Backend, Conn, Millis, Store};
+use super::{give_up, Backend, Conn, Millis, Store, TO_MAIL};
 use crate::telemetry::{meters, Timed};
 
 /// Where a mail owed to a peer stands; stored as its lower-case name.
@@ -285,19 +285,7 @@ impl Store {
     /// When the next queued mail is due for this instance, if any: mail
     /// leased to another instance is due when its lease runs out.
     pub async fn next_to_mail(&self) -> anyhow::Result<Option<Millis>> {
-        let next: Option<i64> = on_backend!(&self.pool, |pool| sqlx::query_scalar(
-            "
-            SELECT MIN(CASE WHEN lease_owner <> $2 AND lease_until > next_attempt_at
-                            THEN lease_until ELSE next_attempt_at END)
-            FROM to_mail WHERE state = $1
-            "
-        )
-        .bind(ToMailState::Queued)
-        .bind(&*self.owner)
-        .fetch_one(pool)
-        .await
-        .context("Finding the next due mail")?);
-        Ok(next.map(Millis))
+        self.next_due(&TO_MAIL, "Finding the next due mail").await
     }
 
     /// Records what became of delivery attempts, in one transaction. A
@@ -331,7 +319,9 @@ impl Store {
                         }
                     }
                     MailOutcome::SentAsXmpp { id, told } => {
-                        if !mark_sent((&mut *tx).into(), *id, &self.owner, now).await? {
+                        if !end_attempt((&mut *tx).into(), *id, &self.owner, &Attempt::Sent, now)
+                            .await?
+                        {
                             lost.push(*id);
                             continue;
                         }
@@ -355,84 +345,51 @@ impl Store {
                         }
                     }
                     MailOutcome::Rerouted { id, error } => {
-                        let rerouted = sqlx::query(
-                            "
-                        UPDATE to_mail
-                        SET route = $1, attempts = attempts + 1, next_attempt_at = $2,
-                            last_error = $3, updated_at = $4, lease_until = NULL
-                        WHERE id = $5 AND lease_owner = $6
-                        ",
-                        )
-                        .bind(MailRoute::Smtp)
-                        .bind(now.0)
-                        .bind(error)
-                        .bind(now.0)
-                        .bind(id)
-                        .bind(&*self.owner)
-                        .execute(&mut *tx)
-                        .await
-                        .with_context(|| format!("Rerouting mail {id}"))?;
-                        if rerouted.rows_affected() == 0 {
+                        let later = Attempt::Later {
+                            route: Some(MailRoute::Smtp),
+                            at: now,
+                            error,
+                        };
+                        if !end_attempt((&mut *tx).into(), *id, &self.owner, &later, now).await? {
                             lost.push(*id);
                         }
                     }
                     MailOutcome::Sent(id) => {
-                        if !mark_sent((&mut *tx).into(), *id, &self.owner, now).await? {
+                        if !end_attempt((&mut *tx).into(), *id, &self.owner, &Attempt::Sent, now)
+                            .await?
+                        {
                             lost.push(*id);
                         } else if queue_receipts((&mut *tx).into(), *id, now).await? > 0 {
                             noticed = true;
                         }
                     }
                     MailOutcome::SentAwaitingReport(id) => {
-                        if !mark_sent((&mut *tx).into(), *id, &self.owner, now).await? {
+                        if !end_attempt((&mut *tx).into(), *id, &self.owner, &Attempt::Sent, now)
+                            .await?
+                        {
                             lost.push(*id);
                         }
                     }
                     MailOutcome::Retry { id, at, error } => {
-                        let deferred = sqlx::query(
-                            "
-                        UPDATE to_mail
-                        SET attempts = attempts + 1, next_attempt_at = $1, last_error = $2,
-                            updated_at = $3, lease_until = NULL
-                        WHERE id = $4 AND lease_owner = $5
-                        ",
-                        )
-                        .bind(at.0)
-                        .bind(error)
-                        .bind(now.0)
-                        .bind(id)
-                        .bind(&*self.owner)
-                        .execute(&mut *tx)
-                        .await
-                        .with_context(|| format!("Deferring mail {id}"))?;
-                        if deferred.rows_affected() == 0 {
+                        let later = Attempt::Later {
+                            route: None,
+                            at: *at,
+                            error,
+                        };
+                        if !end_attempt((&mut *tx).into(), *id, &self.owner, &later, now).await? {
                             lost.push(*id);
                         }
                     }
                     MailOutcome::Failed { id, error, notice } => {
-                        let failed = sqlx::query(
-                            "
-                        UPDATE to_mail
-                        SET state = $1, attempts = attempts + 1, last_error = $2, updated_at = $3,
-                            lease_until = NULL
-                        WHERE id = $4 AND state = $5 AND lease_owner = $6
-                        ",
-                        )
-                        .bind(ToMailState::Failed)
-                        .bind(error)
-                        .bind(now.0)
-                        .bind(id)
-                        .bind(ToMailState::Queued)
-                        .bind(&*self.owner)
-                        .execute(&mut *tx)
-                        .await
-                        .with_context(|| format!("Failing mail {id}"))?;
-                        if failed.rows_affected() == 0 {
+                        let failed =
+                            give_up((&mut *tx).into(), &TO_MAIL, *id, &self.owner, error, now)
+                                .await?;
+                        if !failed {
                             lost.push(*id);
                         }
                         // A mail no longer queued (a bounce failed it first)
                         // has told its sender already.
-                        if let (1, Some(notice)) = (failed.rows_affected(), notice) {
+                        if let (true, Some(notice)) = (failed, notice) {
                             insert_notice((&mut *tx).into(), notice, now).await?;
                             noticed = true;
                         }
@@ -524,26 +481,58 @@ where
     })
 }
 
-/// Records that mail `id`, leased to `owner`, was sent; false when
-/// `owner` no longer holds it.
-async fn mark_sent(tx: Conn<'_>, id: i64, owner: &str, now: Millis) -> anyhow::Result<bool> {
-    let sent = on_backend!(tx, |tx| sqlx::query(
+/// What became of an attempt at a mail.
+enum Attempt<'a> {
+    Sent,
+    /// Failed: the mail is tried again at `at`, by `route` where given,
+    /// else by the route it had.
+    Later {
+        route: Option<MailRoute>,
+        at: Millis,
+        error: &'a str,
+    },
+}
+
+/// Records what became of an attempt at mail `id`, leased to `owner`;
+/// false when `owner` no longer holds it.
+async fn end_attempt(
+    tx: Conn<'_>,
+    id: i64,
+    owner: &str,
+    attempt: &Attempt<'_>,
+    now: Millis,
+) -> anyhow::Result<bool> {
+    // A mail tried again keeps its state: a bounce may have failed it
+    // meanwhile.
+    let (state, route, at, error) = match *attempt {
+        Attempt::Sent => (Some(ToMailState::Sent), None, None, ""),
+        Attempt::Later { route, at, error } => (None, route, Some(at.0), error),
+    };
+    let ended = on_backend!(tx, |tx| sqlx::query(
         "
         UPDATE to_mail
-        SET state = $1, attempts = attempts + 1, last_error = '', updated_at = $2,
+        SET state = COALESCE($1, state), route = COALESCE($2, route), attempts = attempts + 1,
+            next_attempt_at = COALESCE($3, next_attempt_at), last_error = $4, updated_at = $5,
             lease_until = NULL
-        WHERE id = $3 AND lease_owner = $4
+        WHERE id = $6 AND lease_owner = $7
         ",
     )
-    .bind(ToMailState::Sent)
+    .bind(state)
+    .bind(route)
+    .bind(at)
+    .bind(error)
     .bind(now.0)
     .bind(id)
     .bind(owner)
     .execute(tx)
     .await
     .map(|done| done.rows_affected())
-    .with_context(|| format!("Marking mail {id} sent")))?;
-    Ok(sent == 1)
+    .with_context(|| match attempt {
+        Attempt::Sent => format!("Marking mail {id} sent"),
+        Attempt::Later { route: Some(_), .. } => format!("Rerouting mail {id}"),
+        Attempt::Later { route: None, .. } => format!("Deferring mail {id}"),
+    }))?;
+    Ok(ended == 1)
 }
 
 /// Queues one outgoing mail; `None` when the same mail (sender,

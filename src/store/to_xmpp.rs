@@ -10,7 +10,7 @@ use tracing::warn;
 use super::contacts::{upsert_contact, Contact};
 use super::messages::{insert_messages, MessageRecord};
 use super::to_mail::{insert_mail, NewMail};
-use super::{Backend, Conn, Millis, Store};
+use super::{give_up, Backend, Conn, Millis, Store, TO_XMPP};
 use crate::telemetry::{meters, Timed};
 
 /// Where a stanza owed to a user stands; stored as its lower-case name.
@@ -259,19 +259,8 @@ impl Store {
     /// if any: one leased to another instance is due when its lease runs
     /// out.
     pub async fn next_to_xmpp(&self) -> anyhow::Result<Option<Millis>> {
-        let next: Option<i64> = on_backend!(&self.pool, |pool| sqlx::query_scalar(
-            "
-            SELECT MIN(CASE WHEN lease_owner <> $2 AND lease_until > next_attempt_at
-                            THEN lease_until ELSE next_attempt_at END)
-            FROM to_xmpp WHERE state = $1
-            "
-        )
-        .bind(ToXmppState::Pending)
-        .bind(&*self.owner)
-        .fetch_one(pool)
-        .await
-        .context("Finding the next due delivery to XMPP")?);
-        Ok(next.map(Millis))
+        self.next_due(&TO_XMPP, "Finding the next due delivery to XMPP")
+            .await
     }
 
     /// Marks deliveries confirmed by the XMPP server, and remembers their
@@ -387,28 +376,12 @@ impl Store {
         let now = Millis::now();
         let queued = on_backend!(&self.pool, |pool| {
             let mut tx = pool.begin().await.context("Starting transaction")?;
-            let failed = sqlx::query(
-                "
-            UPDATE to_xmpp
-            SET state = $1, attempts = attempts + 1, last_error = $2, updated_at = $3,
-                lease_until = NULL
-            WHERE id = $4 AND state = $5 AND lease_owner = $6
-            ",
-            )
-            .bind(ToXmppState::Failed)
-            .bind(error)
-            .bind(now.0)
-            .bind(id)
-            .bind(ToXmppState::Pending)
-            .bind(&*self.owner)
-            .execute(&mut *tx)
-            .await
-            .with_context(|| format!("Failing delivery {id}"))?;
-            if failed.rows_affected() == 0 {
+            let failed = give_up((&mut *tx).into(), &TO_XMPP, id, &self.owner, error, now).await?;
+            if !failed {
                 self.lease_lost(id);
             }
             let mut queued = false;
-            if let (1, Some(report)) = (failed.rows_affected(), report) {
+            if let (true, Some(report)) = (failed, report) {
                 queued = insert_mail((&mut *tx).into(), report, now).await?.is_some();
             }
             tx.commit()

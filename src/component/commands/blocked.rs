@@ -9,12 +9,9 @@
 use facteur_policy::spam::BlockItem;
 use jid::BareJid;
 use tracing::{info, warn};
-use xmpp_parsers::minidom::rxml::xml_ncname;
 use xmpp_parsers::minidom::Element;
-use xmpp_parsers::ns;
-use xmpp_parsers::stanza_error::{DefinedCondition, ErrorType};
 
-use super::{field, field_values, form, note, Fault, NS_COMMANDS};
+use super::{choose, chosen_done, field_values, note, store_failed, Fault};
 use crate::component::reply;
 use crate::store::{Store, Verdict};
 
@@ -25,13 +22,6 @@ pub const NAME: &str = "Blocked senders";
 /// The form field listing the blocks, whose chosen values are unblocked.
 const FIELD: &str = "unblock";
 
-/// The command for a user who is not registered.
-const NOT_REGISTERED: Fault = Fault::new(
-    ErrorType::Auth,
-    DefinedCondition::RegistrationRequired,
-    "register with the gateway first",
-);
-
 /// Runs the command for `user`: the list as a form when nothing is
 /// submitted, else the unblocking of what the submitted form chose.
 /// `Ok((completed, children))`.
@@ -40,12 +30,9 @@ pub async fn run(
     user: &BareJid,
     submitted: Option<&Element>,
 ) -> Result<(bool, Vec<Element>), Fault> {
-    let failed = |e: anyhow::Error| {
-        warn!(error = format!("{e:#}"), "Store unavailable for a command.");
-        reply::TRY_LATER
-    };
+    let failed = store_failed;
     if !store.is_registered(user).await.map_err(failed)? {
-        return Err(NOT_REGISTERED);
+        return Err(reply::NOT_REGISTERED);
     }
     let Some(submitted) = submitted else {
         let blocked: Vec<_> = store
@@ -58,8 +45,7 @@ pub async fn run(
         if blocked.is_empty() {
             return Ok((true, vec![note("info", "You block no mail sender.")]));
         }
-        let mut list = field(FIELD, "list-multi", "Choose the senders to unblock", &[]);
-        for sender in &blocked {
+        let options = blocked.iter().map(|sender| {
             let label = format!(
                 "{}{} ({})",
                 sender.item,
@@ -70,24 +56,13 @@ pub async fn run(
                 },
                 sender.source.name()
             );
-            list.append_child(
-                Element::builder("option", ns::DATA_FORMS)
-                    .attr(xml_ncname!("label").into(), label)
-                    .append(
-                        Element::builder("value", ns::DATA_FORMS)
-                            .append(sender.item.as_str())
-                            .build(),
-                    )
-                    .build(),
-            );
-        }
-        let actions = Element::builder("actions", NS_COMMANDS)
-            .attr(xml_ncname!("execute").into(), "complete")
-            .append(Element::builder("complete", NS_COMMANDS).build())
-            .build();
-        return Ok((
-            false,
-            vec![actions, form("form", NS_COMMANDS, NAME, vec![list])],
+            (label, sender.item.as_str().to_owned())
+        });
+        return Ok(choose(
+            NAME,
+            FIELD,
+            "Choose the senders to unblock",
+            options,
         ));
     };
     let mut lines = Vec::new();
@@ -113,13 +88,8 @@ pub async fn run(
             lines.push(format!("{item} was not blocked."));
         }
     }
-    if lines.is_empty() {
-        lines.push("Nothing chosen: nothing changed.".to_owned());
-    } else {
-        lines.push(
-            "Unblock them in your client too, or your server keeps refusing their messages."
-                .to_owned(),
-        );
-    }
-    Ok((true, vec![note("info", &lines.join("\n"))]))
+    Ok(chosen_done(
+        lines,
+        Some("Unblock them in your client too, or your server keeps refusing their messages."),
+    ))
 }

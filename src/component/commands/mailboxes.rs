@@ -17,8 +17,10 @@ use xmpp_parsers::minidom::Element;
 use xmpp_parsers::ns;
 use xmpp_parsers::stanza_error::{DefinedCondition, ErrorType};
 
-use super::{bad_input, field, field_values, form, new_session, note, NS_COMMANDS};
-use crate::component::reply::{self, error, result, Fault};
+use super::{
+    bad_input, field, field_values, form, note, option, unknown_action, Request, NS_COMMANDS,
+};
+use crate::component::reply::{self, error, Fault};
 use crate::config::Config;
 use crate::imap::search::{self, Matches, SearchQuery};
 use crate::imap::{attach, line, AttachRequest, SubmissionRequest};
@@ -128,16 +130,7 @@ fn attach_form(user: &BareJid) -> Element {
     };
     let modes = |mut list: Element| {
         for mode in ["implicit", "starttls", "none"] {
-            list.append_child(
-                Element::builder("option", ns::DATA_FORMS)
-                    .attr(xml_ncname!("label").into(), mode)
-                    .append(
-                        Element::builder("value", ns::DATA_FORMS)
-                            .append(mode)
-                            .build(),
-                    )
-                    .build(),
-            );
+            list.append_child(option(mode, mode));
         }
         list
     };
@@ -279,40 +272,15 @@ pub async fn answer(config: &Config, store: &Store, iq: Iq) -> Iq {
             ),
         );
     }
-    let session = payload
-        .attr("sessionid")
-        .map(str::to_owned)
-        .unwrap_or_else(new_session);
-    let submitted = payload
-        .children()
-        .find(|c| c.is("x", ns::DATA_FORMS) && c.attr("type") == Some("submit"));
-    let action = payload.attr("action").unwrap_or("execute");
-    let reply = |status: &str, children: Vec<Element>| {
-        let command = Element::builder("command", NS_COMMANDS)
-            .attr(xml_ncname!("node").into(), node.as_str())
-            .attr(xml_ncname!("sessionid").into(), session.as_str())
-            .attr(xml_ncname!("status").into(), status)
-            .append_all(children)
-            .build();
-        result(&iq, Some(command))
-    };
-    let executing = |form: Element| {
-        reply(
-            "executing",
-            vec![
-                Element::builder("actions", NS_COMMANDS)
-                    .attr(xml_ncname!("execute").into(), "complete")
-                    .append(Element::builder("complete", NS_COMMANDS).build())
-                    .build(),
-                form,
-            ],
-        )
-    };
-    if action == "cancel" {
+    let request = Request::read(payload);
+    let submitted = request.submitted;
+    let reply = |status: &str, children: Vec<Element>| request.reply(&iq, &node, status, children);
+    let executing = |form: Element| request.executing(&iq, &node, form);
+    if request.action == "cancel" {
         return reply("canceled", Vec::new());
     }
-    if !matches!(action, "execute" | "complete" | "next") {
-        return error(&iq, bad_input(format!("unknown action {action:?}")));
+    if !matches!(request.action, "execute" | "complete" | "next") {
+        return error(&iq, unknown_action(request.action));
     }
     let failed = |e: anyhow::Error| {
         warn!(
@@ -362,14 +330,7 @@ pub async fn answer(config: &Config, store: &Store, iq: Iq) -> Iq {
                 }
                 Err(e) => {
                     info!(user = %user, host = %request.host, error = format!("{e:#}"), "Mailbox not attached.");
-                    error(
-                        &iq,
-                        Fault::with_text(
-                            ErrorType::Modify,
-                            DefinedCondition::NotAcceptable,
-                            format!("{e:#}"),
-                        ),
-                    )
+                    error(&iq, not_acceptable(&e))
                 }
             }
         }
@@ -447,14 +408,7 @@ pub async fn answer(config: &Config, store: &Store, iq: Iq) -> Iq {
                 .unwrap_or_else(|| "INBOX".to_owned());
             let refused = |e: anyhow::Error| {
                 info!(user = %user, host = %mailbox.host, error = format!("{e:#}"), "Mailbox search failed.");
-                error(
-                    &iq,
-                    Fault::with_text(
-                        ErrorType::Modify,
-                        DefinedCondition::NotAcceptable,
-                        format!("{e:#}"),
-                    ),
-                )
+                error(&iq, not_acceptable(&e))
             };
             let shown = one("message");
             if !shown.is_empty() {
@@ -490,21 +444,21 @@ pub async fn answer(config: &Config, store: &Store, iq: Iq) -> Iq {
                 ),
                 Ok(found) => {
                     debug!(user = %user, mailbox = mailbox.id, found = found.total, "Mailbox searched.");
-                    reply(
-                        "executing",
-                        vec![
-                            Element::builder("actions", NS_COMMANDS)
-                                .attr(xml_ncname!("execute").into(), "complete")
-                                .append(Element::builder("complete", NS_COMMANDS).build())
-                                .build(),
-                            found_form(mailbox, &folder, &found),
-                        ],
-                    )
+                    executing(found_form(mailbox, &folder, &found))
                 }
                 Err(e) => refused(e),
             }
         }
     }
+}
+
+/// What the server (or the mailbox) refused, in its words.
+fn not_acceptable(e: &anyhow::Error) -> Fault {
+    Fault::with_text(
+        ErrorType::Modify,
+        DefinedCondition::NotAcceptable,
+        format!("{e:#}"),
+    )
 }
 
 /// A list-single field of the user's mailboxes, by "host username".
@@ -518,19 +472,10 @@ fn mailbox_choice(mailboxes: &[ImapMailbox], label: &str, first: bool) -> Elemen
     let mut choice = field("mailbox", "list-single", label, &value);
     choice.append_child(Element::builder("required", ns::DATA_FORMS).build());
     for mailbox in mailboxes {
-        choice.append_child(
-            Element::builder("option", ns::DATA_FORMS)
-                .attr(
-                    xml_ncname!("label").into(),
-                    format!("{} at {}", mailbox.username, mailbox.host),
-                )
-                .append(
-                    Element::builder("value", ns::DATA_FORMS)
-                        .append(format!("{} {}", mailbox.host, mailbox.username))
-                        .build(),
-                )
-                .build(),
-        );
+        choice.append_child(option(
+            &format!("{} at {}", mailbox.username, mailbox.host),
+            &format!("{} {}", mailbox.host, mailbox.username),
+        ));
     }
     choice
 }

@@ -6,17 +6,18 @@
 
 use facteur_policy::spam::Thresholds;
 use jid::BareJid;
-use tracing::{info, warn};
-use xmpp_parsers::minidom::rxml::xml_ncname;
+use tracing::info;
 use xmpp_parsers::minidom::Element;
-use xmpp_parsers::ns;
 use xmpp_parsers::stanza_error::{DefinedCondition, ErrorType};
 
-use super::{field, field_values, form, note, Fault, NS_COMMANDS};
+use super::{
+    choose, chosen_done, complete_actions, field, field_values, form, note, store_failed, Fault,
+    NS_COMMANDS,
+};
 use crate::component::reply;
 use crate::spam::bayes::Models;
 use crate::spam::learn;
-use crate::store::{Store, Verdict};
+use crate::store::{Millis, Store, Verdict};
 
 /// "Spam settings".
 pub const SETTINGS_NODE: &str = "spam-settings";
@@ -30,12 +31,6 @@ pub const REPORT_NAME: &str = "Report spam";
 
 /// How many recent mails "Report spam" offers.
 const OFFERED: i64 = 20;
-
-const NOT_REGISTERED: Fault = Fault::new(
-    ErrorType::Auth,
-    DefinedCondition::RegistrationRequired,
-    "register with the gateway first",
-);
 
 /// Whether `node` is one of these commands.
 pub fn is_node(node: &str) -> bool {
@@ -52,29 +47,6 @@ pub fn name(node: &str) -> Option<&'static str> {
     }
 }
 
-fn failed(e: anyhow::Error) -> Fault {
-    warn!(error = format!("{e:#}"), "Store unavailable for a command.");
-    reply::TRY_LATER
-}
-
-fn complete_actions() -> Element {
-    Element::builder("actions", NS_COMMANDS)
-        .attr(xml_ncname!("execute").into(), "complete")
-        .append(Element::builder("complete", NS_COMMANDS).build())
-        .build()
-}
-
-fn option(label: &str, value: &str) -> Element {
-    Element::builder("option", ns::DATA_FORMS)
-        .attr(xml_ncname!("label").into(), label)
-        .append(
-            Element::builder("value", ns::DATA_FORMS)
-                .append(value)
-                .build(),
-        )
-        .build()
-}
-
 /// Runs the command at `node` for `user`. `Ok((completed, children))`.
 pub async fn run(
     node: &str,
@@ -82,8 +54,8 @@ pub async fn run(
     user: &BareJid,
     submitted: Option<&Element>,
 ) -> Result<(bool, Vec<Element>), Fault> {
-    if !store.is_registered(user).await.map_err(failed)? {
-        return Err(NOT_REGISTERED);
+    if !store.is_registered(user).await.map_err(store_failed)? {
+        return Err(reply::NOT_REGISTERED);
     }
     let models = Models::shared();
     match node {
@@ -146,7 +118,7 @@ async fn settings(
     user: &BareJid,
     submitted: Option<&Element>,
 ) -> Result<(bool, Vec<Element>), Fault> {
-    let now = store.spam_thresholds(user).await.map_err(failed)?;
+    let now = store.spam_thresholds(user).await.map_err(store_failed)?;
     let Some(submitted) = submitted else {
         return Ok((
             false,
@@ -161,7 +133,7 @@ async fn settings(
     store
         .set_spam_thresholds(user, &thresholds)
         .await
-        .map_err(failed)?;
+        .map_err(store_failed)?;
     info!(user = %user, mark = thresholds.mark, quarantine = thresholds.quarantine, reject = thresholds.reject, "Spam thresholds set.");
     Ok((
         true,
@@ -182,30 +154,22 @@ async fn not_spam(
     submitted: Option<&Element>,
 ) -> Result<(bool, Vec<Element>), Fault> {
     let Some(submitted) = submitted else {
-        let held = store.held_mails(Some(user), false).await.map_err(failed)?;
+        let held = store
+            .held_mails(Some(user), false)
+            .await
+            .map_err(store_failed)?;
         if held.is_empty() {
             return Ok((true, vec![note("info", "No mail is held for you.")]));
         }
-        let mut list = field(
+        let options = held.iter().map(|mail| {
+            let points = format!(" ({} points)", mail.points);
+            mail_option(mail.held_at, &mail.sender, &mail.subject, &points, mail.id)
+        });
+        return Ok(choose(
+            NOT_SPAM_NAME,
             "release",
-            "list-multi",
             "Choose the mails to release (they are delivered, and your spam filter learns they are not spam)",
-            &[],
-        );
-        for mail in &held {
-            let label = format!(
-                "{} ({} points)",
-                crate::spam::mail_line(mail.held_at, &mail.sender, &mail.subject),
-                mail.points
-            );
-            list.append_child(option(&label, &mail.id.to_string()));
-        }
-        return Ok((
-            false,
-            vec![
-                complete_actions(),
-                form("form", NS_COMMANDS, NOT_SPAM_NAME, vec![list]),
-            ],
+            options,
         ));
     };
     let mut lines = Vec::new();
@@ -214,12 +178,12 @@ async fn not_spam(
             lines.push(format!("{value:?} names no held mail."));
             continue;
         };
-        match store.release_held(user, id).await.map_err(failed)? {
+        match store.release_held(user, id).await.map_err(store_failed)? {
             Some(mail) => {
                 info!(user = %user, sender = %mail.sender, "Held mail released.");
                 learn::learn(store, models, user, &mail, Verdict::Ham)
                     .await
-                    .map_err(failed)?;
+                    .map_err(store_failed)?;
                 crate::spam::weigh_feedback(store, &mail.sender, false).await;
                 lines.push(format!(
                     "Released the mail from {}: {}.",
@@ -229,10 +193,13 @@ async fn not_spam(
             None => lines.push(format!("No mail {id} is held for you.")),
         }
     }
-    if lines.is_empty() {
-        lines.push("Nothing chosen: nothing changed.".to_owned());
-    }
-    Ok((true, vec![note("info", &lines.join("\n"))]))
+    Ok(chosen_done(lines, None))
+}
+
+/// A mail to choose (label, value): its line, then `more`; its id.
+fn mail_option(at: Millis, sender: &str, subject: &str, more: &str, id: i64) -> (String, String) {
+    let line = crate::spam::mail_line(at, sender, subject);
+    (format!("{line}{more}"), id.to_string())
 }
 
 async fn report(
@@ -242,34 +209,32 @@ async fn report(
     submitted: Option<&Element>,
 ) -> Result<(bool, Vec<Element>), Fault> {
     let Some(submitted) = submitted else {
-        let recent = store.recent_mails(user, OFFERED).await.map_err(failed)?;
+        let recent = store
+            .recent_mails(user, OFFERED)
+            .await
+            .map_err(store_failed)?;
         if recent.is_empty() {
             return Ok((true, vec![note("info", "No recent mail to report.")]));
         }
-        let mut list = field(
+        let options = recent.iter().map(|mail| {
+            let reported = if mail.trained == "spam" {
+                " (reported)"
+            } else {
+                ""
+            };
+            mail_option(
+                mail.received_at,
+                &mail.sender,
+                &mail.subject,
+                reported,
+                mail.id,
+            )
+        });
+        return Ok(choose(
+            REPORT_NAME,
             "report",
-            "list-multi",
             "Choose the spam (your spam filter learns from it, and the report is recorded)",
-            &[],
-        );
-        for mail in &recent {
-            let label = format!(
-                "{}{}",
-                crate::spam::mail_line(mail.received_at, &mail.sender, &mail.subject),
-                if mail.trained == "spam" {
-                    " (reported)"
-                } else {
-                    ""
-                }
-            );
-            list.append_child(option(&label, &mail.id.to_string()));
-        }
-        return Ok((
-            false,
-            vec![
-                complete_actions(),
-                form("form", NS_COMMANDS, REPORT_NAME, vec![list]),
-            ],
+            options,
         ));
     };
     let mut lines = Vec::new();
@@ -278,7 +243,7 @@ async fn report(
             Ok(id) => store
                 .recent_mail(user, Some(id), None)
                 .await
-                .map_err(failed)?,
+                .map_err(store_failed)?,
             Err(_) => None,
         };
         let Some(mail) = found else {
@@ -287,15 +252,12 @@ async fn report(
         };
         learn::learn(store, models, user, &mail, Verdict::Spam)
             .await
-            .map_err(failed)?;
+            .map_err(store_failed)?;
         crate::spam::weigh_feedback(store, &mail.sender, true).await;
         lines.push(format!(
             "Reported the mail from {}: {}.",
             mail.sender, mail.subject
         ));
     }
-    if lines.is_empty() {
-        lines.push("Nothing chosen: nothing changed.".to_owned());
-    }
-    Ok((true, vec![note("info", &lines.join("\n"))]))
+    Ok(chosen_done(lines, None))
 }

@@ -3,6 +3,7 @@
 
 use sequoia_openpgp::cert::CertBuilder;
 use sequoia_openpgp::serialize::SerializeInto;
+use xmpp_parsers::minidom::rxml::xml_ncname;
 
 use super::*;
 use crate::component::commands::items;

@@ -326,3 +326,37 @@ store_test! {
         );
     }
 }
+
+store_test! {
+    async fn a_rerouted_mail_goes_by_smtp_and_a_deferred_one_keeps_its_route(store, scratch) {
+        let alice = jid("alice@example.test");
+        let queued = store.queue_mail(&mail(&alice), None).await;
+        let id = queued.expect("queued");
+        store.due_to_mail(Millis::now(), 10).await.expect("due");
+        let rerouted = vec![
+            MailOutcome::Routed {
+                id,
+                route: MailRoute::Xmpp,
+            },
+            MailOutcome::Rerouted {
+                id,
+                error: "no gateway answers".into(),
+            },
+        ];
+        let deferred = vec![MailOutcome::Retry {
+            id,
+            at: Millis::now(),
+            error: "451 later".into(),
+        }];
+        // Either way tried again at once, by SMTP, one attempt more.
+        for (outcomes, attempts) in [(rerouted, 1), (deferred, 2)] {
+            store
+                .apply_mail_outcomes(&outcomes)
+                .await
+                .expect("recorded");
+            let due = store.due_to_mail(Millis::now(), 10).await.expect("due");
+            assert_eq!(due.len(), 1);
+            assert_eq!((due[0].route, due[0].attempts), (MailRoute::Smtp, attempts));
+        }
+    }
+}
