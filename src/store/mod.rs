@@ -338,6 +338,8 @@ pub struct Store {
     pool: Pool,
     users: users::UserCache,
     blocks: spam::BlockCache,
+    /// XMPP-Mail answers read lately (`None`: none kept).
+    answers: users::Recent<Option<xmpp_mail::Answer>>,
     wake: Arc<Wake>,
     /// This instance, as the owner of the queue items it takes.
     owner: Arc<str>,
@@ -362,6 +364,7 @@ impl Store {
             pool,
             users: users::UserCache::default(),
             blocks: spam::BlockCache::default(),
+            answers: users::Recent::default(),
             wake: Arc::default(),
             owner: instance_id().into(),
             lease: DEFAULT_LEASE,

@@ -9,7 +9,7 @@ use anyhow::Context;
 use facteur_policy::spam::{BlockItem, BlockSource};
 use jid::BareJid;
 
-use super::users::PerUser;
+use super::users::Recent;
 use super::{Millis, Store};
 
 /// Blocks kept in memory per user, at most: a longer list is asked of the
@@ -18,7 +18,7 @@ const CACHED_BLOCKS: usize = 256;
 
 /// Each user's blocks (item, refused at RCPT), or `None` when she has
 /// more than [`CACHED_BLOCKS`].
-pub(super) type BlockCache = PerUser<Option<Arc<[(String, bool)]>>>;
+pub(super) type BlockCache = Recent<Option<Arc<[(String, bool)]>>>;
 
 /// One sender a user blocked.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -85,7 +85,7 @@ impl Store {
         .await
         .map(|_| ()))
         .with_context(|| format!("Blocking {item} for {user}"))?;
-        self.blocks.forget(user);
+        self.blocks.forget(user.as_str());
         Ok(())
     }
 
@@ -100,7 +100,7 @@ impl Store {
         .await
         .map(|done| done.rows_affected()))
         .with_context(|| format!("Unblocking {item} for {user}"))?;
-        self.blocks.forget(user);
+        self.blocks.forget(user.as_str());
         Ok(done > 0)
     }
 
@@ -120,7 +120,7 @@ impl Store {
         .await
         .map(|done| done.rows_affected()))
         .with_context(|| format!("Unblocking {item} at the gateway for {user}"))?;
-        self.blocks.forget(user);
+        self.blocks.forget(user.as_str());
         Ok(done > 0)
     }
 
@@ -134,7 +134,7 @@ impl Store {
         .await
         .map(|done| done.rows_affected()))
         .with_context(|| format!("Unblocking all senders for {user}"))?;
-        self.blocks.forget(user);
+        self.blocks.forget(user.as_str());
         Ok(done)
     }
 
@@ -213,7 +213,7 @@ impl Store {
     /// `user`'s blocks, from the cache or the store; `None` when she has
     /// too many to keep in memory.
     async fn user_blocks(&self, user: &BareJid) -> anyhow::Result<Option<Arc<[(String, bool)]>>> {
-        if let Some(blocks) = self.blocks.get(user) {
+        if let Some(blocks) = self.blocks.get(user.as_str()) {
             return Ok(blocks);
         }
         let rows: Vec<(String, bool)> = on_backend!(&self.pool, |pool| sqlx::query_as(
@@ -225,7 +225,7 @@ impl Store {
         .await)
         .with_context(|| format!("Looking up the senders {user} blocked"))?;
         let blocks = (rows.len() <= CACHED_BLOCKS).then(|| Arc::from(rows));
-        self.blocks.put(user, blocks.clone());
+        self.blocks.put(user.as_str(), blocks.clone());
         Ok(blocks)
     }
 
@@ -277,7 +277,7 @@ impl Store {
             tx.commit().await.context("Committing a blocklist read")
         })
         .with_context(|| format!("Storing the blocklist of {user}"))?;
-        self.blocks.forget(user);
+        self.blocks.forget(user.as_str());
         Ok(())
     }
 

@@ -215,7 +215,7 @@ impl Store {
         .map(|d| d.rows_affected())
         })
         .with_context(|| format!("Setting the spam thresholds of {user}"))?;
-        self.users.forget(user);
+        self.users.forget(user.as_str());
         Ok(done > 0)
     }
 

@@ -1,5 +1,6 @@
 //! Registered users, their options and their spam thresholds, with a
-//! short-lived cache ([`PerUser`], also used for the senders they block):
+//! short-lived cache ([`Recent`], also used for the senders they block and
+//! for XMPP-Mail answers):
 //! every RCPT, every accepted mail and every delivery asks, registrations
 //! are rare. A change made through this store is seen at once; one made by
 //! another process (the `facteur users` command, another instance) within
@@ -27,41 +28,42 @@ pub(super) struct UserRow {
     pub spam: Thresholds,
 }
 
-/// Per user, the last answer of one kind, with when it was read.
+/// Per key (a user, say), the last answer of one kind read from the
+/// store, reused for [`CACHE_TIME`].
 #[derive(Clone)]
-pub(super) struct PerUser<V>(Arc<Mutex<HashMap<String, (Instant, V)>>>);
+pub(super) struct Recent<V>(Arc<Mutex<HashMap<String, (Instant, V)>>>);
 
-impl<V> Default for PerUser<V> {
+impl<V> Default for Recent<V> {
     fn default() -> Self {
-        PerUser(Arc::default())
+        Recent(Arc::default())
     }
 }
 
-impl<V: Clone> PerUser<V> {
-    pub(super) fn get(&self, user: &BareJid) -> Option<V> {
+impl<V: Clone> Recent<V> {
+    pub(super) fn get(&self, key: &str) -> Option<V> {
         let cache = self.0.lock().ok()?;
-        let (read, value) = cache.get(user.as_str())?;
+        let (read, value) = cache.get(key)?;
         (read.elapsed() < CACHE_TIME).then(|| value.clone())
     }
 
-    pub(super) fn put(&self, user: &BareJid, value: V) {
+    pub(super) fn put(&self, key: &str, value: V) {
         if let Ok(mut cache) = self.0.lock() {
             if cache.len() >= CACHE_MAX {
                 cache.clear();
             }
-            cache.insert(user.as_str().to_owned(), (Instant::now(), value));
+            cache.insert(key.to_owned(), (Instant::now(), value));
         }
     }
 
-    pub(super) fn forget(&self, user: &BareJid) {
+    pub(super) fn forget(&self, key: &str) {
         if let Ok(mut cache) = self.0.lock() {
-            cache.remove(user.as_str());
+            cache.remove(key);
         }
     }
 }
 
 /// Each user's row (`None`: not registered).
-pub(super) type UserCache = PerUser<Option<UserRow>>;
+pub(super) type UserCache = Recent<Option<UserRow>>;
 
 impl Store {
     pub async fn register(&self, user: &BareJid) -> anyhow::Result<()> {
@@ -78,7 +80,7 @@ impl Store {
         .await
         .map(|_| ()))
         .with_context(|| format!("Registering {user}"))?;
-        self.users.forget(user);
+        self.users.forget(user.as_str());
         self.wake.registered.notify_one();
         Ok(())
     }
@@ -120,7 +122,7 @@ impl Store {
                 .with_context(|| format!("Unregistering {user}"))?;
             done
         });
-        self.users.forget(user);
+        self.users.forget(user.as_str());
         Ok(done > 0)
     }
 
@@ -131,7 +133,7 @@ impl Store {
 
     /// A registered user's row, from the cache or the store.
     pub(super) async fn user_row(&self, user: &BareJid) -> anyhow::Result<Option<UserRow>> {
-        if let Some(row) = self.users.get(user) {
+        if let Some(row) = self.users.get(user.as_str()) {
             return Ok(row);
         }
         type Columns = (bool, bool, bool, String, f64, f64, f64);
@@ -159,7 +161,7 @@ impl Store {
                 },
             },
         );
-        self.users.put(user, row);
+        self.users.put(user.as_str(), row);
         Ok(row)
     }
 
@@ -186,7 +188,7 @@ impl Store {
         .await
         .map(|_| ()))
         .with_context(|| format!("Registering {user}"))?;
-        self.users.forget(user);
+        self.users.forget(user.as_str());
         self.wake.registered.notify_one();
         Ok(())
     }

@@ -68,13 +68,19 @@ pub struct Answer {
 
 impl Store {
     /// The answer about `subject`, if one is kept and not expired at `now`.
+    /// Read again from the store at most once per [`super::users::CACHE_TIME`]
+    /// (an outgoing mail asks about its recipient's domain more than once).
     pub async fn xmpp_mail_answer(
         &self,
         kind: AnswerKind,
         subject: &str,
         now: Millis,
     ) -> anyhow::Result<Option<Answer>> {
-        on_backend!(&self.pool, |pool| {
+        let key = answer_key(kind, subject);
+        if let Some(kept) = self.answers.get(&key) {
+            return Ok(kept.filter(|answer| answer.expires_at > now));
+        }
+        let answer = on_backend!(&self.pool, |pool| {
             let row = sqlx::query(
                 "
             SELECT status, gateway, max_size, handoff, expires_at
@@ -89,7 +95,7 @@ impl Store {
             .await
             .context("Reading an XMPP-Mail answer")?;
             row.map(|row| {
-                Ok(Answer {
+                Ok::<_, anyhow::Error>(Answer {
                     status: row.try_get("status")?,
                     gateway: row.try_get("gateway")?,
                     max_size: u64::try_from(row.try_get::<i64, _>("max_size")?).unwrap_or(0),
@@ -97,8 +103,10 @@ impl Store {
                     expires_at: Millis(row.try_get("expires_at")?),
                 })
             })
-            .transpose()
-        })
+            .transpose()?
+        });
+        self.answers.put(&key, answer.clone());
+        Ok(answer)
     }
 
     /// Keeps `answer` about `subject`, replacing any earlier one.
@@ -129,8 +137,14 @@ impl Store {
         .await
         .map(|_| ()))
         .context("Keeping an XMPP-Mail answer")?;
+        self.answers.forget(&answer_key(kind, subject));
         Ok(())
     }
+}
+
+/// The cache key of an answer.
+fn answer_key(kind: AnswerKind, subject: &str) -> String {
+    format!("{kind:?} {subject}")
 }
 
 impl Store {
@@ -218,6 +232,28 @@ impl Store {
 mod tests {
     use super::*;
     use crate::store::testing::store_test;
+
+    store_test! {
+        async fn an_answer_kept_by_another_instance_is_seen_within_the_cache_time(store, scratch) {
+            let now = Millis::now();
+            let ask = || store.xmpp_mail_answer(AnswerKind::Domain, "b.test", now);
+            assert_eq!(ask().await.expect("read"), None);
+            let answer = Answer {
+                status: AnswerStatus::Gateway,
+                gateway: "mail.b.test".into(),
+                max_size: 0,
+                handoff: false,
+                expires_at: now.after(std::time::Duration::from_secs(3600)),
+            };
+            let other = scratch.open().await;
+            other
+                .remember_xmpp_mail_answer(AnswerKind::Domain, "b.test", &answer)
+                .await
+                .expect("kept");
+            tokio::time::sleep(crate::store::users::CACHE_TIME + std::time::Duration::from_millis(50)).await;
+            assert_eq!(ask().await.expect("read"), Some(answer));
+        }
+    }
 
     store_test! {
         async fn answers_are_kept_until_they_expire(store, scratch) {
