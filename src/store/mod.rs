@@ -207,6 +207,16 @@ pub(crate) enum Backend<S, P> {
 
 type Pool = Backend<SqlitePool, PgPool>;
 
+impl<S, P> Backend<S, P> {
+    /// Which database this is.
+    fn kind(&self) -> Kind {
+        match self {
+            Backend::Sqlite(_) => Kind::Sqlite,
+            Backend::Postgres(_) => Kind::Postgres,
+        }
+    }
+}
+
 /// A connection (or a transaction's) that helpers shared by several
 /// transactions write through.
 pub(crate) type Conn<'c> = Backend<&'c mut SqliteConnection, &'c mut PgConnection>;
@@ -441,14 +451,6 @@ impl Store {
             });
         }
         Ok(freed)
-    }
-
-    /// Which database this store is on.
-    fn kind(&self) -> Kind {
-        match self.pool {
-            Backend::Sqlite(_) => Kind::Sqlite,
-            Backend::Postgres(_) => Kind::Postgres,
-        }
     }
 
     /// Extends the leases of the items this instance is working on, in

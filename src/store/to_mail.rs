@@ -245,7 +245,7 @@ impl Store {
             Backend::Sqlite(_) => "",
             Backend::Postgres(_) => "FOR UPDATE SKIP LOCKED",
         };
-        let busy_ids = super::json_ids_sql(self.kind(), 3);
+        let busy_ids = super::json_ids_sql(self.pool.kind(), 3);
         // Only the constant fragments above are formatted in.
         let sql = format!(
             "

@@ -171,7 +171,7 @@ impl Store {
             Backend::Sqlite(_) => "",
             Backend::Postgres(_) => "FOR UPDATE SKIP LOCKED",
         };
-        let busy_ids = super::json_ids_sql(self.kind(), 6);
+        let busy_ids = super::json_ids_sql(self.pool.kind(), 6);
         // Only the constant fragments above are formatted in. The mail
         // goes with each row, read by subqueries (RETURNING names one
         // table).
@@ -468,37 +468,23 @@ async fn mark_delivered(
         UPDATE to_xmpp
         SET state = $1, attempts = attempts + 1, last_error = '', updated_at = $2,
             lease_until = NULL";
-    let mut marked = 0;
-    match tx {
-        Backend::Sqlite(tx) if !ids.is_empty() => {
-            let ids = serde_json::to_string(ids).context("Marking deliveries done")?;
-            marked = sqlx::query(sqlx::AssertSqlSafe(format!(
-                "{SET} WHERE id IN (SELECT value FROM json_each($3)) AND lease_owner = $4"
-            )))
-            .bind(ToXmppState::Delivered)
-            .bind(now.0)
-            .bind(ids)
-            .bind(owner)
-            .execute(&mut *tx)
-            .await
-            .context("Marking deliveries done")?
-            .rows_affected();
-        }
-        Backend::Postgres(tx) if !ids.is_empty() => {
-            marked = sqlx::query(sqlx::AssertSqlSafe(format!(
-                "{SET} WHERE id = ANY($3) AND lease_owner = $4"
-            )))
-            .bind(ToXmppState::Delivered)
-            .bind(now.0)
-            .bind(ids)
-            .bind(owner)
-            .execute(&mut *tx)
-            .await
-            .context("Marking deliveries done")?
-            .rows_affected();
-        }
-        Backend::Sqlite(_) | Backend::Postgres(_) => {}
+    if ids.is_empty() {
+        return Ok(0);
     }
+    // Only the constant fragments are formatted in.
+    let sql = format!(
+        "{SET} WHERE id IN ({}) AND lease_owner = $4",
+        super::json_ids_sql(tx.kind(), 3)
+    );
+    let marked = on_backend!(tx, |tx| sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(ToXmppState::Delivered)
+        .bind(now.0)
+        .bind(super::json_ids(ids))
+        .bind(owner)
+        .execute(tx)
+        .await
+        .context("Marking deliveries done")?
+        .rows_affected());
     Ok(marked)
 }
 
